@@ -80,7 +80,12 @@ pub fn physical_now_ms() -> u64 {
 
 impl fmt::Debug for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Epoch({}:{})", self.physical_ms(), self.0 & ((1 << EPOCH_SEQ_BITS) - 1))
+        write!(
+            f,
+            "Epoch({}:{})",
+            self.physical_ms(),
+            self.0 & ((1 << EPOCH_SEQ_BITS) - 1)
+        )
     }
 }
 

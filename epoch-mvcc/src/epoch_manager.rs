@@ -43,7 +43,10 @@ impl EpochManager {
     pub fn on_write(&self, epoch: Epoch) -> StoreResult<()> {
         let mut s = self.state.lock();
         if epoch <= s.sealed {
-            return Err(StoreError::EpochSealed { epoch, sealed: s.sealed });
+            return Err(StoreError::EpochSealed {
+                epoch,
+                sealed: s.sealed,
+            });
         }
         s.max_written = s.max_written.max(epoch);
         Ok(())
@@ -53,7 +56,10 @@ impl EpochManager {
     pub fn seal(&self, epoch: Epoch) -> StoreResult<()> {
         let mut s = self.state.lock();
         if epoch <= s.sealed {
-            return Err(StoreError::EpochSealed { epoch, sealed: s.sealed });
+            return Err(StoreError::EpochSealed {
+                epoch,
+                sealed: s.sealed,
+            });
         }
         s.sealed = epoch;
         s.max_written = s.max_written.max(epoch);
@@ -64,7 +70,10 @@ impl EpochManager {
     pub fn check_syncable(&self, epoch: Epoch) -> StoreResult<()> {
         let s = self.state.lock();
         if epoch > s.sealed {
-            return Err(StoreError::EpochNotSealed { epoch, sealed: s.sealed });
+            return Err(StoreError::EpochNotSealed {
+                epoch,
+                sealed: s.sealed,
+            });
         }
         Ok(())
     }
@@ -94,7 +103,12 @@ impl EpochManager {
     /// The oldest epoch a reader may still read.
     pub fn safe_epoch(&self) -> Epoch {
         let s = self.state.lock();
-        s.pinned.keys().next().copied().unwrap_or(s.committed).min(s.committed)
+        s.pinned
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(s.committed)
+            .min(s.committed)
     }
 
     /// Pins the committed epoch: until the returned guard drops, its versions stay readable.
@@ -102,7 +116,10 @@ impl EpochManager {
         let mut s = self.state.lock();
         let epoch = s.committed;
         *s.pinned.entry(epoch).or_default() += 1;
-        PinnedSnapshot { epoch, manager: Arc::clone(self) }
+        PinnedSnapshot {
+            epoch,
+            manager: Arc::clone(self),
+        }
     }
 
     fn unpin(&self, epoch: Epoch) {

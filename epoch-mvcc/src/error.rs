@@ -6,9 +6,7 @@ use crate::Epoch;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A read asked for an epoch whose old versions compaction may already have dropped.
-    #[error(
-        "epoch {read} is older than the safe epoch {safe}; pin a snapshot to keep it readable"
-    )]
+    #[error("epoch {read} is older than the safe epoch {safe}; pin a snapshot to keep it readable")]
     EpochTooOld {
         /// The epoch asked for.
         read: Epoch,

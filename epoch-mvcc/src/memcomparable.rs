@@ -19,9 +19,15 @@ pub struct OrderType {
 
 impl OrderType {
     /// `ASC NULLS LAST`, PostgreSQL's default for ascending order.
-    pub const ASC: OrderType = OrderType { descending: false, nulls_first: false };
+    pub const ASC: OrderType = OrderType {
+        descending: false,
+        nulls_first: false,
+    };
     /// `DESC NULLS FIRST`, PostgreSQL's default for descending order.
-    pub const DESC: OrderType = OrderType { descending: true, nulls_first: true };
+    pub const DESC: OrderType = OrderType {
+        descending: true,
+        nulls_first: true,
+    };
 }
 
 impl Default for OrderType {
@@ -104,7 +110,11 @@ const STR_MORE: u8 = 9;
 
 fn null_tag(order: OrderType) -> u8 {
     // Encoding happens ascending and descending inverts it, so "first" flips with direction.
-    if order.nulls_first != order.descending { TAG_NULL_FIRST } else { TAG_NULL_LAST }
+    if order.nulls_first != order.descending {
+        TAG_NULL_FIRST
+    } else {
+        TAG_NULL_LAST
+    }
 }
 
 /// Appends the encoding of `datum` in `order` to `buf`.
@@ -139,15 +149,35 @@ fn encode_value(buf: &mut Vec<u8>, datum: &KeyDatum) {
 /// Maps a float to an unsigned integer with the same order; -0.0 equals 0.0 and every NaN is
 /// one value greater than +inf, as PostgreSQL orders them.
 fn order_f64(v: f64) -> u64 {
-    let v = if v.is_nan() { f64::NAN } else if v == 0.0 { 0.0 } else { v };
+    let v = if v.is_nan() {
+        f64::NAN
+    } else if v == 0.0 {
+        0.0
+    } else {
+        v
+    };
     let bits = v.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
 fn order_f32(v: f32) -> u32 {
-    let v = if v.is_nan() { f32::NAN } else if v == 0.0 { 0.0 } else { v };
+    let v = if v.is_nan() {
+        f32::NAN
+    } else if v == 0.0 {
+        0.0
+    } else {
+        v
+    };
     let bits = v.to_bits();
-    if bits >> 31 == 1 { !bits } else { bits | (1 << 31) }
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | (1 << 31)
+    }
 }
 
 /// Groups of 8 bytes, each followed by a marker: 9 if more groups follow, else the count of
@@ -189,7 +219,11 @@ pub fn decode_row(
         row.push(datum);
         input = &input[used..];
     }
-    if input.is_empty() { Ok(row) } else { Err(DecodeError::Trailing(input.len())) }
+    if input.is_empty() {
+        Ok(row)
+    } else {
+        Err(DecodeError::Trailing(input.len()))
+    }
 }
 
 /// Decodes one datum from the start of `input`; returns it and the bytes it took.
@@ -206,7 +240,10 @@ pub fn decode_datum(
         return Ok((KeyDatum::Null, 1));
     }
     if tag != TAG_VALUE {
-        return Err(DecodeError::Invalid { column, detail: "bad NULL tag" });
+        return Err(DecodeError::Invalid {
+            column,
+            detail: "bad NULL tag",
+        });
     }
     let body = &input[1..];
     let fixed = |n: usize| -> Result<Vec<u8>, DecodeError> {
@@ -217,7 +254,12 @@ pub fn decode_datum(
         KeyType::Bool => match fixed(1)?[0] {
             0 => (KeyDatum::Bool(false), 1),
             1 => (KeyDatum::Bool(true), 1),
-            _ => return Err(DecodeError::Invalid { column, detail: "bad boolean" }),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    column,
+                    detail: "bad boolean",
+                });
+            }
         },
         KeyType::Int16 => {
             let v = u16::from_be_bytes(fixed(2)?.try_into().unwrap()) ^ (1 << 15);
@@ -233,12 +275,20 @@ pub fn decode_datum(
         }
         KeyType::Float32 => {
             let bits = u32::from_be_bytes(fixed(4)?.try_into().unwrap());
-            let bits = if bits >> 31 == 1 { bits & !(1 << 31) } else { !bits };
+            let bits = if bits >> 31 == 1 {
+                bits & !(1 << 31)
+            } else {
+                !bits
+            };
             (KeyDatum::Float32(f32::from_bits(bits)), 4)
         }
         KeyType::Float64 => {
             let bits = u64::from_be_bytes(fixed(8)?.try_into().unwrap());
-            let bits = if bits >> 63 == 1 { bits & !(1 << 63) } else { !bits };
+            let bits = if bits >> 63 == 1 {
+                bits & !(1 << 63)
+            } else {
+                !bits
+            };
             (KeyDatum::Float64(f64::from_bits(bits)), 8)
         }
         KeyType::Str | KeyType::Bytes => {
@@ -276,7 +326,12 @@ fn decode_bytes(
                 out.extend(group[..usize::from(n)].iter().map(|b| flip(*b)));
                 return Ok((out, pos));
             }
-            _ => return Err(DecodeError::Invalid { column, detail: "bad string group marker" }),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    column,
+                    detail: "bad string group marker",
+                });
+            }
         }
     }
 }
@@ -329,19 +384,17 @@ mod tests {
 
     fn same_value(a: &KeyDatum, b: &KeyDatum) -> bool {
         match (a, b) {
-            (KeyDatum::Float64(x), KeyDatum::Float64(y)) => {
-                (x.is_nan() && y.is_nan()) || x == y
-            }
-            (KeyDatum::Float32(x), KeyDatum::Float32(y)) => {
-                (x.is_nan() && y.is_nan()) || x == y
-            }
+            (KeyDatum::Float64(x), KeyDatum::Float64(y)) => (x.is_nan() && y.is_nan()) || x == y,
+            (KeyDatum::Float32(x), KeyDatum::Float32(y)) => (x.is_nan() && y.is_nan()) || x == y,
             _ => a == b,
         }
     }
 
     fn orders() -> impl Strategy<Value = OrderType> {
-        (any::<bool>(), any::<bool>())
-            .prop_map(|(descending, nulls_first)| OrderType { descending, nulls_first })
+        (any::<bool>(), any::<bool>()).prop_map(|(descending, nulls_first)| OrderType {
+            descending,
+            nulls_first,
+        })
     }
 
     proptest! {

@@ -67,8 +67,9 @@ pub fn range_contains(range: &KeyRange, key: &[u8]) -> bool {
 /// Yields, for each user key in range, the newest version with epoch at most the read epoch,
 /// skipping keys whose visible version is a tombstone.
 ///
-/// The cursor must already be positioned at the first entry of the range in `direction`;
-/// iteration stops when the user key leaves the range.
+/// The cursor should be positioned at (or just before) the first entry of the range in
+/// `direction`; keys before the range are skipped and iteration stops when the user key
+/// leaves it.
 pub struct MvccIter<C> {
     cursor: C,
     read_epoch: Epoch,
@@ -80,7 +81,13 @@ pub struct MvccIter<C> {
 impl<C: VersionCursor> MvccIter<C> {
     /// An iterator reading `cursor` as of `read_epoch`, bounded by `range`.
     pub fn new(cursor: C, read_epoch: Epoch, direction: Direction, range: KeyRange) -> Self {
-        MvccIter { cursor, read_epoch, direction, range, last_user_key: None }
+        MvccIter {
+            cursor,
+            read_epoch,
+            direction,
+            range,
+            last_user_key: None,
+        }
     }
 
     /// The next visible `(user key, value)`, or `None` at the end of the range.
@@ -99,7 +106,8 @@ impl<C: VersionCursor> MvccIter<C> {
             }
             let newer_than_read = key.epoch > self.read_epoch;
             let shadowed = self.last_user_key.as_deref() == Some(key.user_key);
-            if newer_than_read || shadowed {
+            let before_start = !within_end(&self.range, key.user_key, Direction::Backward);
+            if newer_than_read || shadowed || before_start {
                 self.cursor.next().await?;
                 continue;
             }
@@ -123,6 +131,7 @@ impl<C: VersionCursor> MvccIter<C> {
             if !within_end(&self.range, &user_key, Direction::Backward) {
                 return Ok(None);
             }
+            let after_end = !within_end(&self.range, &user_key, Direction::Forward);
             let mut visible = None;
             while self.cursor.is_valid() && self.cursor.key().user_key == user_key.as_slice() {
                 if self.cursor.key().epoch <= self.read_epoch {
@@ -130,7 +139,7 @@ impl<C: VersionCursor> MvccIter<C> {
                 }
                 self.cursor.next().await?;
             }
-            if let Some(Value::Put(v)) = visible {
+            if let (Some(Value::Put(v)), false) = (visible, after_end) {
                 return Ok(Some((Bytes::from(user_key), v)));
             }
         }
@@ -224,7 +233,11 @@ mod tests {
         }
     }
 
-    fn collect(entries: Vec<(Vec<u8>, Epoch, Value)>, read: Epoch, dir: Direction) -> Vec<(Bytes, Bytes)> {
+    fn collect(
+        entries: Vec<(Vec<u8>, Epoch, Value)>,
+        read: Epoch,
+        dir: Direction,
+    ) -> Vec<(Bytes, Bytes)> {
         let cursor = VecCursor::new(entries, dir);
         let mut it = MvccIter::new(cursor, read, dir, (Bound::Unbounded, Bound::Unbounded));
         let mut out = Vec::new();
@@ -237,7 +250,11 @@ mod tests {
     }
 
     fn put(k: &str, e: u64, v: &str) -> (Vec<u8>, Epoch, Value) {
-        (k.as_bytes().to_vec(), Epoch(e), Value::Put(Bytes::copy_from_slice(v.as_bytes())))
+        (
+            k.as_bytes().to_vec(),
+            Epoch(e),
+            Value::Put(Bytes::copy_from_slice(v.as_bytes())),
+        )
     }
 
     fn del(k: &str, e: u64) -> (Vec<u8>, Epoch, Value) {
@@ -246,12 +263,35 @@ mod tests {
 
     #[test]
     fn reads_newest_visible_version_both_directions() {
-        let data = vec![put("a", 1, "a1"), put("a", 3, "a3"), del("b", 2), put("b", 1, "b1"), put("c", 5, "c5")];
-        let kv = |k: &str, v: &str| (Bytes::copy_from_slice(k.as_bytes()), Bytes::copy_from_slice(v.as_bytes()));
-        assert_eq!(collect(data.clone(), Epoch(1), Direction::Forward), vec![kv("a", "a1"), kv("b", "b1")]);
-        assert_eq!(collect(data.clone(), Epoch(4), Direction::Forward), vec![kv("a", "a3")]);
-        assert_eq!(collect(data.clone(), Epoch(9), Direction::Backward), vec![kv("c", "c5"), kv("a", "a3")]);
-        assert_eq!(collect(data, Epoch(1), Direction::Backward), vec![kv("b", "b1"), kv("a", "a1")]);
+        let data = vec![
+            put("a", 1, "a1"),
+            put("a", 3, "a3"),
+            del("b", 2),
+            put("b", 1, "b1"),
+            put("c", 5, "c5"),
+        ];
+        let kv = |k: &str, v: &str| {
+            (
+                Bytes::copy_from_slice(k.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        };
+        assert_eq!(
+            collect(data.clone(), Epoch(1), Direction::Forward),
+            vec![kv("a", "a1"), kv("b", "b1")]
+        );
+        assert_eq!(
+            collect(data.clone(), Epoch(4), Direction::Forward),
+            vec![kv("a", "a3")]
+        );
+        assert_eq!(
+            collect(data.clone(), Epoch(9), Direction::Backward),
+            vec![kv("c", "c5"), kv("a", "a3")]
+        );
+        assert_eq!(
+            collect(data, Epoch(1), Direction::Backward),
+            vec![kv("b", "b1"), kv("a", "a1")]
+        );
     }
 
     #[test]
@@ -264,7 +304,10 @@ mod tests {
         let mut bottom = CompactionFilter::new(Epoch(5), true);
         assert!(!bottom.keep(FullKeyRef::new(b"a", Epoch(4)), true));
         assert!(!bottom.keep(FullKeyRef::new(b"a", Epoch(3)), false));
-        assert!(bottom.keep(FullKeyRef::new(b"b", Epoch(6)), true), "tombstones above the safe epoch stay");
+        assert!(
+            bottom.keep(FullKeyRef::new(b"b", Epoch(6)), true),
+            "tombstones above the safe epoch stay"
+        );
     }
 
     proptest::proptest! {

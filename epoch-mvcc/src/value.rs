@@ -66,7 +66,11 @@ mod tests {
 
     #[test]
     fn roundtrip_and_rejects_garbage() {
-        for v in [Value::Put(Bytes::from_static(b"x")), Value::Put(Bytes::new()), Value::Delete] {
+        for v in [
+            Value::Put(Bytes::from_static(b"x")),
+            Value::Put(Bytes::new()),
+            Value::Delete,
+        ] {
             let mut buf = Vec::new();
             v.encode_into(&mut buf);
             assert_eq!(buf.len(), v.encoded_len());

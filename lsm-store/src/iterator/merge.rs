@@ -1,0 +1,148 @@
+//! K-way merge of cursors by full key.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
+
+use epoch_mvcc::{Direction, FullKeyRef, Value, VersionCursor};
+
+use super::{BatchCursor, ConcatCursor};
+use crate::{Error, Result};
+
+/// One input of a merge.
+#[derive(Debug)]
+pub(crate) enum SourceCursor {
+    Batch(BatchCursor),
+    Concat(ConcatCursor),
+}
+
+impl SourceCursor {
+    fn is_valid(&self) -> bool {
+        match self {
+            SourceCursor::Batch(c) => c.is_valid(),
+            SourceCursor::Concat(c) => c.is_valid(),
+        }
+    }
+
+    fn key(&self) -> FullKeyRef<'_> {
+        match self {
+            SourceCursor::Batch(c) => c.key(),
+            SourceCursor::Concat(c) => c.key(),
+        }
+    }
+
+    fn value(&self) -> Result<Value> {
+        match self {
+            SourceCursor::Batch(c) => Ok(c.value()),
+            SourceCursor::Concat(c) => c.value(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<()> {
+        match self {
+            SourceCursor::Batch(c) => {
+                c.next();
+                Ok(())
+            }
+            SourceCursor::Concat(c) => c.next().await,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HeapItem {
+    cursor: SourceCursor,
+    /// Position in the read path; lower is newer and wins ties.
+    rank: usize,
+    direction: Direction,
+}
+
+impl Ord for HeapItem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap pops the greatest: forward wants the smallest key on top.
+        let by_key = self.cursor.key().cmp(&other.cursor.key());
+        match self.direction {
+            Direction::Forward => by_key.then(self.rank.cmp(&other.rank)).reverse(),
+            Direction::Backward => by_key.then(self.rank.cmp(&other.rank)),
+        }
+    }
+}
+
+impl PartialOrd for HeapItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for HeapItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for HeapItem {}
+
+/// Merges positioned cursors, newest source first on ties.
+#[derive(Debug)]
+pub(crate) struct MergeCursor {
+    heap: BinaryHeap<HeapItem>,
+    /// The value of the current entry, read when the cursor moved there so that corruption
+    /// surfaces as an error from `next` rather than from an accessor.
+    current_value: Option<Value>,
+}
+
+impl MergeCursor {
+    /// Merges `cursors`, listed newest first, all positioned in `direction`.
+    pub(crate) fn new(cursors: Vec<SourceCursor>, direction: Direction) -> Result<Self> {
+        let heap = cursors
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_valid())
+            .map(|(rank, cursor)| HeapItem {
+                cursor,
+                rank,
+                direction,
+            })
+            .collect();
+        let mut merge = MergeCursor {
+            heap,
+            current_value: None,
+        };
+        merge.load_value()?;
+        Ok(merge)
+    }
+
+    fn load_value(&mut self) -> Result<()> {
+        self.current_value = match self.heap.peek() {
+            Some(top) => Some(top.cursor.value()?),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+impl VersionCursor for MergeCursor {
+    type Error = Error;
+
+    fn is_valid(&self) -> bool {
+        !self.heap.is_empty()
+    }
+
+    fn key(&self) -> FullKeyRef<'_> {
+        self.heap.peek().expect("valid cursor").cursor.key()
+    }
+
+    fn value(&self) -> Value {
+        self.current_value.clone().expect("valid cursor")
+    }
+
+    async fn next(&mut self) -> Result<()> {
+        if let Some(mut top) = self.heap.peek_mut() {
+            top.cursor.next().await?;
+            if !top.cursor.is_valid() {
+                PeekMut::pop(top);
+            }
+        }
+        self.load_value()
+    }
+}

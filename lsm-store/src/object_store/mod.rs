@@ -1,0 +1,280 @@
+//! Object storage: one trait, several backends, and layers that wrap any backend.
+//!
+//! The engine only ever sees `Arc<dyn ObjectStore>`; whether retries, metrics or fault
+//! injection sit in front of the backend is decided where the store is built.
+
+mod fault;
+mod instrumented;
+mod local;
+mod memory;
+mod retry;
+mod s3;
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use fault::{FaultInjectingObjectStore, FaultPlan};
+pub use instrumented::{InstrumentedObjectStore, ObjectStoreStats, ObjectStoreStatsSnapshot};
+pub use local::LocalObjectStore;
+pub use memory::MemoryObjectStore;
+pub use retry::{RetryOptions, RetryingObjectStore};
+pub use s3::S3ObjectStore;
+
+/// What an object store reports about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Path relative to the store's root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub last_modified: SystemTime,
+}
+
+/// Why an object store request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object does not exist.
+    #[error("object {path} not found")]
+    NotFound {
+        /// The object's path.
+        path: String,
+    },
+    /// A create-only put found the object already there.
+    #[error("object {path} already exists")]
+    AlreadyExists {
+        /// The object's path.
+        path: String,
+    },
+    /// A failure that may go away when retried (network, throttling, server error).
+    #[error("{op} {path}: transient failure: {message}")]
+    Transient {
+        /// The request kind.
+        op: &'static str,
+        /// The object's path.
+        path: String,
+        /// What the backend said.
+        message: String,
+    },
+    /// A failure that retrying will not fix (permissions, bad request, local I/O error).
+    #[error("{op} {path}: {message}")]
+    Permanent {
+        /// The request kind.
+        op: &'static str,
+        /// The object's path.
+        path: String,
+        /// What the backend said.
+        message: String,
+    },
+}
+
+impl ObjectError {
+    /// Whether retrying the request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ObjectError::Transient { .. })
+    }
+
+    /// Classifies a local I/O error.
+    pub(crate) fn from_io(op: &'static str, path: &str, e: std::io::Error) -> ObjectError {
+        use std::io::ErrorKind::*;
+        let path = path.to_string();
+        match e.kind() {
+            NotFound => ObjectError::NotFound { path },
+            AlreadyExists => ObjectError::AlreadyExists { path },
+            Interrupted | TimedOut | WouldBlock => ObjectError::Transient {
+                op,
+                path,
+                message: e.to_string(),
+            },
+            _ => ObjectError::Permanent {
+                op,
+                path,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Result of object store requests.
+pub type ObjectResult<T> = Result<T, ObjectError>;
+
+/// A flat namespace of immutable objects addressed by `/`-separated paths.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug + 'static {
+    /// Reads a whole object.
+    async fn get(&self, path: &str) -> ObjectResult<Bytes>;
+
+    /// Reads a byte range of an object. A range past the end returns only the bytes that
+    /// exist, as S3 does; callers check lengths.
+    async fn get_range(&self, path: &str, range: Range<u64>) -> ObjectResult<Bytes>;
+
+    /// Writes an object, replacing any object at the same path. Atomic: readers see the old
+    /// object or the whole new one.
+    async fn put(&self, path: &str, data: Bytes) -> ObjectResult<()>;
+
+    /// Writes an object only if none exists at the path (create-only); otherwise fails with
+    /// [`ObjectError::AlreadyExists`]. Exactly one of several concurrent writers succeeds.
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> ObjectResult<()>;
+
+    /// Starts a streaming write of a large object; it becomes visible at `finish`.
+    async fn upload(&self, path: &str) -> ObjectResult<Box<dyn ObjectUpload>>;
+
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, path: &str) -> ObjectResult<()>;
+
+    /// Lists every object whose path starts with `prefix`, in path order.
+    async fn list(&self, prefix: &str) -> ObjectResult<Vec<ObjectMeta>>;
+
+    /// Size and modification time of one object.
+    async fn head(&self, path: &str) -> ObjectResult<ObjectMeta>;
+}
+
+/// A streaming write started by [`ObjectStore::upload`].
+#[async_trait]
+pub trait ObjectUpload: Send {
+    /// Appends bytes to the object.
+    async fn write(&mut self, data: Bytes) -> ObjectResult<()>;
+    /// Completes the write; the object becomes visible atomically.
+    async fn finish(self: Box<Self>) -> ObjectResult<()>;
+    /// Abandons the write; nothing becomes visible.
+    async fn abort(self: Box<Self>) -> ObjectResult<()>;
+}
+
+/// Builds the object store a URL names: `file://DIR`, `memory://` or `s3://bucket/prefix`,
+/// wrapped in retries and metrics.
+pub async fn object_store_from_url(
+    url: &str,
+) -> crate::Result<(Arc<dyn ObjectStore>, Arc<ObjectStoreStats>)> {
+    let backend: Arc<dyn ObjectStore> = if let Some(dir) = url.strip_prefix("file://") {
+        Arc::new(LocalObjectStore::open(dir)?)
+    } else if url == "memory://" || url.starts_with("memory://") {
+        Arc::new(MemoryObjectStore::new())
+    } else if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(crate::Error::InvalidOptions(format!("no bucket in {url}")));
+        }
+        Arc::new(S3ObjectStore::from_env(bucket, prefix).await)
+    } else {
+        return Err(crate::Error::InvalidOptions(format!(
+            "unsupported object store URL {url:?}: expected file://DIR, memory:// or s3://bucket/prefix"
+        )));
+    };
+    let retrying: Arc<dyn ObjectStore> =
+        Arc::new(RetryingObjectStore::new(backend, RetryOptions::default()));
+    let instrumented = InstrumentedObjectStore::new(retrying);
+    let stats = instrumented.stats();
+    Ok((Arc::new(instrumented), stats))
+}
+
+/// Rejects paths that could escape a store's root or name nothing.
+pub(crate) fn validate_path(op: &'static str, path: &str) -> ObjectResult<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(ObjectError::Permanent {
+            op,
+            path: path.to_string(),
+            message: "invalid object path".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! Behaviour every backend must share, run against each of them.
+    use super::*;
+
+    pub(crate) async fn check_backend(store: &dyn ObjectStore) {
+        assert!(matches!(
+            store.get("a/missing").await,
+            Err(ObjectError::NotFound { .. })
+        ));
+        store
+            .put("a/one", Bytes::from_static(b"hello world"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("a/one").await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
+        assert_eq!(
+            store.get_range("a/one", 6..11).await.unwrap(),
+            Bytes::from_static(b"world")
+        );
+        assert_eq!(
+            store.get_range("a/one", 6..100).await.unwrap(),
+            Bytes::from_static(b"world")
+        );
+        store
+            .put("a/one", Bytes::from_static(b"replaced"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("a/one").await.unwrap(),
+            Bytes::from_static(b"replaced")
+        );
+        assert_eq!(store.head("a/one").await.unwrap().size, 8);
+
+        store
+            .put_if_absent("a/two", Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        let second = store
+            .put_if_absent("a/two", Bytes::from_static(b"second"))
+            .await;
+        assert!(
+            matches!(second, Err(ObjectError::AlreadyExists { .. })),
+            "{second:?}"
+        );
+        assert_eq!(
+            store.get("a/two").await.unwrap(),
+            Bytes::from_static(b"first")
+        );
+
+        let mut up = store.upload("b/big").await.unwrap();
+        up.write(Bytes::from(vec![1u8; 1000])).await.unwrap();
+        up.write(Bytes::from(vec![2u8; 1000])).await.unwrap();
+        assert!(matches!(
+            store.get("b/big").await,
+            Err(ObjectError::NotFound { .. })
+        ));
+        up.finish().await.unwrap();
+        let big = store.get("b/big").await.unwrap();
+        assert_eq!(big.len(), 2000);
+        assert_eq!(big[999..1001], [1, 2]);
+        let mut aborted = store.upload("b/aborted").await.unwrap();
+        aborted.write(Bytes::from_static(b"x")).await.unwrap();
+        aborted.abort().await.unwrap();
+        assert!(matches!(
+            store.get("b/aborted").await,
+            Err(ObjectError::NotFound { .. })
+        ));
+
+        let listed: Vec<_> = store
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(listed, vec!["a/one".to_string(), "a/two".to_string()]);
+        assert_eq!(store.list("").await.unwrap().len(), 3);
+        store.delete("a/one").await.unwrap();
+        store.delete("a/one").await.unwrap();
+        assert!(matches!(
+            store.get("a/one").await,
+            Err(ObjectError::NotFound { .. })
+        ));
+        assert!(store.get("../escape").await.is_err());
+    }
+}

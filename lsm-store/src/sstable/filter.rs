@@ -1,0 +1,211 @@
+//! The per-SST bloom filter over key prefixes (and optionally whole keys).
+//!
+//! Each table has a prefix length: the bytes of its keys that hold the distribution key (the
+//! join or group key). Point and prefix reads check the filter before touching an SST's data,
+//! so an SST without the prefix costs no I/O. The filter records which prefix length it used
+//! for each table; a read whose table has another length (or none) cannot use it.
+
+use std::collections::BTreeMap;
+
+use bloomfilter::Bloom;
+use epoch_mvcc::table_id_of;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::codec::{Reader, put_bytes, put_varint, seal_with_checksum, verify_checksum};
+use crate::{Error, Result};
+
+const PREFIX_SEED: u64 = 0x5052_4546;
+const WHOLE_KEY_SEED: u64 = 0x4b45_5953;
+const BLOOM_SEED: [u8; 32] = *b"lsm-store prefix bloom filter v1";
+const FLAG_WHOLE_KEY: u8 = 1;
+
+/// Collects hashes while an SST is built.
+#[derive(Debug)]
+pub(crate) struct FilterBuilder {
+    prefix_lens: BTreeMap<u32, usize>,
+    whole_key: bool,
+    false_positive_rate: f64,
+    hashes: Vec<u64>,
+    last_prefix_hash: Option<u64>,
+    last_key_hash: Option<u64>,
+    used_prefix_lens: BTreeMap<u32, usize>,
+}
+
+impl FilterBuilder {
+    pub(crate) fn new(prefix_lens: BTreeMap<u32, usize>, whole_key: bool, fpr: f64) -> Self {
+        FilterBuilder {
+            prefix_lens,
+            whole_key,
+            false_positive_rate: fpr,
+            hashes: Vec::new(),
+            last_prefix_hash: None,
+            last_key_hash: None,
+            used_prefix_lens: BTreeMap::new(),
+        }
+    }
+
+    /// Records a user key (versions of one key arrive together; duplicates are skipped).
+    pub(crate) fn add(&mut self, user_key: &[u8]) {
+        if let Some(table) = table_id_of(user_key)
+            && let Some(&len) = self.prefix_lens.get(&table)
+        {
+            self.used_prefix_lens.insert(table, len);
+            if user_key.len() >= len {
+                let h = xxh3_64_with_seed(&user_key[..len], PREFIX_SEED);
+                if self.last_prefix_hash != Some(h) {
+                    self.hashes.push(h);
+                    self.last_prefix_hash = Some(h);
+                }
+            }
+        }
+        if self.whole_key {
+            let h = xxh3_64_with_seed(user_key, WHOLE_KEY_SEED);
+            if self.last_key_hash != Some(h) {
+                self.hashes.push(h);
+                self.last_key_hash = Some(h);
+            }
+        }
+    }
+
+    /// Encodes the filter block.
+    pub(crate) fn finish(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.push(if self.whole_key { FLAG_WHOLE_KEY } else { 0 });
+        put_varint(&mut out, self.used_prefix_lens.len() as u64);
+        for (table, len) in &self.used_prefix_lens {
+            put_varint(&mut out, u64::from(*table));
+            put_varint(&mut out, *len as u64);
+        }
+        let bloom = if self.hashes.is_empty() {
+            Vec::new()
+        } else {
+            let mut bloom = Bloom::new_for_fp_rate_with_seed(
+                self.hashes.len(),
+                self.false_positive_rate,
+                &BLOOM_SEED,
+            )
+            .expect("a valid false positive rate and item count");
+            for h in &self.hashes {
+                bloom.set(h);
+            }
+            bloom.to_bytes()
+        };
+        put_bytes(&mut out, &bloom);
+        seal_with_checksum(&mut out);
+        out
+    }
+}
+
+/// A decoded filter.
+#[derive(Debug)]
+pub(crate) struct SstFilter {
+    bloom: Option<Bloom<u64>>,
+    whole_key: bool,
+    prefix_lens: BTreeMap<u32, usize>,
+}
+
+impl SstFilter {
+    pub(crate) fn decode(block: &[u8], object: &str) -> Result<SstFilter> {
+        let body = verify_checksum(block, object, "filter block")?;
+        let mut r = Reader::new(body, object, "filter block");
+        let flags = r.bytes(1)?[0];
+        let mut prefix_lens = BTreeMap::new();
+        for _ in 0..r.len()? {
+            let table = u32::try_from(r.varint()?)
+                .map_err(|_| Error::corruption(object, "filter block: table id overflow"))?;
+            prefix_lens.insert(table, r.len()?);
+        }
+        let bloom_bytes = r.len_prefixed()?;
+        if !r.is_empty() {
+            return Err(Error::corruption(object, "filter block has trailing bytes"));
+        }
+        let bloom = if bloom_bytes.is_empty() {
+            None
+        } else {
+            Some(Bloom::from_bytes(bloom_bytes.to_vec()).map_err(|e| {
+                Error::corruption(object, format!("filter block: bad bloom filter: {e}"))
+            })?)
+        };
+        Ok(SstFilter {
+            bloom,
+            whole_key: flags & FLAG_WHOLE_KEY != 0,
+            prefix_lens,
+        })
+    }
+
+    /// Whether the SST may hold `user_key`. Uses the whole-key filter, else the prefix filter.
+    pub(crate) fn may_contain_key(&self, user_key: &[u8]) -> bool {
+        let Some(bloom) = &self.bloom else {
+            return !self.whole_key && self.prefix_lens.is_empty();
+        };
+        if self.whole_key {
+            return bloom.check(&xxh3_64_with_seed(user_key, WHOLE_KEY_SEED));
+        }
+        match table_id_of(user_key).and_then(|t| self.prefix_lens.get(&t)) {
+            Some(&len) if user_key.len() >= len => {
+                bloom.check(&xxh3_64_with_seed(&user_key[..len], PREFIX_SEED))
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether the SST may hold keys starting with `prefix`, when `prefix` is exactly the
+    /// prefix length the filter used for its table; `true` when the filter cannot tell.
+    pub(crate) fn may_contain_prefix(&self, prefix: &[u8]) -> bool {
+        let usable = table_id_of(prefix)
+            .and_then(|t| self.prefix_lens.get(&t))
+            .is_some_and(|&len| len == prefix.len());
+        match (&self.bloom, usable) {
+            (Some(bloom), true) => bloom.check(&xxh3_64_with_seed(prefix, PREFIX_SEED)),
+            // The table's keys were all recorded and none had this prefix.
+            (None, true) => false,
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use epoch_mvcc::table_key;
+
+    #[test]
+    fn prefix_and_whole_key_checks() {
+        let mut b = FilterBuilder::new(BTreeMap::from([(1, 10)]), false, 0.01);
+        for i in 0..1000u32 {
+            b.add(&table_key(1, 0, &[&i.to_be_bytes()[..], b"rest"].concat()));
+        }
+        let f = SstFilter::decode(&b.finish(), "o").unwrap();
+        assert!(f.may_contain_prefix(&table_key(1, 0, &5u32.to_be_bytes())));
+        assert!(f.may_contain_key(&table_key(
+            1,
+            0,
+            &[&5u32.to_be_bytes()[..], b"other"].concat()
+        )));
+        let misses = (1000..3000u32)
+            .filter(|i| f.may_contain_prefix(&table_key(1, 0, &i.to_be_bytes())))
+            .count();
+        assert!(misses < 100, "false positive rate too high: {misses}/2000");
+        // Another table, or a prefix of another length: the filter cannot tell.
+        assert!(f.may_contain_prefix(&table_key(2, 0, &1u32.to_be_bytes())));
+        assert!(f.may_contain_prefix(&table_key(1, 0, &[1])));
+
+        let mut w = FilterBuilder::new(BTreeMap::new(), true, 0.01);
+        w.add(b"exact");
+        let f = SstFilter::decode(&w.finish(), "o").unwrap();
+        assert!(f.may_contain_key(b"exact"));
+        assert!(!f.may_contain_key(b"absent-key-1") || !f.may_contain_key(b"absent-key-2"));
+    }
+
+    #[test]
+    fn corrupt_filter_is_an_error() {
+        let mut b = FilterBuilder::new(BTreeMap::new(), true, 0.01);
+        b.add(b"k");
+        let mut block = b.finish();
+        block[3] ^= 1;
+        assert!(matches!(
+            SstFilter::decode(&block, "o"),
+            Err(Error::Corruption { .. })
+        ));
+    }
+}

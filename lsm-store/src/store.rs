@@ -1,0 +1,935 @@
+//! The store handle: write path, read path, and the background compactor and collector.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use epoch_mvcc::{
+    Direction, Epoch, EpochManager, FullKeyRef, KeyRange, MvccIter, PinnedSnapshot, StateStore,
+    StateStoreIter, StoreResult, Value, WriteBatch, physical_now_ms, prefix_successor, table_id_of,
+};
+use futures::future::try_join_all;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::compaction::{self, CompactionOptions};
+use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstCursor, SstSource};
+use crate::manifest::ManifestStore;
+use crate::memtable::{ImmBatch, Memtable, entry_size};
+use crate::object_store::{InstrumentedObjectStore, ObjectStore, ObjectStoreStats};
+use crate::sst_writer::{SplitPolicy, build_ssts, on_rayon};
+use crate::sstable::SstOptions;
+use crate::sstable_store::{CacheOptions, SstStore};
+use crate::stats::{CacheStats, LevelStats, LsmStats};
+use crate::version::{MAX_LEVEL, SstInfo, Version, sst_id_from_path};
+use crate::{Error, Result};
+
+/// When obsolete objects are deleted.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Objects younger than this are never deleted, whoever wrote them: an upload of another
+    /// process or an in-flight commit may still need them.
+    pub grace_period: Duration,
+    /// How often the background collector runs.
+    pub interval: Duration,
+    /// Manifest versions kept behind the newest.
+    pub keep_manifests: u64,
+    /// Run the collector in the background of the store.
+    pub background: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace_period: Duration::from_secs(600),
+            interval: Duration::from_secs(60),
+            keep_manifests: 8,
+            background: true,
+        }
+    }
+}
+
+/// Everything an [`LsmStore`] can be configured with.
+#[derive(Clone, Debug)]
+pub struct LsmStoreOptions {
+    /// SST layout.
+    pub sst: SstOptions,
+    /// Cache sizes and the optional disk cache.
+    pub cache: CacheOptions,
+    /// Memory for unsynced writes; writers wait (backpressure) while sealed data over this
+    /// budget waits for a sync.
+    pub write_buffer_bytes: usize,
+    /// Compaction settings.
+    pub compaction: CompactionOptions,
+    /// Garbage collection settings.
+    pub gc: GcOptions,
+    /// Prefix length (bytes of the user key) per table id for the prefix bloom filter.
+    pub table_prefix_lens: BTreeMap<u32, usize>,
+}
+
+impl Default for LsmStoreOptions {
+    fn default() -> Self {
+        LsmStoreOptions {
+            sst: SstOptions::default(),
+            cache: CacheOptions::default(),
+            write_buffer_bytes: 256 << 20,
+            compaction: CompactionOptions::default(),
+            gc: GcOptions::default(),
+            table_prefix_lens: BTreeMap::new(),
+        }
+    }
+}
+
+/// What garbage collection removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// SST objects deleted.
+    pub deleted_ssts: usize,
+    /// Manifest objects deleted.
+    pub deleted_manifests: usize,
+}
+
+/// What readers see: unsealed memtables, sealed batches awaiting upload, and the version.
+struct ReadState {
+    memtables: BTreeMap<Epoch, Arc<Memtable>>,
+    /// Ascending epoch.
+    sealed: Vec<Arc<ImmBatch>>,
+    version: Arc<Version>,
+}
+
+#[derive(Default)]
+struct Counters {
+    ingested_bytes: AtomicU64,
+    flushed_bytes: AtomicU64,
+    compaction_read_bytes: AtomicU64,
+    compaction_written_bytes: AtomicU64,
+    compactions: AtomicU64,
+    trivial_moves: AtomicU64,
+}
+
+struct StoreInner {
+    options: LsmStoreOptions,
+    object_store: Arc<dyn ObjectStore>,
+    object_stats: Arc<ObjectStoreStats>,
+    sst_store: Arc<SstStore>,
+    manifest: ManifestStore,
+    state: RwLock<ReadState>,
+    epochs: Arc<EpochManager>,
+    /// Serializes manifest commits (flushes and compactions).
+    commit_lock: tokio::sync::Mutex<()>,
+    buffer_used: AtomicUsize,
+    buffer_freed: Notify,
+    prefix_lens: RwLock<BTreeMap<u32, usize>>,
+    fenced: Mutex<Option<String>>,
+    counters: Counters,
+    /// Every version installed; the ones still alive (held by readers) keep their SSTs.
+    installed_versions: Mutex<Vec<Weak<Version>>>,
+    /// SSTs uploaded but not yet in a committed version.
+    in_flight: Mutex<HashSet<u64>>,
+    next_task_id: AtomicU64,
+    wake_compactor: Arc<Notify>,
+    shutdown: Arc<AtomicBool>,
+    shutdown_signal: Arc<Notify>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A cloud-native LSM tree on an object store; implements [`StateStore`].
+///
+/// Cloning is cheap and shares the store. Opening a store takes ownership of the bucket:
+/// a writer that still writes there afterwards is fenced off.
+#[derive(Clone)]
+pub struct LsmStore {
+    inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for LsmStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LsmStore")
+            .field("object_store", &self.inner.object_store)
+            .finish()
+    }
+}
+
+/// A fresh SST id: milliseconds in the high bits, randomness below; uploads are create-only,
+/// so the rare collision is detected and retried with another id.
+fn new_sst_id() -> u64 {
+    (physical_now_ms() << 22) | u64::from(rand::random::<u32>() & 0x3f_ffff)
+}
+
+impl LsmStore {
+    /// Opens the store on `object_store`: loads the newest manifest version (or starts empty)
+    /// and commits the next version to take ownership, fencing any older writer.
+    pub async fn open(
+        object_store: Arc<dyn ObjectStore>,
+        options: LsmStoreOptions,
+    ) -> Result<Self> {
+        if options.sst.block_size == 0 || options.sst.target_file_size == 0 {
+            return Err(Error::InvalidOptions(
+                "block and file sizes must be positive".into(),
+            ));
+        }
+        let instrumented = InstrumentedObjectStore::new(object_store);
+        let object_stats = instrumented.stats();
+        let object_store: Arc<dyn ObjectStore> = Arc::new(instrumented);
+        let manifest = ManifestStore::new(Arc::clone(&object_store));
+        let latest = manifest.load_latest().await?.unwrap_or_else(Version::empty);
+        let owned = Version {
+            id: latest.id + 1,
+            ..latest
+        };
+        manifest.commit(&owned).await?;
+        let sst_store = Arc::new(SstStore::new(Arc::clone(&object_store), &options.cache).await?);
+        let version = Arc::new(owned);
+        let inner = Arc::new(StoreInner {
+            epochs: EpochManager::new(version.committed_epoch()),
+            prefix_lens: RwLock::new(options.table_prefix_lens.clone()),
+            installed_versions: Mutex::new(vec![Arc::downgrade(&version)]),
+            state: RwLock::new(ReadState {
+                memtables: BTreeMap::new(),
+                sealed: Vec::new(),
+                version,
+            }),
+            options,
+            object_store,
+            object_stats,
+            sst_store,
+            manifest,
+            commit_lock: tokio::sync::Mutex::new(()),
+            buffer_used: AtomicUsize::new(0),
+            buffer_freed: Notify::new(),
+            fenced: Mutex::new(None),
+            counters: Counters::default(),
+            in_flight: Mutex::new(HashSet::new()),
+            next_task_id: AtomicU64::new(1),
+            wake_compactor: Arc::new(Notify::new()),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            shutdown_signal: Arc::new(Notify::new()),
+            background: Mutex::new(Vec::new()),
+        });
+        let store = LsmStore { inner };
+        store.spawn_background();
+        Ok(store)
+    }
+
+    fn spawn_background(&self) {
+        let inner = &self.inner;
+        let mut handles = inner.background.lock();
+        if inner.options.compaction.background {
+            let weak = Arc::downgrade(inner);
+            let (wake, stop, stopped) = (
+                inner.wake_compactor.clone(),
+                inner.shutdown_signal.clone(),
+                inner.shutdown.clone(),
+            );
+            let interval = inner.options.compaction.interval;
+            handles.push(tokio::spawn(async move {
+                loop {
+                    if stopped.load(Relaxed) {
+                        return;
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    let store = LsmStore { inner };
+                    let outcome = store.compact().await;
+                    drop(store);
+                    match outcome {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "background compaction failed"),
+                    }
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = stop.notified() => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                }
+            }));
+        }
+        if inner.options.gc.background {
+            let weak = Arc::downgrade(inner);
+            let (stop, stopped) = (inner.shutdown_signal.clone(), inner.shutdown.clone());
+            let interval = inner.options.gc.interval;
+            handles.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.notified() => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    if stopped.load(Relaxed) {
+                        return;
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = (LsmStore { inner }).collect_garbage().await {
+                        tracing::warn!(error = %e, "garbage collection failed");
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Stops the background tasks and flushes the disk cache. Unsynced writes are dropped.
+    pub async fn close(&self) {
+        self.inner.shutdown.store(true, Relaxed);
+        self.inner.shutdown_signal.notify_waiters();
+        let handles = std::mem::take(&mut *self.inner.background.lock());
+        for h in handles {
+            let _ = h.await;
+        }
+        self.inner.sst_store.close().await;
+    }
+
+    /// Sets the prefix length of `table_id`'s keys (the distribution key) used by the prefix
+    /// bloom filters of SSTs written from now on.
+    pub fn set_table_prefix_len(&self, table_id: u32, prefix_len: usize) {
+        self.inner.prefix_lens.write().insert(table_id, prefix_len);
+    }
+
+    /// The current version (for inspection and tests).
+    pub fn version(&self) -> Arc<Version> {
+        Arc::clone(&self.inner.state.read().version)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &*self.inner.fenced.lock() {
+            Some(msg) => Err(Error::Fenced(msg.clone())),
+            None if self.inner.shutdown.load(Relaxed) => Err(Error::Epoch(
+                epoch_mvcc::StoreError::ReadOnly("store is closed".into()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn note_commit_error(&self, e: Error) -> Error {
+        if let Error::Fenced(msg) = &e {
+            tracing::error!(%msg, "fenced by another writer; this store no longer writes");
+            *self.inner.fenced.lock() = Some(msg.clone());
+        }
+        e
+    }
+
+    fn install(&self, state: &mut ReadState, version: Version) {
+        let version = Arc::new(version);
+        let mut installed = self.inner.installed_versions.lock();
+        installed.retain(|w| w.strong_count() > 0);
+        installed.push(Arc::downgrade(&version));
+        state.version = version;
+    }
+
+    // ---- write path ----
+
+    /// Writes `batch` at `epoch` (see [`StateStore::ingest_batch`]).
+    pub async fn ingest(&self, epoch: Epoch, batch: WriteBatch) -> Result<()> {
+        self.check_writable()?;
+        let charged: usize = batch.iter().map(|(k, v)| entry_size(k, v)).sum();
+        self.wait_for_buffer(charged).await;
+        let mut batch = Some(batch);
+        let result = loop {
+            {
+                let state = self.inner.state.read();
+                // Checked under the state lock: a seal takes the write lock, so it cannot slip
+                // between this check and the insert.
+                if let Err(e) = self.inner.epochs.on_write(epoch) {
+                    break Err(e.into());
+                }
+                if let Some(memtable) = state.memtables.get(&epoch) {
+                    let batch = batch.take().expect("inserted once");
+                    let logical: usize = batch.iter().map(|(k, v)| k.len() + v.encoded_len()).sum();
+                    memtable.insert(batch, charged);
+                    self.inner
+                        .counters
+                        .ingested_bytes
+                        .fetch_add(logical as u64, Relaxed);
+                    break Ok(());
+                }
+            }
+            let mut state = self.inner.state.write();
+            if let Err(e) = self.inner.epochs.on_write(epoch) {
+                break Err(e.into());
+            }
+            state
+                .memtables
+                .entry(epoch)
+                .or_insert_with(|| Arc::new(Memtable::new(epoch)));
+        };
+        if result.is_err() {
+            self.release_buffer(charged);
+        }
+        result
+    }
+
+    /// Waits while the write buffer is over budget and a sync can free it.
+    async fn wait_for_buffer(&self, bytes: usize) {
+        let budget = self.inner.options.write_buffer_bytes;
+        loop {
+            let freed = self.inner.buffer_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let used = self.inner.buffer_used.load(Relaxed);
+            // Only sealed data can be freed by a sync; never block on the epoch being written.
+            let can_free = !self.inner.state.read().sealed.is_empty();
+            if used + bytes <= budget || !can_free || self.inner.shutdown.load(Relaxed) {
+                self.inner.buffer_used.fetch_add(bytes, Relaxed);
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    fn release_buffer(&self, bytes: usize) {
+        self.inner.buffer_used.fetch_sub(bytes, Relaxed);
+        self.inner.buffer_freed.notify_waiters();
+    }
+
+    /// Seals every epoch up to `epoch` (see [`StateStore::seal_epoch`]).
+    pub fn seal(&self, epoch: Epoch) -> Result<()> {
+        let mut state = self.inner.state.write();
+        self.inner.epochs.seal(epoch)?;
+        let epochs: Vec<Epoch> = state.memtables.range(..=epoch).map(|(e, _)| *e).collect();
+        for e in epochs {
+            let memtable = state.memtables.remove(&e).expect("listed");
+            let batch = memtable.freeze();
+            if batch.entries.is_empty() {
+                self.release_buffer(batch.charged);
+            } else {
+                state.sealed.push(Arc::new(batch));
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads every sealed epoch up to `epoch` and commits it (see [`StateStore::sync`]).
+    pub async fn sync_epoch(&self, epoch: Epoch) -> Result<()> {
+        self.check_writable()?;
+        self.inner.epochs.check_syncable(epoch)?;
+        let _commit = self.inner.commit_lock.lock().await;
+        if epoch <= self.inner.epochs.committed() {
+            return Ok(());
+        }
+        let batches: Vec<Arc<ImmBatch>> = {
+            let state = self.inner.state.read();
+            state
+                .sealed
+                .iter()
+                .filter(|b| b.epoch <= epoch)
+                .cloned()
+                .collect()
+        };
+        let uploaded = self.flush(&batches).await;
+        let in_flight: Vec<u64> = match &uploaded {
+            Ok(ssts) => ssts.iter().map(|s| s.id).collect(),
+            Err(_) => Vec::new(),
+        };
+        let result = self.commit_flush(uploaded?, epoch, &batches).await;
+        self.inner
+            .in_flight
+            .lock()
+            .retain(|id| !in_flight.contains(id));
+        result
+    }
+
+    async fn commit_flush(
+        &self,
+        ssts: Vec<SstInfo>,
+        epoch: Epoch,
+        batches: &[Arc<ImmBatch>],
+    ) -> Result<()> {
+        let current = self.version();
+        let next = if ssts.is_empty() {
+            // Nothing to persist: the epoch is committed in memory only. A restart resumes at
+            // an older committed epoch that holds exactly the same data.
+            Version {
+                committed_epoch: epoch.0.max(current.committed_epoch),
+                ..(*current).clone()
+            }
+        } else {
+            let flushed: u64 = ssts.iter().map(|s| s.file_size).sum();
+            let next = current.with_flush(ssts, epoch);
+            self.inner
+                .manifest
+                .commit(&next)
+                .await
+                .map_err(|e| self.note_commit_error(e))?;
+            self.inner
+                .counters
+                .flushed_bytes
+                .fetch_add(flushed, Relaxed);
+            next
+        };
+        {
+            let mut state = self.inner.state.write();
+            self.install(&mut state, next);
+            state.sealed.retain(|b| b.epoch > epoch);
+        }
+        self.inner.epochs.commit(epoch);
+        self.release_buffer(batches.iter().map(|b| b.charged).sum());
+        self.inner.wake_compactor.notify_one();
+        Ok(())
+    }
+
+    /// Builds SSTs (one L0 sub-level) from sealed batches and uploads them.
+    async fn flush(&self, batches: &[Arc<ImmBatch>]) -> Result<Vec<SstInfo>> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursors = batches
+            .iter()
+            .rev()
+            .map(|b| SourceCursor::Batch(BatchCursor::new(Arc::clone(b), Direction::Forward, None)))
+            .collect();
+        let merge = MergeCursor::new(cursors, Direction::Forward)?;
+        let options = self.inner.options.sst.clone();
+        let prefix_lens = self.inner.prefix_lens.read().clone();
+        let split = SplitPolicy {
+            target_file_size: options.target_file_size,
+            split_by_table: false,
+        };
+        let built =
+            on_rayon(move || build_ssts(merge, &options, &prefix_lens, &split, |_, _| true))
+                .await?;
+        let uploads = built.iter().map(|sst| async move {
+            loop {
+                let id = new_sst_id();
+                self.inner.in_flight.lock().insert(id);
+                if let Some(info) = self.inner.sst_store.upload(id, sst).await? {
+                    return Ok::<_, Error>(info);
+                }
+            }
+        });
+        let mut ssts = try_join_all(uploads).await?;
+        ssts.sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
+        Ok(ssts)
+    }
+
+    // ---- read path ----
+
+    fn read_snapshot(
+        &self,
+        read_epoch: Epoch,
+    ) -> Result<(Vec<Arc<Memtable>>, Vec<Arc<ImmBatch>>, Arc<Version>)> {
+        let state = self.inner.state.read();
+        let version = Arc::clone(&state.version);
+        if read_epoch.0 < version.safe_epoch {
+            return Err(Error::Epoch(epoch_mvcc::StoreError::EpochTooOld {
+                read: read_epoch,
+                safe: Epoch(version.safe_epoch),
+            }));
+        }
+        // Newest first.
+        let memtables = state
+            .memtables
+            .range(..=read_epoch)
+            .rev()
+            .map(|(_, m)| Arc::clone(m))
+            .collect();
+        let sealed = state
+            .sealed
+            .iter()
+            .rev()
+            .filter(|b| b.epoch <= read_epoch)
+            .cloned()
+            .collect();
+        Ok((memtables, sealed, version))
+    }
+
+    /// The value of `key` as of `read_epoch` (see [`StateStore::get`]).
+    pub async fn get_value(&self, key: &[u8], read_epoch: Epoch) -> Result<Option<Bytes>> {
+        let (memtables, sealed, version) = self.read_snapshot(read_epoch)?;
+        for m in &memtables {
+            if let Some(v) = m.get(key) {
+                return Ok(v.as_put().cloned());
+            }
+        }
+        for b in &sealed {
+            if let Some(v) = b.get(key) {
+                return Ok(v.as_put().cloned());
+            }
+        }
+        let runs = version
+            .l0
+            .iter()
+            .map(|s| s.ssts.as_slice())
+            .chain(version.levels.iter().map(Vec::as_slice));
+        for run in runs {
+            let idx = run.partition_point(|s| s.largest_user_key() < key);
+            let Some(info) = run.get(idx).filter(|s| s.may_contain(key)) else {
+                continue;
+            };
+            if let Some(v) = self.get_from_sst(info, key, read_epoch).await? {
+                return Ok(v.as_put().cloned());
+            }
+        }
+        Ok(None)
+    }
+
+    async fn get_from_sst(
+        &self,
+        info: &SstInfo,
+        key: &[u8],
+        read_epoch: Epoch,
+    ) -> Result<Option<Value>> {
+        if info.min_epoch > read_epoch.0 {
+            return Ok(None);
+        }
+        let store = &self.inner.sst_store;
+        let sst = store.sstable(info).await?;
+        store.counters.bloom_checks.fetch_add(1, Relaxed);
+        if !sst.tail.filter.may_contain_key(key) {
+            store.counters.bloom_negatives.fetch_add(1, Relaxed);
+            return Ok(None);
+        }
+        SstCursor::get(sst, &SstSource::Store(Arc::clone(store)), key, read_epoch).await
+    }
+
+    /// The prefix every key in `range` shares, when it is a whole bloom prefix of its table.
+    fn bloom_prefix(&self, range: &KeyRange) -> Option<Vec<u8>> {
+        let start = match &range.0 {
+            Bound::Included(s) | Bound::Excluded(s) => s,
+            Bound::Unbounded => return None,
+        };
+        let len = *self.inner.prefix_lens.read().get(&table_id_of(start)?)?;
+        let prefix = start.get(..len)?;
+        let end_ok = match (&range.1, prefix_successor(prefix)) {
+            (Bound::Included(e), Some(succ)) => e.as_ref() < succ.as_slice(),
+            (Bound::Excluded(e), Some(succ)) => e.as_ref() <= succ.as_slice(),
+            _ => false,
+        };
+        end_ok.then(|| prefix.to_vec())
+    }
+
+    /// Iterates `range` as of `read_epoch` (see [`StateStore::iter`]).
+    pub async fn scan(
+        &self,
+        range: KeyRange,
+        read_epoch: Epoch,
+        direction: Direction,
+    ) -> Result<LsmIter> {
+        let (memtables, sealed, version) = self.read_snapshot(read_epoch)?;
+        let target = match direction {
+            Direction::Forward => match &range.0 {
+                Bound::Included(s) | Bound::Excluded(s) => {
+                    Some(FullKeyRef::new(s, Epoch::MAX).encode())
+                }
+                Bound::Unbounded => None,
+            },
+            Direction::Backward => match &range.1 {
+                Bound::Included(e) | Bound::Excluded(e) => {
+                    Some(FullKeyRef::new(e, Epoch::MIN).encode())
+                }
+                Bound::Unbounded => None,
+            },
+        };
+        let target_key = target.as_deref().and_then(FullKeyRef::decode);
+        let mut cursors = Vec::new();
+        for m in &memtables {
+            let snapshot = Arc::new(m.snapshot(&range));
+            cursors.push(SourceCursor::Batch(BatchCursor::new(
+                snapshot, direction, None,
+            )));
+        }
+        for b in sealed {
+            cursors.push(SourceCursor::Batch(BatchCursor::new(
+                b, direction, target_key,
+            )));
+        }
+        let prefix = self.bloom_prefix(&range);
+        let store = &self.inner.sst_store;
+        let runs = version
+            .l0
+            .iter()
+            .map(|s| &s.ssts)
+            .chain(version.levels.iter());
+        for run in runs {
+            let mut ssts = Vec::new();
+            for info in run
+                .iter()
+                .filter(|s| overlaps_range(s, &range) && s.min_epoch <= read_epoch.0)
+            {
+                if let Some(prefix) = &prefix {
+                    let sst = store.sstable(info).await?;
+                    store.counters.bloom_checks.fetch_add(1, Relaxed);
+                    if !sst.tail.filter.may_contain_prefix(prefix) {
+                        store.counters.bloom_negatives.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                }
+                ssts.push(info.clone());
+            }
+            if ssts.is_empty() {
+                continue;
+            }
+            let mut cursor =
+                ConcatCursor::new(ssts.into(), SstSource::Store(Arc::clone(store)), direction);
+            cursor.seek(target.as_deref()).await?;
+            cursors.push(SourceCursor::Concat(cursor));
+        }
+        let merge = MergeCursor::new(cursors, direction)?;
+        Ok(LsmIter {
+            inner: MvccIter::new(merge, read_epoch, direction, range),
+            _version: version,
+        })
+    }
+
+    // ---- compaction and garbage collection ----
+
+    /// Runs the most urgent compaction, if any; returns whether it changed the tree.
+    pub async fn compact(&self) -> Result<bool> {
+        self.check_writable()?;
+        let version = self.version();
+        let task_id = self.inner.next_task_id.fetch_add(1, Relaxed);
+        let options = &self.inner.options;
+        let safe_epoch = self.inner.epochs.safe_epoch().0;
+        let Some(task) = compaction::pick(
+            &version,
+            &options.compaction,
+            safe_epoch,
+            options.sst.target_file_size,
+            task_id,
+        ) else {
+            return Ok(false);
+        };
+        let prefix_lens = self.inner.prefix_lens.read().clone();
+        let uploaded = Mutex::new(Vec::new());
+        let result = compaction::run(
+            &task,
+            &self.inner.sst_store,
+            &options.sst,
+            &prefix_lens,
+            new_sst_id,
+            |id| {
+                self.inner.in_flight.lock().insert(id);
+                uploaded.lock().push(id);
+            },
+        )
+        .await;
+        let applied = match result {
+            Ok(result) => self.apply_compaction(&task, result).await,
+            Err(e) => Err(e),
+        };
+        let uploaded = uploaded.into_inner();
+        self.inner
+            .in_flight
+            .lock()
+            .retain(|id| !uploaded.contains(id));
+        applied
+    }
+
+    async fn apply_compaction(
+        &self,
+        task: &compaction::CompactionTask,
+        result: compaction::CompactionResult,
+    ) -> Result<bool> {
+        let _commit = self.inner.commit_lock.lock().await;
+        self.check_writable()?;
+        let (read, written) = (result.bytes_read, result.bytes_written);
+        let Some(next) = compaction::apply(&self.version(), task, result.outputs) else {
+            tracing::info!(
+                task = task.id,
+                "compaction inputs changed; result discarded"
+            );
+            return Ok(false);
+        };
+        self.inner
+            .manifest
+            .commit(&next)
+            .await
+            .map_err(|e| self.note_commit_error(e))?;
+        let c = &self.inner.counters;
+        c.compactions.fetch_add(1, Relaxed);
+        c.trivial_moves
+            .fetch_add(u64::from(task.trivial_move), Relaxed);
+        c.compaction_read_bytes.fetch_add(read, Relaxed);
+        c.compaction_written_bytes.fetch_add(written, Relaxed);
+        self.install(&mut self.inner.state.write(), next);
+        Ok(true)
+    }
+
+    /// Compacts until no level is over its trigger.
+    pub async fn compact_until_settled(&self) -> Result<()> {
+        while self.compact().await? {}
+        Ok(())
+    }
+
+    fn live_sst_ids(&self) -> HashSet<u64> {
+        let mut live: HashSet<u64> = self.inner.in_flight.lock().clone();
+        live.extend(self.version().sst_ids());
+        for v in self
+            .inner
+            .installed_versions
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+        {
+            live.extend(v.sst_ids());
+        }
+        live
+    }
+
+    /// Deletes SSTs no live version or in-flight upload references, and old manifest
+    /// versions, once they are older than the grace period.
+    pub async fn collect_garbage(&self) -> Result<GcReport> {
+        if self.check_writable().is_err() {
+            // A fenced writer no longer owns the bucket and must not delete anything.
+            return Ok(GcReport::default());
+        }
+        let grace = self.inner.options.gc.grace_period;
+        let old_enough =
+            |t: SystemTime| SystemTime::now().duration_since(t).unwrap_or_default() >= grace;
+        let mut report = GcReport::default();
+        // List first, then read what is live: anything listed is either still in flight or
+        // already in the version read afterwards.
+        let listed = self.inner.object_store.list("sst/").await?;
+        let live = self.live_sst_ids();
+        for obj in listed {
+            let Some(id) = sst_id_from_path(&obj.path) else {
+                continue;
+            };
+            if !live.contains(&id) && old_enough(obj.last_modified) {
+                self.inner.object_store.delete(&obj.path).await?;
+                self.inner.sst_store.forget(id);
+                report.deleted_ssts += 1;
+            }
+        }
+        let current = self.version().id;
+        let keep = self.inner.options.gc.keep_manifests;
+        for (id, meta) in self.inner.manifest.list().await? {
+            if id + keep < current && old_enough(meta.last_modified) {
+                self.inner.manifest.delete(id).await?;
+                report.deleted_manifests += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    // ---- stats ----
+
+    /// Counters and the shape of the tree.
+    pub fn stats(&self) -> LsmStats {
+        let version = self.version();
+        let write_buffer_bytes = {
+            let state = self.inner.state.read();
+            state.memtables.values().map(|m| m.size()).sum::<usize>()
+                + state.sealed.iter().map(|b| b.size).sum::<usize>()
+        };
+        let levels = (1..=MAX_LEVEL)
+            .map(|l| LevelStats {
+                level: l,
+                file_count: version.level(l).len(),
+                bytes: version.level_bytes(l),
+            })
+            .collect();
+        let c = &self.inner.counters;
+        let cc = &self.inner.sst_store.counters;
+        let ingested = c.ingested_bytes.load(Relaxed);
+        let flushed = c.flushed_bytes.load(Relaxed);
+        let compacted = c.compaction_written_bytes.load(Relaxed);
+        let ratio = |hits: u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            }
+        };
+        let block_requests = cc.block_requests.load(Relaxed);
+        let memory_hits = cc.block_memory_hits.load(Relaxed);
+        let disk_hits = cc.block_disk_hits.load(Relaxed);
+        LsmStats {
+            version_id: version.id,
+            committed_epoch: self.inner.epochs.committed().0,
+            safe_epoch: self.inner.epochs.safe_epoch().0,
+            l0_sub_levels: version.l0.len(),
+            l0_files: version.l0.iter().map(|s| s.ssts.len()).sum(),
+            l0_bytes: version.level_bytes(0),
+            levels,
+            write_buffer_bytes,
+            ingested_bytes: ingested,
+            flushed_bytes: flushed,
+            compaction_read_bytes: c.compaction_read_bytes.load(Relaxed),
+            compaction_written_bytes: compacted,
+            write_amplification: ratio(flushed + compacted, ingested),
+            compactions: c.compactions.load(Relaxed),
+            trivial_moves: c.trivial_moves.load(Relaxed),
+            block_cache: CacheStats {
+                requests: block_requests,
+                memory_hits,
+                disk_hits,
+                hit_ratio: ratio(memory_hits + disk_hits, block_requests),
+            },
+            meta_cache_hit_ratio: ratio(cc.meta_hits.load(Relaxed), cc.meta_requests.load(Relaxed)),
+            bloom_checks: cc.bloom_checks.load(Relaxed),
+            bloom_negatives: cc.bloom_negatives.load(Relaxed),
+            object_store: self.inner.object_stats.snapshot(),
+        }
+    }
+}
+
+fn overlaps_range(sst: &SstInfo, range: &KeyRange) -> bool {
+    let after_start = match &range.0 {
+        Bound::Included(s) => sst.largest_user_key() >= s.as_ref(),
+        Bound::Excluded(s) => sst.largest_user_key() > s.as_ref(),
+        Bound::Unbounded => true,
+    };
+    let before_end = match &range.1 {
+        Bound::Included(e) => sst.smallest_user_key() <= e.as_ref(),
+        Bound::Excluded(e) => sst.smallest_user_key() < e.as_ref(),
+        Bound::Unbounded => true,
+    };
+    after_start && before_end
+}
+
+/// A streaming iterator over a consistent snapshot; it keeps the SSTs it reads alive.
+pub struct LsmIter {
+    inner: MvccIter<MergeCursor>,
+    _version: Arc<Version>,
+}
+
+impl LsmIter {
+    /// The next visible `(key, value)`, or `None` at the end.
+    pub async fn next_kv(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        self.inner.next().await
+    }
+}
+
+impl StateStoreIter for LsmIter {
+    async fn next(&mut self) -> StoreResult<Option<(Bytes, Bytes)>> {
+        Ok(self.inner.next().await?)
+    }
+}
+
+impl StateStore for LsmStore {
+    type Iter = LsmIter;
+
+    async fn get(&self, key: &[u8], read_epoch: Epoch) -> StoreResult<Option<Bytes>> {
+        Ok(self.get_value(key, read_epoch).await?)
+    }
+
+    async fn iter(
+        &self,
+        range: KeyRange,
+        read_epoch: Epoch,
+        direction: Direction,
+    ) -> StoreResult<LsmIter> {
+        Ok(self.scan(range, read_epoch, direction).await?)
+    }
+
+    async fn ingest_batch(&self, epoch: Epoch, batch: WriteBatch) -> StoreResult<()> {
+        Ok(self.ingest(epoch, batch).await?)
+    }
+
+    fn seal_epoch(&self, epoch: Epoch) -> StoreResult<()> {
+        Ok(self.seal(epoch)?)
+    }
+
+    async fn sync(&self, epoch: Epoch) -> StoreResult<()> {
+        Ok(self.sync_epoch(epoch).await?)
+    }
+
+    fn committed_epoch(&self) -> Epoch {
+        self.inner.epochs.committed()
+    }
+
+    fn pin_snapshot(&self) -> PinnedSnapshot {
+        self.inner.epochs.pin()
+    }
+}
