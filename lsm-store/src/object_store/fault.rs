@@ -28,6 +28,7 @@ pub struct FaultPlan {
 struct FaultState {
     plan: FaultPlan,
     mutations: u64,
+    crashed: bool,
 }
 
 /// Wraps a store and fails requests according to a [`FaultPlan`].
@@ -48,15 +49,16 @@ impl FaultInjectingObjectStore {
 
     /// Replaces the plan and resets the mutation count.
     pub fn set_plan(&self, plan: FaultPlan) {
-        *self.state.lock() = FaultState { plan, mutations: 0 };
+        *self.state.lock() = FaultState {
+            plan,
+            mutations: 0,
+            crashed: false,
+        };
     }
 
-    /// Whether the simulated crash has happened.
+    /// Whether the simulated crash has happened: a request was refused because of it.
     pub fn crashed(&self) -> bool {
-        let s = self.state.lock();
-        s.plan
-            .crash_after_mutations
-            .is_some_and(|n| s.mutations >= n)
+        self.state.lock().crashed
     }
 
     fn before(&self, op: &'static str, path: &str, mutation: bool) -> ObjectResult<()> {
@@ -65,6 +67,7 @@ impl FaultInjectingObjectStore {
             .crash_after_mutations
             .is_some_and(|n| s.mutations >= n)
         {
+            s.crashed = true;
             return Err(ObjectError::Permanent {
                 op,
                 path: path.to_string(),

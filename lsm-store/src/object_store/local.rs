@@ -280,13 +280,6 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalObjectStore::open(dir.path()).unwrap();
-        super::super::conformance::check_backend(&store).await;
-    }
-
-    #[tokio::test]
     async fn leftover_temp_files_are_cleared_on_open() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join(TMP_DIR)).unwrap();

@@ -136,13 +136,3 @@ impl ObjectUpload for MemoryUpload {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn conformance() {
-        super::super::conformance::check_backend(&MemoryObjectStore::new()).await;
-    }
-}

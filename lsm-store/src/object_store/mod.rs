@@ -23,7 +23,7 @@ pub use instrumented::{InstrumentedObjectStore, ObjectStoreStats, ObjectStoreSta
 pub use local::LocalObjectStore;
 pub use memory::MemoryObjectStore;
 pub use retry::{RetryOptions, RetryingObjectStore};
-pub use s3::S3ObjectStore;
+pub use s3::{S3ObjectStore, S3Options};
 
 /// What an object store reports about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,10 +146,8 @@ pub trait ObjectUpload: Send {
 }
 
 /// Builds the object store a URL names: `file://DIR`, `memory://` or `s3://bucket/prefix`,
-/// wrapped in retries and metrics.
-pub async fn object_store_from_url(
-    url: &str,
-) -> crate::Result<(Arc<dyn ObjectStore>, Arc<ObjectStoreStats>)> {
+/// wrapped in retries. ([`crate::LsmStore`] adds the metrics layer itself.)
+pub async fn object_store_from_url(url: &str) -> crate::Result<Arc<dyn ObjectStore>> {
     let backend: Arc<dyn ObjectStore> = if let Some(dir) = url.strip_prefix("file://") {
         Arc::new(LocalObjectStore::open(dir)?)
     } else if url == "memory://" || url.starts_with("memory://") {
@@ -165,11 +163,10 @@ pub async fn object_store_from_url(
             "unsupported object store URL {url:?}: expected file://DIR, memory:// or s3://bucket/prefix"
         )));
     };
-    let retrying: Arc<dyn ObjectStore> =
-        Arc::new(RetryingObjectStore::new(backend, RetryOptions::default()));
-    let instrumented = InstrumentedObjectStore::new(retrying);
-    let stats = instrumented.stats();
-    Ok((Arc::new(instrumented), stats))
+    Ok(Arc::new(RetryingObjectStore::new(
+        backend,
+        RetryOptions::default(),
+    )))
 }
 
 /// Rejects paths that could escape a store's root or name nothing.
@@ -187,94 +184,4 @@ pub(crate) fn validate_path(op: &'static str, path: &str) -> ObjectResult<()> {
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-pub(crate) mod conformance {
-    //! Behaviour every backend must share, run against each of them.
-    use super::*;
-
-    pub(crate) async fn check_backend(store: &dyn ObjectStore) {
-        assert!(matches!(
-            store.get("a/missing").await,
-            Err(ObjectError::NotFound { .. })
-        ));
-        store
-            .put("a/one", Bytes::from_static(b"hello world"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get("a/one").await.unwrap(),
-            Bytes::from_static(b"hello world")
-        );
-        assert_eq!(
-            store.get_range("a/one", 6..11).await.unwrap(),
-            Bytes::from_static(b"world")
-        );
-        assert_eq!(
-            store.get_range("a/one", 6..100).await.unwrap(),
-            Bytes::from_static(b"world")
-        );
-        store
-            .put("a/one", Bytes::from_static(b"replaced"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get("a/one").await.unwrap(),
-            Bytes::from_static(b"replaced")
-        );
-        assert_eq!(store.head("a/one").await.unwrap().size, 8);
-
-        store
-            .put_if_absent("a/two", Bytes::from_static(b"first"))
-            .await
-            .unwrap();
-        let second = store
-            .put_if_absent("a/two", Bytes::from_static(b"second"))
-            .await;
-        assert!(
-            matches!(second, Err(ObjectError::AlreadyExists { .. })),
-            "{second:?}"
-        );
-        assert_eq!(
-            store.get("a/two").await.unwrap(),
-            Bytes::from_static(b"first")
-        );
-
-        let mut up = store.upload("b/big").await.unwrap();
-        up.write(Bytes::from(vec![1u8; 1000])).await.unwrap();
-        up.write(Bytes::from(vec![2u8; 1000])).await.unwrap();
-        assert!(matches!(
-            store.get("b/big").await,
-            Err(ObjectError::NotFound { .. })
-        ));
-        up.finish().await.unwrap();
-        let big = store.get("b/big").await.unwrap();
-        assert_eq!(big.len(), 2000);
-        assert_eq!(big[999..1001], [1, 2]);
-        let mut aborted = store.upload("b/aborted").await.unwrap();
-        aborted.write(Bytes::from_static(b"x")).await.unwrap();
-        aborted.abort().await.unwrap();
-        assert!(matches!(
-            store.get("b/aborted").await,
-            Err(ObjectError::NotFound { .. })
-        ));
-
-        let listed: Vec<_> = store
-            .list("a/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.path)
-            .collect();
-        assert_eq!(listed, vec!["a/one".to_string(), "a/two".to_string()]);
-        assert_eq!(store.list("").await.unwrap().len(), 3);
-        store.delete("a/one").await.unwrap();
-        store.delete("a/one").await.unwrap();
-        assert!(matches!(
-            store.get("a/one").await,
-            Err(ObjectError::NotFound { .. })
-        ));
-        assert!(store.get("../escape").await.is_err());
-    }
 }

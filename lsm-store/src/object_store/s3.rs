@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -31,20 +33,46 @@ pub struct S3ObjectStore {
     prefix: String,
 }
 
+/// Connection settings that override the standard AWS environment.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    /// Endpoint of an S3-compatible server; implies path-style addressing.
+    pub endpoint: Option<String>,
+    /// Region; defaults to the environment's, else `us-east-1`.
+    pub region: Option<String>,
+    /// Static access key id and secret; defaults to the environment's credential chain.
+    pub credentials: Option<(String, String)>,
+}
+
 impl S3ObjectStore {
     /// Connects using the standard AWS environment; `prefix` is prepended to every path.
     pub async fn from_env(bucket: &str, prefix: &str) -> Self {
+        Self::new(bucket, prefix, S3Options::default()).await
+    }
+
+    /// Connects with `options` taking precedence over the environment.
+    pub async fn new(bucket: &str, prefix: &str, options: S3Options) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        let has_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
             .iter()
             .any(|v| std::env::var_os(v).is_some());
-        if !has_region {
-            loader = loader.region(Region::new("us-east-1"));
+        match options.region {
+            Some(region) => loader = loader.region(Region::new(region)),
+            None if !env_region => loader = loader.region(Region::new("us-east-1")),
+            None => {}
+        }
+        if let Some(endpoint) = &options.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((key_id, secret)) = options.credentials {
+            loader =
+                loader.credentials_provider(Credentials::new(key_id, secret, None, None, "static"));
         }
         let shared = loader.load().await;
-        let endpoint_override = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
+        let endpoint_override = options.endpoint.is_some()
+            || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some());
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint_override)
             // Every object carries its own xxh3 checksums; SDK checksums only where required
@@ -62,6 +90,11 @@ impl S3ObjectStore {
                 format!("{prefix}/")
             },
         }
+    }
+
+    /// The SDK client, for administrative calls such as creating the bucket.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     fn key(&self, path: &str) -> String {
