@@ -46,9 +46,9 @@ impl Value {
 
     /// Decodes [`Value::encode_into`], sharing `encoded`'s buffer; `None` if it is malformed.
     pub fn decode(encoded: &Bytes) -> Option<Value> {
-        match encoded.first()? {
-            &TAG_PUT => Some(Value::Put(encoded.slice(1..))),
-            &TAG_DELETE if encoded.len() == 1 => Some(Value::Delete),
+        match *encoded.first()? {
+            TAG_PUT => Some(Value::Put(encoded.slice(1..))),
+            TAG_DELETE if encoded.len() == 1 => Some(Value::Delete),
             _ => None,
         }
     }

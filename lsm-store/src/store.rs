@@ -100,6 +100,13 @@ struct ReadState {
     version: Arc<Version>,
 }
 
+/// The layers a read at one epoch consults, newest first.
+struct ReadSnapshot {
+    memtables: Vec<Arc<Memtable>>,
+    sealed: Vec<Arc<ImmBatch>>,
+    version: Arc<Version>,
+}
+
 #[derive(Default)]
 struct Counters {
     ingested_bytes: AtomicU64,
@@ -504,10 +511,7 @@ impl LsmStore {
 
     // ---- read path ----
 
-    fn read_snapshot(
-        &self,
-        read_epoch: Epoch,
-    ) -> Result<(Vec<Arc<Memtable>>, Vec<Arc<ImmBatch>>, Arc<Version>)> {
+    fn read_snapshot(&self, read_epoch: Epoch) -> Result<ReadSnapshot> {
         let state = self.inner.state.read();
         let version = Arc::clone(&state.version);
         if read_epoch.0 < version.safe_epoch {
@@ -516,26 +520,31 @@ impl LsmStore {
                 safe: Epoch(version.safe_epoch),
             }));
         }
-        // Newest first.
-        let memtables = state
-            .memtables
-            .range(..=read_epoch)
-            .rev()
-            .map(|(_, m)| Arc::clone(m))
-            .collect();
-        let sealed = state
-            .sealed
-            .iter()
-            .rev()
-            .filter(|b| b.epoch <= read_epoch)
-            .cloned()
-            .collect();
-        Ok((memtables, sealed, version))
+        Ok(ReadSnapshot {
+            memtables: state
+                .memtables
+                .range(..=read_epoch)
+                .rev()
+                .map(|(_, m)| Arc::clone(m))
+                .collect(),
+            sealed: state
+                .sealed
+                .iter()
+                .rev()
+                .filter(|b| b.epoch <= read_epoch)
+                .cloned()
+                .collect(),
+            version,
+        })
     }
 
     /// The value of `key` as of `read_epoch` (see [`StateStore::get`]).
     pub async fn get_value(&self, key: &[u8], read_epoch: Epoch) -> Result<Option<Bytes>> {
-        let (memtables, sealed, version) = self.read_snapshot(read_epoch)?;
+        let ReadSnapshot {
+            memtables,
+            sealed,
+            version,
+        } = self.read_snapshot(read_epoch)?;
         for m in &memtables {
             if let Some(v) = m.get(key) {
                 return Ok(v.as_put().cloned());
@@ -605,7 +614,11 @@ impl LsmStore {
         read_epoch: Epoch,
         direction: Direction,
     ) -> Result<LsmIter> {
-        let (memtables, sealed, version) = self.read_snapshot(read_epoch)?;
+        let ReadSnapshot {
+            memtables,
+            sealed,
+            version,
+        } = self.read_snapshot(read_epoch)?;
         let target = match direction {
             Direction::Forward => match &range.0 {
                 Bound::Included(s) | Bound::Excluded(s) => {

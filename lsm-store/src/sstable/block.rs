@@ -30,7 +30,7 @@ pub(crate) struct BlockBuilder {
 impl BlockBuilder {
     /// Adds an entry; keys must arrive in full-key order.
     pub(crate) fn add(&mut self, full_key: &[u8], value: &Value) {
-        let shared = if self.entries % RESTART_INTERVAL == 0 {
+        let shared = if self.entries.is_multiple_of(RESTART_INTERVAL) {
             self.restarts.push(self.buf.len() as u32);
             0
         } else {

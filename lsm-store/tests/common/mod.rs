@@ -295,7 +295,7 @@ pub async fn workload(
         let batch: Vec<_> = (0..12u8)
             .map(|i| {
                 let k = ((round as u8).wrapping_mul(7).wrapping_add(i * 5)) % 40;
-                let v = if (k + round as u8) % 5 == 0 {
+                let v = if (k + round as u8).is_multiple_of(5) {
                     Value::Delete
                 } else {
                     Value::Put(Bytes::from(vec![k ^ round as u8; 20]))
