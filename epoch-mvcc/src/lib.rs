@@ -1,19 +1,4 @@
-//! Epochs, a versioned key codec, MVCC snapshot visibility and the [`StateStore`] trait.
-//!
-//! Every write in the system happens at an [`Epoch`]. Storage keeps several versions of a key,
-//! each under a full key (`user_key ++ inverted epoch`, see [`FullKeyRef`]), so that a reader
-//! can see a consistent snapshot "as of" any readable epoch ([`MvccIter`]) and compaction knows
-//! which old versions it may drop ([`CompactionFilter`]). [`EpochManager`] tracks which epochs
-//! are in flight, sealed and committed, and which snapshots readers pin.
-//!
-//! ```
-//! use epoch_mvcc::{Epoch, FullKeyRef, cmp_encoded_full_keys};
-//! let e1 = Epoch::now();
-//! let e2 = e1.next();
-//! let newer = FullKeyRef::new(b"k", e2).encode();
-//! let older = FullKeyRef::new(b"k", e1).encode();
-//! assert!(cmp_encoded_full_keys(&newer, &older).is_lt());
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod epoch;
 mod epoch_manager;
