@@ -69,7 +69,11 @@ fn options(bloom: bool, cached: bool) -> LsmStoreOptions {
         o.sst.whole_key_filter = false;
     }
     if !cached {
-        o.cache = CacheOptions { block_cache_bytes: 1, meta_cache_bytes: 64 << 20, ..CacheOptions::default() };
+        o.cache = CacheOptions {
+            block_cache_bytes: 1,
+            meta_cache_bytes: 64 << 20,
+            ..CacheOptions::default()
+        };
     }
     o.compaction.max_bytes_for_base_level = 64 << 20;
     o.sst.target_file_size = 16 << 20;
@@ -86,7 +90,15 @@ impl Latencies {
     }
 }
 
-fn report(workload: &str, ops: u64, elapsed: Duration, lat: &mut Latencies, before: &LsmStats, after: &LsmStats, extra: serde_json::Value) {
+fn report(
+    workload: &str,
+    ops: u64,
+    elapsed: Duration,
+    lat: &mut Latencies,
+    before: &LsmStats,
+    after: &LsmStats,
+    extra: serde_json::Value,
+) {
     let requests = after.object_store.requests() - before.object_store.requests();
     let block_requests = after.block_cache.requests - before.block_cache.requests;
     let block_hits = (after.block_cache.memory_hits + after.block_cache.disk_hits)
@@ -112,7 +124,12 @@ fn report(workload: &str, ops: u64, elapsed: Duration, lat: &mut Latencies, befo
 }
 
 async fn fill(dir: &Path, keys: u64, bloom: bool) -> (LsmStore, Epoch) {
-    let store = LsmStore::open(Arc::new(LocalObjectStore::open(dir).unwrap()), options(bloom, true)).await.unwrap();
+    let store = LsmStore::open(
+        Arc::new(LocalObjectStore::open(dir).unwrap()),
+        options(bloom, true),
+    )
+    .await
+    .unwrap();
     let before = store.stats();
     let mut epoch = store.committed_epoch();
     let mut lat = Latencies(Vec::new());
@@ -122,7 +139,12 @@ async fn fill(dir: &Path, keys: u64, bloom: bool) -> (LsmStore, Epoch) {
         epoch = epoch.next();
         let n = KEYS_PER_EPOCH.min(keys - i);
         let batch: Vec<_> = (i..i + n)
-            .map(|j| (nth_key(j, keys), Value::Put(Bytes::from(vec![(j % 251) as u8; VALUE_LEN]))))
+            .map(|j| {
+                (
+                    nth_key(j, keys),
+                    Value::Put(Bytes::from(vec![(j % 251) as u8; VALUE_LEN])),
+                )
+            })
             .collect();
         let t = Instant::now();
         store.ingest_batch(epoch, batch).await.unwrap();
@@ -135,15 +157,31 @@ async fn fill(dir: &Path, keys: u64, bloom: bool) -> (LsmStore, Epoch) {
     store.compact_until_settled().await.unwrap();
     let after = store.stats();
     if bloom {
-        report("fill_random", keys, elapsed, &mut lat, &before, &after, json!({
-            "key_bytes": 16, "value_bytes": VALUE_LEN, "keys_per_epoch": KEYS_PER_EPOCH,
-            "latency_unit": "epoch (ingest + seal + sync)",
-        }));
+        report(
+            "fill_random",
+            keys,
+            elapsed,
+            &mut lat,
+            &before,
+            &after,
+            json!({
+                "key_bytes": 16, "value_bytes": VALUE_LEN, "keys_per_epoch": KEYS_PER_EPOCH,
+                "latency_unit": "epoch (ingest + seal + sync)",
+            }),
+        );
     }
     (store, epoch)
 }
 
-async fn reads(store: &LsmStore, epoch: Epoch, workload: &str, ops: u64, keys: u64, mut key: impl FnMut(&mut StdRng) -> Bytes, expect_hit: bool) {
+async fn reads(
+    store: &LsmStore,
+    epoch: Epoch,
+    workload: &str,
+    ops: u64,
+    keys: u64,
+    mut key: impl FnMut(&mut StdRng) -> Bytes,
+    expect_hit: bool,
+) {
     let mut rng = StdRng::seed_from_u64(7);
     let before = store.stats();
     let mut lat = Latencies(Vec::with_capacity(ops as usize));
@@ -156,7 +194,15 @@ async fn reads(store: &LsmStore, epoch: Epoch, workload: &str, ops: u64, keys: u
         assert_eq!(v.is_some(), expect_hit, "{workload}: unexpected result");
     }
     let elapsed = start.elapsed();
-    report(workload, ops, elapsed, &mut lat, &before, &store.stats(), json!({ "keys": keys }));
+    report(
+        workload,
+        ops,
+        elapsed,
+        &mut lat,
+        &before,
+        &store.stats(),
+        json!({ "keys": keys }),
+    );
 }
 
 async fn prefix_scans(store: &LsmStore, epoch: Epoch, ops: u64, keys: u64) {
@@ -171,21 +217,44 @@ async fn prefix_scans(store: &LsmStore, epoch: Epoch, ops: u64, keys: u64) {
         let prefix = user_key(group, 0).slice(..PREFIX_LEN);
         let end = epoch_mvcc::prefix_successor(&prefix).unwrap();
         let t = Instant::now();
-        let mut it = store.iter((Bound::Included(prefix), Bound::Excluded(Bytes::from(end))), epoch, Direction::Forward).await.unwrap();
-        while epoch_mvcc::StateStoreIter::next(&mut it).await.unwrap().is_some() {
+        let mut it = store
+            .iter(
+                (Bound::Included(prefix), Bound::Excluded(Bytes::from(end))),
+                epoch,
+                Direction::Forward,
+            )
+            .await
+            .unwrap();
+        while epoch_mvcc::StateStoreIter::next(&mut it)
+            .await
+            .unwrap()
+            .is_some()
+        {
             rows += 1;
         }
         lat.0.push(t.elapsed().as_nanos() as u64);
     }
     let elapsed = start.elapsed();
-    report("prefix_scan", ops, elapsed, &mut lat, &before, &store.stats(), json!({ "rows_per_scan": rows as f64 / ops as f64 }));
+    report(
+        "prefix_scan",
+        ops,
+        elapsed,
+        &mut lat,
+        &before,
+        &store.stats(),
+        json!({ "rows_per_scan": rows as f64 / ops as f64 }),
+    );
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = Args::parse();
-    let keys = args.keys.unwrap_or(if args.quick { 200_000 } else { 2_000_000 });
-    let ops = args.reads.unwrap_or(if args.quick { 20_000 } else { 200_000 });
+    let keys = args
+        .keys
+        .unwrap_or(if args.quick { 200_000 } else { 2_000_000 });
+    let ops = args
+        .reads
+        .unwrap_or(if args.quick { 20_000 } else { 200_000 });
     let tmp = tempfile::tempdir().unwrap();
     let root = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let groups = (keys / MEMBERS_PER_GROUP).max(1);
@@ -194,25 +263,79 @@ async fn main() {
     // the other half (it can).
     let absent = move |rng: &mut StdRng| {
         let member = keys + rng.random_range(0..keys);
-        let group = if rng.random_bool(0.5) { rng.random_range(0..groups) } else { groups + rng.random_range(0..groups) };
+        let group = if rng.random_bool(0.5) {
+            rng.random_range(0..groups)
+        } else {
+            groups + rng.random_range(0..groups)
+        };
         user_key(group as u32, member)
     };
 
     let with_bloom = root.join("with-bloom");
     let (store, epoch) = fill(&with_bloom, keys, true).await;
-    reads(&store, epoch, "read_random_cached", ops, keys, existing, true).await;
+    reads(
+        &store,
+        epoch,
+        "read_random_cached",
+        ops,
+        keys,
+        existing,
+        true,
+    )
+    .await;
     // The same reads again now that the cache is warm.
-    reads(&store, epoch, "read_random_cached", ops, keys, existing, true).await;
+    reads(
+        &store,
+        epoch,
+        "read_random_cached",
+        ops,
+        keys,
+        existing,
+        true,
+    )
+    .await;
     prefix_scans(&store, epoch, ops / 10, keys).await;
-    reads(&store, epoch, "point_miss_prefix_bloom", ops, keys, absent, false).await;
+    reads(
+        &store,
+        epoch,
+        "point_miss_prefix_bloom",
+        ops,
+        keys,
+        absent,
+        false,
+    )
+    .await;
     store.close().await;
     drop(store);
 
-    let cold = LsmStore::open(Arc::new(LocalObjectStore::open(&with_bloom).unwrap()), options(true, false)).await.unwrap();
-    reads(&cold, epoch, "read_random_cold", ops / 4, keys, existing, true).await;
+    let cold = LsmStore::open(
+        Arc::new(LocalObjectStore::open(&with_bloom).unwrap()),
+        options(true, false),
+    )
+    .await
+    .unwrap();
+    reads(
+        &cold,
+        epoch,
+        "read_random_cold",
+        ops / 4,
+        keys,
+        existing,
+        true,
+    )
+    .await;
     cold.close().await;
 
     let (no_bloom, epoch) = fill(&root.join("without-bloom"), keys, false).await;
-    reads(&no_bloom, epoch, "point_miss_no_bloom", ops, keys, absent, false).await;
+    reads(
+        &no_bloom,
+        epoch,
+        "point_miss_no_bloom",
+        ops,
+        keys,
+        absent,
+        false,
+    )
+    .await;
     no_bloom.close().await;
 }
