@@ -423,16 +423,18 @@ impl LsmStore {
                 .cloned()
                 .collect()
         };
-        let uploaded = self.flush(&batches).await;
-        let in_flight: Vec<u64> = match &uploaded {
-            Ok(ssts) => ssts.iter().map(|s| s.id).collect(),
-            Err(_) => Vec::new(),
+        let registered = Mutex::new(Vec::new());
+        let result = match self.flush(&batches, &registered).await {
+            Ok(ssts) => self.commit_flush(ssts, epoch, &batches).await,
+            Err(e) => Err(e),
         };
-        let result = self.commit_flush(uploaded?, epoch, &batches).await;
+        // Committed or not, these uploads are no longer in flight: they are either in the
+        // version or garbage.
+        let registered = registered.into_inner();
         self.inner
             .in_flight
             .lock()
-            .retain(|id| !in_flight.contains(id));
+            .retain(|id| !registered.contains(id));
         result
     }
 
@@ -475,8 +477,13 @@ impl LsmStore {
         Ok(())
     }
 
-    /// Builds SSTs (one L0 sub-level) from sealed batches and uploads them.
-    async fn flush(&self, batches: &[Arc<ImmBatch>]) -> Result<Vec<SstInfo>> {
+    /// Builds SSTs (one L0 sub-level) from sealed batches and uploads them, registering each
+    /// id as in flight (and in `registered`) before its upload starts.
+    async fn flush(
+        &self,
+        batches: &[Arc<ImmBatch>],
+        registered: &Mutex<Vec<u64>>,
+    ) -> Result<Vec<SstInfo>> {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
@@ -499,6 +506,7 @@ impl LsmStore {
             loop {
                 let id = new_sst_id();
                 self.inner.in_flight.lock().insert(id);
+                registered.lock().push(id);
                 if let Some(info) = self.inner.sst_store.upload(id, sst).await? {
                     return Ok::<_, Error>(info);
                 }

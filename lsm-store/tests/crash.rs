@@ -110,3 +110,39 @@ async fn crash_at_every_mutation_loses_nothing_acknowledged() {
         "the workload must be cut at many points ({crashed_runs})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_flush_leaves_garbage_that_the_same_process_collects() {
+    let objects = MemoryObjectStore::new();
+    let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(objects.clone())));
+    let store = LsmStore::open(faulty.clone(), small_options())
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..40u8)
+        .map(|k| (key(k), Value::Put(Bytes::from(vec![k; 30]))))
+        .collect();
+    store.ingest(Epoch(1), batch).await.unwrap();
+    store.seal(Epoch(1)).unwrap();
+    // The first SST upload goes through, the rest of the flush fails.
+    faulty.set_plan(FaultPlan {
+        crash_after_mutations: Some(1),
+        ..FaultPlan::default()
+    });
+    assert!(store.sync_epoch(Epoch(1)).await.is_err());
+    faulty.set_plan(FaultPlan::default());
+    store.sync_epoch(Epoch(1)).await.unwrap();
+    store.collect_garbage().await.unwrap();
+    let live = store.version().sst_ids();
+    let listed: HashSet<u64> = objects
+        .list("sst/")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| sst_id_from_path(&m.path))
+        .collect();
+    assert_eq!(listed, live, "the failed flush's upload was not collected");
+    assert_eq!(
+        store.get_value(&key(3), Epoch(1)).await.unwrap(),
+        Some(Bytes::from(vec![3; 30]))
+    );
+}
