@@ -9,7 +9,7 @@
 use thiserror::Error;
 
 /// Sort direction and NULL placement of one key column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OrderType {
     /// Descending order.
     pub descending: bool,
@@ -119,31 +119,78 @@ fn null_tag(order: OrderType) -> u8 {
 
 /// Appends the encoding of `datum` in `order` to `buf`.
 pub fn encode_datum(buf: &mut Vec<u8>, datum: &KeyDatum, order: OrderType) {
-    let start = buf.len();
     match datum {
-        KeyDatum::Null => buf.push(null_tag(order)),
-        value => {
-            buf.push(TAG_VALUE);
-            encode_value(buf, value);
-        }
+        KeyDatum::Null => encode_null(buf, order),
+        KeyDatum::Bool(v) => encode_bool(buf, *v, order),
+        KeyDatum::Int16(v) => encode_i16(buf, *v, order),
+        KeyDatum::Int32(v) => encode_i32(buf, *v, order),
+        KeyDatum::Int64(v) => encode_i64(buf, *v, order),
+        KeyDatum::Float32(v) => encode_f32(buf, *v, order),
+        KeyDatum::Float64(v) => encode_f64(buf, *v, order),
+        KeyDatum::Str(s) => encode_bytes(buf, s.as_bytes(), order),
+        KeyDatum::Bytes(b) => encode_bytes(buf, b, order),
     }
+}
+
+/// Appends a tagged value: `write` appends the ascending encoding, which descending inverts.
+fn encode_value_with(buf: &mut Vec<u8>, order: OrderType, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = buf.len();
+    buf.push(TAG_VALUE);
+    write(buf);
     if order.descending {
         buf[start..].iter_mut().for_each(|b| *b = !*b);
     }
 }
 
-fn encode_value(buf: &mut Vec<u8>, datum: &KeyDatum) {
-    match datum {
-        KeyDatum::Null => unreachable!("NULL is encoded by its tag alone"),
-        KeyDatum::Bool(v) => buf.push(u8::from(*v)),
-        KeyDatum::Int16(v) => buf.extend_from_slice(&((*v as u16) ^ (1 << 15)).to_be_bytes()),
-        KeyDatum::Int32(v) => buf.extend_from_slice(&((*v as u32) ^ (1 << 31)).to_be_bytes()),
-        KeyDatum::Int64(v) => buf.extend_from_slice(&((*v as u64) ^ (1 << 63)).to_be_bytes()),
-        KeyDatum::Float32(v) => buf.extend_from_slice(&order_f32(*v).to_be_bytes()),
-        KeyDatum::Float64(v) => buf.extend_from_slice(&order_f64(*v).to_be_bytes()),
-        KeyDatum::Str(s) => encode_bytes(buf, s.as_bytes()),
-        KeyDatum::Bytes(b) => encode_bytes(buf, b),
-    }
+/// Appends a NULL of any type.
+pub fn encode_null(buf: &mut Vec<u8>, order: OrderType) {
+    let tag = null_tag(order);
+    buf.push(if order.descending { !tag } else { tag });
+}
+
+/// Appends a boolean.
+pub fn encode_bool(buf: &mut Vec<u8>, v: bool, order: OrderType) {
+    encode_value_with(buf, order, |b| b.push(u8::from(v)));
+}
+
+/// Appends a `smallint`.
+pub fn encode_i16(buf: &mut Vec<u8>, v: i16, order: OrderType) {
+    encode_value_with(buf, order, |b| {
+        b.extend_from_slice(&((v as u16) ^ (1 << 15)).to_be_bytes())
+    });
+}
+
+/// Appends an `integer`.
+pub fn encode_i32(buf: &mut Vec<u8>, v: i32, order: OrderType) {
+    encode_value_with(buf, order, |b| {
+        b.extend_from_slice(&((v as u32) ^ (1 << 31)).to_be_bytes())
+    });
+}
+
+/// Appends a `bigint`.
+pub fn encode_i64(buf: &mut Vec<u8>, v: i64, order: OrderType) {
+    encode_value_with(buf, order, |b| {
+        b.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes())
+    });
+}
+
+/// Appends a `real`.
+pub fn encode_f32(buf: &mut Vec<u8>, v: f32, order: OrderType) {
+    encode_value_with(buf, order, |b| {
+        b.extend_from_slice(&order_f32(v).to_be_bytes())
+    });
+}
+
+/// Appends a `double precision`.
+pub fn encode_f64(buf: &mut Vec<u8>, v: f64, order: OrderType) {
+    encode_value_with(buf, order, |b| {
+        b.extend_from_slice(&order_f64(v).to_be_bytes())
+    });
+}
+
+/// Appends a string or byte string.
+pub fn encode_bytes(buf: &mut Vec<u8>, v: &[u8], order: OrderType) {
+    encode_value_with(buf, order, |b| encode_byte_groups(b, v));
 }
 
 /// Maps a float to an unsigned integer with the same order; -0.0 equals 0.0 and every NaN is
@@ -182,7 +229,7 @@ fn order_f32(v: f32) -> u32 {
 
 /// Groups of 8 bytes, each followed by a marker: 9 if more groups follow, else the count of
 /// significant bytes in the (zero-padded) group. Shorter strings sort before their extensions.
-fn encode_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+fn encode_byte_groups(buf: &mut Vec<u8>, bytes: &[u8]) {
     let mut chunks = bytes.chunks(STR_GROUP).peekable();
     if chunks.peek().is_none() {
         buf.extend_from_slice(&[0; STR_GROUP]);

@@ -1,0 +1,57 @@
+//! The crate's error type, with the SQLSTATE each error reports to clients.
+
+use arrow::error::ArrowError;
+use epoch_mvcc::StoreError;
+
+/// Why a dataflow operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Division (or modulo) by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// A value does not fit its type.
+    #[error("{0} out of range")]
+    OutOfRange(String),
+    /// A cast of a value that has no representation in the target type.
+    #[error("invalid input syntax: {0}")]
+    InvalidInput(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored state does not decode: a bug or a corrupt store.
+    #[error("corrupt state: {0}")]
+    CorruptState(String),
+    /// A violated internal invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The PostgreSQL SQLSTATE code for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::DivisionByZero => "22012",
+            Error::OutOfRange(_) => "22003",
+            Error::InvalidInput(_) => "22P02",
+            Error::Store(_) | Error::CorruptState(_) => "XX001",
+            Error::Internal(_) => "XX000",
+        }
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        match e {
+            ArrowError::DivideByZero => Error::DivisionByZero,
+            ArrowError::ArithmeticOverflow(m) => Error::OutOfRange(m),
+            ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::InvalidInput(m),
+            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                Error::OutOfRange(m)
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Result of dataflow operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,480 @@
+//! Scalar expressions, evaluated a whole column at a time with Arrow kernels.
+//!
+//! Expressions arrive typed: the binder has resolved every column, inserted implicit casts so
+//! both sides of an operator share a type, and computed each node's result type.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, new_null_array};
+use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
+use arrow::compute::{CastOptions, cast_with_options, is_not_null, is_null};
+use arrow::datatypes::{Float32Type, Float64Type};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{DataType, Datum};
+use crate::{Error, Result};
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BinaryOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/` (integer division truncates)
+    Div,
+    /// `%`
+    Mod,
+    /// `=`
+    Eq,
+    /// `<>`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+    /// `AND` (three-valued)
+    And,
+    /// `OR` (three-valued)
+    Or,
+    /// `||` on strings
+    Concat,
+}
+
+impl BinaryOp {
+    /// Whether the result is boolean.
+    pub fn is_predicate(self) -> bool {
+        !matches!(
+            self,
+            BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Div
+                | BinaryOp::Mod
+                | BinaryOp::Concat
+        )
+    }
+}
+
+/// A typed scalar expression over the columns of a batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    /// Column `index` of the input.
+    Column {
+        /// Position in the input.
+        index: usize,
+        /// Its type.
+        ty: DataType,
+    },
+    /// A constant.
+    Literal {
+        /// The value (may be NULL).
+        value: Datum,
+        /// Its type.
+        ty: DataType,
+    },
+    /// `left op right`; both sides have the same type.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// `NOT e`
+    Not(Box<Expr>),
+    /// `-e`
+    Negate(Box<Expr>),
+    /// `e IS NULL`
+    IsNull(Box<Expr>),
+    /// `e IS NOT NULL`
+    IsNotNull(Box<Expr>),
+    /// `CAST(e AS to)`
+    Cast {
+        /// The value.
+        expr: Box<Expr>,
+        /// The target type.
+        to: DataType,
+    },
+    /// `CASE WHEN c THEN v ... ELSE e END`
+    Case {
+        /// Conditions and values, in order.
+        branches: Vec<(Expr, Expr)>,
+        /// The value when no condition holds (NULL if absent).
+        otherwise: Option<Box<Expr>>,
+        /// The result type.
+        ty: DataType,
+    },
+    /// `COALESCE(a, b, ...)`
+    Coalesce {
+        /// Candidates, in order.
+        args: Vec<Expr>,
+        /// The result type.
+        ty: DataType,
+    },
+}
+
+/// A column or a constant: constants stay one value wide so kernels can broadcast them.
+enum Value {
+    Array(ArrayRef),
+    Scalar(ArrayRef),
+}
+
+impl Value {
+    fn into_array(self, len: usize) -> Result<ArrayRef> {
+        match self {
+            Value::Array(a) => Ok(a),
+            Value::Scalar(s) if s.is_null(0) => Ok(new_null_array(s.data_type(), len)),
+            Value::Scalar(s) => {
+                let indices = arrow::array::UInt32Array::from(vec![0u32; len]);
+                Ok(arrow::compute::take(s.as_ref(), &indices, None)?)
+            }
+        }
+    }
+
+    fn datum(&self) -> Box<dyn arrow::array::Datum + '_> {
+        match self {
+            Value::Array(a) => Box::new(a),
+            Value::Scalar(s) => Box::new(Scalar::new(s)),
+        }
+    }
+}
+
+impl Expr {
+    /// A reference to input column `index` of type `ty`.
+    pub fn column(index: usize, ty: DataType) -> Expr {
+        Expr::Column { index, ty }
+    }
+
+    /// A constant.
+    pub fn literal(value: Datum, ty: DataType) -> Expr {
+        Expr::Literal { value, ty }
+    }
+
+    /// `left op right`.
+    pub fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
+        Expr::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        }
+    }
+
+    /// The type of the result.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Expr::Column { ty, .. }
+            | Expr::Literal { ty, .. }
+            | Expr::Case { ty, .. }
+            | Expr::Coalesce { ty, .. } => *ty,
+            Expr::Binary { op, left, .. } => {
+                if op.is_predicate() {
+                    DataType::Boolean
+                } else {
+                    left.data_type()
+                }
+            }
+            Expr::Not(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => DataType::Boolean,
+            Expr::Negate(e) => e.data_type(),
+            Expr::Cast { to, .. } => *to,
+        }
+    }
+
+    /// Evaluates over every row of `batch`.
+    pub fn eval(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+        self.eval_value(batch)?.into_array(batch.num_rows())
+    }
+
+    /// Evaluates a predicate; NULL counts as false.
+    pub fn eval_mask(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+        let array = self.eval(batch)?;
+        let mask = array.as_boolean();
+        Ok(match mask.nulls() {
+            // NULL is not true: fold the null bitmap into the values.
+            Some(nulls) => BooleanArray::new(mask.values() & nulls.inner(), None),
+            None => mask.clone(),
+        })
+    }
+
+    fn eval_value(&self, batch: &RecordBatch) -> Result<Value> {
+        let rows = batch.num_rows();
+        Ok(match self {
+            Expr::Column { index, .. } => Value::Array(Arc::clone(batch.column(*index))),
+            Expr::Literal { value, ty } => Value::Scalar(value.to_array(*ty, 1)),
+            Expr::Binary { op, left, right } => {
+                let (l, r) = (left.eval_value(batch)?, right.eval_value(batch)?);
+                let scalar = matches!((&l, &r), (Value::Scalar(_), Value::Scalar(_)));
+                let out = binary(*op, &l, &r, left.data_type(), rows)?;
+                if scalar {
+                    Value::Scalar(out)
+                } else {
+                    Value::Array(out)
+                }
+            }
+            Expr::Not(e) => {
+                let a = e.eval(batch)?;
+                Value::Array(Arc::new(boolean::not(a.as_boolean())?))
+            }
+            Expr::Negate(e) => Value::Array(numeric::neg(&e.eval(batch)?)?),
+            Expr::IsNull(e) => Value::Array(Arc::new(is_null(&e.eval(batch)?)?)),
+            Expr::IsNotNull(e) => Value::Array(Arc::new(is_not_null(&e.eval(batch)?)?)),
+            Expr::Cast { expr, to } => {
+                let from = expr.data_type();
+                let a = expr.eval(batch)?;
+                Value::Array(cast(&a, from, *to)?)
+            }
+            Expr::Case {
+                branches,
+                otherwise,
+                ty,
+            } => {
+                let mut result = match otherwise {
+                    Some(e) => e.eval(batch)?,
+                    None => new_null_array(&ty.to_arrow(), rows),
+                };
+                // Later branches are overridden by earlier ones: apply them last to first.
+                for (cond, value) in branches.iter().rev() {
+                    let mask = cond.eval_mask(batch)?;
+                    let v = value.eval(batch)?;
+                    result = zip(&mask, &v, &result)?;
+                }
+                Value::Array(result)
+            }
+            Expr::Coalesce { args, ty } => {
+                let mut result = new_null_array(&ty.to_arrow(), rows);
+                for arg in args.iter().rev() {
+                    let v = arg.eval(batch)?;
+                    let present = is_not_null(&v)?;
+                    result = zip(&present, &v, &result)?;
+                }
+                Value::Array(result)
+            }
+        })
+    }
+}
+
+fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) -> Result<ArrayRef> {
+    let (ld, rd) = (l.datum(), r.datum());
+    let (ld, rd) = (ld.as_ref(), rd.as_ref());
+    Ok(match op {
+        BinaryOp::Add => numeric::add(ld, rd)?,
+        BinaryOp::Sub => numeric::sub(ld, rd)?,
+        BinaryOp::Mul => numeric::mul(ld, rd)?,
+        BinaryOp::Div | BinaryOp::Mod => {
+            // PostgreSQL rejects division by zero for floats too, where IEEE gives infinity.
+            if matches!(operand, DataType::Float32 | DataType::Float64) {
+                let zero = Datum::Float64(0.0).to_array(DataType::Float64, 1);
+                let zero = cast(&zero, DataType::Float64, operand)?;
+                if cmp::eq(rd, &Scalar::new(zero))?.true_count() > 0 {
+                    return Err(Error::DivisionByZero);
+                }
+            }
+            if op == BinaryOp::Div {
+                numeric::div(ld, rd)?
+            } else {
+                numeric::rem(ld, rd)?
+            }
+        }
+        BinaryOp::Eq => Arc::new(cmp::eq(ld, rd)?),
+        BinaryOp::NotEq => Arc::new(cmp::neq(ld, rd)?),
+        BinaryOp::Lt => Arc::new(cmp::lt(ld, rd)?),
+        BinaryOp::LtEq => Arc::new(cmp::lt_eq(ld, rd)?),
+        BinaryOp::Gt => Arc::new(cmp::gt(ld, rd)?),
+        BinaryOp::GtEq => Arc::new(cmp::gt_eq(ld, rd)?),
+        BinaryOp::And | BinaryOp::Or => {
+            let (la, ra) = (expand(l, rows)?, expand(r, rows)?);
+            let (la, ra) = (la.as_boolean(), ra.as_boolean());
+            Arc::new(if op == BinaryOp::And {
+                boolean::and_kleene(la, ra)?
+            } else {
+                boolean::or_kleene(la, ra)?
+            })
+        }
+        BinaryOp::Concat => {
+            let (la, ra) = (expand(l, rows)?, expand(r, rows)?);
+            Arc::new(
+                arrow::compute::kernels::concat_elements::concat_elements_utf8(
+                    la.as_string::<i32>(),
+                    ra.as_string::<i32>(),
+                )?,
+            )
+        }
+    })
+}
+
+fn expand(v: &Value, rows: usize) -> Result<ArrayRef> {
+    match v {
+        Value::Array(a) => Ok(Arc::clone(a)),
+        Value::Scalar(s) => Value::Scalar(Arc::clone(s)).into_array(rows),
+    }
+}
+
+/// Casts with PostgreSQL's rules where they differ from Arrow's: failures are errors, and
+/// floats round to the nearest integer (ties to even) instead of truncating.
+pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> {
+    if from == to {
+        return Ok(Arc::clone(array));
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let integer = matches!(to, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    let rounded: ArrayRef = match from {
+        DataType::Float64 if integer => Arc::new(
+            array
+                .as_primitive::<Float64Type>()
+                .unary::<_, Float64Type>(f64::round_ties_even),
+        ),
+        DataType::Float32 if integer => Arc::new(
+            array
+                .as_primitive::<Float32Type>()
+                .unary::<_, Float32Type>(f32::round_ties_even),
+        ),
+        _ => Arc::clone(array),
+    };
+    cast_with_options(&rounded, &to.to_arrow(), &options).map_err(|e| match e {
+        arrow::error::ArrowError::CastError(m) if integer && from != DataType::Varchar => {
+            Error::OutOfRange(format!("{to}: {m}"))
+        }
+        other => other.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::StreamChunk;
+
+    fn batch() -> RecordBatch {
+        StreamChunk::from_pretty(
+            " I I F T B
+             + 1 10 1.5 a t
+             + 2 0 -2.5 b f
+             + . 3 . . .",
+        )
+        .data()
+        .clone()
+    }
+
+    fn col(i: usize, ty: DataType) -> Expr {
+        Expr::column(i, ty)
+    }
+
+    fn values(e: &Expr) -> Vec<Datum> {
+        let a = e.eval(&batch()).unwrap();
+        (0..a.len())
+            .map(|i| Datum::from_array(a.as_ref(), i))
+            .collect()
+    }
+
+    #[test]
+    fn arithmetic_comparison_and_three_valued_logic() {
+        use BinaryOp::*;
+        let i64c = |i| col(i, DataType::Int64);
+        let sum = Expr::binary(
+            Add,
+            i64c(0),
+            Expr::literal(Datum::Int64(100), DataType::Int64),
+        );
+        assert_eq!(
+            values(&sum),
+            vec![Datum::Int64(101), Datum::Int64(102), Datum::Null]
+        );
+        let gt = Expr::binary(Gt, i64c(1), i64c(0));
+        assert_eq!(
+            values(&gt),
+            vec![Datum::Bool(true), Datum::Bool(false), Datum::Null]
+        );
+        // NULL AND false is false; NULL OR true is true.
+        let and = Expr::binary(And, gt.clone(), col(4, DataType::Boolean));
+        assert_eq!(
+            values(&and),
+            vec![Datum::Bool(true), Datum::Bool(false), Datum::Null]
+        );
+        let or = Expr::binary(Or, gt, Expr::literal(Datum::Bool(true), DataType::Boolean));
+        assert_eq!(values(&or), vec![Datum::Bool(true); 3]);
+        let concat = Expr::binary(
+            Concat,
+            col(3, DataType::Varchar),
+            Expr::literal(Datum::Varchar("!".into()), DataType::Varchar),
+        );
+        assert_eq!(values(&concat)[0], Datum::Varchar("a!".into()));
+        let mask = Expr::binary(Gt, i64c(1), i64c(0))
+            .eval_mask(&batch())
+            .unwrap();
+        assert_eq!(mask, BooleanArray::from(vec![true, false, false]));
+    }
+
+    #[test]
+    fn sql_errors() {
+        use BinaryOp::*;
+        let div = Expr::binary(Div, col(0, DataType::Int64), col(1, DataType::Int64));
+        assert!(matches!(div.eval(&batch()), Err(Error::DivisionByZero)));
+        let fdiv = Expr::binary(
+            Div,
+            col(2, DataType::Float64),
+            Expr::literal(Datum::Float64(0.0), DataType::Float64),
+        );
+        assert!(matches!(fdiv.eval(&batch()), Err(Error::DivisionByZero)));
+        let overflow = Expr::binary(
+            Mul,
+            col(0, DataType::Int64),
+            Expr::literal(Datum::Int64(i64::MAX), DataType::Int64),
+        );
+        assert!(matches!(overflow.eval(&batch()), Err(Error::OutOfRange(_))));
+        let bad = Expr::Cast {
+            expr: Box::new(col(3, DataType::Varchar)),
+            to: DataType::Int32,
+        };
+        assert!(matches!(bad.eval(&batch()), Err(Error::InvalidInput(_))));
+        assert_eq!(bad.eval(&batch()).unwrap_err().sqlstate(), "22P02");
+    }
+
+    #[test]
+    fn casts_case_and_coalesce() {
+        let round = Expr::Cast {
+            expr: Box::new(col(2, DataType::Float64)),
+            to: DataType::Int32,
+        };
+        assert_eq!(
+            values(&round),
+            vec![Datum::Int32(2), Datum::Int32(-2), Datum::Null]
+        );
+        let case = Expr::Case {
+            branches: vec![(
+                Expr::binary(
+                    BinaryOp::Eq,
+                    col(0, DataType::Int64),
+                    Expr::literal(Datum::Int64(1), DataType::Int64),
+                ),
+                Expr::literal(Datum::Varchar("one".into()), DataType::Varchar),
+            )],
+            otherwise: Some(Box::new(col(3, DataType::Varchar))),
+            ty: DataType::Varchar,
+        };
+        assert_eq!(
+            values(&case),
+            vec![
+                Datum::Varchar("one".into()),
+                Datum::Varchar("b".into()),
+                Datum::Null
+            ]
+        );
+        let coalesce = Expr::Coalesce {
+            args: vec![col(0, DataType::Int64), col(1, DataType::Int64)],
+            ty: DataType::Int64,
+        };
+        assert_eq!(
+            values(&coalesce),
+            vec![Datum::Int64(1), Datum::Int64(2), Datum::Int64(3)]
+        );
+    }
+}

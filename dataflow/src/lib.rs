@@ -1,0 +1,11 @@
+//! Vectorized columnar operators on Arrow: chunks, expressions, state tables, and (to come)
+//! batch and streaming executors.
+
+pub mod chunk;
+mod error;
+pub mod expr;
+pub mod row_codec;
+pub mod state_table;
+pub mod types;
+
+pub use error::{Error, Result};

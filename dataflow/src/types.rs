@@ -1,0 +1,405 @@
+//! SQL data types, single values (datums), and their Arrow representation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, IntervalMonthDayNanoArray, StringArray, Time64MicrosecondArray,
+    TimestampMicrosecondArray, new_null_array,
+};
+use arrow::datatypes::{DataType as ArrowType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
+use epoch_mvcc::memcomparable::{KeyDatum, KeyType};
+use serde::{Deserialize, Serialize};
+
+/// A SQL type. Every type maps to one Arrow type ([`DataType::to_arrow`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DataType {
+    /// `boolean`
+    Boolean,
+    /// `smallint`
+    Int16,
+    /// `integer`
+    Int32,
+    /// `bigint`
+    Int64,
+    /// `real`
+    Float32,
+    /// `double precision`
+    Float64,
+    /// `varchar` / `text`
+    Varchar,
+    /// `date` (days since 1970-01-01)
+    Date,
+    /// `time` (microseconds since midnight)
+    Time,
+    /// `timestamp` (microseconds since 1970-01-01, no time zone)
+    Timestamp,
+    /// `timestamptz` (microseconds since 1970-01-01 UTC)
+    Timestamptz,
+    /// `interval` (months, days, nanoseconds)
+    Interval,
+}
+
+impl DataType {
+    /// The Arrow type that holds values of this type.
+    pub fn to_arrow(self) -> ArrowType {
+        match self {
+            DataType::Boolean => ArrowType::Boolean,
+            DataType::Int16 => ArrowType::Int16,
+            DataType::Int32 => ArrowType::Int32,
+            DataType::Int64 => ArrowType::Int64,
+            DataType::Float32 => ArrowType::Float32,
+            DataType::Float64 => ArrowType::Float64,
+            DataType::Varchar => ArrowType::Utf8,
+            DataType::Date => ArrowType::Date32,
+            DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
+            DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamptz => {
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
+            }
+            DataType::Interval => ArrowType::Interval(IntervalUnit::MonthDayNano),
+        }
+    }
+
+    /// The SQL type of an Arrow type, if it is one this system uses.
+    pub fn from_arrow(ty: &ArrowType) -> Option<DataType> {
+        Some(match ty {
+            ArrowType::Boolean => DataType::Boolean,
+            ArrowType::Int16 => DataType::Int16,
+            ArrowType::Int32 => DataType::Int32,
+            ArrowType::Int64 => DataType::Int64,
+            ArrowType::Float32 => DataType::Float32,
+            ArrowType::Float64 => DataType::Float64,
+            ArrowType::Utf8 => DataType::Varchar,
+            ArrowType::Date32 => DataType::Date,
+            ArrowType::Time64(TimeUnit::Microsecond) => DataType::Time,
+            ArrowType::Timestamp(TimeUnit::Microsecond, None) => DataType::Timestamp,
+            ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::Timestamptz,
+            ArrowType::Interval(IntervalUnit::MonthDayNano) => DataType::Interval,
+            _ => return None,
+        })
+    }
+
+    /// Whether values are numbers (for arithmetic and implicit casts).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Float32
+                | DataType::Float64
+        )
+    }
+
+    /// The key type used to decode memcomparable keys of this type.
+    pub fn key_type(self) -> KeyType {
+        match self {
+            DataType::Boolean => KeyType::Bool,
+            DataType::Int16 => KeyType::Int16,
+            DataType::Int32 | DataType::Date => KeyType::Int32,
+            DataType::Int64 | DataType::Time | DataType::Timestamp | DataType::Timestamptz => {
+                KeyType::Int64
+            }
+            DataType::Float32 => KeyType::Float32,
+            DataType::Float64 => KeyType::Float64,
+            DataType::Varchar => KeyType::Str,
+            // Months, days and nanoseconds, big-endian: orders by months first, as the
+            // interval's three fields are kept apart (as in PostgreSQL's storage).
+            DataType::Interval => KeyType::Bytes,
+        }
+    }
+
+    /// The PostgreSQL name of the type.
+    pub fn pg_name(self) -> &'static str {
+        match self {
+            DataType::Boolean => "boolean",
+            DataType::Int16 => "smallint",
+            DataType::Int32 => "integer",
+            DataType::Int64 => "bigint",
+            DataType::Float32 => "real",
+            DataType::Float64 => "double precision",
+            DataType::Varchar => "character varying",
+            DataType::Date => "date",
+            DataType::Time => "time without time zone",
+            DataType::Timestamp => "timestamp without time zone",
+            DataType::Timestamptz => "timestamp with time zone",
+            DataType::Interval => "interval",
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.pg_name())
+    }
+}
+
+/// One SQL value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Datum {
+    /// SQL NULL (of any type).
+    Null,
+    /// `boolean`
+    Bool(bool),
+    /// `smallint`
+    Int16(i16),
+    /// `integer`
+    Int32(i32),
+    /// `bigint`
+    Int64(i64),
+    /// `real`
+    Float32(f32),
+    /// `double precision`
+    Float64(f64),
+    /// `varchar`
+    Varchar(String),
+    /// `date`: days since the Unix epoch.
+    Date(i32),
+    /// `time`: microseconds since midnight.
+    Time(i64),
+    /// `timestamp`: microseconds since the Unix epoch.
+    Timestamp(i64),
+    /// `timestamptz`: microseconds since the Unix epoch, UTC.
+    Timestamptz(i64),
+    /// `interval`
+    Interval {
+        /// Months.
+        months: i32,
+        /// Days.
+        days: i32,
+        /// Nanoseconds.
+        nanos: i64,
+    },
+}
+
+impl Datum {
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+
+    /// The value at `row` of `array` (NULL if the slot is null).
+    pub fn from_array(array: &dyn Array, row: usize) -> Datum {
+        if array.is_null(row) {
+            return Datum::Null;
+        }
+        let any = array.as_any();
+        macro_rules! get {
+            ($ty:ty) => {
+                any.downcast_ref::<$ty>()
+                    .expect("array matches its data type")
+                    .value(row)
+            };
+        }
+        match DataType::from_arrow(array.data_type()).expect("arrays hold SQL types") {
+            DataType::Boolean => Datum::Bool(get!(BooleanArray)),
+            DataType::Int16 => Datum::Int16(get!(Int16Array)),
+            DataType::Int32 => Datum::Int32(get!(Int32Array)),
+            DataType::Int64 => Datum::Int64(get!(Int64Array)),
+            DataType::Float32 => Datum::Float32(get!(Float32Array)),
+            DataType::Float64 => Datum::Float64(get!(Float64Array)),
+            DataType::Varchar => Datum::Varchar(get!(StringArray).to_string()),
+            DataType::Date => Datum::Date(get!(Date32Array)),
+            DataType::Time => Datum::Time(get!(Time64MicrosecondArray)),
+            DataType::Timestamp => Datum::Timestamp(get!(TimestampMicrosecondArray)),
+            DataType::Timestamptz => Datum::Timestamptz(get!(TimestampMicrosecondArray)),
+            DataType::Interval => {
+                let v = get!(IntervalMonthDayNanoArray);
+                Datum::Interval {
+                    months: v.months,
+                    days: v.days,
+                    nanos: v.nanoseconds,
+                }
+            }
+        }
+    }
+
+    /// An array of `len` copies of this value, of type `ty`.
+    pub fn to_array(&self, ty: DataType, len: usize) -> ArrayRef {
+        match (self, ty) {
+            (Datum::Null, _) => new_null_array(&ty.to_arrow(), len),
+            (Datum::Bool(v), _) => Arc::new(BooleanArray::from(vec![*v; len])),
+            (Datum::Int16(v), _) => Arc::new(Int16Array::from_value(*v, len)),
+            (Datum::Int32(v), _) => Arc::new(Int32Array::from_value(*v, len)),
+            (Datum::Int64(v), _) => Arc::new(Int64Array::from_value(*v, len)),
+            (Datum::Float32(v), _) => Arc::new(Float32Array::from_value(*v, len)),
+            (Datum::Float64(v), _) => Arc::new(Float64Array::from_value(*v, len)),
+            (Datum::Varchar(v), _) => {
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, len)))
+            }
+            (Datum::Date(v), _) => Arc::new(Date32Array::from_value(*v, len)),
+            (Datum::Time(v), _) => Arc::new(Time64MicrosecondArray::from_value(*v, len)),
+            (Datum::Timestamp(v), _) => Arc::new(TimestampMicrosecondArray::from_value(*v, len)),
+            (Datum::Timestamptz(v), _) => {
+                Arc::new(TimestampMicrosecondArray::from_value(*v, len).with_timezone("+00:00"))
+            }
+            (
+                Datum::Interval {
+                    months,
+                    days,
+                    nanos,
+                },
+                _,
+            ) => Arc::new(IntervalMonthDayNanoArray::from_value(
+                IntervalMonthDayNano::new(*months, *days, *nanos),
+                len,
+            )),
+        }
+    }
+
+    /// The memcomparable key form of this value.
+    pub fn to_key(&self) -> KeyDatum {
+        match self {
+            Datum::Null => KeyDatum::Null,
+            Datum::Bool(v) => KeyDatum::Bool(*v),
+            Datum::Int16(v) => KeyDatum::Int16(*v),
+            Datum::Int32(v) | Datum::Date(v) => KeyDatum::Int32(*v),
+            Datum::Int64(v) | Datum::Time(v) | Datum::Timestamp(v) | Datum::Timestamptz(v) => {
+                KeyDatum::Int64(*v)
+            }
+            Datum::Float32(v) => KeyDatum::Float32(*v),
+            Datum::Float64(v) => KeyDatum::Float64(*v),
+            Datum::Varchar(v) => KeyDatum::Str(v.clone()),
+            Datum::Interval {
+                months,
+                days,
+                nanos,
+            } => {
+                let mut b = Vec::with_capacity(16);
+                b.extend_from_slice(&((*months as u32) ^ (1 << 31)).to_be_bytes());
+                b.extend_from_slice(&((*days as u32) ^ (1 << 31)).to_be_bytes());
+                b.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
+                KeyDatum::Bytes(b)
+            }
+        }
+    }
+
+    /// The value of a decoded key of type `ty`.
+    pub fn from_key(key: KeyDatum, ty: DataType) -> Option<Datum> {
+        Some(match (key, ty) {
+            (KeyDatum::Null, _) => Datum::Null,
+            (KeyDatum::Bool(v), DataType::Boolean) => Datum::Bool(v),
+            (KeyDatum::Int16(v), DataType::Int16) => Datum::Int16(v),
+            (KeyDatum::Int32(v), DataType::Int32) => Datum::Int32(v),
+            (KeyDatum::Int32(v), DataType::Date) => Datum::Date(v),
+            (KeyDatum::Int64(v), DataType::Int64) => Datum::Int64(v),
+            (KeyDatum::Int64(v), DataType::Time) => Datum::Time(v),
+            (KeyDatum::Int64(v), DataType::Timestamp) => Datum::Timestamp(v),
+            (KeyDatum::Int64(v), DataType::Timestamptz) => Datum::Timestamptz(v),
+            (KeyDatum::Float32(v), DataType::Float32) => Datum::Float32(v),
+            (KeyDatum::Float64(v), DataType::Float64) => Datum::Float64(v),
+            (KeyDatum::Str(v), DataType::Varchar) => Datum::Varchar(v),
+            (KeyDatum::Bytes(b), DataType::Interval) if b.len() == 16 => {
+                let months = (u32::from_be_bytes(b[0..4].try_into().ok()?) ^ (1 << 31)) as i32;
+                let days = (u32::from_be_bytes(b[4..8].try_into().ok()?) ^ (1 << 31)) as i32;
+                let nanos = (u64::from_be_bytes(b[8..16].try_into().ok()?) ^ (1 << 63)) as i64;
+                Datum::Interval {
+                    months,
+                    days,
+                    nanos,
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// An array of type `ty` holding `values` (each NULL or of that type).
+pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
+    use arrow::array::{
+        BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+        Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
+        TimestampMicrosecondBuilder,
+    };
+    macro_rules! build {
+        ($builder:ty, $($variant:ident)|+) => {{
+            let mut b = <$builder>::new();
+            for v in values {
+                match v {
+                    $(Datum::$variant(x) => b.append_value(x.clone()),)+
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    match ty {
+        DataType::Boolean => build!(BooleanBuilder, Bool),
+        DataType::Int16 => build!(Int16Builder, Int16),
+        DataType::Int32 => build!(Int32Builder, Int32),
+        DataType::Int64 => build!(Int64Builder, Int64),
+        DataType::Float32 => build!(Float32Builder, Float32),
+        DataType::Float64 => build!(Float64Builder, Float64),
+        DataType::Varchar => build!(StringBuilder, Varchar),
+        DataType::Date => build!(Date32Builder, Date),
+        DataType::Time => build!(Time64MicrosecondBuilder, Time),
+        DataType::Timestamp => build!(TimestampMicrosecondBuilder, Timestamp),
+        DataType::Timestamptz => {
+            let mut b = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
+            for v in values {
+                match v {
+                    Datum::Timestamptz(x) => b.append_value(*x),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Interval => {
+            let mut b = IntervalMonthDayNanoBuilder::new();
+            for v in values {
+                match v {
+                    Datum::Interval {
+                        months,
+                        days,
+                        nanos,
+                    } => b.append_value(IntervalMonthDayNano::new(*months, *days, *nanos)),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<(Datum, DataType)> {
+        vec![
+            (Datum::Bool(true), DataType::Boolean),
+            (Datum::Int16(-3), DataType::Int16),
+            (Datum::Int32(7), DataType::Int32),
+            (Datum::Int64(i64::MIN), DataType::Int64),
+            (Datum::Float32(1.5), DataType::Float32),
+            (Datum::Float64(-2.25), DataType::Float64),
+            (Datum::Varchar("héllo".into()), DataType::Varchar),
+            (Datum::Date(19_000), DataType::Date),
+            (Datum::Time(3_600_000_000), DataType::Time),
+            (Datum::Timestamp(1_700_000_000_000_000), DataType::Timestamp),
+            (Datum::Timestamptz(-5), DataType::Timestamptz),
+            (
+                Datum::Interval {
+                    months: 1,
+                    days: -2,
+                    nanos: 3,
+                },
+                DataType::Interval,
+            ),
+            (Datum::Null, DataType::Varchar),
+        ]
+    }
+
+    #[test]
+    fn arrays_and_keys_roundtrip() {
+        for (d, ty) in samples() {
+            let array = d.to_array(ty, 3);
+            assert_eq!(array.data_type(), &ty.to_arrow());
+            assert_eq!(DataType::from_arrow(array.data_type()), Some(ty));
+            assert_eq!(Datum::from_array(array.as_ref(), 2), d);
+            assert_eq!(Datum::from_key(d.to_key(), ty), Some(d.clone()));
+        }
+    }
+}
