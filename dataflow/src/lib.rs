@@ -1,6 +1,7 @@
 //! Vectorized columnar operators on Arrow: chunks, expressions, state tables, and (to come)
 //! batch and streaming executors.
 
+pub mod batch;
 pub mod chunk;
 mod error;
 pub mod expr;

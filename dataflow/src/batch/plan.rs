@@ -1,0 +1,245 @@
+//! Batch plan nodes: plain data the planner emits and the executors run.
+
+use epoch_mvcc::memcomparable::OrderType;
+use serde::{Deserialize, Serialize};
+
+use crate::expr::Expr;
+use crate::state_table::TableDesc;
+use crate::types::DataType;
+
+/// Aggregate functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AggKind {
+    /// `count(*)`
+    CountStar,
+    /// `count(x)`: non-NULL values.
+    Count,
+    /// `sum(x)`
+    Sum,
+    /// `avg(x)`
+    Avg,
+    /// `min(x)`
+    Min,
+    /// `max(x)`
+    Max,
+}
+
+/// One aggregate of a hash aggregation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggCall {
+    /// The function.
+    pub kind: AggKind,
+    /// Input column (none for `count(*)`).
+    pub arg: Option<usize>,
+    /// Aggregate distinct values only.
+    pub distinct: bool,
+    /// Result type.
+    pub ret: DataType,
+}
+
+/// Kinds of joins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JoinKind {
+    /// Matching pairs only.
+    Inner,
+    /// Plus unmatched left rows.
+    LeftOuter,
+    /// Plus unmatched right rows.
+    RightOuter,
+    /// Plus unmatched rows of both sides.
+    FullOuter,
+}
+
+/// One sort key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SortKey {
+    /// Input column.
+    pub column: usize,
+    /// Direction and NULL placement.
+    pub order: OrderType,
+}
+
+/// A batch query plan. Every node's output is a list of typed columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BatchPlan {
+    /// Literal rows; each expression is evaluated without input columns.
+    Values {
+        /// Rows of expressions.
+        rows: Vec<Vec<Expr>>,
+        /// Column types.
+        types: Vec<DataType>,
+    },
+    /// A table's rows as of the query's epoch.
+    Scan {
+        /// The table.
+        table: TableDesc,
+        /// Which of its columns to output.
+        columns: Vec<usize>,
+    },
+    /// Rows where `predicate` is true.
+    Filter {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// Boolean expression over the input.
+        predicate: Expr,
+    },
+    /// New columns computed from the input.
+    Project {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+    },
+    /// Groups by `group_keys` and computes `aggs`; output is the keys, then the aggregates.
+    /// Without keys, exactly one row.
+    HashAgg {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// Input columns to group by.
+        group_keys: Vec<usize>,
+        /// Aggregates.
+        aggs: Vec<AggCall>,
+    },
+    /// Joins left and right on equal keys (NULL never equals) and an optional condition over
+    /// the joined row (left columns, then right columns).
+    HashJoin {
+        /// Left input.
+        left: Box<BatchPlan>,
+        /// Right input.
+        right: Box<BatchPlan>,
+        /// Join kind.
+        kind: JoinKind,
+        /// Left key columns.
+        left_keys: Vec<usize>,
+        /// Right key columns, pairwise equal to the left ones.
+        right_keys: Vec<usize>,
+        /// Extra condition over the joined row.
+        condition: Option<Expr>,
+    },
+    /// Sorted rows.
+    Sort {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// Keys, most significant first.
+        keys: Vec<SortKey>,
+    },
+    /// Skips `offset` rows, then keeps at most `limit`.
+    Limit {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// Rows to keep; all if `None`.
+        limit: Option<u64>,
+        /// Rows to skip.
+        offset: u64,
+    },
+    /// All rows of every input (same column types).
+    UnionAll {
+        /// Inputs.
+        inputs: Vec<BatchPlan>,
+    },
+}
+
+impl BatchPlan {
+    /// The types of the output columns.
+    pub fn output_types(&self) -> Vec<DataType> {
+        match self {
+            BatchPlan::Values { types, .. } => types.clone(),
+            BatchPlan::Scan { table, columns } => columns.iter().map(|c| table.types[*c]).collect(),
+            BatchPlan::Filter { input, .. }
+            | BatchPlan::Sort { input, .. }
+            | BatchPlan::Limit { input, .. } => input.output_types(),
+            BatchPlan::Project { exprs, .. } => exprs.iter().map(Expr::data_type).collect(),
+            BatchPlan::HashAgg {
+                input,
+                group_keys,
+                aggs,
+            } => {
+                let types = input.output_types();
+                group_keys
+                    .iter()
+                    .map(|k| types[*k])
+                    .chain(aggs.iter().map(|a| a.ret))
+                    .collect()
+            }
+            BatchPlan::HashJoin { left, right, .. } => {
+                let mut t = left.output_types();
+                t.extend(right.output_types());
+                t
+            }
+            BatchPlan::UnionAll { inputs } => inputs
+                .first()
+                .map(BatchPlan::output_types)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// An indented, one-node-per-line rendering for `EXPLAIN`.
+    pub fn explain(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.explain_into(0, &mut out);
+        out
+    }
+
+    fn explain_into(&self, depth: usize, out: &mut Vec<String>) {
+        let pad = "  ".repeat(depth);
+        let (line, children): (String, Vec<&BatchPlan>) = match self {
+            BatchPlan::Values { rows, .. } => {
+                (format!("BatchValues {{ rows: {} }}", rows.len()), vec![])
+            }
+            BatchPlan::Scan { table, columns } => (
+                format!(
+                    "BatchScan {{ table_id: {}, columns: {columns:?} }}",
+                    table.table_id
+                ),
+                vec![],
+            ),
+            BatchPlan::Filter { input, .. } => ("BatchFilter".into(), vec![input]),
+            BatchPlan::Project { input, exprs } => (
+                format!("BatchProject {{ exprs: {} }}", exprs.len()),
+                vec![input],
+            ),
+            BatchPlan::HashAgg {
+                input,
+                group_keys,
+                aggs,
+            } => (
+                format!(
+                    "BatchHashAgg {{ group_keys: {group_keys:?}, aggs: {:?} }}",
+                    aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
+                ),
+                vec![input],
+            ),
+            BatchPlan::HashJoin {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                ..
+            } => (
+                format!("BatchHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?} }}"),
+                vec![left, right],
+            ),
+            BatchPlan::Sort { input, keys } => (
+                format!(
+                    "BatchSort {{ keys: {:?} }}",
+                    keys.iter().map(|k| k.column).collect::<Vec<_>>()
+                ),
+                vec![input],
+            ),
+            BatchPlan::Limit {
+                input,
+                limit,
+                offset,
+            } => (
+                format!("BatchLimit {{ limit: {limit:?}, offset: {offset} }}"),
+                vec![input],
+            ),
+            BatchPlan::UnionAll { inputs } => ("BatchUnionAll".into(), inputs.iter().collect()),
+        };
+        out.push(format!("{pad}{line}"));
+        for c in children {
+            c.explain_into(depth + 1, out);
+        }
+    }
+}
