@@ -1,0 +1,627 @@
+//! Binding scalar expressions: names to columns, types inferred, implicit casts inserted.
+
+use dataflow::batch::plan::AggKind;
+use dataflow::expr::{BinaryOp, Expr, cast};
+use dataflow::types::{DataType, Datum};
+use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
+
+use crate::error::{PlanError, PlanResult};
+
+/// A column visible to expressions.
+#[derive(Clone, Debug)]
+pub(crate) struct ScopeColumn {
+    /// The table (or alias) it comes from.
+    pub table: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: DataType,
+    /// Left out of `*`.
+    pub hidden: bool,
+}
+
+/// The columns of the relation an expression is evaluated over, in order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scope {
+    pub columns: Vec<ScopeColumn>,
+}
+
+impl Scope {
+    /// The position of `table.name` (or just `name`).
+    pub(crate) fn resolve(&self, table: Option<&str>, name: &str) -> PlanResult<usize> {
+        let mut found =
+            self.columns.iter().enumerate().filter(|(_, c)| {
+                c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t))
+            });
+        let full = || table.map_or(name.to_string(), |t| format!("{t}.{name}"));
+        match (found.next(), found.next()) {
+            (Some((i, _)), None) => Ok(i),
+            (Some(_), Some(_)) => Err(PlanError::AmbiguousColumn(full())),
+            (None, _) => {
+                if let Some(t) = table
+                    && !self.columns.iter().any(|c| c.table.as_deref() == Some(t))
+                {
+                    return Err(PlanError::UndefinedTable(t.to_string()));
+                }
+                Err(PlanError::UndefinedColumn(full()))
+            }
+        }
+    }
+}
+
+/// An aggregate found while binding, with its argument bound over the input.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BoundAgg {
+    pub kind: AggKind,
+    pub arg: Option<Expr>,
+    pub distinct: bool,
+    pub ret: DataType,
+}
+
+/// Aggregation context: expressions are bound over the output of a grouping, where group
+/// expressions and aggregates are columns.
+pub(crate) struct AggContext<'a> {
+    pub input: &'a Scope,
+    pub group_exprs: &'a [Expr],
+    pub aggs: Vec<BoundAgg>,
+}
+
+/// Identifier as PostgreSQL folds it: unquoted names are lower-cased.
+pub(crate) fn ident_name(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn agg_kind(name: &str) -> Option<AggKind> {
+    Some(match name {
+        "count" => AggKind::Count,
+        "sum" => AggKind::Sum,
+        "avg" => AggKind::Avg,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        _ => return None,
+    })
+}
+
+fn function_name(f: &ast::Function) -> String {
+    f.name
+        .0
+        .iter()
+        .map(|p| p.to_string().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Whether `e` contains an aggregate call.
+pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
+    use ast::Expr as E;
+    match e {
+        E::Function(f) => {
+            agg_kind(&function_name(f)).is_some()
+                || function_args(f)
+                    .iter()
+                    .any(|a| matches!(a, Arg::Expr(x) if contains_agg(x)))
+        }
+        E::BinaryOp { left, right, .. } => contains_agg(left) || contains_agg(right),
+        E::UnaryOp { expr, .. }
+        | E::Nested(expr)
+        | E::IsNull(expr)
+        | E::IsNotNull(expr)
+        | E::Cast { expr, .. } => contains_agg(expr),
+        E::Between {
+            expr, low, high, ..
+        } => contains_agg(expr) || contains_agg(low) || contains_agg(high),
+        E::InList { expr, list, .. } => contains_agg(expr) || list.iter().any(contains_agg),
+        E::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            operand.as_deref().is_some_and(contains_agg)
+                || conditions
+                    .iter()
+                    .any(|c| contains_agg(&c.condition) || contains_agg(&c.result))
+                || else_result.as_deref().is_some_and(contains_agg)
+        }
+        _ => false,
+    }
+}
+
+enum Arg<'a> {
+    Expr(&'a ast::Expr),
+    Star,
+}
+
+fn function_args(f: &ast::Function) -> Vec<Arg<'_>> {
+    match &f.args {
+        ast::FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Arg::Expr(e),
+                _ => Arg::Star,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_distinct(f: &ast::Function) -> bool {
+    matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)))
+}
+
+fn numeric_rank(t: DataType) -> Option<u8> {
+    Some(match t {
+        DataType::Int16 => 1,
+        DataType::Int32 => 2,
+        DataType::Int64 => 3,
+        DataType::Float32 => 4,
+        DataType::Float64 => 5,
+        _ => return None,
+    })
+}
+
+/// Literals without a declared type (strings and NULL) adapt to the other operand.
+fn is_untyped_literal(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Literal {
+            value: Datum::Null,
+            ..
+        } | Expr::Literal {
+            value: Datum::Varchar(_),
+            ty: DataType::Varchar
+        }
+    )
+}
+
+/// The type two operands are compared or combined in.
+pub(crate) fn common_type(l: &Expr, r: &Expr) -> PlanResult<DataType> {
+    let (a, b) = (l.data_type(), r.data_type());
+    if a == b {
+        return Ok(a);
+    }
+    if is_untyped_literal(r) {
+        return Ok(a);
+    }
+    if is_untyped_literal(l) {
+        return Ok(b);
+    }
+    if let (Some(x), Some(y)) = (numeric_rank(a), numeric_rank(b)) {
+        let wider = if x >= y { a } else { b };
+        // bigint with real widens to double, as in PostgreSQL.
+        let bigint_with_real = wider == DataType::Float32 && x.min(y) == 3;
+        return Ok(if bigint_with_real {
+            DataType::Float64
+        } else {
+            wider
+        });
+    }
+    use DataType::*;
+    Ok(match (a, b) {
+        (Date, Timestamp) | (Timestamp, Date) => Timestamp,
+        (Date | Timestamp, Timestamptz) | (Timestamptz, Date | Timestamp) => Timestamptz,
+        _ => {
+            return Err(PlanError::TypeMismatch(format!(
+                "cannot combine {a} and {b}"
+            )));
+        }
+    })
+}
+
+/// `e` as type `to`: constants are converted now (so bad literals fail at planning time with
+/// the value in the message), anything else gets a cast.
+pub(crate) fn coerce(e: Expr, to: DataType) -> PlanResult<Expr> {
+    if e.data_type() == to {
+        return Ok(e);
+    }
+    match e {
+        Expr::Literal {
+            value: Datum::Null, ..
+        } => Ok(Expr::literal(Datum::Null, to)),
+        Expr::Literal { value, ty } => {
+            let text = match &value {
+                Datum::Varchar(s) => s.trim().to_string(),
+                other => format!("{other:?}"),
+            };
+            let array = value.to_array(ty, 1);
+            let converted = cast(&array, ty, to).map_err(|e| match e {
+                dataflow::Error::OutOfRange(m) => {
+                    PlanError::TypeMismatch(format!("{to} out of range: {m}"))
+                }
+                _ => PlanError::InvalidLiteral {
+                    ty: to.to_string(),
+                    value: text,
+                },
+            })?;
+            Ok(Expr::literal(Datum::from_array(converted.as_ref(), 0), to))
+        }
+        other => Ok(Expr::Cast {
+            expr: Box::new(other),
+            to,
+        }),
+    }
+}
+
+/// Parses a SQL type name.
+pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
+    use ast::DataType as T;
+    Ok(match t {
+        T::Boolean | T::Bool => DataType::Boolean,
+        T::SmallInt(_) | T::Int2(_) => DataType::Int16,
+        T::Int(_) | T::Integer(_) | T::Int4(_) => DataType::Int32,
+        T::BigInt(_) | T::Int8(_) => DataType::Int64,
+        T::Real | T::Float4 => DataType::Float32,
+        T::Double(_) | T::DoublePrecision | T::Float8 | T::Float(_) => DataType::Float64,
+        T::Varchar(_) | T::Text | T::String(_) | T::CharacterVarying(_) | T::CharVarying(_) => {
+            DataType::Varchar
+        }
+        T::Date => DataType::Date,
+        T::Time(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => DataType::Time,
+        T::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            DataType::Timestamp
+        }
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            DataType::Timestamptz
+        }
+        T::Interval { .. } => DataType::Interval,
+        other => return Err(PlanError::NotSupported(format!("type {other}"))),
+    })
+}
+
+fn literal(v: &ast::Value) -> PlanResult<Expr> {
+    use ast::Value as V;
+    Ok(match v {
+        V::Number(n, _) => {
+            if let Ok(i) = n.parse::<i32>() {
+                Expr::literal(Datum::Int32(i), DataType::Int32)
+            } else if let Ok(i) = n.parse::<i64>() {
+                Expr::literal(Datum::Int64(i), DataType::Int64)
+            } else {
+                let f: f64 = n.parse().map_err(|_| PlanError::InvalidLiteral {
+                    ty: "numeric".into(),
+                    value: n.clone(),
+                })?;
+                Expr::literal(Datum::Float64(f), DataType::Float64)
+            }
+        }
+        V::SingleQuotedString(s) | V::DoubleQuotedString(s) | V::EscapedStringLiteral(s) => {
+            Expr::literal(Datum::Varchar(s.clone()), DataType::Varchar)
+        }
+        V::Boolean(b) => Expr::literal(Datum::Bool(*b), DataType::Boolean),
+        V::Null => Expr::literal(Datum::Null, DataType::Varchar),
+        other => return Err(PlanError::NotSupported(format!("literal {other}"))),
+    })
+}
+
+/// Binds expressions over a scope, optionally in an aggregation context.
+pub(crate) struct ExprBinder<'s, 'a> {
+    pub scope: &'s Scope,
+    pub agg: Option<&'s mut AggContext<'a>>,
+}
+
+impl ExprBinder<'_, '_> {
+    /// Binds over `scope` with no aggregation.
+    pub(crate) fn bind_plain(scope: &Scope, e: &ast::Expr) -> PlanResult<Expr> {
+        ExprBinder { scope, agg: None }.bind(e)
+    }
+
+    pub(crate) fn bind(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
+        if let Some(agg) = self.agg.as_deref_mut() {
+            if let ast::Expr::Function(f) = e
+                && let Some(kind) = agg_kind(&function_name(f))
+            {
+                return bind_agg_call(agg, f, kind);
+            }
+            if !contains_agg(e) {
+                let bound = ExprBinder::bind_plain(agg.input, e)?;
+                if let Some(i) = agg.group_exprs.iter().position(|g| *g == bound) {
+                    return Ok(Expr::column(i, bound.data_type()));
+                }
+                if let ast::Expr::Identifier(id) = e {
+                    return Err(PlanError::Grouping(ident_name(id)));
+                }
+                if let ast::Expr::CompoundIdentifier(ids) = e {
+                    return Err(PlanError::Grouping(
+                        ids.iter().map(ident_name).collect::<Vec<_>>().join("."),
+                    ));
+                }
+            }
+        }
+        self.bind_structure(e)
+    }
+
+    fn bind_structure(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
+        use ast::Expr as E;
+        match e {
+            E::Identifier(id) => {
+                let i = self.scope.resolve(None, &ident_name(id))?;
+                Ok(Expr::column(i, self.scope.columns[i].ty))
+            }
+            E::CompoundIdentifier(ids) if ids.len() == 2 => {
+                let i = self
+                    .scope
+                    .resolve(Some(&ident_name(&ids[0])), &ident_name(&ids[1]))?;
+                Ok(Expr::column(i, self.scope.columns[i].ty))
+            }
+            E::Value(v) => literal(&v.value),
+            E::Nested(inner) => self.bind(inner),
+            E::UnaryOp { op, expr } => {
+                let inner = self.bind(expr)?;
+                match op {
+                    UnaryOperator::Not => Ok(Expr::Not(Box::new(coerce_boolean(inner)?))),
+                    UnaryOperator::Minus => match inner {
+                        Expr::Literal {
+                            value: Datum::Int32(v),
+                            ty,
+                        } => Ok(Expr::literal(Datum::Int32(-v), ty)),
+                        Expr::Literal {
+                            value: Datum::Int64(v),
+                            ty,
+                        } => Ok(Expr::literal(Datum::Int64(-v), ty)),
+                        Expr::Literal {
+                            value: Datum::Float64(v),
+                            ty,
+                        } => Ok(Expr::literal(Datum::Float64(-v), ty)),
+                        other
+                            if other.data_type().is_numeric()
+                                || other.data_type() == DataType::Interval =>
+                        {
+                            Ok(Expr::Negate(Box::new(other)))
+                        }
+                        other => Err(PlanError::UndefinedFunction(format!(
+                            "operator does not exist: - {}",
+                            other.data_type()
+                        ))),
+                    },
+                    UnaryOperator::Plus => Ok(inner),
+                    other => Err(PlanError::NotSupported(format!("operator {other}"))),
+                }
+            }
+            E::BinaryOp { left, op, right } => {
+                let (l, r) = (self.bind(left)?, self.bind(right)?);
+                bind_binary(op, l, r)
+            }
+            E::IsNull(inner) => Ok(Expr::IsNull(Box::new(self.bind(inner)?))),
+            E::IsNotNull(inner) => Ok(Expr::IsNotNull(Box::new(self.bind(inner)?))),
+            E::Cast {
+                expr, data_type, ..
+            } => {
+                let to = sql_type(data_type)?;
+                coerce_explicit(self.bind(expr)?, to)
+            }
+            E::TypedString(ts) => {
+                let to = sql_type(&ts.data_type)?;
+                coerce_explicit(literal(&ts.value.value)?, to)
+            }
+            E::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let x = self.bind(expr)?;
+                let ge = bind_binary(&BinaryOperator::GtEq, x.clone(), self.bind(low)?)?;
+                let le = bind_binary(&BinaryOperator::LtEq, x, self.bind(high)?)?;
+                let both = Expr::binary(BinaryOp::And, ge, le);
+                Ok(if *negated {
+                    Expr::Not(Box::new(both))
+                } else {
+                    both
+                })
+            }
+            E::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let x = self.bind(expr)?;
+                let mut any: Option<Expr> = None;
+                for item in list {
+                    let eq = bind_binary(&BinaryOperator::Eq, x.clone(), self.bind(item)?)?;
+                    any = Some(match any {
+                        Some(acc) => Expr::binary(BinaryOp::Or, acc, eq),
+                        None => eq,
+                    });
+                }
+                let any = any.ok_or_else(|| PlanError::Syntax("empty IN list".into()))?;
+                Ok(if *negated {
+                    Expr::Not(Box::new(any))
+                } else {
+                    any
+                })
+            }
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let operand = operand.as_deref().map(|o| self.bind(o)).transpose()?;
+                let mut branches = Vec::new();
+                for c in conditions {
+                    let cond = match &operand {
+                        Some(o) => {
+                            bind_binary(&BinaryOperator::Eq, o.clone(), self.bind(&c.condition)?)?
+                        }
+                        None => coerce_boolean(self.bind(&c.condition)?)?,
+                    };
+                    branches.push((cond, self.bind(&c.result)?));
+                }
+                let otherwise = else_result.as_deref().map(|e| self.bind(e)).transpose()?;
+                let mut ty = branches[0].1.clone();
+                for v in branches.iter().map(|b| &b.1).chain(otherwise.iter()) {
+                    ty = Expr::literal(Datum::Null, common_type(&ty, v)?);
+                }
+                let ty = ty.data_type();
+                let branches = branches
+                    .into_iter()
+                    .map(|(c, v)| Ok((c, coerce(v, ty)?)))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                let otherwise = otherwise.map(|e| coerce(e, ty).map(Box::new)).transpose()?;
+                Ok(Expr::Case {
+                    branches,
+                    otherwise,
+                    ty,
+                })
+            }
+            E::Function(f) => self.bind_function(f),
+            other => Err(PlanError::NotSupported(format!("expression {other}"))),
+        }
+    }
+
+    fn bind_function(&mut self, f: &ast::Function) -> PlanResult<Expr> {
+        let name = function_name(f);
+        if agg_kind(&name).is_some() {
+            return Err(PlanError::Grouping(format!(
+                "aggregate function {name} is not allowed here"
+            )));
+        }
+        let args = function_args(f)
+            .into_iter()
+            .map(|a| match a {
+                Arg::Expr(e) => self.bind(e),
+                Arg::Star => Err(PlanError::Syntax(format!("{name}(*)"))),
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        match name.as_str() {
+            "coalesce" if !args.is_empty() => {
+                let mut ty = args[0].clone();
+                for a in &args[1..] {
+                    ty = Expr::literal(Datum::Null, common_type(&ty, a)?);
+                }
+                let ty = ty.data_type();
+                let args = args
+                    .into_iter()
+                    .map(|a| coerce(a, ty))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                Ok(Expr::Coalesce { args, ty })
+            }
+            _ => Err(PlanError::UndefinedFunction(format!(
+                "function {name}({}) does not exist",
+                args.iter()
+                    .map(|a| a.data_type().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+fn bind_agg_call(agg: &mut AggContext<'_>, f: &ast::Function, kind: AggKind) -> PlanResult<Expr> {
+    let args = function_args(f);
+    let (kind, arg) = match (kind, args.as_slice()) {
+        (AggKind::Count, [Arg::Star]) | (AggKind::Count, []) => (AggKind::CountStar, None),
+        (kind, [Arg::Expr(e)]) => {
+            if contains_agg(e) {
+                return Err(PlanError::Grouping(
+                    "aggregate function calls cannot be nested".into(),
+                ));
+            }
+            (kind, Some(ExprBinder::bind_plain(agg.input, e)?))
+        }
+        _ => {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {}(...) does not exist",
+                function_name(f)
+            )));
+        }
+    };
+    let arg_ty = arg.as_ref().map(Expr::data_type);
+    let ret = match (kind, arg_ty) {
+        (AggKind::CountStar | AggKind::Count, _) => DataType::Int64,
+        (AggKind::Sum, Some(DataType::Int16 | DataType::Int32 | DataType::Int64)) => {
+            DataType::Int64
+        }
+        (AggKind::Sum, Some(t @ (DataType::Float32 | DataType::Float64))) => t,
+        (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Float64,
+        (AggKind::Min | AggKind::Max, Some(t)) => t,
+        (_, t) => {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {}({}) does not exist",
+                function_name(f),
+                t.map_or(String::new(), |t| t.to_string())
+            )));
+        }
+    };
+    let bound = BoundAgg {
+        kind,
+        arg,
+        distinct: is_distinct(f),
+        ret,
+    };
+    let index = match agg.aggs.iter().position(|a| *a == bound) {
+        Some(i) => i,
+        None => {
+            agg.aggs.push(bound);
+            agg.aggs.len() - 1
+        }
+    };
+    Ok(Expr::column(agg.group_exprs.len() + index, ret))
+}
+
+fn coerce_boolean(e: Expr) -> PlanResult<Expr> {
+    match e.data_type() {
+        DataType::Boolean => Ok(e),
+        _ if is_untyped_literal(&e) => coerce(e, DataType::Boolean),
+        other => Err(PlanError::TypeMismatch(format!(
+            "argument must be type boolean, not type {other}"
+        ))),
+    }
+}
+
+/// An explicit `CAST`: any conversion Arrow can do is allowed.
+fn coerce_explicit(e: Expr, to: DataType) -> PlanResult<Expr> {
+    coerce(e, to)
+}
+
+/// Binds `l op r` with implicit casts to a common type.
+pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<Expr> {
+    use BinaryOperator as B;
+    let no_operator = |l: &Expr, r: &Expr| {
+        PlanError::UndefinedFunction(format!(
+            "operator does not exist: {} {op} {}",
+            l.data_type(),
+            r.data_type()
+        ))
+    };
+    let op = match op {
+        B::Plus => BinaryOp::Add,
+        B::Minus => BinaryOp::Sub,
+        B::Multiply => BinaryOp::Mul,
+        B::Divide => BinaryOp::Div,
+        B::Modulo => BinaryOp::Mod,
+        B::Eq => BinaryOp::Eq,
+        B::NotEq => BinaryOp::NotEq,
+        B::Lt => BinaryOp::Lt,
+        B::LtEq => BinaryOp::LtEq,
+        B::Gt => BinaryOp::Gt,
+        B::GtEq => BinaryOp::GtEq,
+        B::And => BinaryOp::And,
+        B::Or => BinaryOp::Or,
+        B::StringConcat => BinaryOp::Concat,
+        other => return Err(PlanError::NotSupported(format!("operator {other}"))),
+    };
+    match op {
+        BinaryOp::And | BinaryOp::Or => {
+            Ok(Expr::binary(op, coerce_boolean(l)?, coerce_boolean(r)?))
+        }
+        BinaryOp::Concat => Ok(Expr::binary(
+            op,
+            coerce(l, DataType::Varchar)?,
+            coerce(r, DataType::Varchar)?,
+        )),
+        _ => {
+            let ty = common_type(&l, &r).map_err(|_| no_operator(&l, &r))?;
+            let arithmetic = !op.is_predicate();
+            if arithmetic && !ty.is_numeric() {
+                return Err(no_operator(&l, &r));
+            }
+            Ok(Expr::binary(op, coerce(l, ty)?, coerce(r, ty)?))
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Binding statements: names resolved against the catalog, types checked, plans built.
+
+mod expr;
+mod query;
+
+use std::sync::Arc;
+
+use dataflow::batch::plan::BatchPlan;
+use dataflow::expr::Expr;
+use dataflow::types::{DataType, Datum};
+use sqlparser::ast::{self, Statement};
+
+use crate::Plan;
+use crate::catalog::{Catalog, ColumnCatalog, ROW_ID_COLUMN, TableCatalog};
+use crate::error::{PlanError, PlanResult};
+use expr::{ExprBinder, Scope, ScopeColumn, coerce, ident_name, sql_type};
+use query::BoundQuery;
+
+/// Binds statements against a catalog.
+pub(crate) struct Binder<'c> {
+    catalog: &'c dyn Catalog,
+    /// Common table expressions in scope, innermost last.
+    ctes: Vec<(String, BoundQuery)>,
+}
+
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0
+        .last()
+        .map(|p| p.as_ident().map_or(p.to_string(), ident_name))
+        .unwrap_or_default()
+}
+
+impl<'c> Binder<'c> {
+    pub(crate) fn new(catalog: &'c dyn Catalog) -> Self {
+        Binder {
+            catalog,
+            ctes: Vec::new(),
+        }
+    }
+
+    fn table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
+        let name = object_name(name);
+        self.catalog
+            .table(&name)
+            .ok_or(PlanError::UndefinedTable(name))
+    }
+
+    pub(crate) fn bind_statement(&mut self, stmt: &Statement) -> PlanResult<Plan> {
+        match stmt {
+            Statement::Query(q) => {
+                let bound = self.bind_query(q)?;
+                Ok(Plan::Query {
+                    columns: bound.columns(),
+                    plan: bound.plan,
+                })
+            }
+            Statement::CreateTable(ct) => self.bind_create_table(ct),
+            Statement::Drop {
+                object_type: ast::ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => Ok(Plan::DropTable {
+                names: names.iter().map(object_name).collect(),
+                if_exists: *if_exists,
+            }),
+            Statement::Insert(insert) => self.bind_insert(insert),
+            Statement::Delete(delete) => self.bind_delete(delete),
+            Statement::Update(update) => self.bind_update(update),
+            Statement::Explain { statement, .. } => match self.bind_statement(statement)? {
+                Plan::Query { plan, .. }
+                | Plan::Insert { source: plan, .. }
+                | Plan::Delete { rows: plan, .. }
+                | Plan::Update { rows: plan, .. } => Ok(Plan::Explain(plan.explain())),
+                _ => Err(PlanError::NotSupported("EXPLAIN of this statement".into())),
+            },
+            Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. } => Ok(Plan::Transaction),
+            other => Err(PlanError::NotSupported(format!(
+                "statement {}",
+                statement_kind(other)
+            ))),
+        }
+    }
+
+    fn bind_create_table(&mut self, ct: &ast::CreateTable) -> PlanResult<Plan> {
+        if ct.query.is_some() {
+            return Err(PlanError::NotSupported("CREATE TABLE AS".into()));
+        }
+        let name = object_name(&ct.name);
+        let mut columns = Vec::new();
+        let mut pk = Vec::new();
+        for (i, c) in ct.columns.iter().enumerate() {
+            let col_name = ident_name(&c.name);
+            if columns.iter().any(|x: &ColumnCatalog| x.name == col_name) {
+                return Err(PlanError::DuplicateTable(format!("column {col_name}")));
+            }
+            columns.push(ColumnCatalog {
+                name: col_name,
+                ty: sql_type(&c.data_type)?,
+                hidden: false,
+            });
+            if c.options
+                .iter()
+                .any(|o| matches!(o.option, ast::ColumnOption::PrimaryKey(_)))
+            {
+                pk.push(i);
+            }
+        }
+        for constraint in &ct.constraints {
+            if let ast::TableConstraint::PrimaryKey(p) = constraint {
+                if !pk.is_empty() {
+                    return Err(PlanError::Syntax(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
+                }
+                for col in &p.columns {
+                    let col_name = match &col.column.expr {
+                        ast::Expr::Identifier(id) => ident_name(id),
+                        other => {
+                            return Err(PlanError::NotSupported(format!("primary key on {other}")));
+                        }
+                    };
+                    let i = columns
+                        .iter()
+                        .position(|c| c.name == col_name)
+                        .ok_or_else(|| PlanError::UndefinedColumn(col_name.clone()))?;
+                    pk.push(i);
+                }
+            }
+        }
+        if pk.is_empty() {
+            pk.push(columns.len());
+            columns.push(ColumnCatalog {
+                name: ROW_ID_COLUMN.into(),
+                ty: DataType::Int64,
+                hidden: true,
+            });
+        }
+        Ok(Plan::CreateTable {
+            name,
+            columns,
+            pk,
+            if_not_exists: ct.if_not_exists,
+        })
+    }
+
+    fn bind_insert(&mut self, insert: &ast::Insert) -> PlanResult<Plan> {
+        let ast::TableObject::TableName(name) = &insert.table else {
+            return Err(PlanError::NotSupported(
+                "INSERT into a table function".into(),
+            ));
+        };
+        let table = self.table(name)?;
+        let source = insert
+            .source
+            .as_ref()
+            .ok_or_else(|| PlanError::NotSupported("INSERT without a source".into()))?;
+        let bound = self.bind_query(source)?;
+        let visible: Vec<usize> = (0..table.columns.len())
+            .filter(|i| !table.columns[*i].hidden)
+            .collect();
+        let targets: Vec<usize> = if insert.columns.is_empty() {
+            visible.clone()
+        } else {
+            insert
+                .columns
+                .iter()
+                .map(|c| {
+                    let n = object_name(c);
+                    table
+                        .column_index(&n)
+                        .filter(|i| !table.columns[*i].hidden)
+                        .ok_or(PlanError::UndefinedColumn(n))
+                })
+                .collect::<PlanResult<_>>()?
+        };
+        let source_types = bound.plan.output_types();
+        if source_types.len() > targets.len() {
+            return Err(PlanError::Syntax(
+                "INSERT has more expressions than target columns".into(),
+            ));
+        }
+        if source_types.len() < targets.len() && insert.columns.is_empty() {
+            // Missing trailing columns are NULL, as PostgreSQL allows.
+        } else if source_types.len() < targets.len() {
+            return Err(PlanError::Syntax(
+                "INSERT has more target columns than expressions".into(),
+            ));
+        }
+        // One expression per visible column, in table order: the source value or NULL.
+        let exprs = visible
+            .iter()
+            .map(|col| {
+                let ty = table.columns[*col].ty;
+                match targets
+                    .iter()
+                    .position(|t| t == col)
+                    .filter(|p| *p < source_types.len())
+                {
+                    Some(p) => coerce(Expr::column(p, source_types[p]), ty).map_err(|_| {
+                        PlanError::TypeMismatch(format!(
+                            "column \"{}\" is of type {ty} but expression is of type {}",
+                            table.columns[*col].name, source_types[p]
+                        ))
+                    }),
+                    None => Ok(Expr::literal(Datum::Null, ty)),
+                }
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        let source = BatchPlan::Project {
+            input: Box::new(bound.plan),
+            exprs,
+        };
+        Ok(Plan::Insert { table, source })
+    }
+
+    fn table_scope(table: &TableCatalog, qualifier: &str) -> Scope {
+        Scope {
+            columns: table
+                .columns
+                .iter()
+                .map(|c| ScopeColumn {
+                    table: Some(qualifier.to_string()),
+                    name: c.name.clone(),
+                    ty: c.ty,
+                    hidden: c.hidden,
+                })
+                .collect(),
+        }
+    }
+
+    fn filtered_scan(
+        table: &TableCatalog,
+        scope: &Scope,
+        selection: Option<&ast::Expr>,
+    ) -> PlanResult<BatchPlan> {
+        let mut plan = BatchPlan::Scan {
+            table: table.desc(),
+            columns: (0..table.columns.len()).collect(),
+        };
+        if let Some(selection) = selection {
+            let predicate = coerce(ExprBinder::bind_plain(scope, selection)?, DataType::Boolean)?;
+            plan = BatchPlan::Filter {
+                input: Box::new(plan),
+                predicate,
+            };
+        }
+        Ok(plan)
+    }
+
+    fn bind_delete(&mut self, delete: &ast::Delete) -> PlanResult<Plan> {
+        let from = match &delete.from {
+            ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+        };
+        let [
+            ast::TableWithJoins {
+                relation: ast::TableFactor::Table { name, alias, .. },
+                joins,
+            },
+        ] = from.as_slice()
+        else {
+            return Err(PlanError::NotSupported("DELETE from several tables".into()));
+        };
+        if !joins.is_empty() {
+            return Err(PlanError::NotSupported("DELETE with joins".into()));
+        }
+        let table = self.table(name)?;
+        let qualifier = alias
+            .as_ref()
+            .map_or(table.name.clone(), |a| ident_name(&a.name));
+        let scope = Self::table_scope(&table, &qualifier);
+        let rows = Self::filtered_scan(&table, &scope, delete.selection.as_ref())?;
+        Ok(Plan::Delete { table, rows })
+    }
+
+    fn bind_update(&mut self, update: &ast::Update) -> PlanResult<Plan> {
+        let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
+            return Err(PlanError::NotSupported("UPDATE of a derived table".into()));
+        };
+        if update.from.is_some() || !update.table.joins.is_empty() {
+            return Err(PlanError::NotSupported("UPDATE ... FROM".into()));
+        }
+        let table = self.table(name)?;
+        let qualifier = alias
+            .as_ref()
+            .map_or(table.name.clone(), |a| ident_name(&a.name));
+        let scope = Self::table_scope(&table, &qualifier);
+        let mut new_values: Vec<Expr> = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Expr::column(i, c.ty))
+            .collect();
+        for assignment in &update.assignments {
+            let ast::AssignmentTarget::ColumnName(col) = &assignment.target else {
+                return Err(PlanError::NotSupported("tuple assignment".into()));
+            };
+            let col_name = object_name(col);
+            let i = table
+                .column_index(&col_name)
+                .filter(|i| !table.columns[*i].hidden)
+                .ok_or(PlanError::UndefinedColumn(col_name))?;
+            let value = ExprBinder::bind_plain(&scope, &assignment.value)?;
+            new_values[i] = coerce(value, table.columns[i].ty)?;
+        }
+        let old: Vec<Expr> = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Expr::column(i, c.ty))
+            .collect();
+        let input = Self::filtered_scan(&table, &scope, update.selection.as_ref())?;
+        let rows = BatchPlan::Project {
+            input: Box::new(input),
+            exprs: old.into_iter().chain(new_values).collect(),
+        };
+        Ok(Plan::Update { table, rows })
+    }
+}
+
+fn statement_kind(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,718 @@
+//! Binding queries into batch plans.
+
+use dataflow::batch::plan::{AggCall, BatchPlan, JoinKind, SortKey};
+use dataflow::expr::{BinaryOp, Expr};
+use dataflow::types::{DataType, Datum};
+use epoch_mvcc::memcomparable::OrderType;
+use sqlparser::ast::{self, SetExpr};
+
+use super::Binder;
+use super::expr::{
+    AggContext, ExprBinder, Scope, ScopeColumn, coerce, common_type, contains_agg, ident_name,
+};
+use crate::error::{PlanError, PlanResult};
+
+/// A bound query: its plan and named output columns.
+#[derive(Clone, Debug)]
+pub(crate) struct BoundQuery {
+    pub plan: BatchPlan,
+    pub scope: Scope,
+}
+
+impl BoundQuery {
+    /// Output column names and types.
+    pub(crate) fn columns(&self) -> Vec<(String, DataType)> {
+        self.scope
+            .columns
+            .iter()
+            .filter(|c| !c.hidden)
+            .map(|c| (c.name.clone(), c.ty))
+            .collect()
+    }
+}
+
+fn output_scope(names: Vec<String>, types: &[DataType]) -> Scope {
+    Scope {
+        columns: names
+            .into_iter()
+            .zip(types)
+            .map(|(name, ty)| ScopeColumn {
+                table: None,
+                name,
+                ty: *ty,
+                hidden: false,
+            })
+            .collect(),
+    }
+}
+
+/// A constant non-negative integer (LIMIT, OFFSET).
+fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
+    match ExprBinder::bind_plain(&Scope::default(), e)? {
+        Expr::Literal {
+            value: Datum::Int32(v),
+            ..
+        } if v >= 0 => Ok(v as u64),
+        Expr::Literal {
+            value: Datum::Int64(v),
+            ..
+        } if v >= 0 => Ok(v as u64),
+        Expr::Literal {
+            value: Datum::Int32(_) | Datum::Int64(_),
+            ..
+        } => Err(PlanError::TypeMismatch(format!(
+            "{what} must not be negative"
+        ))),
+        _ => Err(PlanError::NotSupported(format!("non-constant {what}"))),
+    }
+}
+
+fn column_name(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(id) => ident_name(id),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map(ident_name).unwrap_or_default(),
+        ast::Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .map(|p| p.to_string().to_lowercase())
+            .unwrap_or_default(),
+        ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => column_name(expr),
+        ast::Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+fn split_conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            split_conjuncts(*left, out);
+            split_conjuncts(*right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn and_all(mut exprs: Vec<Expr>) -> Option<Expr> {
+    let first = exprs.pop()?;
+    Some(
+        exprs
+            .into_iter()
+            .rev()
+            .fold(first, |acc, e| Expr::binary(BinaryOp::And, e, acc)),
+    )
+}
+
+/// Projects `plan`'s output to `types` (casting where they differ).
+fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
+    let current = plan.output_types();
+    if current == types {
+        return Ok(plan);
+    }
+    let exprs = current
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (from, to))| coerce(Expr::column(i, *from), *to))
+        .collect::<PlanResult<Vec<_>>>()?;
+    Ok(BatchPlan::Project {
+        input: Box::new(plan),
+        exprs,
+    })
+}
+
+/// Every column as a group key and no aggregates: the distinct rows.
+fn distinct(plan: BatchPlan) -> BatchPlan {
+    let n = plan.output_types().len();
+    BatchPlan::HashAgg {
+        input: Box::new(plan),
+        group_keys: (0..n).collect(),
+        aggs: vec![],
+    }
+}
+
+fn order_type(o: &ast::OrderByOptions) -> OrderType {
+    let descending = matches!(o.sort, Some(ast::OrderBySort::Desc));
+    OrderType {
+        descending,
+        nulls_first: o.nulls_first.unwrap_or(descending),
+    }
+}
+
+impl Binder<'_> {
+    pub(crate) fn bind_query(&mut self, q: &ast::Query) -> PlanResult<BoundQuery> {
+        let saved = self.ctes.len();
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(PlanError::NotSupported("WITH RECURSIVE".into()));
+            }
+            for cte in &with.cte_tables {
+                let bound = self.bind_query(&cte.query)?;
+                self.ctes.push((ident_name(&cte.alias.name), bound));
+            }
+        }
+        let result = self.bind_query_body(q);
+        self.ctes.truncate(saved);
+        result
+    }
+
+    fn bind_query_body(&mut self, q: &ast::Query) -> PlanResult<BoundQuery> {
+        let order_by: &[ast::OrderByExpr] = match &q.order_by {
+            Some(ast::OrderBy {
+                kind: ast::OrderByKind::Expressions(items),
+                ..
+            }) => items,
+            Some(_) => return Err(PlanError::NotSupported("ORDER BY ALL".into())),
+            None => &[],
+        };
+        let mut bound = match q.body.as_ref() {
+            SetExpr::Select(select) => self.bind_select(select, order_by)?,
+            other => {
+                let mut bound = self.bind_set_expr(other)?;
+                if !order_by.is_empty() {
+                    let keys = order_by
+                        .iter()
+                        .map(|item| {
+                            Ok(SortKey {
+                                column: self.output_position(&bound.scope, &item.expr)?,
+                                order: order_type(&item.options),
+                            })
+                        })
+                        .collect::<PlanResult<Vec<_>>>()?;
+                    bound.plan = BatchPlan::Sort {
+                        input: Box::new(bound.plan),
+                        keys,
+                    };
+                }
+                bound
+            }
+        };
+        if let Some(limit) = &q.limit_clause {
+            let (limit, offset) = match limit {
+                ast::LimitClause::LimitOffset { limit, offset, .. } => (
+                    limit.as_ref().map(|l| const_u64(l, "LIMIT")).transpose()?,
+                    offset
+                        .as_ref()
+                        .map(|o| const_u64(&o.value, "OFFSET"))
+                        .transpose()?
+                        .unwrap_or(0),
+                ),
+                ast::LimitClause::OffsetCommaLimit { offset, limit } => (
+                    Some(const_u64(limit, "LIMIT")?),
+                    const_u64(offset, "OFFSET")?,
+                ),
+            };
+            bound.plan = BatchPlan::Limit {
+                input: Box::new(bound.plan),
+                limit,
+                offset,
+            };
+        }
+        Ok(bound)
+    }
+
+    /// ORDER BY on a set operation: output names or positions only.
+    fn output_position(&self, scope: &Scope, e: &ast::Expr) -> PlanResult<usize> {
+        match e {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| (1..=scope.columns.len()).contains(p))
+                    .map(|p| p - 1)
+                    .ok_or_else(|| PlanError::UndefinedColumn(format!("ORDER BY position {n}"))),
+                _ => Err(PlanError::NotSupported("ORDER BY a constant".into())),
+            },
+            ast::Expr::Identifier(id) => scope.resolve(None, &ident_name(id)),
+            other => Err(PlanError::NotSupported(format!(
+                "ORDER BY {other} on a set operation"
+            ))),
+        }
+    }
+
+    pub(crate) fn bind_set_expr(&mut self, e: &SetExpr) -> PlanResult<BoundQuery> {
+        match e {
+            SetExpr::Select(s) => self.bind_select(s, &[]),
+            SetExpr::Query(q) => self.bind_query(q),
+            SetExpr::Values(values) => self.bind_values(values),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                let (l, r) = (self.bind_set_expr(left)?, self.bind_set_expr(right)?);
+                let (lt, rt) = (l.plan.output_types(), r.plan.output_types());
+                if lt.len() != rt.len() {
+                    return Err(PlanError::Syntax(
+                        "each UNION query must have the same number of columns".into(),
+                    ));
+                }
+                let types = lt
+                    .iter()
+                    .zip(&rt)
+                    .map(|(a, b)| common_type(&Expr::column(0, *a), &Expr::column(0, *b)))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                let plan = BatchPlan::UnionAll {
+                    inputs: vec![project_to(l.plan, &types)?, project_to(r.plan, &types)?],
+                };
+                let all = matches!(set_quantifier, ast::SetQuantifier::All);
+                let names = l.scope.columns.iter().map(|c| c.name.clone()).collect();
+                Ok(BoundQuery {
+                    plan: if all { plan } else { distinct(plan) },
+                    scope: output_scope(names, &types),
+                })
+            }
+            other => Err(PlanError::NotSupported(format!("{other}"))),
+        }
+    }
+
+    fn bind_values(&mut self, values: &ast::Values) -> PlanResult<BoundQuery> {
+        let empty = Scope::default();
+        let rows = values
+            .rows
+            .iter()
+            .map(|row| {
+                row.content
+                    .iter()
+                    .map(|e| ExprBinder::bind_plain(&empty, e))
+                    .collect::<PlanResult<Vec<_>>>()
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        let width = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|r| r.len() != width) {
+            return Err(PlanError::Syntax(
+                "VALUES lists must all be the same length".into(),
+            ));
+        }
+        let mut types = Vec::with_capacity(width);
+        for c in 0..width {
+            let mut acc = rows[0][c].clone();
+            for row in &rows[1..] {
+                acc = Expr::literal(Datum::Null, common_type(&acc, &row[c])?);
+            }
+            types.push(acc.data_type());
+        }
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(&types)
+                    .map(|(e, t)| coerce(e, *t))
+                    .collect::<PlanResult<Vec<_>>>()
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        let names = (1..=width).map(|i| format!("column{i}")).collect();
+        Ok(BoundQuery {
+            plan: BatchPlan::Values {
+                rows,
+                types: types.clone(),
+            },
+            scope: output_scope(names, &types),
+        })
+    }
+
+    fn bind_from(&mut self, from: &[ast::TableWithJoins]) -> PlanResult<(BatchPlan, Scope)> {
+        let mut result: Option<(BatchPlan, Scope)> = None;
+        for item in from {
+            let mut current = self.bind_table_factor(&item.relation)?;
+            for join in &item.joins {
+                let right = self.bind_table_factor(&join.relation)?;
+                current = self.bind_join(current, right, &join.join_operator)?;
+            }
+            result = Some(match result {
+                None => current,
+                Some(left) => self.bind_join(
+                    left,
+                    current,
+                    &ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
+                )?,
+            });
+        }
+        // No FROM: one row without columns.
+        Ok(result.unwrap_or_else(|| {
+            (
+                BatchPlan::Values {
+                    rows: vec![vec![]],
+                    types: vec![],
+                },
+                Scope::default(),
+            )
+        }))
+    }
+
+    fn bind_table_factor(&mut self, f: &ast::TableFactor) -> PlanResult<(BatchPlan, Scope)> {
+        match f {
+            ast::TableFactor::Table { name, alias, .. } => {
+                let table_name = name
+                    .0
+                    .last()
+                    .map(|p| p.as_ident().map_or(p.to_string(), ident_name))
+                    .unwrap_or_default();
+                let qualifier = alias
+                    .as_ref()
+                    .map_or(table_name.clone(), |a| ident_name(&a.name));
+                if let Some((_, cte)) = self.ctes.iter().rev().find(|(n, _)| *n == table_name) {
+                    let mut scope = cte.scope.clone();
+                    scope
+                        .columns
+                        .iter_mut()
+                        .for_each(|c| c.table = Some(qualifier.clone()));
+                    return Ok((cte.plan.clone(), scope));
+                }
+                let table = self
+                    .catalog
+                    .table(&table_name)
+                    .ok_or_else(|| PlanError::UndefinedTable(table_name.clone()))?;
+                let scope = Scope {
+                    columns: table
+                        .columns
+                        .iter()
+                        .map(|c| ScopeColumn {
+                            table: Some(qualifier.clone()),
+                            name: c.name.clone(),
+                            ty: c.ty,
+                            hidden: c.hidden,
+                        })
+                        .collect(),
+                };
+                let plan = BatchPlan::Scan {
+                    columns: (0..table.columns.len()).collect(),
+                    table: table.desc(),
+                };
+                Ok((plan, scope))
+            }
+            ast::TableFactor::Derived {
+                subquery,
+                alias,
+                lateral: false,
+                ..
+            } => {
+                let bound = self.bind_query(subquery)?;
+                let mut scope = bound.scope;
+                if let Some(alias) = alias {
+                    let name = ident_name(&alias.name);
+                    for (c, rename) in scope.columns.iter_mut().zip(
+                        alias
+                            .columns
+                            .iter()
+                            .map(|c| ident_name(&c.name))
+                            .chain(std::iter::repeat(String::new())),
+                    ) {
+                        c.table = Some(name.clone());
+                        if !rename.is_empty() {
+                            c.name = rename;
+                        }
+                    }
+                }
+                Ok((bound.plan, scope))
+            }
+            ast::TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => self.bind_from(std::slice::from_ref(table_with_joins)),
+            other => Err(PlanError::NotSupported(format!("FROM {other}"))),
+        }
+    }
+
+    fn bind_join(
+        &mut self,
+        left: (BatchPlan, Scope),
+        right: (BatchPlan, Scope),
+        op: &ast::JoinOperator,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        use ast::JoinOperator as J;
+        let (kind, constraint) = match op {
+            J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::LeftOuter, c),
+            J::Right(c) | J::RightOuter(c) => (JoinKind::RightOuter, c),
+            J::FullOuter(c) => (JoinKind::FullOuter, c),
+            J::CrossJoin(c) => (JoinKind::Inner, c),
+            other => return Err(PlanError::NotSupported(format!("join {other:?}"))),
+        };
+        let left_width = left.1.columns.len();
+        let mut scope = left.1;
+        scope.columns.extend(right.1.columns);
+        let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        match constraint {
+            ast::JoinConstraint::On(on) => {
+                let cond = ExprBinder::bind_plain(&scope, on)?;
+                let mut conjuncts = Vec::new();
+                split_conjuncts(cond, &mut conjuncts);
+                for c in conjuncts {
+                    match &c {
+                        Expr::Binary {
+                            op: BinaryOp::Eq,
+                            left: l,
+                            right: r,
+                        } => match (l.as_ref(), r.as_ref()) {
+                            (
+                                Expr::Column { index: a, ty: ta },
+                                Expr::Column { index: b, ty: tb },
+                            ) if ta == tb && (*a < left_width) != (*b < left_width) => {
+                                let (lk, rk) = if *a < left_width { (*a, *b) } else { (*b, *a) };
+                                left_keys.push(lk);
+                                right_keys.push(rk - left_width);
+                            }
+                            _ => rest.push(c),
+                        },
+                        _ => rest.push(c),
+                    }
+                }
+            }
+            ast::JoinConstraint::None => {}
+            other => {
+                return Err(PlanError::NotSupported(format!(
+                    "join constraint {other:?}"
+                )));
+            }
+        }
+        let plan = BatchPlan::HashJoin {
+            left: Box::new(left.0),
+            right: Box::new(right.0),
+            kind,
+            left_keys,
+            right_keys,
+            condition: and_all(rest),
+        };
+        Ok((plan, scope))
+    }
+
+    fn bind_select(
+        &mut self,
+        s: &ast::Select,
+        order_by: &[ast::OrderByExpr],
+    ) -> PlanResult<BoundQuery> {
+        let (mut plan, scope) = self.bind_from(&s.from)?;
+        if let Some(selection) = &s.selection {
+            if contains_agg(selection) {
+                return Err(PlanError::Grouping(
+                    "aggregate functions are not allowed in WHERE".into(),
+                ));
+            }
+            let predicate = ExprBinder::bind_plain(&scope, selection)?;
+            if predicate.data_type() != DataType::Boolean
+                && !matches!(
+                    predicate,
+                    Expr::Literal {
+                        value: Datum::Null,
+                        ..
+                    }
+                )
+            {
+                return Err(PlanError::TypeMismatch(format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    predicate.data_type()
+                )));
+            }
+            plan = BatchPlan::Filter {
+                input: Box::new(plan),
+                predicate: coerce(predicate, DataType::Boolean)?,
+            };
+        }
+        // The select list: (expression, output name).
+        let mut items: Vec<(&ast::Expr, String)> = Vec::new();
+        let mut star_columns: Vec<(usize, usize)> = Vec::new(); // (item position, scope column)
+        for item in &s.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => items.push((e, column_name(e))),
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((expr, ident_name(alias)))
+                }
+                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                    let qualifier = match item {
+                        ast::SelectItem::QualifiedWildcard(
+                            ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                            _,
+                        ) => Some(
+                            n.0.last()
+                                .map(|p| p.as_ident().map_or(p.to_string(), ident_name))
+                                .unwrap_or_default(),
+                        ),
+                        _ => None,
+                    };
+                    let before = star_columns.len();
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        if !c.hidden
+                            && qualifier
+                                .as_ref()
+                                .is_none_or(|q| c.table.as_ref() == Some(q))
+                        {
+                            star_columns.push((items.len() + star_columns.len(), i));
+                        }
+                    }
+                    if let Some(q) = qualifier
+                        && star_columns.len() == before
+                    {
+                        return Err(PlanError::UndefinedTable(q));
+                    }
+                }
+                other => return Err(PlanError::NotSupported(format!("select item {other}"))),
+            }
+        }
+        let group_by: &[ast::Expr] = match &s.group_by {
+            ast::GroupByExpr::Expressions(exprs, _) => exprs,
+            ast::GroupByExpr::All(_) => return Err(PlanError::NotSupported("GROUP BY ALL".into())),
+        };
+        let aggregating = !group_by.is_empty()
+            || s.having.is_some()
+            || items.iter().any(|(e, _)| contains_agg(e))
+            || order_by.iter().any(|o| contains_agg(&o.expr));
+        // Bind the select list (and ORDER BY and HAVING) over the input, or over the grouping.
+        let group_exprs = group_by
+            .iter()
+            .map(|g| ExprBinder::bind_plain(&scope, g))
+            .collect::<PlanResult<Vec<_>>>()?;
+        let mut agg = AggContext {
+            input: &scope,
+            group_exprs: &group_exprs,
+            aggs: Vec::new(),
+        };
+        let mut bind = |e: &ast::Expr| -> PlanResult<Expr> {
+            if aggregating {
+                ExprBinder {
+                    scope: &scope,
+                    agg: Some(&mut agg),
+                }
+                .bind(e)
+            } else {
+                ExprBinder::bind_plain(&scope, e)
+            }
+        };
+        let mut exprs: Vec<(Expr, String)> = Vec::new();
+        let mut item_iter = items.iter();
+        let mut star_iter = star_columns.iter().peekable();
+        for position in 0..items.len() + star_columns.len() {
+            if star_iter.peek().is_some_and(|(p, _)| *p == position) {
+                let (_, col) = star_iter.next().expect("peeked");
+                let c = &scope.columns[*col];
+                let e = if aggregating {
+                    let name = ast::Expr::CompoundIdentifier(vec![
+                        ast::Ident::new(c.table.clone().unwrap_or_default()),
+                        ast::Ident::new(c.name.clone()),
+                    ]);
+                    bind(&name)?
+                } else {
+                    Expr::column(*col, c.ty)
+                };
+                exprs.push((e, c.name.clone()));
+            } else {
+                let (e, name) = item_iter.next().expect("one item per position");
+                exprs.push((bind(e)?, name.clone()));
+            }
+        }
+        let having = s.having.as_ref().map(&mut bind).transpose()?;
+        // ORDER BY: an output name or position, an expression of the list, or a hidden extra.
+        let mut sort_keys = Vec::new();
+        let visible = exprs.len();
+        for item in order_by {
+            let order = order_type(&item.options);
+            let by_name = match &item.expr {
+                // A bare name means an output column first, as in PostgreSQL.
+                ast::Expr::Identifier(id) => {
+                    let name = ident_name(id);
+                    let matches: Vec<usize> =
+                        (0..visible).filter(|i| exprs[*i].1 == name).collect();
+                    (matches.len() == 1).then(|| matches[0])
+                }
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => Some(
+                        n.parse::<usize>()
+                            .ok()
+                            .filter(|p| (1..=visible).contains(p))
+                            .map(|p| p - 1)
+                            .ok_or_else(|| {
+                                PlanError::UndefinedColumn(format!("ORDER BY position {n}"))
+                            })?,
+                    ),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let column = match by_name {
+                Some(c) => c,
+                None => {
+                    let e = bind(&item.expr)?;
+                    match exprs.iter().position(|(x, _)| *x == e) {
+                        Some(c) => c,
+                        None => {
+                            exprs.push((e, String::new()));
+                            exprs.len() - 1
+                        }
+                    }
+                }
+            };
+            sort_keys.push(SortKey { column, order });
+        }
+        let aggs = agg.aggs;
+        if aggregating {
+            // Pre-project group keys and aggregate arguments, aggregate, then filter by HAVING.
+            let g = group_exprs.len();
+            let mut pre: Vec<Expr> = group_exprs.clone();
+            let mut calls = Vec::new();
+            for a in &aggs {
+                let arg = a.arg.clone().map(|e| {
+                    pre.push(e);
+                    pre.len() - 1
+                });
+                calls.push(AggCall {
+                    kind: a.kind,
+                    arg,
+                    distinct: a.distinct,
+                    ret: a.ret,
+                });
+            }
+            plan = BatchPlan::Project {
+                input: Box::new(plan),
+                exprs: pre,
+            };
+            plan = BatchPlan::HashAgg {
+                input: Box::new(plan),
+                group_keys: (0..g).collect(),
+                aggs: calls,
+            };
+            if let Some(h) = having {
+                plan = BatchPlan::Filter {
+                    input: Box::new(plan),
+                    predicate: coerce(h, DataType::Boolean)?,
+                };
+            }
+        }
+        let types: Vec<DataType> = exprs.iter().map(|(e, _)| e.data_type()).collect();
+        plan = BatchPlan::Project {
+            input: Box::new(plan),
+            exprs: exprs.iter().map(|(e, _)| e.clone()).collect(),
+        };
+        if matches!(s.distinct, Some(ast::Distinct::Distinct)) {
+            if exprs.len() > visible {
+                return Err(PlanError::Syntax(
+                    "for SELECT DISTINCT, ORDER BY expressions must appear in select list".into(),
+                ));
+            }
+            plan = distinct(plan);
+        } else if matches!(s.distinct, Some(ast::Distinct::On(_))) {
+            return Err(PlanError::NotSupported("DISTINCT ON".into()));
+        }
+        if !sort_keys.is_empty() {
+            plan = BatchPlan::Sort {
+                input: Box::new(plan),
+                keys: sort_keys,
+            };
+        }
+        if exprs.len() > visible {
+            plan = BatchPlan::Project {
+                input: Box::new(plan),
+                exprs: (0..visible).map(|i| Expr::column(i, types[i])).collect(),
+            };
+        }
+        let names = exprs.into_iter().take(visible).map(|(_, n)| n).collect();
+        Ok(BoundQuery {
+            plan,
+            scope: output_scope(names, &types[..visible]),
+        })
+    }
+}

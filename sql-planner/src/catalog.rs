@@ -1,0 +1,71 @@
+//! The catalog model: what tables exist and what they hold.
+
+use std::sync::Arc;
+
+use dataflow::state_table::TableDesc;
+use dataflow::types::DataType;
+use epoch_mvcc::memcomparable::OrderType;
+use serde::{Deserialize, Serialize};
+
+/// Name of the hidden row-id column of tables without a primary key.
+pub const ROW_ID_COLUMN: &str = "_row_id";
+
+/// One column of a table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnCatalog {
+    /// Name (lower case unless quoted).
+    pub name: String,
+    /// Type.
+    pub ty: DataType,
+    /// Hidden columns (the row id) are left out of `SELECT *`.
+    pub hidden: bool,
+}
+
+/// A table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCatalog {
+    /// Unique id (the key prefix of its rows).
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Columns, the hidden row id (if any) last.
+    pub columns: Vec<ColumnCatalog>,
+    /// Positions of the primary key columns (the row id if no key was declared).
+    pub pk: Vec<usize>,
+}
+
+impl TableCatalog {
+    /// Column types in order.
+    pub fn types(&self) -> Vec<DataType> {
+        self.columns.iter().map(|c| c.ty).collect()
+    }
+
+    /// Whether rows get a generated row id.
+    pub fn has_row_id(&self) -> bool {
+        self.columns
+            .last()
+            .is_some_and(|c| c.hidden && c.name == ROW_ID_COLUMN)
+    }
+
+    /// The storage layout: keyed by primary key, distributed by it.
+    pub fn desc(&self) -> TableDesc {
+        TableDesc {
+            table_id: self.id,
+            types: self.types(),
+            pk: self.pk.clone(),
+            pk_orders: vec![OrderType::ASC; self.pk.len()],
+            dist_key_in_pk: (0..self.pk.len()).collect(),
+        }
+    }
+
+    /// Position of the column called `name`.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// Looks up tables by name.
+pub trait Catalog {
+    /// The table called `name`, if it exists.
+    fn table(&self, name: &str) -> Option<Arc<TableCatalog>>;
+}

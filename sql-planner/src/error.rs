@@ -1,0 +1,64 @@
+//! Planning errors, each with its PostgreSQL SQLSTATE.
+
+/// Why a statement could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The SQL does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A table that does not exist.
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    /// A column that does not exist.
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    /// A column name that more than one table in scope has.
+    #[error("column reference \"{0}\" is ambiguous")]
+    AmbiguousColumn(String),
+    /// A table that already exists.
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    /// Types that do not fit together.
+    #[error("{0}")]
+    TypeMismatch(String),
+    /// A column used outside GROUP BY and aggregates.
+    #[error(
+        "column \"{0}\" must appear in the GROUP BY clause or be used in an aggregate function"
+    )]
+    Grouping(String),
+    /// A function or operator that does not exist for these arguments.
+    #[error("{0}")]
+    UndefinedFunction(String),
+    /// A constant that is not valid for its type.
+    #[error("invalid input syntax for type {ty}: \"{value}\"")]
+    InvalidLiteral {
+        /// The type.
+        ty: String,
+        /// The text.
+        value: String,
+    },
+    /// Valid SQL this system does not support yet.
+    #[error("not supported yet: {0}")]
+    NotSupported(String),
+}
+
+impl PlanError {
+    /// The PostgreSQL SQLSTATE code.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            PlanError::Syntax(_) => "42601",
+            PlanError::UndefinedTable(_) => "42P01",
+            PlanError::UndefinedColumn(_) => "42703",
+            PlanError::AmbiguousColumn(_) => "42702",
+            PlanError::DuplicateTable(_) => "42P07",
+            PlanError::TypeMismatch(_) => "42804",
+            PlanError::Grouping(_) => "42803",
+            PlanError::UndefinedFunction(_) => "42883",
+            PlanError::InvalidLiteral { .. } => "22P02",
+            PlanError::NotSupported(_) => "0A000",
+        }
+    }
+}
+
+/// Result of planning.
+pub type PlanResult<T> = Result<T, PlanError>;

@@ -1,0 +1,91 @@
+//! SQL to dataflow plans: parsing (PostgreSQL dialect), binding names and types against a
+//! catalog, and planning batch queries and DML.
+
+mod binder;
+pub mod catalog;
+mod error;
+
+use std::sync::Arc;
+
+use dataflow::batch::plan::BatchPlan;
+use dataflow::types::DataType;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+pub use catalog::{Catalog, ColumnCatalog, ROW_ID_COLUMN, TableCatalog};
+pub use error::{PlanError, PlanResult};
+
+/// What a statement does, ready to run.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// A query: its plan and output columns.
+    Query {
+        /// The plan.
+        plan: BatchPlan,
+        /// Output column names and types.
+        columns: Vec<(String, DataType)>,
+    },
+    /// `CREATE TABLE`.
+    CreateTable {
+        /// Table name.
+        name: String,
+        /// Columns (a hidden row id last when there is no primary key).
+        columns: Vec<ColumnCatalog>,
+        /// Primary key positions.
+        pk: Vec<usize>,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `DROP TABLE`.
+    DropTable {
+        /// Table names.
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `INSERT`: `source` yields every visible column of the table, in table order.
+    Insert {
+        /// Target.
+        table: Arc<TableCatalog>,
+        /// Rows to insert.
+        source: BatchPlan,
+    },
+    /// `DELETE`: `rows` yields the whole rows to delete.
+    Delete {
+        /// Target.
+        table: Arc<TableCatalog>,
+        /// Rows to delete.
+        rows: BatchPlan,
+    },
+    /// `UPDATE`: `rows` yields each old whole row followed by its new whole row.
+    Update {
+        /// Target.
+        table: Arc<TableCatalog>,
+        /// Old and new rows.
+        rows: BatchPlan,
+    },
+    /// `EXPLAIN`: the plan, one line per node.
+    Explain(Vec<String>),
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`: every statement commits on its own.
+    Transaction,
+}
+
+/// Parses `sql` (one or more statements) and plans each.
+pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| PlanError::Syntax(e.to_string()))?;
+    statements
+        .iter()
+        .map(|s| binder::Binder::new(catalog).bind_statement(s))
+        .collect()
+}
+
+/// Parses `sql` into statements without binding them.
+pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| PlanError::Syntax(e.to_string()))
+}
+
+/// Plans one parsed statement.
+pub fn plan_statement(stmt: &sqlparser::ast::Statement, catalog: &dyn Catalog) -> PlanResult<Plan> {
+    binder::Binder::new(catalog).bind_statement(stmt)
+}

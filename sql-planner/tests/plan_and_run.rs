@@ -1,0 +1,199 @@
+//! Plans SQL against a catalog and runs the plans over real tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dataflow::batch::{BatchContext, execute};
+use dataflow::chunk::StreamChunk;
+use dataflow::state_table::StateTable;
+use dataflow::types::{DataType, Datum};
+use epoch_mvcc::Epoch;
+use futures::TryStreamExt;
+use lsm_store::object_store::MemoryObjectStore;
+use lsm_store::{LsmStore, LsmStoreOptions};
+use sql_planner::{Catalog, ColumnCatalog, Plan, PlanError, TableCatalog, plan_sql};
+
+struct Tables(HashMap<String, Arc<TableCatalog>>);
+
+impl Catalog for Tables {
+    fn table(&self, name: &str) -> Option<Arc<TableCatalog>> {
+        self.0.get(name).cloned()
+    }
+}
+
+fn col(name: &str, ty: DataType) -> ColumnCatalog {
+    ColumnCatalog {
+        name: name.into(),
+        ty,
+        hidden: false,
+    }
+}
+
+async fn setup() -> (LsmStore, Tables) {
+    let store = LsmStore::open(
+        Arc::new(MemoryObjectStore::new()),
+        LsmStoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let t = TableCatalog {
+        id: 1,
+        name: "t".into(),
+        columns: vec![
+            col("id", DataType::Int64),
+            col("name", DataType::Varchar),
+            col("v", DataType::Int64),
+        ],
+        pk: vec![0],
+    };
+    let u = TableCatalog {
+        id: 2,
+        name: "u".into(),
+        columns: vec![col("id", DataType::Int64), col("tag", DataType::Varchar)],
+        pk: vec![0],
+    };
+    for (table, rows) in [
+        (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),
+        (&u, " I T\n + 1 x\n + 3 y\n + 5 z"),
+    ] {
+        let mut st = StateTable::new(table.desc(), store.clone(), Epoch(1), 1 << 20);
+        st.write_chunk(&StreamChunk::from_pretty(rows));
+        st.commit(Epoch(2)).await.unwrap();
+    }
+    let tables = Tables(
+        [
+            ("t".to_string(), Arc::new(t)),
+            ("u".to_string(), Arc::new(u)),
+        ]
+        .into(),
+    );
+    (store, tables)
+}
+
+async fn query(store: &LsmStore, tables: &Tables, sql: &str) -> (Vec<String>, Vec<Vec<Datum>>) {
+    let mut plans = plan_sql(sql, tables).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let Plan::Query { plan, columns } = plans.remove(0) else {
+        panic!("not a query")
+    };
+    let ctx = Arc::new(BatchContext {
+        store: store.clone(),
+        epoch: Epoch(1),
+    });
+    let batches: Vec<_> = execute(plan, ctx).try_collect().await.unwrap();
+    let rows = batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |r| {
+                b.columns()
+                    .iter()
+                    .map(|c| Datum::from_array(c.as_ref(), r))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    (columns.into_iter().map(|(n, _)| n).collect(), rows)
+}
+
+fn i(v: i64) -> Datum {
+    Datum::Int64(v)
+}
+
+fn s(v: &str) -> Datum {
+    Datum::Varchar(v.into())
+}
+
+#[tokio::test]
+async fn queries() {
+    let (store, tables) = setup().await;
+    let (names, rows) = query(&store, &tables, "SELECT name, count(*) AS n, sum(v) FROM t WHERE id > 1 GROUP BY name HAVING count(*) >= 1 ORDER BY name DESC").await;
+    assert_eq!(names, vec!["name", "n", "sum"]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![s("c"), i(1), Datum::Null],
+            vec![s("b"), i(1), i(20)],
+            vec![s("a"), i(1), i(30)]
+        ]
+    );
+
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT t.id, u.tag FROM t LEFT JOIN u ON t.id = u.id ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![i(1), s("x")],
+            vec![i(2), Datum::Null],
+            vec![i(3), s("y")],
+            vec![i(4), Datum::Null]
+        ]
+    );
+
+    let (_, rows) = query(&store, &tables, "WITH big AS (SELECT * FROM t WHERE v >= 20) SELECT id FROM big UNION ALL SELECT id FROM u ORDER BY id LIMIT 3 OFFSET 1").await;
+    assert_eq!(rows, vec![vec![i(2)], vec![i(3)], vec![i(3)]]);
+
+    let (_, rows) = query(&store, &tables, "SELECT DISTINCT name FROM t ORDER BY name").await;
+    assert_eq!(rows, vec![vec![s("a")], vec![s("b")], vec![s("c")]]);
+
+    // Ordering by an expression that is not selected; arithmetic with implicit casts.
+    let (_, rows) = query(&store, &tables, "SELECT id + 1, CASE WHEN v IS NULL THEN 'none' ELSE 'some' END FROM t ORDER BY v DESC NULLS LAST, id").await;
+    assert_eq!(rows[0], vec![i(4), s("some")]);
+    assert_eq!(rows[3], vec![i(5), s("none")]);
+
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT count(*), count(DISTINCT name), min(name), max(v), avg(v) FROM t",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![i(4), i(3), s("a"), i(30), Datum::Float64(20.0)]]
+    );
+
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT 1 + 2, 'x' || 'y', 7 / 2, coalesce(NULL, 5)",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![
+            Datum::Int32(3),
+            s("xy"),
+            Datum::Int32(3),
+            Datum::Int32(5)
+        ]]
+    );
+
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT x.a FROM (SELECT id AS a FROM t WHERE id IN (1, 4)) AS x WHERE x.a BETWEEN 2 AND 9",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![i(4)]]);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstates() {
+    let (_store, tables) = setup().await;
+    let cases = [
+        ("SELECT * FROM missing", "42P01"),
+        ("SELECT nope FROM t", "42703"),
+        ("SELECT id FROM t JOIN u ON t.id = u.id", "42702"),
+        ("SELECT name, count(*) FROM t", "42803"),
+        ("SELECT 1 + 'abc'", "22P02"),
+        ("SELECT name + 1 FROM t", "42883"),
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM t WHERE id", "42804"),
+    ];
+    for (sql, state) in cases {
+        let err: PlanError = plan_sql(sql, &tables).expect_err(sql);
+        assert_eq!(err.sqlstate(), state, "{sql}: {err}");
+    }
+}
