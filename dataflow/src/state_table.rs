@@ -84,6 +84,24 @@ impl TableDesc {
         table_key(self.table_id, vnode, &encoded)
     }
 
+    /// The writes that apply `chunk`: inserts put the row, deletes leave a tombstone.
+    pub fn writes(&self, chunk: &StreamChunk) -> Vec<(Bytes, Value)> {
+        let keys = self.keys(chunk.data());
+        let values = encode_values(chunk.data(), &self.all_columns());
+        keys.into_iter()
+            .zip(values)
+            .zip(chunk.ops())
+            .map(|((key, value), op)| {
+                let value = if op.is_insert() {
+                    Value::Put(Bytes::from(value))
+                } else {
+                    Value::Delete
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
     /// The key range holding every row of the table.
     pub fn key_range(&self) -> (Bound<Bytes>, Bound<Bytes>) {
         let start = Bytes::copy_from_slice(&table_prefix(self.table_id));

@@ -1,0 +1,94 @@
+//! The database node: one process running the PostgreSQL front end, the dataflow and the
+//! storage engine over a local directory (the default) or an object store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use lsm_store::object_store::object_store_from_url;
+use lsm_store::{CacheOptions, LsmStore, LsmStoreOptions};
+use pg_server::{Database, DatabaseOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A streaming database node; connect with psql -h 127.0.0.1 -p 4566 -U root -d dev"
+)]
+struct Args {
+    /// Directory for all durable state (the object store), unless --object-store is given.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Object store URL: file://DIR, memory:// or s3://bucket/prefix (AWS_* environment).
+    #[arg(long)]
+    object_store: Option<String>,
+    /// Address to accept PostgreSQL connections on.
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Milliseconds between checkpoints when no statement waits for one.
+    #[arg(long, default_value_t = 1000)]
+    barrier_interval_ms: u64,
+    /// Local directory for the disk tier of the block cache (off when not given).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Bytes of memory for data blocks.
+    #[arg(long, default_value_t = 256 << 20)]
+    block_cache_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if !args.listen.ip().is_loopback() {
+        return Err(
+            "listening on a non-loopback address needs password authentication, which this \
+                    build does not have yet; listen on 127.0.0.1"
+                .into(),
+        );
+    }
+    let url = match &args.object_store {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            format!("file://{}", args.data_dir.canonicalize()?.display())
+        }
+    };
+    let object_store = object_store_from_url(&url).await?;
+    let options = LsmStoreOptions {
+        cache: CacheOptions {
+            block_cache_bytes: args.block_cache_bytes,
+            disk_cache_dir: args.cache_dir.clone(),
+            ..CacheOptions::default()
+        },
+        ..LsmStoreOptions::default()
+    };
+    let store = LsmStore::open(object_store, options).await?;
+    let db = Database::open(
+        store.clone(),
+        DatabaseOptions {
+            barrier_interval: Duration::from_millis(args.barrier_interval_ms.max(1)),
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, object_store = %url, committed_epoch = %db.committed_epoch(), "node started");
+    tokio::select! {
+        served = pg_server::serve(listener, db.clone()) => served?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    }
+    db.flush().await?;
+    db.shutdown();
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,648 @@
+//! The database facade: runs SQL statements over the store, owns the catalog and the epochs.
+//!
+//! Writes (rows and catalog changes) go to the store at the writable epoch. A barrier loop
+//! seals the writable epoch every `barrier_interval` — sooner when a statement waits for its
+//! commit — and a sync task makes sealed epochs durable in order. A statement that must be
+//! durable before it returns waits for the commit of the epoch it wrote, so concurrent
+//! statements share one commit (group commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use dataflow::batch::plan::BatchPlan;
+use dataflow::batch::{BatchContext, execute};
+use dataflow::chunk::{Op, StreamChunk, batch_of, schema_of};
+use dataflow::types::{DataType, Datum};
+use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_now_ms, table_key};
+use futures::TryStreamExt;
+use lsm_store::LsmStore;
+use parking_lot::RwLock;
+use sql_planner::{Catalog, Plan, PlanError, TableCatalog};
+use sqlparser::ast::Statement;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+
+use crate::error::{Error, Result};
+
+/// Table id of the catalog itself.
+const CATALOG_TABLE_ID: u32 = 0;
+/// User tables get ids from here on.
+const FIRST_TABLE_ID: u32 = 1;
+
+/// Settings of the database facade.
+#[derive(Clone, Debug)]
+pub struct DatabaseOptions {
+    /// How often the writable epoch is sealed and committed when nobody waits.
+    pub barrier_interval: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        DatabaseOptions {
+            barrier_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a statement returns.
+#[derive(Debug)]
+pub enum StatementResult {
+    /// Rows with named, typed columns.
+    Rows {
+        /// Column names and types.
+        columns: Vec<(String, DataType)>,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A command tag such as `INSERT 0 3`.
+    Command {
+        /// The command (`INSERT`, `CREATE TABLE`, ...).
+        tag: String,
+        /// Rows affected, for commands that report them.
+        rows: Option<usize>,
+    },
+}
+
+/// Per-connection settings (`SET` / `SHOW`).
+#[derive(Clone, Debug)]
+pub struct Session {
+    settings: BTreeMap<String, String>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        let settings = [
+            ("synchronous_commit", "on"),
+            ("rw_implicit_flush", "false"),
+            ("application_name", ""),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("server_version", "15.0.0"),
+            ("standard_conforming_strings", "on"),
+            ("timezone", "UTC"),
+            ("transaction_isolation", "read committed"),
+        ];
+        Session {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl Session {
+    fn waits_for_commit(&self) -> bool {
+        let on = |k: &str| {
+            self.settings.get(k).is_some_and(|v| {
+                matches!(
+                    v.to_lowercase().as_str(),
+                    "on" | "true" | "1" | "local" | "remote_write" | "remote_apply"
+                )
+            })
+        };
+        on("synchronous_commit") || on("rw_implicit_flush")
+    }
+}
+
+struct CatalogState {
+    tables: HashMap<String, Arc<TableCatalog>>,
+    next_table_id: u32,
+}
+
+impl Catalog for CatalogState {
+    fn table(&self, name: &str) -> Option<Arc<TableCatalog>> {
+        self.tables.get(name).cloned()
+    }
+}
+
+struct Inner {
+    store: LsmStore,
+    catalog: RwLock<CatalogState>,
+    /// The writable epoch; writers hold the read side while writing, the barrier the write
+    /// side while sealing.
+    writable: tokio::sync::RwLock<Epoch>,
+    committed: watch::Receiver<Epoch>,
+    barrier_requested: Notify,
+    /// Statements that read and then write run one at a time.
+    dml: Mutex<()>,
+    next_row_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A running database over an [`LsmStore`].
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+fn catalog_key(id: u32) -> Bytes {
+    table_key(CATALOG_TABLE_ID, 0, &id.to_be_bytes())
+}
+
+impl Database {
+    /// Recovers the catalog at the store's committed epoch and starts the barrier loop.
+    pub async fn open(store: LsmStore, options: DatabaseOptions) -> Result<Database> {
+        let committed = store.committed_epoch();
+        let mut tables = HashMap::new();
+        let mut next_table_id = FIRST_TABLE_ID;
+        let start = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID));
+        let end = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID + 1));
+        let mut iter = store
+            .iter(
+                (
+                    std::ops::Bound::Included(start),
+                    std::ops::Bound::Excluded(end),
+                ),
+                committed,
+                Direction::Forward,
+            )
+            .await?;
+        while let Some((_, value)) = iter.next().await? {
+            let table: TableCatalog = serde_json::from_slice(&value)
+                .map_err(|e| Error::sql("XX001", format!("corrupt catalog entry: {e}")))?;
+            next_table_id = next_table_id.max(table.id + 1);
+            tables.insert(table.name.clone(), Arc::new(table));
+        }
+        let writable = committed.next();
+        let (committed_tx, committed_rx) = watch::channel(committed);
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            store,
+            catalog: RwLock::new(CatalogState {
+                tables,
+                next_table_id,
+            }),
+            writable: tokio::sync::RwLock::new(writable),
+            committed: committed_rx,
+            barrier_requested: Notify::new(),
+            dml: Mutex::new(()),
+            next_row_id: AtomicU64::new(physical_now_ms() << 22),
+            shutdown,
+        });
+        Self::spawn_barrier_loop(&inner, options.barrier_interval, committed_tx);
+        Ok(Database { inner })
+    }
+
+    /// Seals the writable epoch on every tick or request; a separate task syncs sealed epochs
+    /// in order, so sealing never waits behind an upload.
+    fn spawn_barrier_loop(inner: &Arc<Inner>, interval: Duration, committed: watch::Sender<Epoch>) {
+        let (sealed_tx, mut sealed_rx) = mpsc::unbounded_channel::<Epoch>();
+        let store = inner.store.clone();
+        tokio::spawn(async move {
+            while let Some(epoch) = sealed_rx.recv().await {
+                match store.sync(epoch).await {
+                    Ok(()) => {
+                        committed.send_replace(epoch);
+                    }
+                    Err(e) => tracing::error!(error = %e, ?epoch, "epoch commit failed"),
+                }
+            }
+        });
+        let weak = Arc::downgrade(inner);
+        let mut stop = inner.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = inner.barrier_requested.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                let mut writable = inner.writable.write().await;
+                let sealed = *writable;
+                if let Err(e) = inner.store.seal_epoch(sealed) {
+                    tracing::error!(error = %e, "sealing failed");
+                    continue;
+                }
+                *writable = sealed.next();
+                drop(writable);
+                if sealed_tx.send(sealed).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Stops the barrier loop (after which writes no longer commit).
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// The newest committed epoch.
+    pub fn committed_epoch(&self) -> Epoch {
+        *self.inner.committed.borrow()
+    }
+
+    /// Waits until everything written so far is committed.
+    pub async fn flush(&self) -> Result<()> {
+        let epoch = *self.inner.writable.read().await;
+        self.wait_committed(epoch).await
+    }
+
+    async fn wait_committed(&self, epoch: Epoch) -> Result<()> {
+        let mut committed = self.inner.committed.clone();
+        loop {
+            self.inner.barrier_requested.notify_one();
+            if *committed.borrow_and_update() >= epoch {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = committed.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::sql("57P01", "the database is shutting down"));
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Writes at the writable epoch; returns the epoch written.
+    async fn write(&self, writes: Vec<(Bytes, Value)>) -> Result<Epoch> {
+        let writable = self.inner.writable.read().await;
+        if !writes.is_empty() {
+            self.inner.store.ingest_batch(*writable, writes).await?;
+        }
+        Ok(*writable)
+    }
+
+    /// The column names and types a query statement would return (for `Describe`).
+    pub fn describe(&self, stmt: &Statement) -> Result<Vec<(String, DataType)>> {
+        match stmt {
+            Statement::ShowVariable { variable } => {
+                Ok(vec![(variable_name(variable), DataType::Varchar)])
+            }
+            Statement::ShowTables { .. } => Ok(vec![("Name".into(), DataType::Varchar)]),
+            Statement::Set(_) => Ok(vec![]),
+            _ => match sql_planner::plan_statement(stmt, &*self.inner.catalog.read())? {
+                Plan::Query { columns, .. } => Ok(columns),
+                Plan::Explain(_) => Ok(vec![("QUERY PLAN".into(), DataType::Varchar)]),
+                _ => Ok(vec![]),
+            },
+        }
+    }
+
+    /// Runs every statement of `sql`, in order; stops at the first error.
+    pub async fn execute(&self, session: &mut Session, sql: &str) -> Result<Vec<StatementResult>> {
+        if let Some(result) = self.special_command(session, sql).await? {
+            return Ok(vec![result]);
+        }
+        let statements = sql_planner::parse_sql(sql)?;
+        let mut results = Vec::with_capacity(statements.len());
+        for stmt in &statements {
+            results.push(self.execute_statement(session, stmt).await?);
+        }
+        Ok(results)
+    }
+
+    /// Commands PostgreSQL's grammar (and so the parser) does not cover.
+    async fn special_command(
+        &self,
+        _session: &mut Session,
+        sql: &str,
+    ) -> Result<Option<StatementResult>> {
+        let words: Vec<String> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        Ok(match words.as_slice() {
+            ["flush"] => {
+                self.flush().await?;
+                Some(StatementResult::Command {
+                    tag: "FLUSH".into(),
+                    rows: None,
+                })
+            }
+            ["show", "materialized", "views"] => Some(StatementResult::Rows {
+                columns: vec![("Name".into(), DataType::Varchar)],
+                batches: vec![],
+            }),
+            _ => None,
+        })
+    }
+
+    /// Runs one parsed statement.
+    pub async fn execute_statement(
+        &self,
+        session: &mut Session,
+        stmt: &Statement,
+    ) -> Result<StatementResult> {
+        match stmt {
+            Statement::Set(set) => return self.set(session, set),
+            Statement::ShowVariable { variable } => {
+                let name = variable_name(variable);
+                let value = session.settings.get(&name).cloned().ok_or_else(|| {
+                    Error::sql(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                return Ok(rows_of(
+                    vec![(name, DataType::Varchar)],
+                    vec![vec![Datum::Varchar(value)]],
+                ));
+            }
+            Statement::ShowTables { .. } => {
+                let mut names: Vec<String> =
+                    self.inner.catalog.read().tables.keys().cloned().collect();
+                names.sort();
+                let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
+                return Ok(rows_of(vec![("Name".into(), DataType::Varchar)], rows));
+            }
+            _ => {}
+        }
+        let plan = sql_planner::plan_statement(stmt, &*self.inner.catalog.read())?;
+        match plan {
+            Plan::Query { plan, columns } => {
+                let pin = self.inner.store.pin_snapshot();
+                let batches = self.run(plan, pin.epoch()).await?;
+                Ok(StatementResult::Rows { columns, batches })
+            }
+            Plan::Explain(lines) => Ok(rows_of(
+                vec![("QUERY PLAN".into(), DataType::Varchar)],
+                lines.into_iter().map(|l| vec![Datum::Varchar(l)]).collect(),
+            )),
+            Plan::CreateTable {
+                name,
+                columns,
+                pk,
+                if_not_exists,
+            } => {
+                self.create_table(session, name, columns, pk, if_not_exists)
+                    .await
+            }
+            Plan::DropTable { names, if_exists } => {
+                self.drop_tables(session, names, if_exists).await
+            }
+            Plan::Insert { table, source } => self.insert(session, &table, source).await,
+            Plan::Delete { table, rows } => self.delete(session, &table, rows).await,
+            Plan::Update { table, rows } => self.update(session, &table, rows).await,
+            Plan::Transaction => {
+                let tag = stmt
+                    .to_string()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("BEGIN")
+                    .to_uppercase();
+                let tag = if tag == "START" {
+                    "BEGIN".to_string()
+                } else {
+                    tag
+                };
+                Ok(StatementResult::Command { tag, rows: None })
+            }
+        }
+    }
+
+    fn set(&self, session: &mut Session, set: &sqlparser::ast::Set) -> Result<StatementResult> {
+        use sqlparser::ast::Set as S;
+        match set {
+            S::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_lowercase();
+                let value = values
+                    .iter()
+                    .map(|v| v.to_string().trim_matches('\'').to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // Settings this system has no use for (many RisingWave ones) are accepted.
+                session.settings.insert(name, value);
+            }
+            S::SetTimeZone { value, .. } => {
+                session.settings.insert(
+                    "timezone".into(),
+                    value.to_string().trim_matches('\'').to_string(),
+                );
+            }
+            _ => {}
+        }
+        Ok(StatementResult::Command {
+            tag: "SET".into(),
+            rows: None,
+        })
+    }
+
+    async fn run(&self, plan: BatchPlan, epoch: Epoch) -> Result<Vec<RecordBatch>> {
+        let ctx = Arc::new(BatchContext {
+            store: self.inner.store.clone(),
+            epoch,
+        });
+        Ok(execute(plan, ctx).try_collect().await?)
+    }
+
+    async fn finish_write(&self, session: &Session, epoch: Epoch) -> Result<()> {
+        if session.waits_for_commit() {
+            self.wait_committed(epoch).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_table(
+        &self,
+        session: &Session,
+        name: String,
+        columns: Vec<sql_planner::ColumnCatalog>,
+        pk: Vec<usize>,
+        if_not_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let table = {
+            let mut catalog = self.inner.catalog.write();
+            if catalog.tables.contains_key(&name) {
+                if if_not_exists {
+                    return Ok(StatementResult::Command {
+                        tag: "CREATE TABLE".into(),
+                        rows: None,
+                    });
+                }
+                return Err(PlanError::DuplicateTable(name).into());
+            }
+            let id = catalog.next_table_id;
+            catalog.next_table_id += 1;
+            let table = Arc::new(TableCatalog {
+                id,
+                name: name.clone(),
+                columns,
+                pk,
+            });
+            catalog.tables.insert(name, Arc::clone(&table));
+            table
+        };
+        let value = serde_json::to_vec(&*table).expect("catalog entries serialize");
+        let epoch = self
+            .write(vec![(
+                catalog_key(table.id),
+                Value::Put(Bytes::from(value)),
+            )])
+            .await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: "CREATE TABLE".into(),
+            rows: None,
+        })
+    }
+
+    async fn drop_tables(
+        &self,
+        session: &Session,
+        names: Vec<String>,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let mut writes = Vec::new();
+        {
+            let mut catalog = self.inner.catalog.write();
+            for name in &names {
+                if !catalog.tables.contains_key(name) && !if_exists {
+                    return Err(PlanError::UndefinedTable(name.clone()).into());
+                }
+            }
+            for name in &names {
+                if let Some(table) = catalog.tables.remove(name) {
+                    // The rows become unreachable: table ids are never reused.
+                    writes.push((catalog_key(table.id), Value::Delete));
+                }
+            }
+        }
+        let epoch = self.write(writes).await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: "DROP TABLE".into(),
+            rows: None,
+        })
+    }
+
+    /// DML reads at the writable epoch, so it sees every earlier statement's writes.
+    async fn dml_rows(&self, plan: BatchPlan) -> Result<Vec<RecordBatch>> {
+        let epoch = *self.inner.writable.read().await;
+        self.run(plan, epoch).await
+    }
+
+    async fn insert(
+        &self,
+        session: &Session,
+        table: &TableCatalog,
+        source: BatchPlan,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let batches = self.dml_rows(source).await?;
+        let desc = table.desc();
+        let mut writes = Vec::new();
+        let mut count = 0;
+        for batch in batches {
+            let rows = batch.num_rows();
+            count += rows;
+            let mut columns = batch.columns().to_vec();
+            if table.has_row_id() {
+                let first = self
+                    .inner
+                    .next_row_id
+                    .fetch_add(rows as u64, Ordering::Relaxed);
+                let ids: Vec<Datum> = (0..rows as u64)
+                    .map(|i| Datum::Int64((first + i) as i64))
+                    .collect();
+                columns.push(dataflow::types::array_from_datums(
+                    DataType::Int64,
+                    ids.iter(),
+                ));
+            }
+            let data = batch_of(schema_of(&desc.types), columns, rows)?;
+            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; rows], data)));
+        }
+        let epoch = self.write(writes).await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: "INSERT".into(),
+            rows: Some(count),
+        })
+    }
+
+    async fn delete(
+        &self,
+        session: &Session,
+        table: &TableCatalog,
+        rows: BatchPlan,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let desc = table.desc();
+        let mut writes = Vec::new();
+        let mut count = 0;
+        for batch in self.dml_rows(rows).await? {
+            count += batch.num_rows();
+            let data = batch_of(
+                schema_of(&desc.types),
+                batch.columns().to_vec(),
+                batch.num_rows(),
+            )?;
+            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Delete; data.num_rows()], data)));
+        }
+        let epoch = self.write(writes).await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: "DELETE".into(),
+            rows: Some(count),
+        })
+    }
+
+    async fn update(
+        &self,
+        session: &Session,
+        table: &TableCatalog,
+        rows: BatchPlan,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let desc = table.desc();
+        let width = desc.types.len();
+        let schema = schema_of(&desc.types);
+        let (mut deletes, mut puts) = (Vec::new(), Vec::new());
+        let mut count = 0;
+        for batch in self.dml_rows(rows).await? {
+            let n = batch.num_rows();
+            count += n;
+            let old = batch_of(schema.clone(), batch.columns()[..width].to_vec(), n)?;
+            let new = batch_of(schema.clone(), batch.columns()[width..].to_vec(), n)?;
+            deletes.extend(desc.writes(&StreamChunk::new(vec![Op::Delete; n], old)));
+            puts.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; n], new)));
+        }
+        // Deletes first, so a row whose key did not change ends up with its new value.
+        let mut writes: BTreeMap<Bytes, Value> = deletes.into_iter().collect();
+        writes.extend(puts);
+        let epoch = self.write(writes.into_iter().collect()).await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: "UPDATE".into(),
+            rows: Some(count),
+        })
+    }
+}
+
+fn variable_name(variable: &[sqlparser::ast::Ident]) -> String {
+    variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn rows_of(columns: Vec<(String, DataType)>, rows: Vec<Vec<Datum>>) -> StatementResult {
+    let types: Vec<DataType> = columns.iter().map(|c| c.1).collect();
+    let arrays = types
+        .iter()
+        .enumerate()
+        .map(|(c, t)| dataflow::types::array_from_datums(*t, rows.iter().map(|r| &r[c])))
+        .collect();
+    let batch = batch_of(schema_of(&types), arrays, rows.len()).expect("rows match their columns");
+    StatementResult::Rows {
+        columns,
+        batches: vec![batch],
+    }
+}

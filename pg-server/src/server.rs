@@ -1,0 +1,598 @@
+//! The PostgreSQL wire protocol front end (pgwire): simple and extended query protocols, text
+//! and binary results, SQLSTATE errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{
+    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    IntervalMonthDayNanoType, Time64MicrosecondType, TimestampMicrosecondType,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use dataflow::types::DataType;
+use futures::stream;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
+};
+use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::database::{Database, Session, StatementResult};
+use crate::error::Error;
+
+fn pg_type(t: DataType) -> Type {
+    match t {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int16 => Type::INT2,
+        DataType::Int32 => Type::INT4,
+        DataType::Int64 => Type::INT8,
+        DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Varchar => Type::VARCHAR,
+        DataType::Date => Type::DATE,
+        DataType::Time => Type::TIME,
+        DataType::Timestamp => Type::TIMESTAMP,
+        DataType::Timestamptz => Type::TIMESTAMPTZ,
+        DataType::Interval => Type::INTERVAL,
+    }
+}
+
+fn to_pgwire_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        e.sqlstate().into(),
+        e.to_string(),
+    )))
+}
+
+fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>> {
+    Arc::new(
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                FieldInfo::new(name.clone(), None, None, pg_type(*ty), format.format_for(i))
+            })
+            .collect(),
+    )
+}
+
+/// `interval` in PostgreSQL's default output style, e.g. `1 mon 2 days 03:04:05`.
+fn format_interval(months: i32, days: i32, nanos: i64) -> String {
+    let mut parts = Vec::new();
+    let (years, months) = (months / 12, months % 12);
+    // Only exactly one is singular: PostgreSQL prints "-1 days".
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("{n} {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    };
+    if years != 0 {
+        parts.push(plural(i64::from(years), "year"));
+    }
+    if months != 0 {
+        parts.push(if months == 1 {
+            format!("{months} mon")
+        } else {
+            format!("{months} mons")
+        });
+    }
+    if days != 0 {
+        parts.push(plural(i64::from(days), "day"));
+    }
+    if nanos != 0 || parts.is_empty() {
+        let sign = if nanos < 0 { "-" } else { "" };
+        let micros = (nanos / 1000).unsigned_abs();
+        let (h, m, s, us) = (
+            micros / 3_600_000_000,
+            micros / 60_000_000 % 60,
+            micros / 1_000_000 % 60,
+            micros % 1_000_000,
+        );
+        let frac = if us == 0 {
+            String::new()
+        } else {
+            format!(".{us:06}").trim_end_matches('0').to_string()
+        };
+        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
+    }
+    parts.join(" ")
+}
+
+/// A float as PostgreSQL prints it: the shortest text that reads back exactly, in exponent
+/// form when the decimal exponent is below -4 or at least `digits` (15 for double precision,
+/// 6 for real).
+fn format_float(v: f64, digits: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let exp: i32 = exp.parse().expect("integer exponent");
+    if exp < -4 || exp >= digits {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Encodes every row of `batch` with `encoder`; a per-row loop, as the wire format is rows.
+fn encode_batch(
+    batch: &RecordBatch,
+    format: &Format,
+    encoder: &mut DataRowEncoder,
+    out: &mut Vec<PgWireResult<DataRow>>,
+) {
+    for row in 0..batch.num_rows() {
+        for (i, column) in batch.columns().iter().enumerate() {
+            let text = format.format_for(i) == pgwire::api::results::FieldFormat::Text;
+            let c = column.as_ref();
+            let null = c.is_null(row);
+            macro_rules! put {
+                ($v:expr) => {
+                    encoder.encode_field(&if null { None } else { Some($v) })
+                };
+            }
+            let result = match DataType::from_arrow(c.data_type()).expect("results hold SQL types")
+            {
+                DataType::Boolean => put!(c.as_boolean().value(row)),
+                DataType::Int16 => put!(c.as_primitive::<Int16Type>().value(row)),
+                DataType::Int32 => put!(c.as_primitive::<Int32Type>().value(row)),
+                DataType::Int64 => put!(c.as_primitive::<Int64Type>().value(row)),
+                DataType::Float32 if text => put!(format_float(
+                    f64::from(c.as_primitive::<Float32Type>().value(row)),
+                    6
+                )),
+                DataType::Float32 => put!(c.as_primitive::<Float32Type>().value(row)),
+                DataType::Float64 if text => {
+                    put!(format_float(c.as_primitive::<Float64Type>().value(row), 15))
+                }
+                DataType::Float64 => put!(c.as_primitive::<Float64Type>().value(row)),
+                DataType::Varchar => put!(c.as_string::<i32>().value(row)),
+                DataType::Date => put!(
+                    NaiveDate::from_num_days_from_ce_opt(
+                        c.as_primitive::<Date32Type>().value(row) + 719_163
+                    )
+                    .unwrap_or_default()
+                ),
+                DataType::Time => {
+                    let us = c.as_primitive::<Time64MicrosecondType>().value(row);
+                    put!(
+                        NaiveTime::from_num_seconds_from_midnight_opt(
+                            (us / 1_000_000) as u32,
+                            (us % 1_000_000) as u32 * 1000
+                        )
+                        .unwrap_or_default()
+                    )
+                }
+                DataType::Timestamp => put!(
+                    DateTime::from_timestamp_micros(
+                        c.as_primitive::<TimestampMicrosecondType>().value(row)
+                    )
+                    .unwrap_or_default()
+                    .naive_utc()
+                ),
+                DataType::Timestamptz => {
+                    put!(
+                        DateTime::from_timestamp_micros(
+                            c.as_primitive::<TimestampMicrosecondType>().value(row)
+                        )
+                        .unwrap_or_default()
+                    )
+                }
+                DataType::Interval => {
+                    let v = c.as_primitive::<IntervalMonthDayNanoType>().value(row);
+                    put!(format_interval(v.months, v.days, v.nanoseconds))
+                }
+            };
+            if let Err(e) = result {
+                out.push(Err(e));
+                return;
+            }
+        }
+        out.push(Ok(encoder.take_row()));
+    }
+}
+
+fn to_response(result: StatementResult, format: &Format) -> Response {
+    match result {
+        StatementResult::Rows { columns, batches } => {
+            let schema = fields(&columns, format);
+            let mut encoder = DataRowEncoder::new(Arc::clone(&schema));
+            let mut rows = Vec::new();
+            for batch in &batches {
+                encode_batch(batch, format, &mut encoder, &mut rows);
+            }
+            Response::Query(QueryResponse::new(schema, stream::iter(rows)))
+        }
+        StatementResult::Command { tag, rows } => {
+            let t = Tag::new(&tag);
+            Response::Execution(match (tag.as_str(), rows) {
+                ("INSERT", Some(n)) => t.with_oid(0).with_rows(n),
+                (_, Some(n)) => t.with_rows(n),
+                (_, None) => t,
+            })
+        }
+    }
+}
+
+/// Byte ranges and numbers of the `$n` placeholders in `sql`, skipping string literals,
+/// quoted identifiers, comments and dollar-quoted strings.
+fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_quoted = |mut i: usize, quote: u8, backslash: bool| {
+        i += 1;
+        while i < b.len() {
+            if backslash && b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == quote {
+                if b.get(i + 1) == Some(&quote) {
+                    i += 2;
+                    continue;
+                }
+                return i + 1;
+            }
+            i += 1;
+        }
+        i
+    };
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                let escaped = i > 0 && matches!(b[i - 1], b'e' | b'E');
+                i = skip_quoted(i, b'\'', escaped);
+            }
+            b'"' => i = skip_quoted(i, b'"', false),
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(b.len(), |n| i + n + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+            }
+            b'$' => {
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits > 0 {
+                    let n = sql[i + 1..i + 1 + digits].parse().unwrap_or(usize::MAX);
+                    out.push((i..i + 1 + digits, n));
+                    i += 1 + digits;
+                    continue;
+                }
+                // A dollar-quoted string: $tag$ ... $tag$.
+                let tag_len = b[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                if b.get(i + 1 + tag_len) == Some(&b'$') {
+                    let tag = &sql[i..i + tag_len + 2];
+                    i = sql[i + tag.len()..]
+                        .find(tag)
+                        .map_or(b.len(), |n| i + tag.len() + n + tag.len());
+                } else {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Replaces `$n` placeholders with literals of the bound parameter values.
+fn substitute_parameters(sql: &str, params: &[Option<String>]) -> PgWireResult<String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    for (range, n) in placeholders(sql) {
+        out.push_str(&sql[last..range.start]);
+        match params.get(n.wrapping_sub(1)) {
+            Some(Some(v)) => {
+                out.push('\'');
+                out.push_str(&v.replace('\'', "''"));
+                out.push('\'');
+            }
+            Some(None) => out.push_str("NULL"),
+            None => {
+                return Err(to_pgwire_error(Error::sql(
+                    "42P02",
+                    format!("there is no parameter ${n}"),
+                )));
+            }
+        }
+        last = range.end;
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+/// The text of parameter `i` of a portal, decoded by its declared type.
+fn parameter_text(portal: &Portal<String>, i: usize) -> PgWireResult<Option<String>> {
+    let ty = portal
+        .statement
+        .parameter_types
+        .get(i)
+        .cloned()
+        .flatten()
+        .unwrap_or(Type::UNKNOWN);
+    macro_rules! as_text {
+        ($t:ty) => {
+            portal
+                .parameter::<$t>(i, &ty)
+                .map(|v| v.map(|v| v.to_string()))
+        };
+    }
+    match ty {
+        Type::BOOL => as_text!(bool),
+        Type::INT2 => as_text!(i16),
+        Type::INT4 => as_text!(i32),
+        Type::INT8 => as_text!(i64),
+        Type::FLOAT4 => as_text!(f32),
+        Type::FLOAT8 => as_text!(f64),
+        Type::DATE => as_text!(NaiveDate),
+        Type::TIMESTAMP => as_text!(chrono::NaiveDateTime),
+        _ => Ok(portal
+            .parameters
+            .get(i)
+            .cloned()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
+}
+
+/// One client connection: its session settings and the database.
+pub struct Connection {
+    db: Database,
+    session: Mutex<Session>,
+    parser: Arc<NoopQueryParser>,
+}
+
+impl Connection {
+    fn new(db: Database) -> Self {
+        Connection {
+            db,
+            session: Mutex::new(Session::default()),
+            parser: Arc::new(NoopQueryParser::new()),
+        }
+    }
+
+    async fn run(&self, sql: &str, format: &Format) -> Vec<Response> {
+        if sql.trim().trim_end_matches(';').trim().is_empty() {
+            return vec![Response::EmptyQuery];
+        }
+        let mut session = self.session.lock().await;
+        let statements = match sql_planner::parse_sql(sql) {
+            Ok(s) if !s.is_empty() => s,
+            // Commands the parser does not know (FLUSH, ...) go through as text.
+            _ => {
+                return match self.db.execute(&mut session, sql).await {
+                    Ok(results) => results
+                        .into_iter()
+                        .map(|r| to_response(r, format))
+                        .collect(),
+                    Err(e) => vec![Response::Error(Box::new(error_info(&e)))],
+                };
+            }
+        };
+        let mut responses = Vec::new();
+        for stmt in &statements {
+            match self.db.execute_statement(&mut session, stmt).await {
+                Ok(r) => responses.push(to_response(r, format)),
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        responses
+    }
+
+    fn describe(&self, sql: &str, format: &Format) -> PgWireResult<Arc<Vec<FieldInfo>>> {
+        let statements = sql_planner::parse_sql(sql).map_err(|e| to_pgwire_error(e.into()))?;
+        let columns = match statements.first() {
+            Some(stmt) => self.db.describe(stmt).map_err(to_pgwire_error)?,
+            None => vec![],
+        };
+        Ok(fields(&columns, format))
+    }
+}
+
+fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string())
+}
+
+impl NoopStartupHandler for Connection {}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        Ok(self.run(query, &Format::UnifiedText).await)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = String;
+    type QueryParser = NoopQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+    {
+        let params = (0..portal.parameters.len())
+            .map(|i| parameter_text(portal, i))
+            .collect::<PgWireResult<Vec<_>>>()?;
+        let sql = substitute_parameters(&portal.statement.statement, &params)?;
+        let mut responses = self.run(&sql, &portal.result_column_format).await;
+        match responses.len() {
+            0 => Ok(Response::EmptyQuery),
+            _ => match responses.remove(0) {
+                Response::Error(e) => Err(PgWireError::UserError(e)),
+                r => Ok(r),
+            },
+        }
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        stmt: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+    {
+        let count = count_placeholders(&stmt.statement);
+        let param_types: Vec<Type> = (0..count)
+            .map(|i| {
+                stmt.parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or(Type::VARCHAR)
+            })
+            .collect();
+        let sql = substitute_parameters(&stmt.statement, &vec![None; count])?;
+        let fields = self.describe(&sql, &Format::UnifiedBinary)?;
+        Ok(DescribeStatementResponse::new(param_types, fields.to_vec()))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+    {
+        let sql = substitute_parameters(
+            &portal.statement.statement,
+            &vec![None; count_placeholders(&portal.statement.statement)],
+        )?;
+        let fields = self.describe(&sql, &portal.result_column_format)?;
+        Ok(DescribePortalResponse::new(fields.to_vec()))
+    }
+}
+
+fn count_placeholders(sql: &str) -> usize {
+    placeholders(sql)
+        .into_iter()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0)
+}
+
+struct Handlers(Arc<Connection>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.0)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.0)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `db` until the task is dropped.
+pub async fn serve(listener: TcpListener, db: Database) -> std::io::Result<()> {
+    loop {
+        let (socket, peer): (_, SocketAddr) = listener.accept().await?;
+        let handlers = Arc::new(Handlers(Arc::new(Connection::new(db.clone()))));
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_intervals() {
+        let sql = "SELECT * FROM t WHERE a = $1 AND b = '$2' AND c = $2";
+        assert_eq!(count_placeholders(sql), 2);
+        let out = substitute_parameters(sql, &[Some("it's".into()), None]).unwrap();
+        assert_eq!(
+            out,
+            "SELECT * FROM t WHERE a = 'it''s' AND b = '$2' AND c = NULL"
+        );
+        assert_eq!(
+            format_interval(14, 3, 3_723_500_000_000),
+            "1 year 2 mons 3 days 01:02:03.5"
+        );
+        assert_eq!(format_interval(0, 0, 0), "00:00:00");
+        assert_eq!(format_interval(0, -1, -1_000_000_000), "-1 days -00:00:01");
+        let f = |v: f64| format_float(v, 15);
+        assert_eq!(
+            (
+                f(3.0),
+                f(1.5),
+                f(-0.25),
+                f(1e20),
+                f(1.5e-5),
+                f(123456789012345.0)
+            ),
+            (
+                "3".into(),
+                "1.5".into(),
+                "-0.25".into(),
+                "1e+20".into(),
+                "1.5e-05".into(),
+                "123456789012345".into()
+            )
+        );
+        assert_eq!(
+            (
+                format_float(1e6, 6),
+                format_float(f64::NAN, 15),
+                format_float(f64::NEG_INFINITY, 15)
+            ),
+            ("1e+06".into(), "NaN".into(), "-Infinity".into())
+        );
+    }
+}
