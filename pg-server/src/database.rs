@@ -66,6 +66,15 @@ pub enum StatementResult {
     },
 }
 
+/// What a statement takes and returns, for the extended protocol's `Describe`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Description {
+    /// Types of the `$n` parameters, in order.
+    pub params: Vec<DataType>,
+    /// Names and types of the result columns (empty for commands).
+    pub columns: Vec<(String, DataType)>,
+}
+
 /// Per-connection settings (`SET` / `SHOW`).
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -270,19 +279,31 @@ impl Database {
         Ok(*writable)
     }
 
-    /// The column names and types a query statement would return (for `Describe`).
-    pub fn describe(&self, stmt: &Statement) -> Result<Vec<(String, DataType)>> {
+    /// The types of a statement's `$n` parameters and the columns it returns (for the
+    /// extended protocol's `Describe`).
+    pub fn describe(&self, stmt: &Statement) -> Result<Description> {
+        let columns_only = |columns| {
+            Ok(Description {
+                params: vec![],
+                columns,
+            })
+        };
         match stmt {
             Statement::ShowVariable { variable } => {
-                Ok(vec![(variable_name(variable), DataType::Varchar)])
+                columns_only(vec![(variable_name(variable), DataType::Varchar)])
             }
-            Statement::ShowTables { .. } => Ok(vec![("Name".into(), DataType::Varchar)]),
-            Statement::Set(_) => Ok(vec![]),
-            _ => match sql_planner::plan_statement(stmt, &*self.inner.catalog.read())? {
-                Plan::Query { columns, .. } => Ok(columns),
-                Plan::Explain(_) => Ok(vec![("QUERY PLAN".into(), DataType::Varchar)]),
-                _ => Ok(vec![]),
-            },
+            Statement::ShowTables { .. } => columns_only(vec![("Name".into(), DataType::Varchar)]),
+            Statement::Set(_) => columns_only(vec![]),
+            _ => {
+                let (plan, params) =
+                    sql_planner::plan_with_parameters(stmt, &*self.inner.catalog.read())?;
+                let columns = match plan {
+                    Plan::Query { columns, .. } => columns,
+                    Plan::Explain(_) => vec![("QUERY PLAN".into(), DataType::Varchar)],
+                    _ => vec![],
+                };
+                Ok(Description { params, columns })
+            }
         }
     }
 

@@ -5,6 +5,6 @@ mod database;
 mod error;
 mod server;
 
-pub use database::{Database, DatabaseOptions, Session, StatementResult};
+pub use database::{Database, DatabaseOptions, Description, Session, StatementResult};
 pub use error::{Error, Result};
 pub use server::{Connection, serve};

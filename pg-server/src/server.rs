@@ -237,11 +237,11 @@ fn to_response(result: StatementResult, format: &Format) -> Response {
     }
 }
 
-/// Byte ranges and numbers of the `$n` placeholders in `sql`, skipping string literals,
-/// quoted identifiers, comments and dollar-quoted strings.
-fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+/// Walks `sql`, calling `visit` with the offset of every byte outside string literals,
+/// quoted identifiers, comments and dollar-quoted strings; `visit` returns how many bytes it
+/// consumed (at least one).
+fn scan_code(sql: &str, mut visit: impl FnMut(usize) -> usize) {
     let b = sql.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     let skip_quoted = |mut i: usize, quote: u8, backslash: bool| {
         i += 1;
@@ -274,14 +274,7 @@ fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
             }
-            b'$' => {
-                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                if digits > 0 {
-                    let n = sql[i + 1..i + 1 + digits].parse().unwrap_or(usize::MAX);
-                    out.push((i..i + 1 + digits, n));
-                    i += 1 + digits;
-                    continue;
-                }
+            b'$' if !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 // A dollar-quoted string: $tag$ ... $tag$.
                 let tag_len = b[i + 1..]
                     .iter()
@@ -293,11 +286,47 @@ fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
                         .find(tag)
                         .map_or(b.len(), |n| i + tag.len() + n + tag.len());
                 } else {
-                    i += 1;
+                    i += visit(i).max(1);
                 }
             }
-            _ => i += 1,
+            _ => i += visit(i).max(1),
         }
+    }
+}
+
+/// Byte ranges and numbers of the `$n` placeholders in `sql`.
+fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    scan_code(sql, |i| {
+        if b[i] != b'$' {
+            return 1;
+        }
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let n = sql[i + 1..i + 1 + digits].parse().unwrap_or(usize::MAX);
+        out.push((i..i + 1 + digits, n));
+        1 + digits
+    });
+    out
+}
+
+/// The statements of `sql`, split at top-level semicolons, without empty ones.
+fn split_statements(sql: &str) -> Vec<&str> {
+    let mut cuts = Vec::new();
+    scan_code(sql, |i| {
+        if sql.as_bytes()[i] == b';' {
+            cuts.push(i);
+        }
+        1
+    });
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in cuts.into_iter().chain(std::iter::once(sql.len())) {
+        let stmt = sql[start..cut].trim();
+        if !stmt.is_empty() {
+            out.push(stmt);
+        }
+        start = cut + 1;
     }
     out
 }
@@ -309,6 +338,12 @@ fn substitute_parameters(sql: &str, params: &[Option<String>]) -> PgWireResult<S
     for (range, n) in placeholders(sql) {
         out.push_str(&sql[last..range.start]);
         match params.get(n.wrapping_sub(1)) {
+            Some(Some(v)) if v.contains('\0') => {
+                return Err(to_pgwire_error(Error::sql(
+                    "22021",
+                    "invalid byte sequence for encoding \"UTF8\": 0x00",
+                )));
+            }
             Some(Some(v)) => {
                 out.push('\'');
                 out.push_str(&v.replace('\'', "''"));
@@ -328,23 +363,16 @@ fn substitute_parameters(sql: &str, params: &[Option<String>]) -> PgWireResult<S
     Ok(out)
 }
 
-/// The text of parameter `i` of a portal, decoded by its declared type.
-fn parameter_text(portal: &Portal<String>, i: usize) -> PgWireResult<Option<String>> {
-    let ty = portal
-        .statement
-        .parameter_types
-        .get(i)
-        .cloned()
-        .flatten()
-        .unwrap_or(Type::UNKNOWN);
+/// The text of parameter `i` of a portal, decoded (from text or binary) as type `ty`.
+fn parameter_text(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<Option<String>> {
     macro_rules! as_text {
         ($t:ty) => {
             portal
-                .parameter::<$t>(i, &ty)
+                .parameter::<$t>(i, ty)
                 .map(|v| v.map(|v| v.to_string()))
         };
     }
-    match ty {
+    match *ty {
         Type::BOOL => as_text!(bool),
         Type::INT2 => as_text!(i16),
         Type::INT4 => as_text!(i32),
@@ -352,7 +380,12 @@ fn parameter_text(portal: &Portal<String>, i: usize) -> PgWireResult<Option<Stri
         Type::FLOAT4 => as_text!(f32),
         Type::FLOAT8 => as_text!(f64),
         Type::DATE => as_text!(NaiveDate),
+        Type::TIME => as_text!(NaiveTime),
         Type::TIMESTAMP => as_text!(chrono::NaiveDateTime),
+        Type::TIMESTAMPTZ => portal
+            .parameter::<DateTime<chrono::FixedOffset>>(i, ty)
+            .map(|v| v.map(|v| v.to_rfc3339())),
+        Type::VARCHAR | Type::TEXT | Type::BPCHAR | Type::NAME => as_text!(String),
         _ => Ok(portal
             .parameters
             .get(i)
@@ -379,27 +412,17 @@ impl Connection {
     }
 
     async fn run(&self, sql: &str, format: &Format) -> Vec<Response> {
-        if sql.trim().trim_end_matches(';').trim().is_empty() {
+        let statements = split_statements(sql);
+        if statements.is_empty() {
             return vec![Response::EmptyQuery];
         }
         let mut session = self.session.lock().await;
-        let statements = match sql_planner::parse_sql(sql) {
-            Ok(s) if !s.is_empty() => s,
-            // Commands the parser does not know (FLUSH, ...) go through as text.
-            _ => {
-                return match self.db.execute(&mut session, sql).await {
-                    Ok(results) => results
-                        .into_iter()
-                        .map(|r| to_response(r, format))
-                        .collect(),
-                    Err(e) => vec![Response::Error(Box::new(error_info(&e)))],
-                };
-            }
-        };
         let mut responses = Vec::new();
-        for stmt in &statements {
-            match self.db.execute_statement(&mut session, stmt).await {
-                Ok(r) => responses.push(to_response(r, format)),
+        for stmt in statements {
+            match self.db.execute(&mut session, stmt).await {
+                Ok(results) => {
+                    responses.extend(results.into_iter().map(|r| to_response(r, format)))
+                }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
                     break;
@@ -409,13 +432,21 @@ impl Connection {
         responses
     }
 
-    fn describe(&self, sql: &str, format: &Format) -> PgWireResult<Arc<Vec<FieldInfo>>> {
+    /// Parameter types and result fields of `sql` (the first statement).
+    fn describe(
+        &self,
+        sql: &str,
+        format: &Format,
+    ) -> PgWireResult<(Vec<Type>, Arc<Vec<FieldInfo>>)> {
         let statements = sql_planner::parse_sql(sql).map_err(|e| to_pgwire_error(e.into()))?;
-        let columns = match statements.first() {
-            Some(stmt) => self.db.describe(stmt).map_err(to_pgwire_error)?,
-            None => vec![],
+        let Some(stmt) = statements.first() else {
+            return Ok((vec![], fields(&[], format)));
         };
-        Ok(fields(&columns, format))
+        let d = self.db.describe(stmt).map_err(to_pgwire_error)?;
+        Ok((
+            d.params.into_iter().map(pg_type).collect(),
+            fields(&d.columns, format),
+        ))
     }
 }
 
@@ -455,8 +486,27 @@ impl ExtendedQueryHandler for Connection {
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
     {
+        let declared = &portal.statement.parameter_types;
+        let known = |i: usize| {
+            declared
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN)
+        };
+        let inferred = if (0..portal.parameters.len()).all(|i| known(i).is_some()) {
+            Vec::new()
+        } else {
+            self.describe(&portal.statement.statement, &Format::UnifiedText)?
+                .0
+        };
         let params = (0..portal.parameters.len())
-            .map(|i| parameter_text(portal, i))
+            .map(|i| {
+                let ty = known(i)
+                    .or_else(|| inferred.get(i).cloned())
+                    .unwrap_or(Type::VARCHAR);
+                parameter_text(portal, i, &ty)
+            })
             .collect::<PgWireResult<Vec<_>>>()?;
         let sql = substitute_parameters(&portal.statement.statement, &params)?;
         let mut responses = self.run(&sql, &portal.result_column_format).await;
@@ -478,18 +528,20 @@ impl ExtendedQueryHandler for Connection {
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
     {
-        let count = count_placeholders(&stmt.statement);
-        let param_types: Vec<Type> = (0..count)
-            .map(|i| {
+        let (inferred, fields) = self.describe(&stmt.statement, &Format::UnifiedBinary)?;
+        // Types the client declared win over inferred ones.
+        let param_types: Vec<Type> = inferred
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
                 stmt.parameter_types
                     .get(i)
                     .cloned()
                     .flatten()
-                    .unwrap_or(Type::VARCHAR)
+                    .filter(|d| *d != Type::UNKNOWN)
+                    .unwrap_or(t)
             })
             .collect();
-        let sql = substitute_parameters(&stmt.statement, &vec![None; count])?;
-        let fields = self.describe(&sql, &Format::UnifiedBinary)?;
         Ok(DescribeStatementResponse::new(param_types, fields.to_vec()))
     }
 
@@ -502,21 +554,10 @@ impl ExtendedQueryHandler for Connection {
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
     {
-        let sql = substitute_parameters(
-            &portal.statement.statement,
-            &vec![None; count_placeholders(&portal.statement.statement)],
-        )?;
-        let fields = self.describe(&sql, &portal.result_column_format)?;
+        let (_, fields) =
+            self.describe(&portal.statement.statement, &portal.result_column_format)?;
         Ok(DescribePortalResponse::new(fields.to_vec()))
     }
-}
-
-fn count_placeholders(sql: &str) -> usize {
-    placeholders(sql)
-        .into_iter()
-        .map(|(_, n)| n)
-        .max()
-        .unwrap_or(0)
 }
 
 struct Handlers(Arc<Connection>);
@@ -555,7 +596,10 @@ mod tests {
     #[test]
     fn placeholders_and_intervals() {
         let sql = "SELECT * FROM t WHERE a = $1 AND b = '$2' AND c = $2";
-        assert_eq!(count_placeholders(sql), 2);
+        assert_eq!(
+            placeholders(sql).iter().map(|p| p.1).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let out = substitute_parameters(sql, &[Some("it's".into()), None]).unwrap();
         assert_eq!(
             out,

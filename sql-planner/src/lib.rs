@@ -89,3 +89,13 @@ pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
 pub fn plan_statement(stmt: &sqlparser::ast::Statement, catalog: &dyn Catalog) -> PlanResult<Plan> {
     binder::Binder::new(catalog).bind_statement(stmt)
 }
+
+/// Plans a statement with `$n` parameters, returning the parameters' inferred types with it.
+pub fn plan_with_parameters(
+    stmt: &sqlparser::ast::Statement,
+    catalog: &dyn Catalog,
+) -> PlanResult<(Plan, Vec<DataType>)> {
+    let mut binder = binder::Binder::new(catalog);
+    let plan = binder.bind_statement(stmt)?;
+    Ok((plan, binder.parameter_types()))
+}

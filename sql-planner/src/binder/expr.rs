@@ -1,5 +1,7 @@
 //! Binding scalar expressions: names to columns, types inferred, implicit casts inserted.
 
+use std::cell::RefCell;
+
 use dataflow::batch::plan::AggKind;
 use dataflow::expr::{BinaryOp, Expr, cast};
 use dataflow::types::{DataType, Datum};
@@ -298,16 +300,56 @@ fn literal(v: &ast::Value) -> PlanResult<Expr> {
     })
 }
 
+/// Types inferred for the `$n` parameters of a statement, by position (`None`: not known).
+pub(crate) type Params = RefCell<Vec<Option<DataType>>>;
+
+/// The number of a `$n` placeholder.
+fn placeholder(e: &ast::Expr) -> Option<usize> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => p.strip_prefix('$')?.parse().ok(),
+            _ => None,
+        },
+        ast::Expr::Nested(inner) => placeholder(inner),
+        _ => None,
+    }
+}
+
+/// Records that parameter `$n` is used as type `ty`, unless its type is already known.
+pub(crate) fn note_param(params: &Params, e: &ast::Expr, ty: DataType) {
+    if let Some(n) = placeholder(e).filter(|n| *n >= 1) {
+        let mut p = params.borrow_mut();
+        if p.len() < n {
+            p.resize(n, None);
+        }
+        p[n - 1].get_or_insert(ty);
+    }
+}
+
 /// Binds expressions over a scope, optionally in an aggregation context.
 pub(crate) struct ExprBinder<'s, 'a> {
     pub scope: &'s Scope,
     pub agg: Option<&'s mut AggContext<'a>>,
+    pub params: &'s Params,
 }
 
 impl ExprBinder<'_, '_> {
     /// Binds over `scope` with no aggregation.
-    pub(crate) fn bind_plain(scope: &Scope, e: &ast::Expr) -> PlanResult<Expr> {
-        ExprBinder { scope, agg: None }.bind(e)
+    pub(crate) fn bind_plain(scope: &Scope, params: &Params, e: &ast::Expr) -> PlanResult<Expr> {
+        ExprBinder {
+            scope,
+            agg: None,
+            params,
+        }
+        .bind(e)
+    }
+
+    /// Records the type of a parameter `e` used where `other` is expected (unless `other`
+    /// is itself untyped).
+    fn note_against(&self, e: &ast::Expr, other: &Expr) {
+        if !is_untyped_literal(other) {
+            note_param(self.params, e, other.data_type());
+        }
     }
 
     pub(crate) fn bind(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
@@ -315,10 +357,10 @@ impl ExprBinder<'_, '_> {
             if let ast::Expr::Function(f) = e
                 && let Some(kind) = agg_kind(&function_name(f))
             {
-                return bind_agg_call(agg, f, kind);
+                return bind_agg_call(agg, self.params, f, kind);
             }
             if !contains_agg(e) {
-                let bound = ExprBinder::bind_plain(agg.input, e)?;
+                let bound = ExprBinder::bind_plain(agg.input, self.params, e)?;
                 if let Some(i) = agg.group_exprs.iter().position(|g| *g == bound) {
                     return Ok(Expr::column(i, bound.data_type()));
                 }
@@ -347,6 +389,16 @@ impl ExprBinder<'_, '_> {
                     .scope
                     .resolve(Some(&ident_name(&ids[0])), &ident_name(&ids[1]))?;
                 Ok(Expr::column(i, self.scope.columns[i].ty))
+            }
+            E::Value(v) if placeholder(e).is_some() => {
+                let _ = v;
+                // Untyped until its use tells (see `note_param`); bound as an untyped NULL.
+                let mut p = self.params.borrow_mut();
+                let n = placeholder(e).expect("checked");
+                if p.len() < n {
+                    p.resize(n, None);
+                }
+                Ok(Expr::literal(Datum::Null, DataType::Varchar))
             }
             E::Value(v) => literal(&v.value),
             E::Nested(inner) => self.bind(inner),
@@ -384,6 +436,8 @@ impl ExprBinder<'_, '_> {
             }
             E::BinaryOp { left, op, right } => {
                 let (l, r) = (self.bind(left)?, self.bind(right)?);
+                self.note_against(left, &r);
+                self.note_against(right, &l);
                 bind_binary(op, l, r)
             }
             E::IsNull(inner) => Ok(Expr::IsNull(Box::new(self.bind(inner)?))),
@@ -405,8 +459,12 @@ impl ExprBinder<'_, '_> {
                 high,
             } => {
                 let x = self.bind(expr)?;
-                let ge = bind_binary(&BinaryOperator::GtEq, x.clone(), self.bind(low)?)?;
-                let le = bind_binary(&BinaryOperator::LtEq, x, self.bind(high)?)?;
+                let (lo, hi) = (self.bind(low)?, self.bind(high)?);
+                self.note_against(low, &x);
+                self.note_against(high, &x);
+                self.note_against(expr, &lo);
+                let ge = bind_binary(&BinaryOperator::GtEq, x.clone(), lo)?;
+                let le = bind_binary(&BinaryOperator::LtEq, x, hi)?;
                 let both = Expr::binary(BinaryOp::And, ge, le);
                 Ok(if *negated {
                     Expr::Not(Box::new(both))
@@ -422,7 +480,9 @@ impl ExprBinder<'_, '_> {
                 let x = self.bind(expr)?;
                 let mut any: Option<Expr> = None;
                 for item in list {
-                    let eq = bind_binary(&BinaryOperator::Eq, x.clone(), self.bind(item)?)?;
+                    let bound = self.bind(item)?;
+                    self.note_against(item, &x);
+                    let eq = bind_binary(&BinaryOperator::Eq, x.clone(), bound)?;
                     any = Some(match any {
                         Some(acc) => Expr::binary(BinaryOp::Or, acc, eq),
                         None => eq,
@@ -512,7 +572,12 @@ impl ExprBinder<'_, '_> {
     }
 }
 
-fn bind_agg_call(agg: &mut AggContext<'_>, f: &ast::Function, kind: AggKind) -> PlanResult<Expr> {
+fn bind_agg_call(
+    agg: &mut AggContext<'_>,
+    params: &Params,
+    f: &ast::Function,
+    kind: AggKind,
+) -> PlanResult<Expr> {
     let args = function_args(f);
     let (kind, arg) = match (kind, args.as_slice()) {
         (AggKind::Count, [Arg::Star]) | (AggKind::Count, []) => (AggKind::CountStar, None),
@@ -522,7 +587,7 @@ fn bind_agg_call(agg: &mut AggContext<'_>, f: &ast::Function, kind: AggKind) -> 
                     "aggregate function calls cannot be nested".into(),
                 ));
             }
-            (kind, Some(ExprBinder::bind_plain(agg.input, e)?))
+            (kind, Some(ExprBinder::bind_plain(agg.input, params, e)?))
         }
         _ => {
             return Err(PlanError::UndefinedFunction(format!(

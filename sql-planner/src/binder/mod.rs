@@ -13,7 +13,7 @@ use sqlparser::ast::{self, Statement};
 use crate::Plan;
 use crate::catalog::{Catalog, ColumnCatalog, ROW_ID_COLUMN, TableCatalog};
 use crate::error::{PlanError, PlanResult};
-use expr::{ExprBinder, Scope, ScopeColumn, coerce, ident_name, sql_type};
+use expr::{ExprBinder, Params, Scope, ScopeColumn, coerce, ident_name, note_param, sql_type};
 use query::BoundQuery;
 
 /// Binds statements against a catalog.
@@ -21,6 +21,8 @@ pub(crate) struct Binder<'c> {
     catalog: &'c dyn Catalog,
     /// Common table expressions in scope, innermost last.
     ctes: Vec<(String, BoundQuery)>,
+    /// Types inferred for `$n` parameters.
+    params: Params,
 }
 
 fn object_name(name: &ast::ObjectName) -> String {
@@ -35,7 +37,17 @@ impl<'c> Binder<'c> {
         Binder {
             catalog,
             ctes: Vec::new(),
+            params: Params::default(),
         }
+    }
+
+    /// The inferred parameter types; parameters nothing constrains are text.
+    pub(crate) fn parameter_types(&self) -> Vec<DataType> {
+        self.params
+            .borrow()
+            .iter()
+            .map(|t| t.unwrap_or(DataType::Varchar))
+            .collect()
     }
 
     fn table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
@@ -157,7 +169,6 @@ impl<'c> Binder<'c> {
             .source
             .as_ref()
             .ok_or_else(|| PlanError::NotSupported("INSERT without a source".into()))?;
-        let bound = self.bind_query(source)?;
         let visible: Vec<usize> = (0..table.columns.len())
             .filter(|i| !table.columns[*i].hidden)
             .collect();
@@ -176,6 +187,15 @@ impl<'c> Binder<'c> {
                 })
                 .collect::<PlanResult<_>>()?
         };
+        // Parameters in VALUES take the types of their target columns.
+        if let ast::SetExpr::Values(values) = source.body.as_ref() {
+            for row in &values.rows {
+                for (e, col) in row.content.iter().zip(&targets) {
+                    note_param(&self.params, e, table.columns[*col].ty);
+                }
+            }
+        }
+        let bound = self.bind_query(source)?;
         let source_types = bound.plan.output_types();
         if source_types.len() > targets.len() {
             return Err(PlanError::Syntax(
@@ -232,6 +252,7 @@ impl<'c> Binder<'c> {
     }
 
     fn filtered_scan(
+        &self,
         table: &TableCatalog,
         scope: &Scope,
         selection: Option<&ast::Expr>,
@@ -241,7 +262,10 @@ impl<'c> Binder<'c> {
             columns: (0..table.columns.len()).collect(),
         };
         if let Some(selection) = selection {
-            let predicate = coerce(ExprBinder::bind_plain(scope, selection)?, DataType::Boolean)?;
+            let predicate = coerce(
+                ExprBinder::bind_plain(scope, &self.params, selection)?,
+                DataType::Boolean,
+            )?;
             plan = BatchPlan::Filter {
                 input: Box::new(plan),
                 predicate,
@@ -271,7 +295,7 @@ impl<'c> Binder<'c> {
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
         let scope = Self::table_scope(&table, &qualifier);
-        let rows = Self::filtered_scan(&table, &scope, delete.selection.as_ref())?;
+        let rows = self.filtered_scan(&table, &scope, delete.selection.as_ref())?;
         Ok(Plan::Delete { table, rows })
     }
 
@@ -302,7 +326,8 @@ impl<'c> Binder<'c> {
                 .column_index(&col_name)
                 .filter(|i| !table.columns[*i].hidden)
                 .ok_or(PlanError::UndefinedColumn(col_name))?;
-            let value = ExprBinder::bind_plain(&scope, &assignment.value)?;
+            note_param(&self.params, &assignment.value, table.columns[i].ty);
+            let value = ExprBinder::bind_plain(&scope, &self.params, &assignment.value)?;
             new_values[i] = coerce(value, table.columns[i].ty)?;
         }
         let old: Vec<Expr> = table
@@ -311,7 +336,7 @@ impl<'c> Binder<'c> {
             .enumerate()
             .map(|(i, c)| Expr::column(i, c.ty))
             .collect();
-        let input = Self::filtered_scan(&table, &scope, update.selection.as_ref())?;
+        let input = self.filtered_scan(&table, &scope, update.selection.as_ref())?;
         let rows = BatchPlan::Project {
             input: Box::new(input),
             exprs: old.into_iter().chain(new_values).collect(),

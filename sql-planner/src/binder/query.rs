@@ -8,7 +8,8 @@ use sqlparser::ast::{self, SetExpr};
 
 use super::Binder;
 use super::expr::{
-    AggContext, ExprBinder, Scope, ScopeColumn, coerce, common_type, contains_agg, ident_name,
+    AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
+    ident_name,
 };
 use crate::error::{PlanError, PlanResult};
 
@@ -48,7 +49,7 @@ fn output_scope(names: Vec<String>, types: &[DataType]) -> Scope {
 
 /// A constant non-negative integer (LIMIT, OFFSET).
 fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
-    match ExprBinder::bind_plain(&Scope::default(), e)? {
+    match ExprBinder::bind_plain(&Scope::default(), &Params::default(), e)? {
         Expr::Literal {
             value: Datum::Int32(v),
             ..
@@ -279,7 +280,7 @@ impl Binder<'_> {
             .map(|row| {
                 row.content
                     .iter()
-                    .map(|e| ExprBinder::bind_plain(&empty, e))
+                    .map(|e| ExprBinder::bind_plain(&empty, &self.params, e))
                     .collect::<PlanResult<Vec<_>>>()
             })
             .collect::<PlanResult<Vec<_>>>()?;
@@ -440,7 +441,7 @@ impl Binder<'_> {
         let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         match constraint {
             ast::JoinConstraint::On(on) => {
-                let cond = ExprBinder::bind_plain(&scope, on)?;
+                let cond = ExprBinder::bind_plain(&scope, &self.params, on)?;
                 let mut conjuncts = Vec::new();
                 split_conjuncts(cond, &mut conjuncts);
                 for c in conjuncts {
@@ -494,7 +495,7 @@ impl Binder<'_> {
                     "aggregate functions are not allowed in WHERE".into(),
                 ));
             }
-            let predicate = ExprBinder::bind_plain(&scope, selection)?;
+            let predicate = ExprBinder::bind_plain(&scope, &self.params, selection)?;
             if predicate.data_type() != DataType::Boolean
                 && !matches!(
                     predicate,
@@ -565,7 +566,7 @@ impl Binder<'_> {
         // Bind the select list (and ORDER BY and HAVING) over the input, or over the grouping.
         let group_exprs = group_by
             .iter()
-            .map(|g| ExprBinder::bind_plain(&scope, g))
+            .map(|g| ExprBinder::bind_plain(&scope, &self.params, g))
             .collect::<PlanResult<Vec<_>>>()?;
         let mut agg = AggContext {
             input: &scope,
@@ -577,10 +578,11 @@ impl Binder<'_> {
                 ExprBinder {
                     scope: &scope,
                     agg: Some(&mut agg),
+                    params: &self.params,
                 }
                 .bind(e)
             } else {
-                ExprBinder::bind_plain(&scope, e)
+                ExprBinder::bind_plain(&scope, &self.params, e)
             }
         };
         let mut exprs: Vec<(Expr, String)> = Vec::new();
