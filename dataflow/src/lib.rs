@@ -1,6 +1,4 @@
-//! Vectorized columnar operators on Arrow: chunks, expressions, state tables, and (to come)
-//! batch and streaming executors.
-
+#![doc = include_str!("../README.md")]
 pub mod batch;
 pub mod chunk;
 mod error;

@@ -1,6 +1,4 @@
-//! The PostgreSQL-compatible front end: the wire protocol server and the database facade that
-//! runs SQL statements over the store.
-
+#![doc = include_str!("../README.md")]
 mod database;
 mod error;
 mod server;

@@ -1,6 +1,4 @@
-//! SQL to dataflow plans: parsing (PostgreSQL dialect), binding names and types against a
-//! catalog, and planning batch queries and DML.
-
+#![doc = include_str!("../README.md")]
 mod binder;
 pub mod catalog;
 mod error;
