@@ -56,6 +56,23 @@ pub fn batch_of(schema: SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Resul
     RecordBatch::try_new_with_options(schema, columns, &options).map_err(Error::from)
 }
 
+/// Row `row` of `batch` as datums.
+pub fn row_of(batch: &RecordBatch, row: usize) -> Vec<Datum> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| Datum::from_array(c.as_ref(), row))
+        .collect()
+}
+
+/// Every row of `batches` as datums (for tests and small results; a per-row conversion).
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<Vec<Datum>> {
+    batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |r| row_of(b, r)))
+        .collect()
+}
+
 /// Rows with their change operations: the unit that flows between streaming operators.
 #[derive(Clone, Debug)]
 pub struct StreamChunk {

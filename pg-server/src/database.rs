@@ -459,6 +459,22 @@ impl Database {
         Ok(execute(plan, ctx).try_collect().await?)
     }
 
+    /// Writes at the writable epoch and, if the session asks for it, waits for the commit.
+    async fn commit_writes(
+        &self,
+        session: &Session,
+        writes: Vec<(Bytes, Value)>,
+        tag: &str,
+        rows: Option<usize>,
+    ) -> Result<StatementResult> {
+        let epoch = self.write(writes).await?;
+        self.finish_write(session, epoch).await?;
+        Ok(StatementResult::Command {
+            tag: tag.into(),
+            rows,
+        })
+    }
+
     async fn finish_write(&self, session: &Session, epoch: Epoch) -> Result<()> {
         if session.waits_for_commit() {
             self.wait_committed(epoch).await
@@ -499,17 +515,9 @@ impl Database {
             table
         };
         let value = serde_json::to_vec(&*table).expect("catalog entries serialize");
-        let epoch = self
-            .write(vec![(
-                catalog_key(table.id),
-                Value::Put(Bytes::from(value)),
-            )])
-            .await?;
-        self.finish_write(session, epoch).await?;
-        Ok(StatementResult::Command {
-            tag: "CREATE TABLE".into(),
-            rows: None,
-        })
+        let writes = vec![(catalog_key(table.id), Value::Put(Bytes::from(value)))];
+        self.commit_writes(session, writes, "CREATE TABLE", None)
+            .await
     }
 
     async fn drop_tables(
@@ -534,12 +542,8 @@ impl Database {
                 }
             }
         }
-        let epoch = self.write(writes).await?;
-        self.finish_write(session, epoch).await?;
-        Ok(StatementResult::Command {
-            tag: "DROP TABLE".into(),
-            rows: None,
-        })
+        self.commit_writes(session, writes, "DROP TABLE", None)
+            .await
     }
 
     /// DML reads at the writable epoch, so it sees every earlier statement's writes.
@@ -579,12 +583,8 @@ impl Database {
             let data = batch_of(schema_of(&desc.types), columns, rows)?;
             writes.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; rows], data)));
         }
-        let epoch = self.write(writes).await?;
-        self.finish_write(session, epoch).await?;
-        Ok(StatementResult::Command {
-            tag: "INSERT".into(),
-            rows: Some(count),
-        })
+        self.commit_writes(session, writes, "INSERT", Some(count))
+            .await
     }
 
     async fn delete(
@@ -606,12 +606,8 @@ impl Database {
             )?;
             writes.extend(desc.writes(&StreamChunk::new(vec![Op::Delete; data.num_rows()], data)));
         }
-        let epoch = self.write(writes).await?;
-        self.finish_write(session, epoch).await?;
-        Ok(StatementResult::Command {
-            tag: "DELETE".into(),
-            rows: Some(count),
-        })
+        self.commit_writes(session, writes, "DELETE", Some(count))
+            .await
     }
 
     async fn update(
@@ -637,12 +633,8 @@ impl Database {
         // Deletes first, so a row whose key did not change ends up with its new value.
         let mut writes: BTreeMap<Bytes, Value> = deletes.into_iter().collect();
         writes.extend(puts);
-        let epoch = self.write(writes.into_iter().collect()).await?;
-        self.finish_write(session, epoch).await?;
-        Ok(StatementResult::Command {
-            tag: "UPDATE".into(),
-            rows: Some(count),
-        })
+        self.commit_writes(session, writes.into_iter().collect(), "UPDATE", Some(count))
+            .await
     }
 }
 

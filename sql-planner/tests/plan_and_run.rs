@@ -80,17 +80,7 @@ async fn query(store: &LsmStore, tables: &Tables, sql: &str) -> (Vec<String>, Ve
         epoch: Epoch(1),
     });
     let batches: Vec<_> = execute(plan, ctx).try_collect().await.unwrap();
-    let rows = batches
-        .iter()
-        .flat_map(|b| {
-            (0..b.num_rows()).map(move |r| {
-                b.columns()
-                    .iter()
-                    .map(|c| Datum::from_array(c.as_ref(), r))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
+    let rows = dataflow::chunk::rows_of(&batches);
     (columns.into_iter().map(|(n, _)| n).collect(), rows)
 }
 

@@ -230,17 +230,7 @@ mod tests {
             epoch: Epoch(1),
         });
         let batches: Vec<RecordBatch> = execute(plan, ctx).try_collect().await.unwrap();
-        batches
-            .iter()
-            .flat_map(|b| {
-                (0..b.num_rows()).map(move |r| {
-                    b.columns()
-                        .iter()
-                        .map(|c| Datum::from_array(c.as_ref(), r))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect()
+        crate::chunk::rows_of(&batches)
     }
 
     fn scan(desc: &TableDesc) -> Box<BatchPlan> {

@@ -142,6 +142,16 @@ where
     }
 }
 
+/// Reads a GET response body to the end; a broken stream is transient (the GET is retried).
+async fn collect_body(body: ByteStream, path: &str) -> ObjectResult<Bytes> {
+    let data = body.collect().await.map_err(|e| ObjectError::Transient {
+        op: "get",
+        path: path.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(data.into_bytes())
+}
+
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
     t.and_then(|t| SystemTime::try_from(*t).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
@@ -159,16 +169,7 @@ impl ObjectStore for S3ObjectStore {
             .send()
             .await
             .map_err(|e| classify("get", path, e))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Transient {
-                op: "get",
-                path: path.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(body.into_bytes())
+        collect_body(out.body, path).await
     }
 
     async fn get_range(&self, path: &str, range: Range<u64>) -> ObjectResult<Bytes> {
@@ -193,16 +194,7 @@ impl ObjectStore for S3ObjectStore {
             }
             Err(e) => return Err(classify("get", path, e)),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Transient {
-                op: "get",
-                path: path.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(body.into_bytes())
+        collect_body(out.body, path).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> ObjectResult<()> {
