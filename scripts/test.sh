@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, lints, unit, integration and
-# property tests, and doctests. The S3 tests run against a real S3-compatible server (moto)
+# Runs every check and test of the workspace: formatting, lints, doctests, the conformance
+# files on the must-pass list, and unit, integration and property tests. The S3 tests run against a real S3-compatible server (moto)
 # that this script starts on 127.0.0.1 and stops on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +28,7 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --doc
+# The conformance files on the must-pass list, each against a freshly started node.
+cargo build -p node-bin
+scripts/conformance.sh
 cargo nextest run --workspace --no-fail-fast

@@ -7,7 +7,7 @@ use epoch_mvcc::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Division (or modulo) by zero.
-    #[error("division by zero")]
+    #[error("Division by zero")]
     DivisionByZero,
     /// A value does not fit its type.
     #[error("{0} out of range")]

@@ -125,6 +125,15 @@ async fn driver_round_trip_and_restart() {
     );
     assert_eq!(rows, vec![vec![Some("15".to_string())]]);
 
+    let rows = simple_rows(c.simple_query("UPDATE t SET (name, score) = ('bobby', score + 1) WHERE id = 2; SELECT name, score FROM t WHERE id = 2").await.unwrap());
+    assert_eq!(
+        rows,
+        vec![vec![Some("bobby".to_string()), Some("3".to_string())]]
+    );
+    c.batch_execute("UPDATE t SET name = 'bob' WHERE id = 2")
+        .await
+        .unwrap();
+
     // Acknowledged writes survive a restart.
     c.batch_execute("DELETE FROM t WHERE id = 3").await.unwrap();
     node.stop().await;

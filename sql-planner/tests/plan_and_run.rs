@@ -181,6 +181,9 @@ async fn errors_carry_sqlstates() {
         ("SELECT name + 1 FROM t", "42883"),
         ("SELEC 1", "42601"),
         ("SELECT * FROM t WHERE id", "42804"),
+        ("UPDATE t SET (name, v) = ('x')", "0A000"),
+        ("UPDATE t SET (name, v) = ('x', 1, 2)", "42601"),
+        ("UPDATE t SET v = 1, v = 2", "42601"),
     ];
     for (sql, state) in cases {
         let err: PlanError = plan_sql(sql, &tables).expect_err(sql);

@@ -441,6 +441,24 @@ impl ExprBinder<'_, '_> {
                 bind_binary(op, l, r)
             }
             E::IsNull(inner) => Ok(Expr::IsNull(Box::new(self.bind(inner)?))),
+            // Boolean tests never return NULL: NULL is neither true nor false.
+            E::IsTrue(inner) | E::IsNotTrue(inner) | E::IsFalse(inner) | E::IsNotFalse(inner) => {
+                let x = coerce_boolean(self.bind(inner)?)?;
+                let tested = if matches!(e, E::IsFalse(_) | E::IsNotFalse(_)) {
+                    Expr::Not(Box::new(x))
+                } else {
+                    x
+                };
+                let holds = Expr::Coalesce {
+                    args: vec![tested, Expr::literal(Datum::Bool(false), DataType::Boolean)],
+                    ty: DataType::Boolean,
+                };
+                Ok(if matches!(e, E::IsNotTrue(_) | E::IsNotFalse(_)) {
+                    Expr::Not(Box::new(holds))
+                } else {
+                    holds
+                })
+            }
             E::IsNotNull(inner) => Ok(Expr::IsNotNull(Box::new(self.bind(inner)?))),
             E::Cast {
                 expr, data_type, ..

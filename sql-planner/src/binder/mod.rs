@@ -317,18 +317,45 @@ impl<'c> Binder<'c> {
             .enumerate()
             .map(|(i, c)| Expr::column(i, c.ty))
             .collect();
+        let mut assigned = std::collections::HashSet::new();
         for assignment in &update.assignments {
-            let ast::AssignmentTarget::ColumnName(col) = &assignment.target else {
-                return Err(PlanError::NotSupported("tuple assignment".into()));
+            // `SET c = e`, or `SET (a, b) = (x, y)`: pairs of target columns and values.
+            let pairs: Vec<(&ast::ObjectName, &ast::Expr)> = match (
+                &assignment.target,
+                &assignment.value,
+            ) {
+                (ast::AssignmentTarget::ColumnName(col), value) => vec![(col, value)],
+                (ast::AssignmentTarget::Tuple(cols), ast::Expr::Tuple(values))
+                    if cols.len() == values.len() =>
+                {
+                    cols.iter().zip(values).collect()
+                }
+                (ast::AssignmentTarget::Tuple(_), ast::Expr::Tuple(_)) => {
+                    return Err(PlanError::Syntax(
+                        "number of columns does not match number of values".into(),
+                    ));
+                }
+                _ => {
+                    return Err(PlanError::NotSupported(
+                        "source for a multiple-column UPDATE item must be a sub-SELECT or ROW() expression".into(),
+                    ));
+                }
             };
-            let col_name = object_name(col);
-            let i = table
-                .column_index(&col_name)
-                .filter(|i| !table.columns[*i].hidden)
-                .ok_or(PlanError::UndefinedColumn(col_name))?;
-            note_param(&self.params, &assignment.value, table.columns[i].ty);
-            let value = ExprBinder::bind_plain(&scope, &self.params, &assignment.value)?;
-            new_values[i] = coerce(value, table.columns[i].ty)?;
+            for (col, value) in pairs {
+                let col_name = object_name(col);
+                let i = table
+                    .column_index(&col_name)
+                    .filter(|i| !table.columns[*i].hidden)
+                    .ok_or_else(|| PlanError::UndefinedColumn(col_name.clone()))?;
+                if !assigned.insert(i) {
+                    return Err(PlanError::Syntax(format!(
+                        "multiple assignments to the same column \"{col_name}\""
+                    )));
+                }
+                note_param(&self.params, value, table.columns[i].ty);
+                let bound = ExprBinder::bind_plain(&scope, &self.params, value)?;
+                new_values[i] = coerce(bound, table.columns[i].ty)?;
+            }
         }
         let old: Vec<Expr> = table
             .columns

@@ -126,6 +126,29 @@ fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
     })
 }
 
+/// Which output columns of `plan` are untyped literals (NULL or a string constant).
+fn untyped_columns(plan: &BatchPlan) -> Vec<bool> {
+    let untyped = |e: &Expr| {
+        matches!(
+            e,
+            Expr::Literal {
+                value: Datum::Null,
+                ..
+            } | Expr::Literal {
+                value: Datum::Varchar(_),
+                ty: DataType::Varchar
+            }
+        )
+    };
+    match plan {
+        BatchPlan::Project { exprs, .. } => exprs.iter().map(untyped).collect(),
+        BatchPlan::Values { rows, types } => (0..types.len())
+            .map(|c| rows.iter().all(|r| untyped(&r[c])))
+            .collect(),
+        other => vec![false; other.output_types().len()],
+    }
+}
+
 /// Every column as a group key and no aggregates: the distinct rows.
 fn distinct(plan: BatchPlan) -> BatchPlan {
     let n = plan.output_types().len();
@@ -253,10 +276,15 @@ impl Binder<'_> {
                         "each UNION query must have the same number of columns".into(),
                     ));
                 }
-                let types = lt
-                    .iter()
-                    .zip(&rt)
-                    .map(|(a, b)| common_type(&Expr::column(0, *a), &Expr::column(0, *b)))
+                // A column that is an untyped literal (NULL, a string) on one side takes the
+                // other side's type, as in PostgreSQL.
+                let (lu, ru) = (untyped_columns(&l.plan), untyped_columns(&r.plan));
+                let types = (0..lt.len())
+                    .map(|i| match (lu[i], ru[i]) {
+                        (true, false) => Ok(rt[i]),
+                        (false, true) => Ok(lt[i]),
+                        _ => common_type(&Expr::column(0, lt[i]), &Expr::column(0, rt[i])),
+                    })
                     .collect::<PlanResult<Vec<_>>>()?;
                 let plan = BatchPlan::UnionAll {
                     inputs: vec![project_to(l.plan, &types)?, project_to(r.plan, &types)?],
@@ -357,7 +385,13 @@ impl Binder<'_> {
                 let qualifier = alias
                     .as_ref()
                     .map_or(table_name.clone(), |a| ident_name(&a.name));
-                if let Some((_, cte)) = self.ctes.iter().rev().find(|(n, _)| *n == table_name) {
+                // A schema-qualified name always means a table, never a CTE.
+                let cte = if name.0.len() == 1 {
+                    self.ctes.iter().rev().find(|(n, _)| *n == table_name)
+                } else {
+                    None
+                };
+                if let Some((_, cte)) = cte {
                     let mut scope = cte.scope.clone();
                     scope
                         .columns
