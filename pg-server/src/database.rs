@@ -117,6 +117,14 @@ impl Session {
     }
 }
 
+/// A failed epoch commit, reported to the statements waiting for it.
+#[derive(Clone, Debug)]
+struct CommitFailure {
+    epoch: Epoch,
+    sqlstate: &'static str,
+    message: String,
+}
+
 struct CatalogState {
     tables: HashMap<String, Arc<TableCatalog>>,
     next_table_id: u32,
@@ -135,6 +143,8 @@ struct Inner {
     /// side while sealing.
     writable: tokio::sync::RwLock<Epoch>,
     committed: watch::Receiver<Epoch>,
+    /// The newest epoch whose commit failed, with the error, until a later commit succeeds.
+    commit_failure: Arc<parking_lot::Mutex<Option<CommitFailure>>>,
     barrier_requested: Notify,
     /// Statements that read and then write run one at a time.
     dml: Mutex<()>,
@@ -187,6 +197,7 @@ impl Database {
             }),
             writable: tokio::sync::RwLock::new(writable),
             committed: committed_rx,
+            commit_failure: Arc::default(),
             barrier_requested: Notify::new(),
             dml: Mutex::new(()),
             next_row_id: AtomicU64::new(physical_now_ms() << 22),
@@ -201,13 +212,25 @@ impl Database {
     fn spawn_barrier_loop(inner: &Arc<Inner>, interval: Duration, committed: watch::Sender<Epoch>) {
         let (sealed_tx, mut sealed_rx) = mpsc::unbounded_channel::<Epoch>();
         let store = inner.store.clone();
+        let failure = Arc::clone(&inner.commit_failure);
         tokio::spawn(async move {
             while let Some(epoch) = sealed_rx.recv().await {
                 match store.sync(epoch).await {
                     Ok(()) => {
+                        *failure.lock() = None;
                         committed.send_replace(epoch);
                     }
-                    Err(e) => tracing::error!(error = %e, ?epoch, "epoch commit failed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, ?epoch, "epoch commit failed");
+                        // A later sync retries the same sealed data; until one succeeds,
+                        // statements waiting for these epochs get the error.
+                        let e = Error::from(e);
+                        *failure.lock() = Some(CommitFailure {
+                            epoch,
+                            sqlstate: e.sqlstate(),
+                            message: format!("commit failed: {e}"),
+                        });
+                    }
                 }
             }
         });
@@ -258,6 +281,11 @@ impl Database {
             self.inner.barrier_requested.notify_one();
             if *committed.borrow_and_update() >= epoch {
                 return Ok(());
+            }
+            if let Some(f) = self.inner.commit_failure.lock().clone()
+                && f.epoch >= epoch
+            {
+                return Err(Error::sql(f.sqlstate, f.message));
             }
             tokio::select! {
                 changed = committed.changed() => {

@@ -164,3 +164,30 @@ async fn flush_in_a_multi_statement_query_commits_unsynchronized_writes() {
     assert_eq!(rows, vec![vec![Some("3".into())]]);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_an_error_not_a_hang() {
+    use lsm_store::object_store::{FaultInjectingObjectStore, FaultPlan, MemoryObjectStore};
+    let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(
+        MemoryObjectStore::new(),
+    )));
+    let node = start(faulty.clone()).await;
+    node.client
+        .batch_execute("CREATE TABLE f (v int)")
+        .await
+        .unwrap();
+    // From now on the object store refuses every write: the INSERT's epoch cannot commit.
+    faulty.set_plan(FaultPlan {
+        crash_after_mutations: Some(0),
+        ..FaultPlan::default()
+    });
+    let insert = node.client.simple_query("INSERT INTO f VALUES (1)");
+    let err = tokio::time::timeout(Duration::from_secs(30), insert)
+        .await
+        .expect("a statement waiting for a failed commit must not hang")
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "58030", "{err}");
+    // The session is still usable for reads.
+    assert!(node.client.simple_query("SELECT 1").await.is_ok());
+    node.stop().await;
+}
