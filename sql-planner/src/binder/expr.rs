@@ -38,7 +38,18 @@ impl Scope {
         let full = || table.map_or(name.to_string(), |t| format!("{t}.{name}"));
         match (found.next(), found.next()) {
             (Some((i, _)), None) => Ok(i),
-            (Some(_), Some(_)) => Err(PlanError::AmbiguousColumn(full())),
+            (Some(_), Some(_)) => {
+                // A merged USING column (unqualified, visible) shadows the hidden sides.
+                let mut visible = self.columns.iter().enumerate().filter(|(_, c)| {
+                    c.name == name
+                        && !c.hidden
+                        && table.is_none_or(|t| c.table.as_deref() == Some(t))
+                });
+                match (visible.next(), visible.next()) {
+                    (Some((i, c)), None) if c.table.is_none() => Ok(i),
+                    _ => Err(PlanError::AmbiguousColumn(full())),
+                }
+            }
             (None, _) => {
                 if let Some(t) = table
                     && !self.columns.iter().any(|c| c.table.as_deref() == Some(t))

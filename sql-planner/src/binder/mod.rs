@@ -25,7 +25,7 @@ pub(crate) struct Binder<'c> {
     params: Params,
 }
 
-fn object_name(name: &ast::ObjectName) -> String {
+pub(crate) fn object_name(name: &ast::ObjectName) -> String {
     name.0
         .last()
         .map(|p| p.as_ident().map_or(p.to_string(), ident_name))

@@ -500,10 +500,23 @@ impl Binder<'_> {
                 }
             }
             ast::JoinConstraint::None => {}
-            other => {
-                return Err(PlanError::NotSupported(format!(
-                    "join constraint {other:?}"
-                )));
+            ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
+                let names: Vec<String> = match constraint {
+                    ast::JoinConstraint::Using(cols) => {
+                        cols.iter().map(super::object_name).collect()
+                    }
+                    _ => scope.columns[..left_width]
+                        .iter()
+                        .filter(|l| {
+                            !l.hidden
+                                && scope.columns[left_width..]
+                                    .iter()
+                                    .any(|r| !r.hidden && r.name == l.name)
+                        })
+                        .map(|c| c.name.clone())
+                        .collect(),
+                };
+                return self.bind_using_join(left.0, right.0, kind, scope, left_width, &names);
             }
         }
         let plan = BatchPlan::HashJoin {
@@ -515,6 +528,86 @@ impl Binder<'_> {
             condition: and_all(rest),
         };
         Ok((plan, scope))
+    }
+
+    /// `JOIN ... USING (names)` (and `NATURAL JOIN`): equal keys on the named columns, which
+    /// then appear once, first, as PostgreSQL lists them — the left value, the right one for a
+    /// right join, and the first non-NULL for a full join. `t.name` still reaches either side.
+    fn bind_using_join(
+        &mut self,
+        left: BatchPlan,
+        right: BatchPlan,
+        kind: JoinKind,
+        mut scope: Scope,
+        left_width: usize,
+        names: &[String],
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        let (mut left_keys, mut right_keys, mut merged) = (Vec::new(), Vec::new(), Vec::new());
+        for name in names {
+            let side = |range: std::ops::Range<usize>| {
+                let found: Vec<usize> = range.filter(|i| scope.columns[*i].name == *name).collect();
+                match found.as_slice() {
+                    [i] => Ok(*i),
+                    [] => Err(PlanError::UndefinedColumn(format!("{name} (in USING)"))),
+                    _ => Err(PlanError::AmbiguousColumn(name.clone())),
+                }
+            };
+            let (l, r) = (side(0..left_width)?, side(left_width..scope.columns.len())?);
+            let ty = common_type(
+                &Expr::column(l, scope.columns[l].ty),
+                &Expr::column(r, scope.columns[r].ty),
+            )?;
+            if scope.columns[l].ty != ty || scope.columns[r].ty != ty {
+                return Err(PlanError::NotSupported(format!(
+                    "USING column {name} with different types"
+                )));
+            }
+            left_keys.push(l);
+            right_keys.push(r - left_width);
+            let (lc, rc) = (Expr::column(l, ty), Expr::column(r, ty));
+            merged.push(match kind {
+                JoinKind::Inner | JoinKind::LeftOuter => lc,
+                JoinKind::RightOuter => rc,
+                JoinKind::FullOuter => Expr::Coalesce {
+                    args: vec![lc, rc],
+                    ty,
+                },
+            });
+            scope.columns[l].hidden = true;
+            scope.columns[r].hidden = true;
+        }
+        let join = BatchPlan::HashJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            kind,
+            left_keys,
+            right_keys,
+            condition: None,
+        };
+        let width = scope.columns.len();
+        let exprs = merged
+            .iter()
+            .cloned()
+            .chain((0..width).map(|i| Expr::column(i, scope.columns[i].ty)))
+            .collect();
+        let mut columns: Vec<ScopeColumn> = names
+            .iter()
+            .zip(&merged)
+            .map(|(name, e)| ScopeColumn {
+                table: None,
+                name: name.clone(),
+                ty: e.data_type(),
+                hidden: false,
+            })
+            .collect();
+        columns.extend(scope.columns);
+        Ok((
+            BatchPlan::Project {
+                input: Box::new(join),
+                exprs,
+            },
+            Scope { columns },
+        ))
     }
 
     fn bind_select(
