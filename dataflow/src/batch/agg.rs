@@ -20,6 +20,7 @@ enum Acc {
     SumFloat(Option<f64>),
     Avg { sum: f64, count: i64 },
     Extreme(Datum),
+    First(Option<Datum>),
 }
 
 fn new_acc(call: &AggCall) -> Acc {
@@ -31,6 +32,7 @@ fn new_acc(call: &AggCall) -> Acc {
         AggKind::Sum => Acc::SumInt(None),
         AggKind::Avg => Acc::Avg { sum: 0.0, count: 0 },
         AggKind::Min | AggKind::Max => Acc::Extreme(Datum::Null),
+        AggKind::FirstValue => Acc::First(None),
     }
 }
 
@@ -92,16 +94,14 @@ fn as_i64(d: &Datum) -> i64 {
 
 impl Acc {
     fn update(&mut self, kind: AggKind, value: &Datum) -> Result<()> {
-        if kind == AggKind::CountStar {
-            if let Acc::Count(n) = self {
-                *n += 1;
-            }
-            return Ok(());
-        }
-        if value.is_null() {
-            return Ok(());
-        }
         match self {
+            // The first row's value, NULL or not; count(*) counts NULLs too.
+            Acc::First(first) => {
+                first.get_or_insert_with(|| value.clone());
+            }
+            Acc::Count(n) if kind == AggKind::CountStar => *n += 1,
+            // Every other aggregate ignores NULLs.
+            _ if value.is_null() => {}
             Acc::Count(n) => *n += 1,
             Acc::SumInt(s) => {
                 let v = as_i64(value);
@@ -145,6 +145,7 @@ impl Acc {
             Acc::Avg { count: 0, .. } => Datum::Null,
             Acc::Avg { sum, count } => Datum::Float64(sum / *count as f64),
             Acc::Extreme(d) => d.clone(),
+            Acc::First(d) => d.clone().unwrap_or(Datum::Null),
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum AggKind {
     Min,
     /// `max(x)`
     Max,
+    /// The value of the first row of the group, NULL included (for `DISTINCT ON`).
+    FirstValue,
 }
 
 /// One aggregate of a hash aggregation.

@@ -1,6 +1,6 @@
 //! Binding queries into batch plans.
 
-use dataflow::batch::plan::{AggCall, BatchPlan, JoinKind, SortKey};
+use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::types::{DataType, Datum};
 use epoch_mvcc::memcomparable::OrderType;
@@ -777,6 +777,24 @@ impl Binder<'_> {
             };
             sort_keys.push(SortKey { column, order });
         }
+        // DISTINCT ON expressions: columns of the list, or hidden extras.
+        let distinct_on = match &s.distinct {
+            Some(ast::Distinct::On(on)) => Some(
+                on.iter()
+                    .map(|e| {
+                        let e = bind(e)?;
+                        Ok(match exprs.iter().position(|(x, _)| *x == e) {
+                            Some(c) => c,
+                            None => {
+                                exprs.push((e, String::new()));
+                                exprs.len() - 1
+                            }
+                        })
+                    })
+                    .collect::<PlanResult<Vec<usize>>>()?,
+            ),
+            _ => None,
+        };
         let aggs = agg.aggs;
         if aggregating {
             // Pre-project group keys and aggregate arguments, aggregate, then filter by HAVING.
@@ -823,8 +841,34 @@ impl Binder<'_> {
                 ));
             }
             plan = distinct(plan);
-        } else if matches!(s.distinct, Some(ast::Distinct::On(_))) {
-            return Err(PlanError::NotSupported("DISTINCT ON".into()));
+        } else if let Some(keys) = distinct_on {
+            // The first row of each DISTINCT ON group in ORDER BY order: sort, then keep each
+            // group's first row (groups come out in the order they were first seen).
+            if !sort_keys.is_empty() {
+                plan = BatchPlan::Sort {
+                    input: Box::new(plan),
+                    keys: std::mem::take(&mut sort_keys),
+                };
+            }
+            let n = exprs.len();
+            let g = keys.len();
+            let firsts = (0..n)
+                .map(|c| AggCall {
+                    kind: AggKind::FirstValue,
+                    arg: Some(c),
+                    distinct: false,
+                    ret: types[c],
+                })
+                .collect();
+            plan = BatchPlan::HashAgg {
+                input: Box::new(plan),
+                group_keys: keys,
+                aggs: firsts,
+            };
+            plan = BatchPlan::Project {
+                input: Box::new(plan),
+                exprs: (0..n).map(|c| Expr::column(g + c, types[c])).collect(),
+            };
         }
         if !sort_keys.is_empty() {
             plan = BatchPlan::Sort {
