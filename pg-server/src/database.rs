@@ -646,22 +646,16 @@ impl Database {
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let desc = table.desc();
-        let width = desc.types.len();
-        let schema = schema_of(&desc.types);
-        let (mut deletes, mut puts) = (Vec::new(), Vec::new());
+        let mut writes = Vec::new();
         let mut count = 0;
+        // The new rows keep their keys, so putting them replaces the old ones.
         for batch in self.dml_rows(rows).await? {
             let n = batch.num_rows();
             count += n;
-            let old = batch_of(schema.clone(), batch.columns()[..width].to_vec(), n)?;
-            let new = batch_of(schema.clone(), batch.columns()[width..].to_vec(), n)?;
-            deletes.extend(desc.writes(&StreamChunk::new(vec![Op::Delete; n], old)));
-            puts.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; n], new)));
+            let new = batch_of(schema_of(&desc.types), batch.columns().to_vec(), n)?;
+            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; n], new)));
         }
-        // Deletes first, so a row whose key did not change ends up with its new value.
-        let mut writes: BTreeMap<Bytes, Value> = deletes.into_iter().collect();
-        writes.extend(puts);
-        self.commit_writes(session, writes.into_iter().collect(), "UPDATE", Some(count))
+        self.commit_writes(session, writes, "UPDATE", Some(count))
             .await
     }
 }

@@ -134,6 +134,17 @@ async fn driver_round_trip_and_restart() {
         .await
         .unwrap();
 
+    // Column defaults fill omitted columns and `SET c = DEFAULT`.
+    c.batch_execute("CREATE TABLE d (k int PRIMARY KEY, v int DEFAULT 7, w varchar DEFAULT 'x'); INSERT INTO d (k) VALUES (1)").await.unwrap();
+    c.batch_execute("UPDATE d SET w = 'y'; UPDATE d SET w = DEFAULT, v = v + 1")
+        .await
+        .unwrap();
+    let rows = simple_rows(c.simple_query("SELECT k, v, w FROM d").await.unwrap());
+    assert_eq!(
+        rows,
+        vec![vec![Some("1".into()), Some("8".into()), Some("x".into())]]
+    );
+
     // Acknowledged writes survive a restart.
     c.batch_execute("DELETE FROM t WHERE id = 3").await.unwrap();
     node.stop().await;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const ROW_ID_COLUMN: &str = "_row_id";
 
 /// One column of a table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ColumnCatalog {
     /// Name (lower case unless quoted).
     pub name: String,
@@ -19,10 +19,33 @@ pub struct ColumnCatalog {
     pub ty: DataType,
     /// Hidden columns (the row id) are left out of `SELECT *`.
     pub hidden: bool,
+    /// The value of the column when an INSERT omits it or an UPDATE sets it to `DEFAULT`
+    /// (NULL when absent); a constant of the column's type.
+    #[serde(default)]
+    pub default: Option<dataflow::expr::Expr>,
+}
+
+impl ColumnCatalog {
+    /// A visible column without a default.
+    pub fn new(name: impl Into<String>, ty: DataType) -> Self {
+        ColumnCatalog {
+            name: name.into(),
+            ty,
+            hidden: false,
+            default: None,
+        }
+    }
+
+    /// The value an omitted or `DEFAULT` column gets.
+    pub fn default_value(&self) -> dataflow::expr::Expr {
+        self.default
+            .clone()
+            .unwrap_or_else(|| dataflow::expr::Expr::literal(dataflow::types::Datum::Null, self.ty))
+    }
 }
 
 /// A table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableCatalog {
     /// Unique id (the key prefix of its rows).
     pub id: u32,

@@ -55,11 +55,11 @@ pub enum Plan {
         /// Rows to delete.
         rows: BatchPlan,
     },
-    /// `UPDATE`: `rows` yields each old whole row followed by its new whole row.
+    /// `UPDATE`: `rows` yields the new whole rows (primary keys never change).
     Update {
         /// Target.
         table: Arc<TableCatalog>,
-        /// Old and new rows.
+        /// The updated rows.
         rows: BatchPlan,
     },
     /// `EXPLAIN`: the plan, one line per node.

@@ -22,11 +22,7 @@ impl Catalog for Tables {
 }
 
 fn col(name: &str, ty: DataType) -> ColumnCatalog {
-    ColumnCatalog {
-        name: name.into(),
-        ty,
-        hidden: false,
-    }
+    ColumnCatalog::new(name, ty)
 }
 
 async fn setup() -> (LsmStore, Tables) {
@@ -184,6 +180,7 @@ async fn errors_carry_sqlstates() {
         ("UPDATE t SET (name, v) = ('x')", "0A000"),
         ("UPDATE t SET (name, v) = ('x', 1, 2)", "42601"),
         ("UPDATE t SET v = 1, v = 2", "42601"),
+        ("UPDATE t SET id = 5", "0A000"),
     ];
     for (sql, state) in cases {
         let err: PlanError = plan_sql(sql, &tables).expect_err(sql);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dataflow::batch::plan::BatchPlan;
 use dataflow::expr::Expr;
-use dataflow::types::{DataType, Datum};
+use dataflow::types::DataType;
 use sqlparser::ast::{self, Statement};
 
 use crate::Plan;
@@ -108,11 +108,23 @@ impl<'c> Binder<'c> {
             if columns.iter().any(|x: &ColumnCatalog| x.name == col_name) {
                 return Err(PlanError::DuplicateTable(format!("column {col_name}")));
             }
-            columns.push(ColumnCatalog {
-                name: col_name,
-                ty: sql_type(&c.data_type)?,
-                hidden: false,
-            });
+            let ty = sql_type(&c.data_type)?;
+            let mut column = ColumnCatalog::new(col_name, ty);
+            for option in &c.options {
+                if let ast::ColumnOption::Default(e) = &option.option {
+                    let value = coerce(
+                        ExprBinder::bind_plain(&Scope::default(), &self.params, e)?,
+                        ty,
+                    )?;
+                    if !matches!(value, Expr::Literal { .. }) {
+                        return Err(PlanError::NotSupported(
+                            "a DEFAULT that is not a constant".into(),
+                        ));
+                    }
+                    column.default = Some(value);
+                }
+            }
+            columns.push(column);
             if c.options
                 .iter()
                 .any(|o| matches!(o.option, ast::ColumnOption::PrimaryKey(_)))
@@ -145,9 +157,8 @@ impl<'c> Binder<'c> {
         if pk.is_empty() {
             pk.push(columns.len());
             columns.push(ColumnCatalog {
-                name: ROW_ID_COLUMN.into(),
-                ty: DataType::Int64,
                 hidden: true,
+                ..ColumnCatalog::new(ROW_ID_COLUMN, DataType::Int64)
             });
         }
         Ok(Plan::CreateTable {
@@ -225,7 +236,7 @@ impl<'c> Binder<'c> {
                             table.columns[*col].name, source_types[p]
                         ))
                     }),
-                    None => Ok(Expr::literal(Datum::Null, ty)),
+                    None => Ok(table.columns[*col].default_value()),
                 }
             })
             .collect::<PlanResult<Vec<_>>>()?;
@@ -347,26 +358,32 @@ impl<'c> Binder<'c> {
                     .column_index(&col_name)
                     .filter(|i| !table.columns[*i].hidden)
                     .ok_or_else(|| PlanError::UndefinedColumn(col_name.clone()))?;
+                if table.pk.contains(&i) {
+                    // As in RisingWave: a row's key never changes (delete and insert instead).
+                    return Err(PlanError::NotSupported(
+                        "update modifying the PK column is unsupported".into(),
+                    ));
+                }
                 if !assigned.insert(i) {
                     return Err(PlanError::Syntax(format!(
                         "multiple assignments to the same column \"{col_name}\""
                     )));
+                }
+                // `SET c = DEFAULT` (the parser sees an identifier).
+                let is_default = matches!(value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
+                if is_default {
+                    new_values[i] = table.columns[i].default_value();
+                    continue;
                 }
                 note_param(&self.params, value, table.columns[i].ty);
                 let bound = ExprBinder::bind_plain(&scope, &self.params, value)?;
                 new_values[i] = coerce(bound, table.columns[i].ty)?;
             }
         }
-        let old: Vec<Expr> = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Expr::column(i, c.ty))
-            .collect();
         let input = self.filtered_scan(&table, &scope, update.selection.as_ref())?;
         let rows = BatchPlan::Project {
             input: Box::new(input),
-            exprs: old.into_iter().chain(new_values).collect(),
+            exprs: new_values,
         };
         Ok(Plan::Update { table, rows })
     }
