@@ -181,6 +181,7 @@ async fn errors_carry_sqlstates() {
         ("UPDATE t SET (name, v) = ('x', 1, 2)", "42601"),
         ("UPDATE t SET v = 1, v = 2", "42601"),
         ("UPDATE t SET id = 5", "0A000"),
+        ("SELECT 1 IS UNKNOWN", "42804"),
     ];
     for (sql, state) in cases {
         let err: PlanError = plan_sql(sql, &tables).expect_err(sql);

@@ -453,6 +453,11 @@ impl ExprBinder<'_, '_> {
             }
             E::IsNull(inner) => Ok(Expr::IsNull(Box::new(self.bind(inner)?))),
             // Boolean tests never return NULL: NULL is neither true nor false.
+            // `IS UNKNOWN` is `IS NULL` for booleans only.
+            E::IsUnknown(inner) => Ok(Expr::IsNull(Box::new(coerce_boolean(self.bind(inner)?)?))),
+            E::IsNotUnknown(inner) => Ok(Expr::IsNotNull(Box::new(coerce_boolean(
+                self.bind(inner)?,
+            )?))),
             E::IsTrue(inner) | E::IsNotTrue(inner) | E::IsFalse(inner) | E::IsNotFalse(inner) => {
                 let x = coerce_boolean(self.bind(inner)?)?;
                 let tested = if matches!(e, E::IsFalse(_) | E::IsNotFalse(_)) {
@@ -589,6 +594,16 @@ impl ExprBinder<'_, '_> {
                     .map(|a| coerce(a, ty))
                     .collect::<PlanResult<Vec<_>>>()?;
                 Ok(Expr::Coalesce { args, ty })
+            }
+            "booleq" | "boolne" if args.len() == 2 => {
+                let op = if name == "booleq" {
+                    BinaryOp::Eq
+                } else {
+                    BinaryOp::NotEq
+                };
+                let mut args = args.into_iter().map(coerce_boolean);
+                let (l, r) = (args.next().expect("two")?, args.next().expect("two")?);
+                Ok(Expr::binary(op, l, r))
             }
             _ => Err(PlanError::UndefinedFunction(format!(
                 "function {name}({}) does not exist",
