@@ -6,7 +6,7 @@
 //! durable before it returns waits for the commit of the epoch it wrote, so concurrent
 //! statements share one commit (group commit).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,8 +21,8 @@ use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_n
 use futures::TryStreamExt;
 use lsm_store::LsmStore;
 use parking_lot::RwLock;
-use sql_planner::{Catalog, Plan, PlanError, TableCatalog};
-use sqlparser::ast::Statement;
+use sql_planner::{Catalog, DEFAULT_SCHEMA, Plan, PlanError, TableCatalog};
+use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::error::{Error, Result};
@@ -126,7 +126,9 @@ struct CommitFailure {
 }
 
 struct CatalogState {
+    /// Tables by qualified name (`schema.name`).
     tables: HashMap<String, Arc<TableCatalog>>,
+    schemas: BTreeSet<String>,
     next_table_id: u32,
 }
 
@@ -158,8 +160,13 @@ pub struct Database {
     inner: Arc<Inner>,
 }
 
+/// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name.
 fn catalog_key(id: u32) -> Bytes {
     table_key(CATALOG_TABLE_ID, 0, &id.to_be_bytes())
+}
+
+fn schema_key(name: &str) -> Bytes {
+    table_key(CATALOG_TABLE_ID, 1, name.as_bytes())
 }
 
 impl Database {
@@ -180,11 +187,17 @@ impl Database {
                 Direction::Forward,
             )
             .await?;
-        while let Some((_, value)) = iter.next().await? {
-            let table: TableCatalog = serde_json::from_slice(&value)
-                .map_err(|e| Error::sql("XX001", format!("corrupt catalog entry: {e}")))?;
+        let mut schemas = BTreeSet::from([DEFAULT_SCHEMA.to_string()]);
+        let corrupt =
+            |e: serde_json::Error| Error::sql("XX001", format!("corrupt catalog entry: {e}"));
+        while let Some((key, value)) = iter.next().await? {
+            if epoch_mvcc::vnode_of(&key) == Some(1) {
+                schemas.insert(serde_json::from_slice(&value).map_err(corrupt)?);
+                continue;
+            }
+            let table: TableCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
             next_table_id = next_table_id.max(table.id + 1);
-            tables.insert(table.name.clone(), Arc::new(table));
+            tables.insert(table.qualified_name(), Arc::new(table));
         }
         let writable = committed.next();
         let (committed_tx, committed_rx) = watch::channel(committed);
@@ -193,6 +206,7 @@ impl Database {
             store,
             catalog: RwLock::new(CatalogState {
                 tables,
+                schemas,
                 next_table_id,
             }),
             writable: tokio::sync::RwLock::new(writable),
@@ -399,11 +413,36 @@ impl Database {
                 ));
             }
             Statement::ShowTables { .. } => {
-                let mut names: Vec<String> =
-                    self.inner.catalog.read().tables.keys().cloned().collect();
+                let mut names: Vec<String> = self
+                    .inner
+                    .catalog
+                    .read()
+                    .tables
+                    .values()
+                    .filter(|t| t.schema == DEFAULT_SCHEMA)
+                    .map(|t| t.name.clone())
+                    .collect();
                 names.sort();
                 let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
                 return Ok(rows_of(vec![("Name".into(), DataType::Varchar)], rows));
+            }
+            Statement::CreateSchema {
+                schema_name: SchemaName::Simple(name),
+                if_not_exists,
+                ..
+            } => {
+                return self
+                    .create_schema(session, name.to_string().to_lowercase(), *if_not_exists)
+                    .await;
+            }
+            Statement::Drop {
+                object_type: ObjectType::Schema,
+                names,
+                if_exists,
+                ..
+            } => {
+                let names = names.iter().map(|n| n.to_string().to_lowercase()).collect();
+                return self.drop_schemas(session, names, *if_exists).await;
             }
             _ => {}
         }
@@ -419,13 +458,20 @@ impl Database {
                 lines.into_iter().map(|l| vec![Datum::Varchar(l)]).collect(),
             )),
             Plan::CreateTable {
+                schema,
                 name,
                 columns,
                 pk,
                 if_not_exists,
             } => {
-                self.create_table(session, name, columns, pk, if_not_exists)
-                    .await
+                let table = TableCatalog {
+                    id: 0,
+                    schema,
+                    name,
+                    columns,
+                    pk,
+                };
+                self.create_table(session, table, if_not_exists).await
             }
             Plan::DropTable { names, if_exists } => {
                 self.drop_tables(session, names, if_exists).await
@@ -511,40 +557,104 @@ impl Database {
         }
     }
 
+    /// Creates `table` under a fresh id.
     async fn create_table(
         &self,
         session: &Session,
-        name: String,
-        columns: Vec<sql_planner::ColumnCatalog>,
-        pk: Vec<usize>,
+        mut table: TableCatalog,
         if_not_exists: bool,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let table = {
             let mut catalog = self.inner.catalog.write();
-            if catalog.tables.contains_key(&name) {
+            if !catalog.schemas.contains(&table.schema) {
+                return Err(Error::sql(
+                    "3F000",
+                    format!("schema \"{}\" does not exist", table.schema),
+                ));
+            }
+            if catalog.tables.contains_key(&table.qualified_name()) {
                 if if_not_exists {
                     return Ok(StatementResult::Command {
                         tag: "CREATE TABLE".into(),
                         rows: None,
                     });
                 }
-                return Err(PlanError::DuplicateTable(name).into());
+                return Err(PlanError::DuplicateTable(table.name).into());
             }
-            let id = catalog.next_table_id;
+            table.id = catalog.next_table_id;
             catalog.next_table_id += 1;
-            let table = Arc::new(TableCatalog {
-                id,
-                name: name.clone(),
-                columns,
-                pk,
-            });
-            catalog.tables.insert(name, Arc::clone(&table));
+            let table = Arc::new(table);
+            catalog
+                .tables
+                .insert(table.qualified_name(), Arc::clone(&table));
             table
         };
         let value = serde_json::to_vec(&*table).expect("catalog entries serialize");
         let writes = vec![(catalog_key(table.id), Value::Put(Bytes::from(value)))];
         self.commit_writes(session, writes, "CREATE TABLE", None)
+            .await
+    }
+
+    async fn create_schema(
+        &self,
+        session: &Session,
+        name: String,
+        if_not_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        if !self.inner.catalog.write().schemas.insert(name.clone()) {
+            if if_not_exists {
+                return Ok(StatementResult::Command {
+                    tag: "CREATE SCHEMA".into(),
+                    rows: None,
+                });
+            }
+            return Err(Error::sql(
+                "42P06",
+                format!("schema \"{name}\" already exists"),
+            ));
+        }
+        let value = serde_json::to_vec(&name).expect("names serialize");
+        let writes = vec![(schema_key(&name), Value::Put(Bytes::from(value)))];
+        self.commit_writes(session, writes, "CREATE SCHEMA", None)
+            .await
+    }
+
+    async fn drop_schemas(
+        &self,
+        session: &Session,
+        names: Vec<String>,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let mut writes = Vec::new();
+        {
+            let mut catalog = self.inner.catalog.write();
+            for name in &names {
+                if name == DEFAULT_SCHEMA {
+                    return Err(Error::sql("2BP01", format!("cannot drop schema {name}")));
+                }
+                if !catalog.schemas.contains(name) && !if_exists {
+                    return Err(Error::sql(
+                        "3F000",
+                        format!("schema \"{name}\" does not exist"),
+                    ));
+                }
+                if catalog.tables.values().any(|t| t.schema == *name) {
+                    return Err(Error::sql(
+                        "2BP01",
+                        format!("cannot drop schema {name} because other objects depend on it"),
+                    ));
+                }
+            }
+            for name in names {
+                if catalog.schemas.remove(&name) {
+                    writes.push((schema_key(&name), Value::Delete));
+                }
+            }
+        }
+        self.commit_writes(session, writes, "DROP SCHEMA", None)
             .await
     }
 
@@ -560,7 +670,8 @@ impl Database {
             let mut catalog = self.inner.catalog.write();
             for name in &names {
                 if !catalog.tables.contains_key(name) && !if_exists {
-                    return Err(PlanError::UndefinedTable(name.clone()).into());
+                    let bare = name.rsplit('.').next().unwrap_or(name);
+                    return Err(PlanError::UndefinedTable(bare.to_string()).into());
                 }
             }
             for name in &names {

@@ -145,6 +145,13 @@ async fn driver_round_trip_and_restart() {
         vec![vec![Some("1".into()), Some("8".into()), Some("x".into())]]
     );
 
+    // Schemas: tables in them, qualified names, no dropping a non-empty one.
+    c.batch_execute("CREATE SCHEMA s; CREATE TABLE s.t (x int); INSERT INTO s.t VALUES (42)")
+        .await
+        .unwrap();
+    let err = c.batch_execute("DROP SCHEMA s").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "2BP01");
+
     // Acknowledged writes survive a restart.
     c.batch_execute("DELETE FROM t WHERE id = 3").await.unwrap();
     node.stop().await;
@@ -162,6 +169,13 @@ async fn driver_round_trip_and_restart() {
             vec![Some("2".into()), Some("bob".into())]
         ]
     );
+    let rows = simple_rows(
+        node.client
+            .simple_query("SELECT x FROM s.t; DROP TABLE s.t; DROP SCHEMA s")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows, vec![vec![Some("42".into())]]);
     node.stop().await;
 }
 

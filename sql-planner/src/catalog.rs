@@ -49,6 +49,9 @@ impl ColumnCatalog {
 pub struct TableCatalog {
     /// Unique id (the key prefix of its rows).
     pub id: u32,
+    /// The schema it belongs to.
+    #[serde(default = "default_schema")]
+    pub schema: String,
     /// Name.
     pub name: String,
     /// Columns, the hidden row id (if any) last.
@@ -87,8 +90,27 @@ impl TableCatalog {
     }
 }
 
-/// Looks up tables by name.
+/// The schema of unqualified names.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+fn default_schema() -> String {
+    DEFAULT_SCHEMA.to_string()
+}
+
+impl TableCatalog {
+    /// `schema.name`, the key tables are looked up by.
+    pub fn qualified_name(&self) -> String {
+        qualified(&self.schema, &self.name)
+    }
+}
+
+/// The lookup key of table `name` in `schema`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{schema}.{name}")
+}
+
+/// Looks up tables by schema-qualified name (`schema.name`).
 pub trait Catalog {
-    /// The table called `name`, if it exists.
-    fn table(&self, name: &str) -> Option<Arc<TableCatalog>>;
+    /// The table with qualified name `qualified` (see [`qualified`]), if it exists.
+    fn table(&self, qualified: &str) -> Option<Arc<TableCatalog>>;
 }

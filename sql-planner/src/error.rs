@@ -15,6 +15,9 @@ pub enum PlanError {
     /// A column name that more than one table in scope has.
     #[error("column reference \"{0}\" is ambiguous")]
     AmbiguousColumn(String),
+    /// One relation name used twice in one FROM clause.
+    #[error("table name \"{0}\" specified more than once")]
+    DuplicateAlias(String),
     /// A table that already exists.
     #[error("relation \"{0}\" already exists")]
     DuplicateTable(String),
@@ -51,6 +54,7 @@ impl PlanError {
             PlanError::UndefinedColumn(_) => "42703",
             PlanError::AmbiguousColumn(_) => "42702",
             PlanError::DuplicateTable(_) => "42P07",
+            PlanError::DuplicateAlias(_) => "42712",
             PlanError::TypeMismatch(_) => "42804",
             PlanError::Grouping(_) => "42803",
             PlanError::UndefinedFunction(_) => "42883",

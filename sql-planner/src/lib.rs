@@ -10,7 +10,7 @@ use dataflow::types::DataType;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-pub use catalog::{Catalog, ColumnCatalog, ROW_ID_COLUMN, TableCatalog};
+pub use catalog::{Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, qualified};
 pub use error::{PlanError, PlanResult};
 
 /// What a statement does, ready to run.
@@ -25,6 +25,8 @@ pub enum Plan {
     },
     /// `CREATE TABLE`.
     CreateTable {
+        /// Schema.
+        schema: String,
         /// Table name.
         name: String,
         /// Columns (a hidden row id last when there is no primary key).
@@ -36,7 +38,7 @@ pub enum Plan {
     },
     /// `DROP TABLE`.
     DropTable {
-        /// Table names.
+        /// Qualified table names (`schema.name`).
         names: Vec<String>,
         /// `IF EXISTS`.
         if_exists: bool,

@@ -34,6 +34,7 @@ async fn setup() -> (LsmStore, Tables) {
     .unwrap();
     let t = TableCatalog {
         id: 1,
+        schema: "public".into(),
         name: "t".into(),
         columns: vec![
             col("id", DataType::Int64),
@@ -44,6 +45,7 @@ async fn setup() -> (LsmStore, Tables) {
     };
     let u = TableCatalog {
         id: 2,
+        schema: "public".into(),
         name: "u".into(),
         columns: vec![col("id", DataType::Int64), col("tag", DataType::Varchar)],
         pk: vec![0],
@@ -58,8 +60,8 @@ async fn setup() -> (LsmStore, Tables) {
     }
     let tables = Tables(
         [
-            ("t".to_string(), Arc::new(t)),
-            ("u".to_string(), Arc::new(u)),
+            ("public.t".to_string(), Arc::new(t)),
+            ("public.u".to_string(), Arc::new(u)),
         ]
         .into(),
     );
@@ -182,6 +184,7 @@ async fn errors_carry_sqlstates() {
         ("UPDATE t SET v = 1, v = 2", "42601"),
         ("UPDATE t SET id = 5", "0A000"),
         ("SELECT 1 IS UNKNOWN", "42804"),
+        ("SELECT * FROM t, u AS t", "42712"),
     ];
     for (sql, state) in cases {
         let err: PlanError = plan_sql(sql, &tables).expect_err(sql);

@@ -47,7 +47,7 @@ impl Scope {
                 });
                 match (visible.next(), visible.next()) {
                     (Some((i, c)), None) if c.table.is_none() => Ok(i),
-                    _ => Err(PlanError::AmbiguousColumn(full())),
+                    _ => Err(PlanError::AmbiguousColumn(name.to_string())),
                 }
             }
             (None, _) => {
@@ -393,6 +393,13 @@ impl ExprBinder<'_, '_> {
         match e {
             E::Identifier(id) => {
                 let i = self.scope.resolve(None, &ident_name(id))?;
+                Ok(Expr::column(i, self.scope.columns[i].ty))
+            }
+            // `schema.table.column` resolves like `table.column`.
+            E::CompoundIdentifier(ids) if ids.len() == 3 => {
+                let i = self
+                    .scope
+                    .resolve(Some(&ident_name(&ids[1])), &ident_name(&ids[2]))?;
                 Ok(Expr::column(i, self.scope.columns[i].ty))
             }
             E::CompoundIdentifier(ids) if ids.len() == 2 => {

@@ -11,7 +11,9 @@ use dataflow::types::DataType;
 use sqlparser::ast::{self, Statement};
 
 use crate::Plan;
-use crate::catalog::{Catalog, ColumnCatalog, ROW_ID_COLUMN, TableCatalog};
+use crate::catalog::{
+    Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, qualified,
+};
 use crate::error::{PlanError, PlanResult};
 use expr::{ExprBinder, Params, Scope, ScopeColumn, coerce, ident_name, note_param, sql_type};
 use query::BoundQuery;
@@ -23,6 +25,20 @@ pub(crate) struct Binder<'c> {
     ctes: Vec<(String, BoundQuery)>,
     /// Types inferred for `$n` parameters.
     params: Params,
+}
+
+/// `(schema, name)` of a possibly qualified name; unqualified names are in the default schema.
+pub(crate) fn schema_and_name(name: &ast::ObjectName) -> (String, String) {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map_or(p.to_string(), ident_name))
+        .collect();
+    match parts.as_slice() {
+        [.., schema, table] => (schema.clone(), table.clone()),
+        [table] => (DEFAULT_SCHEMA.to_string(), table.clone()),
+        [] => (DEFAULT_SCHEMA.to_string(), String::new()),
+    }
 }
 
 pub(crate) fn object_name(name: &ast::ObjectName) -> String {
@@ -51,7 +67,8 @@ impl<'c> Binder<'c> {
     }
 
     fn table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
-        let name = object_name(name);
+        let (schema, name) = schema_and_name(name);
+        let name = qualified(&schema, &name);
         self.catalog
             .table(&name)
             .ok_or(PlanError::UndefinedTable(name))
@@ -73,7 +90,13 @@ impl<'c> Binder<'c> {
                 names,
                 ..
             } => Ok(Plan::DropTable {
-                names: names.iter().map(object_name).collect(),
+                names: names
+                    .iter()
+                    .map(|n| {
+                        let (schema, name) = schema_and_name(n);
+                        qualified(&schema, &name)
+                    })
+                    .collect(),
                 if_exists: *if_exists,
             }),
             Statement::Insert(insert) => self.bind_insert(insert),
@@ -100,7 +123,7 @@ impl<'c> Binder<'c> {
         if ct.query.is_some() {
             return Err(PlanError::NotSupported("CREATE TABLE AS".into()));
         }
-        let name = object_name(&ct.name);
+        let (schema, name) = schema_and_name(&ct.name);
         let mut columns = Vec::new();
         let mut pk = Vec::new();
         for (i, c) in ct.columns.iter().enumerate() {
@@ -162,6 +185,7 @@ impl<'c> Binder<'c> {
             });
         }
         Ok(Plan::CreateTable {
+            schema,
             name,
             columns,
             pk,

@@ -126,6 +126,22 @@ fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
     })
 }
 
+/// `AS name(a, b, ...)`: the relation's columns get `name` as qualifier and the leading ones
+/// the listed names.
+fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
+    let name = ident_name(&alias.name);
+    let mut renames = alias.columns.iter();
+    for c in scope.columns.iter_mut().filter(|c| !c.hidden) {
+        c.table = Some(name.clone());
+        if let Some(rename) = renames.next() {
+            c.name = ident_name(&rename.name);
+        }
+    }
+    for c in scope.columns.iter_mut().filter(|c| c.hidden) {
+        c.table = Some(name.clone());
+    }
+}
+
 /// Which output columns of `plan` are untyped literals (NULL or a string constant).
 fn untyped_columns(plan: &BatchPlan) -> Vec<bool> {
     let untyped = |e: &Expr| {
@@ -175,7 +191,11 @@ impl Binder<'_> {
                 return Err(PlanError::NotSupported("WITH RECURSIVE".into()));
             }
             for cte in &with.cte_tables {
-                let bound = self.bind_query(&cte.query)?;
+                let mut bound = self.bind_query(&cte.query)?;
+                // `WITH name(a, b) AS (...)` renames the leading columns.
+                for (c, alias) in bound.scope.columns.iter_mut().zip(&cte.alias.columns) {
+                    c.name = ident_name(&alias.name);
+                }
                 self.ctes.push((ident_name(&cte.alias.name), bound));
             }
         }
@@ -397,13 +417,17 @@ impl Binder<'_> {
                         .columns
                         .iter_mut()
                         .for_each(|c| c.table = Some(qualifier.clone()));
+                    if let Some(alias) = alias {
+                        apply_alias(&mut scope, alias);
+                    }
                     return Ok((cte.plan.clone(), scope));
                 }
+                let (schema, _) = super::schema_and_name(name);
                 let table = self
                     .catalog
-                    .table(&table_name)
+                    .table(&crate::catalog::qualified(&schema, &table_name))
                     .ok_or_else(|| PlanError::UndefinedTable(table_name.clone()))?;
-                let scope = Scope {
+                let mut scope = Scope {
                     columns: table
                         .columns
                         .iter()
@@ -415,6 +439,9 @@ impl Binder<'_> {
                         })
                         .collect(),
                 };
+                if let Some(alias) = alias {
+                    apply_alias(&mut scope, alias);
+                }
                 let plan = BatchPlan::Scan {
                     columns: (0..table.columns.len()).collect(),
                     table: table.desc(),
@@ -430,19 +457,7 @@ impl Binder<'_> {
                 let bound = self.bind_query(subquery)?;
                 let mut scope = bound.scope;
                 if let Some(alias) = alias {
-                    let name = ident_name(&alias.name);
-                    for (c, rename) in scope.columns.iter_mut().zip(
-                        alias
-                            .columns
-                            .iter()
-                            .map(|c| ident_name(&c.name))
-                            .chain(std::iter::repeat(String::new())),
-                    ) {
-                        c.table = Some(name.clone());
-                        if !rename.is_empty() {
-                            c.name = rename;
-                        }
-                    }
+                    apply_alias(&mut scope, alias);
                 }
                 Ok((bound.plan, scope))
             }
@@ -470,6 +485,15 @@ impl Binder<'_> {
             other => return Err(PlanError::NotSupported(format!("join {other:?}"))),
         };
         let left_width = left.1.columns.len();
+        if let Some(dup) = right
+            .1
+            .columns
+            .iter()
+            .filter_map(|c| c.table.as_ref())
+            .find(|t| left.1.columns.iter().any(|c| c.table.as_ref() == Some(*t)))
+        {
+            return Err(PlanError::DuplicateAlias(dup.clone()));
+        }
         let mut scope = left.1;
         scope.columns.extend(right.1.columns);
         let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
