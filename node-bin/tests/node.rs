@@ -144,7 +144,12 @@ fn psql_works_against_the_node() {
                   INSERT INTO p VALUES (1, 'one'), (2, 'two');\n\
                   SELECT name FROM p WHERE id = 2;\n\
                   SELECT 1/0;\n\
-                  SELECT count(*) FROM p;\n";
+                  SELECT count(*) FROM p;\n\
+                  COPY p FROM STDIN;\n\
+                  3\tthree\n\
+                  4\tfour\n\
+                  \\.\n\
+                  SELECT name FROM p WHERE id = 4;\n";
     let output = Command::new("psql")
         .args([
             "-h",
@@ -174,7 +179,7 @@ fn psql_works_against_the_node() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        vec!["CREATE TABLE", "INSERT 0 2", "two", "2"],
+        vec!["CREATE TABLE", "INSERT 0 2", "two", "2", "COPY 2", "four"],
         "stderr: {stderr}"
     );
     assert!(

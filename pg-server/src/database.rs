@@ -25,6 +25,7 @@ use sql_planner::{Catalog, DEFAULT_SCHEMA, Plan, PlanError, TableCatalog};
 use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
+use crate::copy::CopyFormat;
 use crate::error::{Error, Result};
 
 /// Table id of the catalog itself.
@@ -73,6 +74,22 @@ pub struct Description {
     pub params: Vec<DataType>,
     /// Names and types of the result columns (empty for commands).
     pub columns: Vec<(String, DataType)>,
+}
+
+/// Where a `COPY ... FROM STDIN` writes, and how its input is formatted.
+#[derive(Clone, Debug)]
+pub struct CopyIn {
+    table: Arc<TableCatalog>,
+    /// Table positions of the input's fields, in input order.
+    columns: Vec<usize>,
+    format: CopyFormat,
+}
+
+impl CopyIn {
+    /// Fields per input row.
+    pub fn width(&self) -> usize {
+        self.columns.len()
+    }
 }
 
 /// Per-connection settings (`SET` / `SHOW`).
@@ -335,7 +352,7 @@ impl Database {
                 columns_only(vec![(variable_name(variable), DataType::Varchar)])
             }
             Statement::ShowTables { .. } => columns_only(vec![("Name".into(), DataType::Varchar)]),
-            Statement::Set(_) => columns_only(vec![]),
+            Statement::Set(_) | Statement::Copy { .. } => columns_only(vec![]),
             _ => {
                 let (plan, params) =
                     sql_planner::plan_with_parameters(stmt, &*self.inner.catalog.read())?;
@@ -656,6 +673,153 @@ impl Database {
         }
         self.commit_writes(session, writes, "DROP SCHEMA", None)
             .await
+    }
+
+    /// The target of `stmt` if it is `COPY table [(columns)] FROM STDIN`.
+    pub fn copy_in_target(&self, stmt: &Statement) -> Result<Option<CopyIn>> {
+        use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget};
+        let Statement::Copy {
+            source,
+            to: false,
+            target: CopyTarget::Stdin,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Ok(None);
+        };
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(Error::sql("0A000", "COPY FROM STDIN into a query"));
+        };
+        let parts: Vec<String> = table_name
+            .0
+            .iter()
+            .map(|p| p.to_string().to_lowercase())
+            .collect();
+        let (schema, name) = match parts.as_slice() {
+            [.., schema, name] => (schema.clone(), name.clone()),
+            [name] => (DEFAULT_SCHEMA.to_string(), name.clone()),
+            [] => return Err(Error::sql("42601", "COPY without a table")),
+        };
+        let table = self
+            .inner
+            .catalog
+            .read()
+            .table(&sql_planner::qualified(&schema, &name))
+            .ok_or(PlanError::UndefinedTable(name))?;
+        let columns = if columns.is_empty() {
+            (0..table.columns.len())
+                .filter(|i| !table.columns[*i].hidden)
+                .collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    let n = c.value.to_lowercase();
+                    table
+                        .column_index(&n)
+                        .filter(|i| !table.columns[*i].hidden)
+                        .ok_or(PlanError::UndefinedColumn(n))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let csv = options
+            .iter()
+            .any(|o| matches!(o, CopyOption::Format(f) if f.value.eq_ignore_ascii_case("csv")))
+            || legacy_options
+                .iter()
+                .any(|o| matches!(o, CopyLegacyOption::Csv(_)));
+        let delimiter = options.iter().find_map(|o| match o {
+            CopyOption::Delimiter(d) => Some(*d),
+            _ => None,
+        });
+        let null = options.iter().find_map(|o| match o {
+            CopyOption::Null(n) => Some(n.clone()),
+            _ => None,
+        });
+        let header = options
+            .iter()
+            .any(|o| matches!(o, CopyOption::Header(true)));
+        let format = if csv {
+            CopyFormat::Csv {
+                delimiter: delimiter.unwrap_or(','),
+                header,
+                null: null.unwrap_or_default(),
+            }
+        } else {
+            CopyFormat::Text {
+                delimiter: delimiter.unwrap_or('\t'),
+                null: null.unwrap_or_else(|| "\\N".into()),
+            }
+        };
+        Ok(Some(CopyIn {
+            table,
+            columns,
+            format,
+        }))
+    }
+
+    /// Inserts the rows of COPY input `data` as one statement: all of them or, on any bad
+    /// row, none.
+    pub async fn copy_in(
+        &self,
+        session: &Session,
+        target: &CopyIn,
+        data: &[u8],
+    ) -> Result<StatementResult> {
+        let rows = crate::copy::parse_rows(data, &target.format)?;
+        let width = target.columns.len();
+        if let Some((line, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+            let what = if row.len() < width {
+                "missing data for a column"
+            } else {
+                "extra data after last expected column"
+            };
+            return Err(Error::sql("22P04", format!("{what} (row {})", line + 1)));
+        }
+        let table = &target.table;
+        let n = rows.len();
+        let empty = batch_of(schema_of(&[]), vec![], n)?;
+        // One array per table column: the parsed text cast like SQL would, or the default.
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for (i, column) in table.columns.iter().enumerate() {
+            if column.hidden {
+                continue;
+            }
+            let array = match target.columns.iter().position(|c| *c == i) {
+                Some(field) => {
+                    let text: arrow::array::StringArray =
+                        rows.iter().map(|r| r[field].as_deref()).collect();
+                    let text: arrow::array::ArrayRef = Arc::new(text);
+                    dataflow::expr::cast(&text, DataType::Varchar, column.ty)?
+                }
+                None => column.default_value().eval(&empty)?,
+            };
+            columns.push(array);
+        }
+        let _dml = self.inner.dml.lock().await;
+        let desc = table.desc();
+        if table.has_row_id() {
+            let first = self
+                .inner
+                .next_row_id
+                .fetch_add(n as u64, Ordering::Relaxed);
+            let ids: Vec<Datum> = (0..n as u64)
+                .map(|i| Datum::Int64((first + i) as i64))
+                .collect();
+            columns.push(dataflow::types::array_from_datums(
+                DataType::Int64,
+                ids.iter(),
+            ));
+        }
+        let data = batch_of(schema_of(&desc.types), columns, n)?;
+        let writes = desc.writes(&StreamChunk::new(vec![Op::Insert; n], data));
+        self.commit_writes(session, writes, "COPY", Some(n)).await
     }
 
     async fn drop_tables(

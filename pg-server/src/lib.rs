@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
+mod copy;
 mod database;
 mod error;
 mod server;
 
-pub use database::{Database, DatabaseOptions, Description, Session, StatementResult};
+pub use copy::CopyFormat;
+pub use database::{CopyIn, Database, DatabaseOptions, Description, Session, StatementResult};
 pub use error::{Error, Result};
 pub use server::{Connection, serve};

@@ -12,23 +12,26 @@ use arrow::datatypes::{
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveTime};
 use dataflow::types::DataType;
-use futures::stream;
+use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
-    Response, Tag,
+    CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-use crate::database::{Database, Session, StatementResult};
+use crate::database::{CopyIn, Database, Session, StatementResult};
 use crate::error::Error;
 
 fn pg_type(t: DataType) -> Type {
@@ -400,6 +403,8 @@ pub struct Connection {
     db: Database,
     session: Mutex<Session>,
     parser: Arc<NoopQueryParser>,
+    /// A `COPY ... FROM STDIN` in progress: its target and the data received so far.
+    copy: Mutex<Option<(CopyIn, Vec<u8>)>>,
 }
 
 impl Connection {
@@ -408,6 +413,7 @@ impl Connection {
             db,
             session: Mutex::new(Session::default()),
             parser: Arc::new(NoopQueryParser::new()),
+            copy: Mutex::new(None),
         }
     }
 
@@ -419,6 +425,18 @@ impl Connection {
         let mut session = self.session.lock().await;
         let mut responses = Vec::new();
         for stmt in statements {
+            match self.start_copy(stmt).await {
+                Ok(Some(response)) => {
+                    // COPY FROM STDIN ends the query: the client now sends data.
+                    responses.push(response);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
             match self.db.execute(&mut session, stmt).await {
                 Ok(results) => {
                     responses.extend(results.into_iter().map(|r| to_response(r, format)))
@@ -430,6 +448,32 @@ impl Connection {
             }
         }
         responses
+    }
+
+    /// Enters copy-in mode if `stmt` is `COPY ... FROM STDIN`.
+    async fn start_copy(&self, stmt: &str) -> Result<Option<Response>, Error> {
+        if !stmt
+            .get(..4)
+            .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
+        {
+            return Ok(None);
+        }
+        let parsed = sql_planner::parse_sql(stmt)?;
+        let Some(target) = parsed
+            .first()
+            .map(|s| self.db.copy_in_target(s))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let width = target.width();
+        *self.copy.lock().await = Some((target, Vec::new()));
+        Ok(Some(Response::CopyIn(CopyResponse::new(
+            0,
+            width,
+            stream::empty(),
+        ))))
     }
 
     /// Parameter types and result fields of `sql` (the first statement).
@@ -560,6 +604,66 @@ impl ExtendedQueryHandler for Connection {
     }
 }
 
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some((_, data)) = self.copy.lock().await.as_mut() {
+            data.extend_from_slice(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some((target, data)) = self.copy.lock().await.take() else {
+            return Err(to_pgwire_error(Error::sql(
+                "08P01",
+                "COPY data without COPY",
+            )));
+        };
+        let session = self.session.lock().await;
+        match self
+            .db
+            .copy_in(&session, &target, &data)
+            .await
+            .map_err(to_pgwire_error)?
+        {
+            StatementResult::Command { tag, rows } => {
+                let tag = rows.map_or(Tag::new(&tag), |n| Tag::new(&tag).with_rows(n));
+                client
+                    .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+                Ok(())
+            }
+            StatementResult::Rows { .. } => {
+                Err(to_pgwire_error(Error::sql("XX000", "COPY returned rows")))
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.copy.lock().await.take();
+        to_pgwire_error(Error::sql(
+            "57014",
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
+    }
+}
+
 struct Handlers(Arc<Connection>);
 
 impl PgWireServerHandlers for Handlers {
@@ -572,6 +676,10 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.0)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         Arc::clone(&self.0)
     }
 }

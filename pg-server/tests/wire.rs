@@ -216,3 +216,54 @@ async fn a_failed_commit_is_an_error_not_a_hang() {
     assert!(node.client.simple_query("SELECT 1").await.is_ok());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_loads_rows_atomically() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(Arc::new(LocalObjectStore::open(dir.path()).unwrap())).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE c (id int PRIMARY KEY, name varchar, score double precision DEFAULT 0.5)",
+    )
+    .await
+    .unwrap();
+    let sink = c.copy_in("COPY c (id, name) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\tann\n2\t\\N\n"))
+        .await
+        .unwrap();
+    sink.send(bytes::Bytes::from_static(b"3\tc\\td\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 3);
+    let rows = simple_rows(
+        c.simple_query("SELECT id, name, score FROM c ORDER BY id")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), Some("ann".into()), Some("0.5".into())],
+            vec![Some("2".into()), None, Some("0.5".into())],
+            vec![Some("3".into()), Some("c\td".into()), Some("0.5".into())],
+        ]
+    );
+    // CSV with a header; a bad value rejects the whole COPY.
+    let sink = c
+        .copy_in("COPY c FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(
+        b"id,name,score\n10,\"x, y\",1.25\n11,z,not-a-number\n",
+    ))
+    .await
+    .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "22P02", "{err}");
+    let rows = simple_rows(c.simple_query("SELECT count(*) FROM c").await.unwrap());
+    assert_eq!(rows, vec![vec![Some("3".into())]]);
+    node.stop().await;
+}
