@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use lsm_store::object_store::object_store_from_url;
 use lsm_store::{CacheOptions, LsmStore, LsmStoreOptions};
-use pg_server::{Database, DatabaseOptions};
+use pg_server::{Auth, Database, DatabaseOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +34,10 @@ struct Args {
     /// Bytes of memory for data blocks.
     #[arg(long, default_value_t = 256 << 20)]
     block_cache_bytes: usize,
+    /// Require this password (SCRAM-SHA-256) from every client; needed to listen on a
+    /// non-loopback address.
+    #[arg(long, env = "STREAMDB_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
 }
 
 #[tokio::main]
@@ -50,13 +54,14 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if !args.listen.ip().is_loopback() {
+    if !args.listen.ip().is_loopback() && args.password.is_none() {
         return Err(
-            "listening on a non-loopback address needs password authentication, which this \
-                    build does not have yet; listen on 127.0.0.1"
+            "listening on a non-loopback address requires a password: pass --password \
+                    or set STREAMDB_PASSWORD"
                 .into(),
         );
     }
+    let auth = args.password.clone().map_or(Auth::Trust, Auth::Password);
     let url = match &args.object_store {
         Some(url) => url.clone(),
         None => {
@@ -84,7 +89,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, object_store = %url, committed_epoch = %db.committed_epoch(), "node started");
     tokio::select! {
-        served = pg_server::serve(listener, db.clone()) => served?,
+        served = pg_server::serve(listener, db.clone(), auth) => served?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
     }
     db.flush().await?;

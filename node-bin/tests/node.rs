@@ -187,3 +187,20 @@ fn psql_works_against_the_node() {
         "{stderr}"
     );
 }
+
+#[test]
+fn non_loopback_listen_requires_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_node-bin"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .env_remove("STREAMDB_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("requires a password"));
+}

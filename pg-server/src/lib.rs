@@ -7,4 +7,4 @@ mod server;
 pub use copy::CopyFormat;
 pub use database::{CopyIn, Database, DatabaseOptions, Description, Session, StatementResult};
 pub use error::{Error, Result};
-pub use server::{Connection, serve};
+pub use server::{Auth, Connection, serve};

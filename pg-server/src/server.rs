@@ -14,6 +14,11 @@ use chrono::{DateTime, NaiveDate, NaiveTime};
 use dataflow::types::DataType;
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -26,6 +31,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use tokio::net::TcpListener;
@@ -664,31 +670,112 @@ impl CopyHandler for Connection {
     }
 }
 
-struct Handlers(Arc<Connection>);
+/// How clients authenticate.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    /// Anyone who can connect is trusted (the default on loopback).
+    #[default]
+    Trust,
+    /// SCRAM-SHA-256 against this password (any user name).
+    Password(String),
+}
 
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::clone(&self.0)
-    }
+const SCRAM_ITERATIONS: usize = 4096;
 
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::clone(&self.0)
-    }
+/// The password, salted once at startup: hashing per connection would cost every login the
+/// full key stretching.
+#[derive(Debug)]
+struct SaltedPassword {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
 
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::clone(&self.0)
-    }
-
-    fn copy_handler(&self) -> Arc<impl CopyHandler> {
-        Arc::clone(&self.0)
+#[async_trait]
+impl AuthSource for SaltedPassword {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
 }
 
-/// Accepts connections on `listener` and serves each with `db` until the task is dropped.
-pub async fn serve(listener: TcpListener, db: Database) -> std::io::Result<()> {
+/// Trust or SCRAM, decided once per server.
+enum Startup {
+    Trust(Arc<Connection>),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(connection) => connection.on_startup(client, message).await,
+            Startup::Scram(handler) => handler.on_startup(client, message).await,
+        }
+    }
+}
+
+struct Handlers {
+    connection: Arc<Connection>,
+    startup: Arc<Startup>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.connection)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.connection)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::clone(&self.connection)
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `db`, authenticating with `auth`,
+/// until the task is dropped.
+pub async fn serve(listener: TcpListener, db: Database, auth: Auth) -> std::io::Result<()> {
+    let salted = match &auth {
+        Auth::Trust => None,
+        Auth::Password(password) => {
+            let salt: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+            let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+            Some(Arc::new(SaltedPassword { salt, salted }))
+        }
+    };
     loop {
         let (socket, peer): (_, SocketAddr) = listener.accept().await?;
-        let handlers = Arc::new(Handlers(Arc::new(Connection::new(db.clone()))));
+        let connection = Arc::new(Connection::new(db.clone()));
+        let startup = Arc::new(match &salted {
+            None => Startup::Trust(Arc::clone(&connection)),
+            Some(source) => {
+                let mut scram = ScramAuth::new(Arc::clone(source) as Arc<dyn AuthSource>);
+                scram.set_iterations(SCRAM_ITERATIONS);
+                Startup::Scram(
+                    SASLAuthStartupHandler::new(
+                        Arc::new(DefaultServerParameterProvider::default()),
+                    )
+                    .with_scram(scram),
+                )
+            }
+        });
+        let handlers = Arc::new(Handlers {
+            connection,
+            startup,
+        });
         tokio::spawn(async move {
             if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lsm_store::object_store::{LocalObjectStore, ObjectStore};
 use lsm_store::{LsmStore, LsmStoreOptions};
-use pg_server::{Database, DatabaseOptions};
+use pg_server::{Auth, Database, DatabaseOptions};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 struct Node {
@@ -30,7 +30,7 @@ async fn start(objects: Arc<dyn ObjectStore>) -> Node {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(pg_server::serve(listener, db.clone()));
+    let server = tokio::spawn(pg_server::serve(listener, db.clone(), Auth::Trust));
     let (client, connection) = tokio_postgres::connect(
         &format!("host=127.0.0.1 port={port} user=root dbname=dev"),
         NoTls,
@@ -266,4 +266,43 @@ async fn copy_from_stdin_loads_rows_atomically() {
     let rows = simple_rows(c.simple_query("SELECT count(*) FROM c").await.unwrap());
     assert_eq!(rows, vec![vec![Some("3".into())]]);
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_password_authentication() {
+    let objects: Arc<dyn ObjectStore> = Arc::new(lsm_store::object_store::MemoryObjectStore::new());
+    let store = LsmStore::open(objects, LsmStoreOptions::default())
+        .await
+        .unwrap();
+    let db = Database::open(store, DatabaseOptions::default())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(pg_server::serve(
+        listener,
+        db.clone(),
+        Auth::Password("s3cret".into()),
+    ));
+    let connect = |password: &str| {
+        let config = format!("host=127.0.0.1 port={port} user=root dbname=dev password={password}");
+        async move { tokio_postgres::connect(&config, NoTls).await }
+    };
+    let err = connect("wrong")
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
+    let (client, connection) = connect("s3cret").await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        client
+            .query_one("SELECT 1 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    server.abort();
+    db.shutdown();
 }
