@@ -204,3 +204,35 @@ fn non_loopback_listen_requires_a_password() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("requires a password"));
 }
+
+#[test]
+fn psycopg_works_against_the_node() {
+    let has_psycopg = Command::new("python3")
+        .args(["-c", "import psycopg"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_psycopg {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install psycopg (psycopg[binary])"
+        );
+        eprintln!("psycopg is not installed; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_client.py"
+    );
+    let output = Command::new("python3")
+        .args([script, &node.port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

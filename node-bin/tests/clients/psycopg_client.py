@@ -1,0 +1,48 @@
+"""Drives a running node with psycopg 3: server-side parameter binding, typed results,
+errors with SQLSTATEs, COPY, and a session that stays usable after an error.
+
+Usage: python3 psycopg_client.py PORT
+"""
+import datetime
+import sys
+
+import psycopg
+
+port = int(sys.argv[1])
+with psycopg.connect(host="127.0.0.1", port=port, user="root", dbname="dev", autocommit=True) as conn:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE py (id bigint PRIMARY KEY, name varchar, score double precision, day date)")
+    day = datetime.date(2024, 2, 29)
+    cur.executemany(
+        "INSERT INTO py VALUES (%s, %s, %s, %s)",
+        [(1, "ann", 1.5, day), (2, "bob", None, day), (3, "o'hara", -2.25, day)],
+    )
+    cur.execute("SELECT id, name, score, day FROM py WHERE id >= %s ORDER BY id", (2,))
+    rows = cur.fetchall()
+    assert rows == [(2, "bob", None, day), (3, "o'hara", -2.25, day)], rows
+
+    cur.execute("SELECT count(*), sum(score) FROM py WHERE name = %s OR name = %s", ("ann", "o'hara"))
+    assert cur.fetchone() == (2, -0.75)
+
+    try:
+        cur.execute("SELECT 1 / 0")
+        raise AssertionError("division by zero must fail")
+    except psycopg.errors.DivisionByZero:
+        pass
+    try:
+        cur.execute("SELECT * FROM missing_table")
+        raise AssertionError("an unknown table must fail")
+    except psycopg.errors.UndefinedTable:
+        pass
+
+    with cur.copy("COPY py (id, name) FROM STDIN") as copy:
+        copy.write_row((4, "dee"))
+        copy.write_row((5, None))
+    cur.execute("SELECT id, name FROM py WHERE id > 3 ORDER BY id")
+    assert cur.fetchall() == [(4, "dee"), (5, None)]
+
+    # Binary results.
+    with conn.cursor(binary=True) as bcur:
+        bcur.execute("SELECT id, score FROM py WHERE id = %s", (1,))
+        assert bcur.fetchone() == (1, 1.5)
+print("psycopg: ok")
