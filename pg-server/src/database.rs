@@ -804,19 +804,7 @@ impl Database {
         }
         let _dml = self.inner.dml.lock().await;
         let desc = table.desc();
-        if table.has_row_id() {
-            let first = self
-                .inner
-                .next_row_id
-                .fetch_add(n as u64, Ordering::Relaxed);
-            let ids: Vec<Datum> = (0..n as u64)
-                .map(|i| Datum::Int64((first + i) as i64))
-                .collect();
-            columns.push(dataflow::types::array_from_datums(
-                DataType::Int64,
-                ids.iter(),
-            ));
-        }
+        self.append_row_ids(table, &mut columns, n);
         let data = batch_of(schema_of(&desc.types), columns, n)?;
         let writes = desc.writes(&StreamChunk::new(vec![Op::Insert; n], data));
         self.commit_writes(session, writes, "COPY", Some(n)).await
@@ -862,32 +850,57 @@ impl Database {
         source: BatchPlan,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let batches = self.dml_rows(source).await?;
+        let types = table.types();
+        let mut batches = Vec::new();
+        for batch in self.dml_rows(source).await? {
+            let mut columns = batch.columns().to_vec();
+            self.append_row_ids(table, &mut columns, batch.num_rows());
+            batches.push(batch_of(schema_of(&types), columns, batch.num_rows())?);
+        }
+        let (writes, count) = Self::writes_of(table, batches, Op::Insert)?;
+        self.commit_writes(session, writes, "INSERT", Some(count))
+            .await
+    }
+
+    /// Fresh row ids for `rows` new rows of a table without a primary key.
+    fn append_row_ids(
+        &self,
+        table: &TableCatalog,
+        columns: &mut Vec<arrow::array::ArrayRef>,
+        rows: usize,
+    ) {
+        if table.has_row_id() {
+            let first = self
+                .inner
+                .next_row_id
+                .fetch_add(rows as u64, Ordering::Relaxed);
+            let ids: Vec<Datum> = (0..rows as u64)
+                .map(|i| Datum::Int64((first + i) as i64))
+                .collect();
+            columns.push(dataflow::types::array_from_datums(
+                DataType::Int64,
+                ids.iter(),
+            ));
+        }
+    }
+
+    /// The writes that apply `op` to every whole row of `batches`, and the row count.
+    fn writes_of(
+        table: &TableCatalog,
+        batches: Vec<RecordBatch>,
+        op: Op,
+    ) -> Result<(Vec<(Bytes, Value)>, usize)> {
         let desc = table.desc();
+        let schema = schema_of(&desc.types);
         let mut writes = Vec::new();
         let mut count = 0;
         for batch in batches {
-            let rows = batch.num_rows();
-            count += rows;
-            let mut columns = batch.columns().to_vec();
-            if table.has_row_id() {
-                let first = self
-                    .inner
-                    .next_row_id
-                    .fetch_add(rows as u64, Ordering::Relaxed);
-                let ids: Vec<Datum> = (0..rows as u64)
-                    .map(|i| Datum::Int64((first + i) as i64))
-                    .collect();
-                columns.push(dataflow::types::array_from_datums(
-                    DataType::Int64,
-                    ids.iter(),
-                ));
-            }
-            let data = batch_of(schema_of(&desc.types), columns, rows)?;
-            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; rows], data)));
+            let n = batch.num_rows();
+            count += n;
+            let data = batch_of(schema.clone(), batch.columns().to_vec(), n)?;
+            writes.extend(desc.writes(&StreamChunk::new(vec![op; n], data)));
         }
-        self.commit_writes(session, writes, "INSERT", Some(count))
-            .await
+        Ok((writes, count))
     }
 
     async fn delete(
@@ -897,22 +910,13 @@ impl Database {
         rows: BatchPlan,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let desc = table.desc();
-        let mut writes = Vec::new();
-        let mut count = 0;
-        for batch in self.dml_rows(rows).await? {
-            count += batch.num_rows();
-            let data = batch_of(
-                schema_of(&desc.types),
-                batch.columns().to_vec(),
-                batch.num_rows(),
-            )?;
-            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Delete; data.num_rows()], data)));
-        }
+        let (writes, count) = Self::writes_of(table, self.dml_rows(rows).await?, Op::Delete)?;
         self.commit_writes(session, writes, "DELETE", Some(count))
             .await
     }
 
+    /// The new rows keep their keys (key columns cannot be updated), so putting them replaces
+    /// the old ones.
     async fn update(
         &self,
         session: &Session,
@@ -920,16 +924,7 @@ impl Database {
         rows: BatchPlan,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let desc = table.desc();
-        let mut writes = Vec::new();
-        let mut count = 0;
-        // The new rows keep their keys, so putting them replaces the old ones.
-        for batch in self.dml_rows(rows).await? {
-            let n = batch.num_rows();
-            count += n;
-            let new = batch_of(schema_of(&desc.types), batch.columns().to_vec(), n)?;
-            writes.extend(desc.writes(&StreamChunk::new(vec![Op::Insert; n], new)));
-        }
+        let (writes, count) = Self::writes_of(table, self.dml_rows(rows).await?, Op::Insert)?;
         self.commit_writes(session, writes, "UPDATE", Some(count))
             .await
     }

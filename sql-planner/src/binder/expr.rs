@@ -179,7 +179,7 @@ fn numeric_rank(t: DataType) -> Option<u8> {
 }
 
 /// Literals without a declared type (strings and NULL) adapt to the other operand.
-fn is_untyped_literal(e: &Expr) -> bool {
+pub(crate) fn is_untyped_literal(e: &Expr) -> bool {
     matches!(
         e,
         Expr::Literal {

@@ -9,7 +9,7 @@ use sqlparser::ast::{self, SetExpr};
 use super::Binder;
 use super::expr::{
     AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
-    ident_name,
+    ident_name, is_untyped_literal,
 };
 use crate::error::{PlanError, PlanResult};
 
@@ -144,22 +144,10 @@ fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
 
 /// Which output columns of `plan` are untyped literals (NULL or a string constant).
 fn untyped_columns(plan: &BatchPlan) -> Vec<bool> {
-    let untyped = |e: &Expr| {
-        matches!(
-            e,
-            Expr::Literal {
-                value: Datum::Null,
-                ..
-            } | Expr::Literal {
-                value: Datum::Varchar(_),
-                ty: DataType::Varchar
-            }
-        )
-    };
     match plan {
-        BatchPlan::Project { exprs, .. } => exprs.iter().map(untyped).collect(),
+        BatchPlan::Project { exprs, .. } => exprs.iter().map(is_untyped_literal).collect(),
         BatchPlan::Values { rows, types } => (0..types.len())
-            .map(|c| rows.iter().all(|r| untyped(&r[c])))
+            .map(|c| rows.iter().all(|r| is_untyped_literal(&r[c])))
             .collect(),
         other => vec![false; other.output_types().len()],
     }
