@@ -262,6 +262,9 @@ impl<S: StateStore> TableScan<S> {
 
     /// The next batch, or `None` at the end.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        // Reads of cached blocks never wait, so without this a long scan would never give the
+        // runtime a chance to run other tasks or to cancel it.
+        tokio::task::yield_now().await;
         let mut rows = Vec::with_capacity(self.batch_rows);
         while rows.len() < self.batch_rows {
             match self.iter.next().await? {

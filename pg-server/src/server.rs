@@ -19,6 +19,7 @@ use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -28,7 +29,7 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
@@ -411,15 +412,18 @@ pub struct Connection {
     parser: Arc<NoopQueryParser>,
     /// A `COPY ... FROM STDIN` in progress: its target and the data received so far.
     copy: Mutex<Option<(CopyIn, Vec<u8>)>>,
+    /// Registers the connection so a cancel request (by pid and secret key) reaches it.
+    connections: Arc<ConnectionManager>,
 }
 
 impl Connection {
-    fn new(db: Database) -> Self {
+    fn new(db: Database, connections: Arc<ConnectionManager>) -> Self {
         Connection {
             db,
             session: Mutex::new(Session::default()),
             parser: Arc::new(NoopQueryParser::new()),
             copy: Mutex::new(None),
+            connections,
         }
     }
 
@@ -504,7 +508,11 @@ fn error_info(e: &Error) -> ErrorInfo {
     ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string())
 }
 
-impl NoopStartupHandler for Connection {}
+impl NoopStartupHandler for Connection {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(Arc::clone(&self.connections))
+    }
+}
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
@@ -725,6 +733,7 @@ impl StartupHandler for Startup {
 struct Handlers {
     connection: Arc<Connection>,
     startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -743,6 +752,10 @@ impl PgWireServerHandlers for Handlers {
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         Arc::clone(&self.connection)
     }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
 }
 
 /// Accepts connections on `listener` and serves each with `db`, authenticating with `auth`,
@@ -756,9 +769,12 @@ pub async fn serve(listener: TcpListener, db: Database, auth: Auth) -> std::io::
             Some(Arc::new(SaltedPassword { salt, salted }))
         }
     };
+    // Cancel requests arrive on a new connection and name the target by pid and secret key.
+    let connections = Arc::new(ConnectionManager::new());
+    let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&connections)));
     loop {
         let (socket, peer): (_, SocketAddr) = listener.accept().await?;
-        let connection = Arc::new(Connection::new(db.clone()));
+        let connection = Arc::new(Connection::new(db.clone(), Arc::clone(&connections)));
         let startup = Arc::new(match &salted {
             None => Startup::Trust(Arc::clone(&connection)),
             Some(source) => {
@@ -768,13 +784,15 @@ pub async fn serve(listener: TcpListener, db: Database, auth: Auth) -> std::io::
                     SASLAuthStartupHandler::new(
                         Arc::new(DefaultServerParameterProvider::default()),
                     )
-                    .with_scram(scram),
+                    .with_scram(scram)
+                    .with_connection_manager(Arc::clone(&connections)),
                 )
             }
         });
         let handlers = Arc::new(Handlers {
             connection,
             startup,
+            cancel: Arc::clone(&cancel),
         });
         tokio::spawn(async move {
             if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {

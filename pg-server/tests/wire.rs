@@ -306,3 +306,48 @@ async fn scram_password_authentication() {
     server.abort();
     db.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_query_can_be_cancelled() {
+    use futures::SinkExt;
+    let node = start(Arc::new(lsm_store::object_store::MemoryObjectStore::new())).await;
+    let c = &node.client;
+    c.batch_execute("CREATE TABLE big (id int PRIMARY KEY, v varchar)")
+        .await
+        .unwrap();
+    let sink = c.copy_in("COPY big FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    let data: String = (0..150_000).map(|i| format!("{i}\tvalue {i}\n")).collect();
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 150_000);
+
+    // Cancel requests keep coming until the scan ends; one lands while it runs.
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        loop {
+            let _ = token.cancel_query(NoTls).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let result = c
+        .query("SELECT count(*) FROM big WHERE id % 7 = 3", &[])
+        .await;
+    canceller.abort();
+    let err = result.expect_err("the query must be cancelled");
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    // The connection outlives the cancelled query.
+    let mut ok = None;
+    for _ in 0..20 {
+        match c.query_one("SELECT 1 + 1", &[]).await {
+            Ok(row) => {
+                ok = Some(row.get::<_, i32>(0));
+                break;
+            }
+            // A cancel sent just before this query may still land on it.
+            Err(e) if e.code().map(|c| c.code()) == Some("57014") => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, Some(2));
+    node.stop().await;
+}
