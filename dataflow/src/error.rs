@@ -15,6 +15,9 @@ pub enum Error {
     /// A cast of a value that has no representation in the target type.
     #[error("invalid input syntax: {0}")]
     InvalidInput(String),
+    /// A regular expression that does not compile.
+    #[error("invalid regular expression: {0}")]
+    InvalidRegex(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -33,6 +36,7 @@ impl Error {
             Error::DivisionByZero => "22012",
             Error::OutOfRange(_) => "22003",
             Error::InvalidInput(_) => "22P02",
+            Error::InvalidRegex(_) => "2201B",
             Error::Store(_) | Error::CorruptState(_) => "XX001",
             Error::Internal(_) => "XX000",
         }
@@ -47,6 +51,9 @@ impl From<ArrowError> for Error {
             ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::InvalidInput(m),
             ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
                 Error::OutOfRange(m)
+            }
+            ArrowError::ComputeError(m) if m.contains("Regular expression") => {
+                Error::InvalidRegex(m)
             }
             other => Error::Internal(other.to_string()),
         }

@@ -45,6 +45,10 @@ pub enum BinaryOp {
     Or,
     /// `||` on strings
     Concat,
+    /// `~`: the string matches the regular expression
+    RegexMatch,
+    /// `!~`: the string does not match the regular expression
+    RegexNotMatch,
 }
 
 impl BinaryOp {
@@ -295,6 +299,19 @@ fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) ->
                 boolean::and_kleene(la, ra)?
             } else {
                 boolean::or_kleene(la, ra)?
+            })
+        }
+        BinaryOp::RegexMatch | BinaryOp::RegexNotMatch => {
+            let (la, ra) = (expand(l, rows)?, expand(r, rows)?);
+            let matched = arrow::compute::kernels::regexp::regexp_is_match(
+                la.as_string::<i32>(),
+                ra.as_string::<i32>(),
+                None::<&arrow::array::StringArray>,
+            )?;
+            Arc::new(if op == BinaryOp::RegexMatch {
+                matched
+            } else {
+                boolean::not(&matched)?
             })
         }
         BinaryOp::Concat => {

@@ -149,7 +149,8 @@ fn psql_works_against_the_node() {
                   3\tthree\n\
                   4\tfour\n\
                   \\.\n\
-                  SELECT name FROM p WHERE id = 4;\n";
+                  SELECT name FROM p WHERE id = 4;\n\
+                  \\dt\n";
     let output = Command::new("psql")
         .args([
             "-h",
@@ -179,7 +180,15 @@ fn psql_works_against_the_node() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        vec!["CREATE TABLE", "INSERT 0 2", "two", "2", "COPY 2", "four"],
+        vec![
+            "CREATE TABLE",
+            "INSERT 0 2",
+            "two",
+            "2",
+            "COPY 2",
+            "four",
+            "public|p|table|root"
+        ],
         "stderr: {stderr}"
     );
     assert!(

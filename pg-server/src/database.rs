@@ -153,6 +153,14 @@ impl Catalog for CatalogState {
     fn table(&self, name: &str) -> Option<Arc<TableCatalog>> {
         self.tables.get(name).cloned()
     }
+
+    fn tables(&self) -> Vec<Arc<TableCatalog>> {
+        self.tables.values().cloned().collect()
+    }
+
+    fn schemas(&self) -> Vec<String> {
+        self.schemas.iter().cloned().collect()
+    }
 }
 
 struct Inner {

@@ -113,4 +113,10 @@ pub fn qualified(schema: &str, name: &str) -> String {
 pub trait Catalog {
     /// The table with qualified name `qualified` (see [`qualified`]), if it exists.
     fn table(&self, qualified: &str) -> Option<Arc<TableCatalog>>;
+
+    /// Every table (for the system catalog views).
+    fn tables(&self) -> Vec<Arc<TableCatalog>>;
+
+    /// Every schema name, `public` included.
+    fn schemas(&self) -> Vec<String>;
 }

@@ -19,6 +19,14 @@ impl Catalog for Tables {
     fn table(&self, name: &str) -> Option<Arc<TableCatalog>> {
         self.0.get(name).cloned()
     }
+
+    fn tables(&self) -> Vec<Arc<TableCatalog>> {
+        self.0.values().cloned().collect()
+    }
+
+    fn schemas(&self) -> Vec<String> {
+        vec!["public".into()]
+    }
 }
 
 fn col(name: &str, ty: DataType) -> ColumnCatalog {

@@ -311,8 +311,14 @@ fn literal(v: &ast::Value) -> PlanResult<Expr> {
     })
 }
 
-/// Types inferred for the `$n` parameters of a statement, by position (`None`: not known).
-pub(crate) type Params = RefCell<Vec<Option<DataType>>>;
+/// Statement-wide binding context: inferred parameter types and catalog facts.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    /// Inferred `$n` types, by position (`None`: not known yet).
+    pub types: RefCell<Vec<Option<DataType>>>,
+    /// Oids of the tables on the search path (for `pg_table_is_visible`).
+    pub visible_tables: Vec<i32>,
+}
 
 /// The number of a `$n` placeholder.
 fn placeholder(e: &ast::Expr) -> Option<usize> {
@@ -329,7 +335,7 @@ fn placeholder(e: &ast::Expr) -> Option<usize> {
 /// Records that parameter `$n` is used as type `ty`, unless its type is already known.
 pub(crate) fn note_param(params: &Params, e: &ast::Expr, ty: DataType) {
     if let Some(n) = placeholder(e).filter(|n| *n >= 1) {
-        let mut p = params.borrow_mut();
+        let mut p = params.types.borrow_mut();
         if p.len() < n {
             p.resize(n, None);
         }
@@ -411,7 +417,7 @@ impl ExprBinder<'_, '_> {
             E::Value(v) if placeholder(e).is_some() => {
                 let _ = v;
                 // Untyped until its use tells (see `note_param`); bound as an untyped NULL.
-                let mut p = self.params.borrow_mut();
+                let mut p = self.params.types.borrow_mut();
                 let n = placeholder(e).expect("checked");
                 if p.len() < n {
                     p.resize(n, None);
@@ -589,7 +595,28 @@ impl ExprBinder<'_, '_> {
                 Arg::Star => Err(PlanError::Syntax(format!("{name}(*)"))),
             })
             .collect::<PlanResult<Vec<_>>>()?;
-        match name.as_str() {
+        match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
+            // Every object is owned by the one user.
+            "pg_get_userbyid" if args.len() == 1 => Ok(Expr::literal(
+                Datum::Varchar("root".into()),
+                DataType::Varchar,
+            )),
+            "pg_table_is_visible" if args.len() == 1 => {
+                let oid = coerce(args.into_iter().next().expect("one"), DataType::Int32)?;
+                let any = self
+                    .params
+                    .visible_tables
+                    .iter()
+                    .fold(None, |acc: Option<Expr>, t| {
+                        let eq = Expr::binary(
+                            BinaryOp::Eq,
+                            oid.clone(),
+                            Expr::literal(Datum::Int32(*t), DataType::Int32),
+                        );
+                        Some(acc.map_or(eq.clone(), |a| Expr::binary(BinaryOp::Or, a, eq)))
+                    });
+                Ok(any.unwrap_or(Expr::literal(Datum::Bool(false), DataType::Boolean)))
+            }
             "coalesce" if !args.is_empty() => {
                 let mut ty = args[0].clone();
                 for a in &args[1..] {
@@ -720,13 +747,15 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
         B::And => BinaryOp::And,
         B::Or => BinaryOp::Or,
         B::StringConcat => BinaryOp::Concat,
+        B::PGRegexMatch => BinaryOp::RegexMatch,
+        B::PGRegexNotMatch => BinaryOp::RegexNotMatch,
         other => return Err(PlanError::NotSupported(format!("operator {other}"))),
     };
     match op {
         BinaryOp::And | BinaryOp::Or => {
             Ok(Expr::binary(op, coerce_boolean(l)?, coerce_boolean(r)?))
         }
-        BinaryOp::Concat => Ok(Expr::binary(
+        BinaryOp::Concat | BinaryOp::RegexMatch | BinaryOp::RegexNotMatch => Ok(Expr::binary(
             op,
             coerce(l, DataType::Varchar)?,
             coerce(r, DataType::Varchar)?,

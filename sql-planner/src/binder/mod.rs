@@ -2,6 +2,7 @@
 
 mod expr;
 mod query;
+mod system;
 
 use std::sync::Arc;
 
@@ -53,13 +54,22 @@ impl<'c> Binder<'c> {
         Binder {
             catalog,
             ctes: Vec::new(),
-            params: Params::default(),
+            params: Params {
+                visible_tables: catalog
+                    .tables()
+                    .iter()
+                    .filter(|t| t.schema == DEFAULT_SCHEMA)
+                    .map(|t| t.id as i32)
+                    .collect(),
+                ..Params::default()
+            },
         }
     }
 
     /// The inferred parameter types; parameters nothing constrains are text.
     pub(crate) fn parameter_types(&self) -> Vec<DataType> {
         self.params
+            .types
             .borrow()
             .iter()
             .map(|t| t.unwrap_or(DataType::Varchar))

@@ -411,6 +411,40 @@ impl Binder<'_> {
                     return Ok((cte.plan.clone(), scope));
                 }
                 let (schema, _) = super::schema_and_name(name);
+                let is_user_table = self
+                    .catalog
+                    .table(&crate::catalog::qualified(&schema, &table_name))
+                    .is_some();
+                if (schema == "pg_catalog" || name.0.len() == 1 && !is_user_table)
+                    && let Some(super::system::SystemTable { columns, rows }) =
+                        super::system::system_table(self.catalog, &table_name)
+                {
+                    let types: Vec<DataType> = columns.iter().map(|c| c.1).collect();
+                    let rows = rows
+                        .into_iter()
+                        .map(|r| {
+                            r.into_iter()
+                                .zip(&types)
+                                .map(|(d, t)| Expr::literal(d, *t))
+                                .collect()
+                        })
+                        .collect();
+                    let mut scope = Scope {
+                        columns: columns
+                            .iter()
+                            .map(|(n, ty)| ScopeColumn {
+                                table: Some(qualifier.clone()),
+                                name: n.to_string(),
+                                ty: *ty,
+                                hidden: false,
+                            })
+                            .collect(),
+                    };
+                    if let Some(alias) = alias {
+                        apply_alias(&mut scope, alias);
+                    }
+                    return Ok((BatchPlan::Values { rows, types }, scope));
+                }
                 let table = self
                     .catalog
                     .table(&crate::catalog::qualified(&schema, &table_name))
