@@ -453,6 +453,18 @@ mod tests {
         };
         assert!(matches!(bad.eval(&batch()), Err(Error::InvalidInput(_))));
         assert_eq!(bad.eval(&batch()).unwrap_err().sqlstate(), "22P02");
+        let regex = |pattern: &str| {
+            Expr::binary(
+                BinaryOp::RegexMatch,
+                col(3, DataType::Varchar),
+                Expr::literal(Datum::Varchar(pattern.into()), DataType::Varchar),
+            )
+        };
+        assert_eq!(
+            values(&regex("^[a]$")),
+            vec![Datum::Bool(true), Datum::Bool(false), Datum::Null]
+        );
+        assert_eq!(regex("(").eval(&batch()).unwrap_err().sqlstate(), "2201B");
     }
 
     #[test]
