@@ -5,6 +5,7 @@ mod error;
 pub mod expr;
 pub mod row_codec;
 pub mod state_table;
+pub mod stream;
 pub mod types;
 
 pub use error::{Error, Result};

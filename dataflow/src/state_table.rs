@@ -102,6 +102,35 @@ impl TableDesc {
             .collect()
     }
 
+    /// The key range of the rows whose primary key starts with `prefix`. The distribution
+    /// key must lie within the prefix (all such rows share a vnode).
+    pub fn prefix_range(&self, prefix: &[Datum]) -> (Bound<Bytes>, Bound<Bytes>) {
+        if prefix.is_empty() && !self.dist_key_in_pk.is_empty() {
+            return self.key_range();
+        }
+        assert!(
+            self.dist_key_in_pk.iter().all(|i| *i < prefix.len()),
+            "a prefix must cover the distribution key"
+        );
+        let mut encoded = Vec::new();
+        for (d, order) in prefix.iter().zip(&self.pk_orders) {
+            memcomparable::encode_datum(&mut encoded, &d.to_key(), *order);
+        }
+        let mut dist = Vec::new();
+        for i in &self.dist_key_in_pk {
+            memcomparable::encode_datum(&mut dist, &prefix[*i].to_key(), OrderType::ASC);
+        }
+        let vnode = if self.dist_key_in_pk.is_empty() {
+            0
+        } else {
+            vnode_for(&dist)
+        };
+        let start = table_key(self.table_id, vnode, &encoded);
+        let end =
+            prefix_successor(&start).map_or(Bound::Unbounded, |e| Bound::Excluded(Bytes::from(e)));
+        (Bound::Included(start), end)
+    }
+
     /// The key range holding every row of the table.
     pub fn key_range(&self) -> (Bound<Bytes>, Bound<Bytes>) {
         let start = Bytes::copy_from_slice(&table_prefix(self.table_id));
@@ -201,6 +230,51 @@ impl<S: StateStore> StateTable<S> {
         value
             .map(|v| decode_value(&v, &self.desc.types))
             .transpose()
+    }
+
+    /// Starts writing at `epoch` without handing anything to the store: for an operator's
+    /// first barrier, before which it has written nothing.
+    pub fn init_epoch(&mut self, epoch: Epoch) {
+        assert!(self.pending.is_empty(), "no writes before the first epoch");
+        self.epoch = epoch;
+    }
+
+    /// Up to `limit` rows whose primary key starts with `prefix`, in key order, as of the
+    /// current epoch (own writes included).
+    pub async fn rows_with_prefix(
+        &self,
+        prefix: &[Datum],
+        limit: usize,
+    ) -> Result<Vec<Vec<Datum>>> {
+        let range = self.desc.prefix_range(prefix);
+        let mut pending = self.pending.range(range.clone()).peekable();
+        let mut iter = self.store.iter(range, self.epoch, Direction::Forward).await?;
+        let mut stored = iter.next().await?;
+        let mut rows = Vec::new();
+        while rows.len() < limit {
+            // The smaller key next; on equal keys the own write wins over the stored value.
+            let take_pending = match (&stored, pending.peek()) {
+                (None, None) => break,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some((k, _)), Some((pk, _))) => *pk <= k,
+            };
+            let value = if take_pending {
+                let (k, v) = pending.next().expect("peeked");
+                if stored.as_ref().is_some_and(|(sk, _)| sk == k) {
+                    stored = iter.next().await?;
+                }
+                v.as_put().cloned()
+            } else {
+                let (_, v) = stored.take().expect("checked");
+                stored = iter.next().await?;
+                Some(v)
+            };
+            if let Some(v) = value {
+                rows.push(decode_value(&v, &self.desc.types)?);
+            }
+        }
+        Ok(rows)
     }
 
     /// Every row, in key order, as of the current epoch (own writes included).

@@ -72,7 +72,7 @@ pub(crate) fn cmp_datums(a: &Datum, b: &Datum) -> Ordering {
     }
 }
 
-fn as_f64(d: &Datum) -> f64 {
+pub(crate) fn as_f64(d: &Datum) -> f64 {
     match d {
         Datum::Int16(v) => f64::from(*v),
         Datum::Int32(v) => f64::from(*v),
@@ -83,7 +83,7 @@ fn as_f64(d: &Datum) -> f64 {
     }
 }
 
-fn as_i64(d: &Datum) -> i64 {
+pub(crate) fn as_i64(d: &Datum) -> i64 {
     match d {
         Datum::Int16(v) => i64::from(*v),
         Datum::Int32(v) => i64::from(*v),

@@ -3,7 +3,7 @@
 //! Scans, filters, projections, limits and unions stream batch by batch; aggregation, joins
 //! and sorts consume their whole input first.
 
-mod agg;
+pub(crate) mod agg;
 mod join;
 pub mod plan;
 

@@ -1,0 +1,472 @@
+//! Incremental hash aggregation.
+//!
+//! Each group's intermediate results (row count, counts, sums, current min/max) live in a
+//! result table keyed by the group key. min and max keep every non-NULL value of the group in
+//! a sorted state table, so a deleted minimum is replaced by the next one. Distinct
+//! aggregates count each value's occurrences in a state table and see only a value's first
+//! insert and last delete. Changes of a group are emitted once per epoch, at the barrier.
+
+use std::collections::HashMap;
+
+use epoch_mvcc::StateStore;
+use epoch_mvcc::memcomparable::OrderType;
+use futures::StreamExt;
+
+use super::{Message, MessageStream};
+use crate::batch::agg::{as_f64, as_i64};
+use crate::batch::plan::{AggCall, AggKind};
+use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
+use crate::row_codec::{columns_from_rows, encode_keys};
+use crate::state_table::{StateTable, TableDesc};
+use crate::types::{DataType, Datum};
+use crate::{Error, Result};
+
+/// Groups kept in memory between barriers before the cache is dropped.
+const GROUP_CACHE_LIMIT: usize = 1 << 16;
+
+fn is_extreme(kind: AggKind) -> bool {
+    matches!(kind, AggKind::Min | AggKind::Max)
+}
+
+/// Types of an aggregate's intermediate state columns.
+fn state_types(call: &AggCall) -> Vec<DataType> {
+    match call.kind {
+        AggKind::CountStar | AggKind::Count => vec![DataType::Int64],
+        AggKind::Sum if matches!(call.ret, DataType::Float32 | DataType::Float64) => {
+            vec![DataType::Float64, DataType::Int64]
+        }
+        AggKind::Sum => vec![DataType::Int64, DataType::Int64],
+        AggKind::Avg => vec![DataType::Float64, DataType::Int64],
+        AggKind::Min | AggKind::Max | AggKind::FirstValue => vec![call.ret],
+    }
+}
+
+/// The layouts of an aggregation's state tables: the result table, then one per call.
+pub(crate) fn agg_table_descs(
+    tables: &[u32],
+    input_types: &[DataType],
+    group_keys: &[usize],
+    aggs: &[AggCall],
+    input_key: &[usize],
+) -> Vec<TableDesc> {
+    let g = group_keys.len();
+    let group_types: Vec<DataType> = group_keys.iter().map(|k| input_types[*k]).collect();
+    let mut result_types = group_types.clone();
+    result_types.push(DataType::Int64);
+    for call in aggs {
+        result_types.extend(state_types(call));
+    }
+    let mut descs = vec![TableDesc {
+        table_id: tables[0],
+        types: result_types,
+        pk: (0..g).collect(),
+        pk_orders: vec![OrderType::ASC; g],
+        dist_key_in_pk: (0..g).collect(),
+    }];
+    for (call, id) in aggs.iter().zip(&tables[1..]) {
+        let arg_ty = call.arg.map_or(DataType::Int64, |a| input_types[a]);
+        let mut types = group_types.clone();
+        types.push(arg_ty);
+        let desc = if is_extreme(call.kind) {
+            // (group, value, input key): the group's values in order.
+            types.extend(input_key.iter().map(|k| input_types[*k]));
+            let mut orders = vec![OrderType::ASC; types.len()];
+            if call.kind == AggKind::Max {
+                orders[g] = OrderType::DESC;
+            }
+            TableDesc {
+                table_id: *id,
+                pk: (0..types.len()).collect(),
+                pk_orders: orders,
+                types,
+                dist_key_in_pk: (0..g).collect(),
+            }
+        } else {
+            // (group, value, occurrences).
+            types.push(DataType::Int64);
+            TableDesc {
+                table_id: *id,
+                pk: (0..=g).collect(),
+                pk_orders: vec![OrderType::ASC; g + 1],
+                types,
+                dist_key_in_pk: (0..g).collect(),
+            }
+        };
+        descs.push(desc);
+    }
+    descs
+}
+
+/// One aggregate's running state.
+#[derive(Clone, Debug, PartialEq)]
+enum AggState {
+    Count(i64),
+    SumInt { sum: i64, n: i64 },
+    SumFloat { sum: f64, n: i64 },
+    Avg { sum: f64, n: i64 },
+    Extreme(Datum),
+}
+
+impl AggState {
+    fn new(call: &AggCall) -> AggState {
+        match call.kind {
+            AggKind::CountStar | AggKind::Count => AggState::Count(0),
+            AggKind::Sum if matches!(call.ret, DataType::Float32 | DataType::Float64) => {
+                AggState::SumFloat { sum: 0.0, n: 0 }
+            }
+            AggKind::Sum => AggState::SumInt { sum: 0, n: 0 },
+            AggKind::Avg => AggState::Avg { sum: 0.0, n: 0 },
+            AggKind::Min | AggKind::Max | AggKind::FirstValue => AggState::Extreme(Datum::Null),
+        }
+    }
+
+    fn decode(call: &AggCall, values: &[Datum]) -> AggState {
+        let int = |d: &Datum| as_i64(d);
+        match AggState::new(call) {
+            AggState::Count(_) => AggState::Count(int(&values[0])),
+            AggState::SumInt { .. } => AggState::SumInt {
+                sum: int(&values[0]),
+                n: int(&values[1]),
+            },
+            AggState::SumFloat { .. } => AggState::SumFloat {
+                sum: as_f64(&values[0]),
+                n: int(&values[1]),
+            },
+            AggState::Avg { .. } => AggState::Avg {
+                sum: as_f64(&values[0]),
+                n: int(&values[1]),
+            },
+            AggState::Extreme(_) => AggState::Extreme(values[0].clone()),
+        }
+    }
+
+    fn encode(&self) -> Vec<Datum> {
+        match self {
+            AggState::Count(n) => vec![Datum::Int64(*n)],
+            AggState::SumInt { sum, n } => vec![Datum::Int64(*sum), Datum::Int64(*n)],
+            AggState::SumFloat { sum, n } | AggState::Avg { sum, n } => {
+                vec![Datum::Float64(*sum), Datum::Int64(*n)]
+            }
+            AggState::Extreme(d) => vec![d.clone()],
+        }
+    }
+
+    /// Adds (`sign` 1) or removes (-1) one input value.
+    fn apply(&mut self, kind: AggKind, value: &Datum, sign: i64) {
+        if value.is_null() && kind != AggKind::CountStar {
+            return;
+        }
+        match self {
+            AggState::Count(n) => *n += sign,
+            AggState::SumInt { sum, n } => {
+                let v = as_i64(value);
+                *sum = sum.checked_add(sign * v).unwrap_or_else(|| {
+                    tracing::warn!("sum overflows bigint in a streaming aggregation");
+                    sum.wrapping_add(sign.wrapping_mul(v))
+                });
+                *n += sign;
+            }
+            AggState::SumFloat { sum, n } | AggState::Avg { sum, n } => {
+                *sum += sign as f64 * as_f64(value);
+                *n += sign;
+            }
+            // Recomputed from the sorted values at the barrier.
+            AggState::Extreme(_) => {}
+        }
+    }
+
+    fn result(&self, ret: DataType) -> Datum {
+        match self {
+            AggState::Count(n) => Datum::Int64(*n),
+            AggState::SumInt { n: 0, .. }
+            | AggState::SumFloat { n: 0, .. }
+            | AggState::Avg { n: 0, .. } => Datum::Null,
+            AggState::SumInt { sum, .. } => Datum::Int64(*sum),
+            AggState::SumFloat { sum, .. } if ret == DataType::Float32 => {
+                Datum::Float32(*sum as f32)
+            }
+            AggState::SumFloat { sum, .. } => Datum::Float64(*sum),
+            AggState::Avg { sum, n } => Datum::Float64(sum / *n as f64),
+            AggState::Extreme(d) => d.clone(),
+        }
+    }
+}
+
+struct Group {
+    key: Vec<Datum>,
+    rows: i64,
+    states: Vec<AggState>,
+    /// The output row downstream holds for this group.
+    emitted: Option<Vec<Datum>>,
+    dirty: bool,
+}
+
+struct HashAgg<S: StateStore> {
+    group_keys: Vec<usize>,
+    aggs: Vec<AggCall>,
+    input_key: Vec<usize>,
+    result: StateTable<S>,
+    per_call: Vec<StateTable<S>>,
+    groups: HashMap<Vec<u8>, Group>,
+}
+
+impl<S: StateStore> HashAgg<S> {
+    fn output_row(&self, group: &Group) -> Option<Vec<Datum>> {
+        if group.rows == 0 && !self.group_keys.is_empty() {
+            return None;
+        }
+        let mut row = group.key.clone();
+        row.extend(
+            group
+                .states
+                .iter()
+                .zip(&self.aggs)
+                .map(|(s, c)| s.result(c.ret)),
+        );
+        Some(row)
+    }
+
+    async fn load(&mut self, encoded: &[u8], key: Vec<Datum>) -> Result<()> {
+        if self.groups.contains_key(encoded) {
+            return Ok(());
+        }
+        let g = key.len();
+        let group = match self.result.get_row(&key).await? {
+            Some(row) => {
+                let mut at = g + 1;
+                let states = self
+                    .aggs
+                    .iter()
+                    .map(|c| {
+                        let width = state_types(c).len();
+                        let s = AggState::decode(c, &row[at..at + width]);
+                        at += width;
+                        s
+                    })
+                    .collect();
+                let mut group = Group {
+                    key,
+                    rows: as_i64(&row[g]),
+                    states,
+                    emitted: None,
+                    dirty: false,
+                };
+                group.emitted = self.output_row(&group);
+                group
+            }
+            None => Group {
+                key,
+                rows: 0,
+                states: self.aggs.iter().map(AggState::new).collect(),
+                emitted: None,
+                // A group-less aggregation has its one row from the start.
+                dirty: self.group_keys.is_empty(),
+            },
+        };
+        self.groups.insert(encoded.to_vec(), group);
+        Ok(())
+    }
+
+    async fn apply_chunk(&mut self, chunk: &StreamChunk) -> Result<()> {
+        let orders = vec![OrderType::ASC; self.group_keys.len()];
+        let encoded = encode_keys(chunk.data(), &self.group_keys, &orders);
+        for (r, op) in chunk.ops().iter().enumerate() {
+            let row = chunk.row(r);
+            let key: Vec<Datum> = self.group_keys.iter().map(|k| row[*k].clone()).collect();
+            self.load(&encoded[r], key.clone()).await?;
+            let sign = if op.is_insert() { 1 } else { -1 };
+            for i in 0..self.aggs.len() {
+                let call = self.aggs[i].clone();
+                let value = call.arg.map_or(Datum::Null, |a| row[a].clone());
+                if is_extreme(call.kind) {
+                    if !value.is_null() {
+                        let mut entry = key.clone();
+                        entry.push(value.clone());
+                        entry.extend(self.input_key.iter().map(|k| row[*k].clone()));
+                        if sign > 0 {
+                            self.per_call[i].insert(entry);
+                        } else {
+                            self.per_call[i].delete(entry);
+                        }
+                    }
+                } else if call.distinct {
+                    if value.is_null() {
+                        continue;
+                    }
+                    let mut pk = key.clone();
+                    pk.push(value.clone());
+                    let seen = match self.per_call[i].get_row(&pk).await? {
+                        Some(existing) => as_i64(&existing[pk.len()]),
+                        None => 0,
+                    };
+                    let now = seen + sign;
+                    if now <= 0 {
+                        self.per_call[i].delete(pk.clone());
+                    } else {
+                        let mut entry = pk.clone();
+                        entry.push(Datum::Int64(now));
+                        self.per_call[i].insert(entry);
+                    }
+                    // Only a value's first occurrence and its last removal count.
+                    if (sign > 0 && seen == 0) || (sign < 0 && now == 0) {
+                        let group = self.groups.get_mut(&encoded[r]).expect("loaded");
+                        group.states[i].apply(call.kind, &value, sign);
+                    }
+                    continue;
+                }
+                let group = self.groups.get_mut(&encoded[r]).expect("loaded");
+                group.states[i].apply(call.kind, &value, sign);
+            }
+            let group = self.groups.get_mut(&encoded[r]).expect("loaded");
+            group.rows += sign;
+            group.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// The epoch's changes of every touched group; their state goes to the result table.
+    async fn flush(&mut self) -> Result<Option<StreamChunk>> {
+        let mut ops = Vec::new();
+        let mut rows = Vec::new();
+        let dirty: Vec<Vec<u8>> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for encoded in dirty {
+            let mut group = self.groups.remove(&encoded).expect("listed");
+            for (i, call) in self.aggs.iter().enumerate() {
+                if is_extreme(call.kind) {
+                    let first = self.per_call[i].rows_with_prefix(&group.key, 1).await?;
+                    let value = first
+                        .into_iter()
+                        .next()
+                        .map_or(Datum::Null, |row| row[group.key.len()].clone());
+                    group.states[i] = AggState::Extreme(value);
+                }
+            }
+            let output = self.output_row(&group);
+            match (&group.emitted, &output) {
+                (None, Some(new)) => {
+                    ops.push(Op::Insert);
+                    rows.push(new.clone());
+                }
+                (Some(old), None) => {
+                    ops.push(Op::Delete);
+                    rows.push(old.clone());
+                }
+                (Some(old), Some(new)) if old != new => {
+                    ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+                    rows.extend([old.clone(), new.clone()]);
+                }
+                _ => {}
+            }
+            let mut state = group.key.clone();
+            state.push(Datum::Int64(group.rows));
+            for s in &group.states {
+                state.extend(s.encode());
+            }
+            if output.is_none() {
+                self.result.delete(state);
+            } else {
+                self.result.insert(state);
+            }
+            group.emitted = output;
+            group.dirty = false;
+            self.groups.insert(encoded, group);
+        }
+        if self.groups.len() > GROUP_CACHE_LIMIT {
+            self.groups.clear();
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let types = self.output_types();
+        let data = batch_of(
+            schema_of(&types),
+            columns_from_rows(&rows, &types),
+            rows.len(),
+        )?;
+        Ok(Some(StreamChunk::new(ops, data)))
+    }
+
+    fn output_types(&self) -> Vec<DataType> {
+        let result = &self.result.desc().types;
+        self.group_keys
+            .iter()
+            .enumerate()
+            .map(|(i, _)| result[i])
+            .chain(self.aggs.iter().map(|a| a.ret))
+            .collect()
+    }
+
+    fn tables(&mut self) -> impl Iterator<Item = &mut StateTable<S>> {
+        std::iter::once(&mut self.result).chain(self.per_call.iter_mut())
+    }
+}
+
+/// Aggregates `input` by `group_keys`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hash_agg<S: StateStore>(
+    job: u32,
+    store: S,
+    input: MessageStream,
+    input_types: Vec<DataType>,
+    group_keys: Vec<usize>,
+    aggs: Vec<AggCall>,
+    input_key: Vec<usize>,
+    tables: Vec<u32>,
+    cache_bytes: usize,
+) -> MessageStream {
+    let descs = agg_table_descs(&tables, &input_types, &group_keys, &aggs, &input_key);
+    let mut descs = descs.into_iter();
+    let mut table = |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
+    let result = table(descs.next().expect("a result table"));
+    let per_call = descs.map(&mut table).collect();
+    let mut agg = HashAgg {
+        group_keys,
+        aggs,
+        input_key,
+        result,
+        per_call,
+        groups: HashMap::new(),
+    };
+    let mut input = input;
+    Box::pin(async_stream::try_stream! {
+        let mut first = true;
+        while let Some(message) = input.next().await {
+            match message? {
+                Message::Chunk(chunk) => {
+                    if first {
+                        Err(Error::Internal("a job's first message must be a barrier".into()))?;
+                    }
+                    agg.apply_chunk(&chunk).await?;
+                }
+                Message::Barrier(barrier) => {
+                    if first {
+                        first = false;
+                        for t in agg.tables() {
+                            t.init_epoch(barrier.epoch.curr);
+                        }
+                        if agg.group_keys.is_empty() {
+                            agg.load(&[], vec![]).await?;
+                        }
+                    } else {
+                        if let Some(chunk) = agg.flush().await? {
+                            yield Message::Chunk(chunk);
+                        }
+                        for t in agg.tables() {
+                            t.commit(barrier.epoch.curr).await?;
+                        }
+                    }
+                    let stop = barrier.stops(job);
+                    yield Message::Barrier(barrier);
+                    if stop {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}

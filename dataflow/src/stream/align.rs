@@ -1,0 +1,138 @@
+//! Barrier alignment: several inputs become one stream in which every barrier appears once,
+//! after every input has delivered it.
+
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, FuturesUnordered, StreamExt};
+use futures::FutureExt;
+
+use super::{Barrier, Message, MessageStream, Receiver};
+use crate::chunk::StreamChunk;
+use crate::{Error, Result};
+
+/// A message of an aligned stream.
+pub(crate) enum Aligned {
+    /// A chunk from input `.0`.
+    Chunk(usize, StreamChunk),
+    /// A barrier every input has delivered.
+    Barrier(Barrier),
+}
+
+type Pending = BoxFuture<'static, (usize, Option<Result<Message>>, MessageStream)>;
+
+fn next_of(i: usize, mut input: MessageStream) -> Pending {
+    async move {
+        let message = input.next().await;
+        (i, message, input)
+    }
+    .boxed()
+}
+
+/// Interleaves `inputs`' chunks as they come; an input that delivered a barrier is not read
+/// again until every input has delivered it. Ends when any input ends (its upstream stopped).
+pub(crate) fn align(inputs: Vec<MessageStream>) -> BoxStream<'static, Result<Aligned>> {
+    Box::pin(async_stream::try_stream! {
+        let n = inputs.len();
+        let mut pending: FuturesUnordered<Pending> =
+            inputs.into_iter().enumerate().map(|(i, s)| next_of(i, s)).collect();
+        let mut blocked = Vec::with_capacity(n);
+        let mut barrier: Option<Barrier> = None;
+        while let Some((i, message, input)) = pending.next().await {
+            match message {
+                None => break,
+                Some(Err(e)) => Err(e)?,
+                Some(Ok(Message::Chunk(chunk))) => {
+                    pending.push(next_of(i, input));
+                    yield Aligned::Chunk(i, chunk);
+                }
+                Some(Ok(Message::Barrier(b))) => {
+                    if let Some(first) = &barrier
+                        && first.epoch != b.epoch
+                    {
+                        Err(Error::Internal(format!(
+                            "misaligned barriers: {:?} and {:?}",
+                            first.epoch, b.epoch
+                        )))?;
+                    }
+                    barrier.get_or_insert(b);
+                    blocked.push((i, input));
+                    if blocked.len() == n {
+                        for (i, input) in blocked.drain(..) {
+                            pending.push(next_of(i, input));
+                        }
+                        yield Aligned::Barrier(barrier.take().expect("set above"));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The messages of a channel, as a stream.
+pub(crate) fn receiver_stream(rx: Receiver) -> MessageStream {
+    Box::pin(stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|m| (Ok(m), rx))
+    }))
+}
+
+/// One input merged from several upstream actors' channels, barriers aligned.
+pub(crate) fn merge(receivers: Vec<Receiver>) -> MessageStream {
+    if receivers.len() == 1 {
+        return receiver_stream(receivers.into_iter().next().expect("one"));
+    }
+    let inputs = receivers.into_iter().map(receiver_stream).collect();
+    Box::pin(align(inputs).map(|m| {
+        m.map(|m| match m {
+            Aligned::Chunk(_, c) => Message::Chunk(c),
+            Aligned::Barrier(b) => Message::Barrier(b),
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{EpochPair, channel};
+    use epoch_mvcc::Epoch;
+
+    fn barrier(e: u64) -> Message {
+        Message::Barrier(Barrier {
+            epoch: EpochPair {
+                prev: Epoch(e),
+                curr: Epoch(e + 1),
+            },
+            mutation: None,
+        })
+    }
+
+    fn chunk(v: i64) -> Message {
+        Message::Chunk(StreamChunk::from_pretty(&format!(" I\n + {v}")))
+    }
+
+    #[tokio::test]
+    async fn a_barrier_waits_for_every_input() {
+        let (tx1, rx1) = channel();
+        let (tx2, rx2) = channel();
+        tx1.send(chunk(1)).await.unwrap();
+        tx1.send(barrier(1)).await.unwrap();
+        tx1.send(chunk(2)).await.unwrap();
+        tx2.send(chunk(3)).await.unwrap();
+        let mut merged = merge(vec![rx1, rx2]);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            match merged.next().await.unwrap().unwrap() {
+                Message::Chunk(c) => seen.push(c.row(0)[0].clone()),
+                Message::Barrier(_) => panic!("barrier before input 2 delivered it"),
+            }
+        }
+        seen.sort_by_key(|d| format!("{d:?}"));
+        assert_eq!(seen.len(), 2);
+        // Input 1's chunk after its barrier must not overtake the barrier.
+        assert!(merged.next().now_or_never().is_none());
+        tx2.send(barrier(1)).await.unwrap();
+        assert!(matches!(merged.next().await, Some(Ok(Message::Barrier(_)))));
+        assert!(matches!(merged.next().await, Some(Ok(Message::Chunk(_)))));
+        drop(tx1);
+        drop(tx2);
+        assert!(merged.next().await.is_none());
+    }
+}

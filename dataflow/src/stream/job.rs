@@ -1,0 +1,337 @@
+//! A streaming job (one materialized view) as actors: each fragment of its plan (the part
+//! between exchanges) runs as one or more actors joined by bounded channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use epoch_mvcc::{Epoch, StateStore};
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::agg::hash_agg;
+use super::align::{Aligned, align, merge, receiver_stream};
+use super::backfill::{backfill, progress_desc};
+use super::dispatch::HashDispatcher;
+use super::join::{JoinSpec, hash_join};
+use super::materialize::Materialize;
+use super::plan::StreamPlan;
+use super::simple::{filter, project};
+use super::top_n::top_n;
+use super::values::{values, values_desc};
+use super::{Collected, JobProgress, Message, MessageStream, Receiver, Sender, channel};
+use crate::state_table::{StateTable, TableDesc};
+
+/// How a job's actors are laid out.
+#[derive(Clone, Debug)]
+pub struct JobOptions {
+    /// Actors per hash-distributed fragment.
+    pub parallelism: usize,
+    /// Cache budget of each state table, in bytes.
+    pub cache_bytes: usize,
+}
+
+/// Where a new job reads a table or view: the owner of the upstream sends its changes (and
+/// barriers) into these, one sender per upstream actor.
+#[derive(Debug)]
+pub struct UpstreamInput {
+    /// Id of the table or view.
+    pub upstream_id: u32,
+    /// One per upstream actor.
+    pub senders: Vec<Sender>,
+}
+
+/// A job whose actors run and wait for their first barrier.
+#[derive(Debug)]
+pub struct BuiltJob {
+    /// Inputs to connect to the upstream tables and views.
+    pub upstreams: Vec<UpstreamInput>,
+    /// Sources without an upstream (literal rows): the coordinator sends them barriers.
+    pub barrier_inputs: Vec<Sender>,
+    /// Actors that report barriers collected.
+    pub materialize_actors: usize,
+    /// Backfill progress.
+    pub progress: Arc<JobProgress>,
+}
+
+fn fragment_parallelism(plan: &StreamPlan, n: usize) -> usize {
+    match plan {
+        StreamPlan::Scan { .. } | StreamPlan::Values { .. } => 1,
+        StreamPlan::Exchange { dist, .. } if dist.is_empty() => 1,
+        StreamPlan::Exchange { .. } => n,
+        other => other
+            .children()
+            .into_iter()
+            .map(|c| fragment_parallelism(c, n))
+            .min()
+            .unwrap_or(1),
+    }
+}
+
+/// Records each exchange's (upstream, downstream) parallelism.
+fn plan_exchanges(
+    plan: &StreamPlan,
+    parallelism: usize,
+    n: usize,
+    out: &mut HashMap<u32, (usize, usize)>,
+) {
+    if let StreamPlan::Exchange { input, id, .. } = plan {
+        let up = fragment_parallelism(input, n);
+        out.insert(*id, (up, parallelism));
+        plan_exchanges(input, up, n, out);
+        return;
+    }
+    for c in plan.children() {
+        plan_exchanges(c, parallelism, n, out);
+    }
+}
+
+/// Fragment roots below `plan`'s fragment: each exchange's input.
+fn exchanges_below<'a>(plan: &'a StreamPlan, out: &mut Vec<&'a StreamPlan>) {
+    for c in plan.children() {
+        if let StreamPlan::Exchange { .. } = c {
+            out.push(c);
+        }
+        exchanges_below(c, out);
+    }
+}
+
+struct Builder<'a, S: StateStore> {
+    job: u32,
+    store: S,
+    options: &'a JobOptions,
+    upstream_actors: &'a dyn Fn(u32) -> usize,
+    /// Per exchange, per downstream actor, one receiver per upstream actor.
+    receivers: HashMap<u32, Vec<Option<Vec<Receiver>>>>,
+    upstreams: Vec<UpstreamInput>,
+    barrier_inputs: Vec<Sender>,
+    progress: Arc<JobProgress>,
+}
+
+impl<S: StateStore> Builder<'_, S> {
+    fn table(&self, desc: TableDesc) -> StateTable<S> {
+        StateTable::new(desc, self.store.clone(), Epoch(0), self.options.cache_bytes)
+    }
+
+    /// The operators of actor `actor` of the fragment `plan` heads.
+    fn stream(&mut self, plan: &StreamPlan, actor: usize) -> MessageStream {
+        let job = self.job;
+        let cache = self.options.cache_bytes;
+        match plan {
+            StreamPlan::Scan {
+                upstream_id,
+                table,
+                columns,
+                progress_table,
+            } => {
+                let (senders, receivers): (Vec<_>, Vec<_>) =
+                    (0..(self.upstream_actors)(*upstream_id)).map(|_| channel()).unzip();
+                self.upstreams.push(UpstreamInput {
+                    upstream_id: *upstream_id,
+                    senders,
+                });
+                self.progress.scans_pending.fetch_add(1, Ordering::AcqRel);
+                let progress = self.table(progress_desc(*progress_table));
+                backfill(
+                    job,
+                    self.store.clone(),
+                    table.clone(),
+                    columns.clone(),
+                    progress,
+                    Arc::clone(&self.progress),
+                    merge(receivers),
+                )
+            }
+            StreamPlan::Values {
+                rows,
+                types,
+                state_table,
+            } => {
+                let (tx, rx) = channel();
+                self.barrier_inputs.push(tx);
+                let state = self.table(values_desc(*state_table));
+                values(job, rows.clone(), types.clone(), state, receiver_stream(rx))
+            }
+            StreamPlan::Filter { input, predicate } => {
+                filter(self.stream(input, actor), predicate.clone())
+            }
+            StreamPlan::Project { input, exprs } => {
+                project(self.stream(input, actor), exprs.clone())
+            }
+            StreamPlan::HashAgg {
+                input,
+                group_keys,
+                aggs,
+                input_key,
+                tables,
+            } => hash_agg(
+                job,
+                self.store.clone(),
+                self.stream(input, actor),
+                input.output_types(),
+                group_keys.clone(),
+                aggs.clone(),
+                input_key.clone(),
+                tables.clone(),
+                cache,
+            ),
+            StreamPlan::HashJoin {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                condition,
+                left_stream_key,
+                right_stream_key,
+                tables,
+            } => {
+                let spec = JoinSpec {
+                    kind: *kind,
+                    keys: [left_keys.clone(), right_keys.clone()],
+                    stream_keys: [left_stream_key.clone(), right_stream_key.clone()],
+                    types: [left.output_types(), right.output_types()],
+                    condition: condition.clone(),
+                    tables: *tables,
+                };
+                let l = self.stream(left, actor);
+                let r = self.stream(right, actor);
+                hash_join(job, self.store.clone(), spec, l, r, cache)
+            }
+            StreamPlan::TopN {
+                input,
+                order,
+                limit,
+                offset,
+                input_key,
+                state_table,
+            } => top_n(
+                job,
+                self.store.clone(),
+                self.stream(input, actor),
+                input.output_types(),
+                order.clone(),
+                *limit,
+                *offset,
+                input_key.clone(),
+                *state_table,
+                cache,
+            ),
+            StreamPlan::Union { inputs } => {
+                let inputs = inputs.iter().map(|i| self.stream(i, actor)).collect();
+                Box::pin(align(inputs).map(|m| {
+                    m.map(|m| match m {
+                        Aligned::Chunk(_, c) => Message::Chunk(c),
+                        Aligned::Barrier(b) => Message::Barrier(b),
+                    })
+                }))
+            }
+            StreamPlan::Exchange { id, .. } => {
+                let receivers = self
+                    .receivers
+                    .get_mut(id)
+                    .and_then(|r| r[actor].take())
+                    .expect("one receiver set per exchange and actor");
+                merge(receivers)
+            }
+        }
+    }
+}
+
+fn spawn_actor(
+    job: u32,
+    collector: UnboundedSender<Collected>,
+    run: impl Future<Output = crate::Result<()>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!(job, error = %e, "streaming actor failed");
+            let _ = collector.send(Collected::Failed {
+                job,
+                error: e.to_string(),
+            });
+        }
+    });
+}
+
+/// Spawns the actors of job `job`, which maintains `view` from `plan`. `upstream_actors`
+/// gives the number of actors feeding each upstream table or view. Every actor waits for
+/// its first barrier, which the coordinator sends once the returned inputs are connected.
+pub fn build_job<S: StateStore>(
+    job: u32,
+    plan: &StreamPlan,
+    view: TableDesc,
+    store: S,
+    options: &JobOptions,
+    upstream_actors: &dyn Fn(u32) -> usize,
+    collector: UnboundedSender<Collected>,
+) -> BuiltJob {
+    let n = options.parallelism.max(1);
+    let root_parallelism = fragment_parallelism(plan, n);
+    let mut exchanges = HashMap::new();
+    plan_exchanges(plan, root_parallelism, n, &mut exchanges);
+    let mut senders: HashMap<u32, Vec<Vec<Sender>>> = HashMap::new();
+    let mut receivers = HashMap::new();
+    for (id, (up, down)) in &exchanges {
+        let mut by_up = vec![Vec::with_capacity(*down); *up];
+        let mut by_down: Vec<Vec<Receiver>> = (0..*down).map(|_| Vec::with_capacity(*up)).collect();
+        for from in by_up.iter_mut() {
+            for to in by_down.iter_mut() {
+                let (tx, rx) = channel();
+                from.push(tx);
+                to.push(rx);
+            }
+        }
+        senders.insert(*id, by_up);
+        receivers.insert(*id, by_down.into_iter().map(Some).collect());
+    }
+    let mut builder = Builder {
+        job,
+        store: store.clone(),
+        options,
+        upstream_actors,
+        receivers,
+        upstreams: Vec::new(),
+        barrier_inputs: Vec::new(),
+        progress: Arc::new(JobProgress::default()),
+    };
+    for actor in 0..root_parallelism {
+        let input = builder.stream(plan, actor);
+        let materialize = Materialize {
+            job,
+            actor_index: actor,
+            table: builder.table(view.clone()),
+            collector: collector.clone(),
+        };
+        spawn_actor(job, collector.clone(), materialize.run(input));
+    }
+    let mut fragments = Vec::new();
+    exchanges_below(plan, &mut fragments);
+    for exchange in fragments {
+        let StreamPlan::Exchange { input, dist, id } = exchange else {
+            unreachable!("only exchanges are listed")
+        };
+        let outputs = senders.remove(id).expect("channels for every exchange");
+        for (actor, outputs) in outputs.into_iter().enumerate() {
+            let mut stream = builder.stream(input, actor);
+            let mut dispatcher = HashDispatcher::new(dist.clone(), outputs);
+            spawn_actor(job, collector.clone(), async move {
+                while let Some(message) = stream.next().await {
+                    let message = message?;
+                    let stop = matches!(&message, Message::Barrier(b) if b.stops(job));
+                    dispatcher.dispatch(message).await?;
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    BuiltJob {
+        upstreams: builder.upstreams,
+        barrier_inputs: builder.barrier_inputs,
+        materialize_actors: root_parallelism,
+        progress: builder.progress,
+    }
+}

@@ -1,0 +1,280 @@
+//! Incremental hash join of every kind: inner, left, right and full outer.
+//!
+//! Each side's rows are kept in a state table keyed by (join key, stream key), so the rows
+//! of one join key are a prefix scan, with a cache of recently used keys in front. A change
+//! on one side is joined with the other side's rows of its key. For an outer side, a row
+//! that gains its first match retracts its NULL-padded row, and one that loses its last match
+//! gets it back; whether a row has matches is counted against the other side's rows of the
+//! key, the extra join condition included.
+
+use std::collections::HashMap;
+
+use arrow::array::RecordBatch;
+use epoch_mvcc::StateStore;
+use epoch_mvcc::memcomparable::{self, OrderType};
+use futures::StreamExt;
+
+use super::align::{Aligned, align};
+use super::simple::mask_lenient;
+use super::{Message, MessageStream};
+use crate::Result;
+use crate::batch::plan::JoinKind;
+use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
+use crate::expr::Expr;
+use crate::row_codec::columns_from_rows;
+use crate::state_table::{StateTable, TableDesc};
+use crate::types::{DataType, Datum};
+
+/// Join keys cached in memory between barriers before the cache is dropped.
+const KEY_CACHE_LIMIT: usize = 1 << 14;
+
+/// The layout of one side's state: its rows keyed by (join key, stream key).
+pub(crate) fn join_side_desc(
+    table_id: u32,
+    types: &[DataType],
+    keys: &[usize],
+    stream_key: &[usize],
+) -> TableDesc {
+    let mut pk = keys.to_vec();
+    pk.extend(stream_key.iter().filter(|k| !keys.contains(k)));
+    TableDesc {
+        table_id,
+        types: types.to_vec(),
+        pk_orders: vec![OrderType::ASC; pk.len()],
+        pk,
+        dist_key_in_pk: (0..keys.len()).collect(),
+    }
+}
+
+struct Side<S: StateStore> {
+    keys: Vec<usize>,
+    types: Vec<DataType>,
+    /// Whether its unmatched rows are in the output, padded with NULLs.
+    outer: bool,
+    table: StateTable<S>,
+    /// Rows by memcomparable join key.
+    cache: HashMap<Vec<u8>, Vec<Vec<Datum>>>,
+}
+
+impl<S: StateStore> Side<S> {
+    async fn rows(&mut self, key: &[Datum]) -> Result<&mut Vec<Vec<Datum>>> {
+        let mut encoded = Vec::new();
+        for d in key {
+            memcomparable::encode_datum(&mut encoded, &d.to_key(), OrderType::ASC);
+        }
+        if !self.cache.contains_key(&encoded) {
+            let rows = self.table.rows_with_prefix(key, usize::MAX).await?;
+            self.cache.insert(encoded.clone(), rows);
+        }
+        Ok(self.cache.get_mut(&encoded).expect("loaded"))
+    }
+
+    fn padding(&self) -> Vec<Datum> {
+        vec![Datum::Null; self.types.len()]
+    }
+}
+
+struct HashJoin<S: StateStore> {
+    sides: [Side<S>; 2],
+    condition: Option<Expr>,
+    output_types: Vec<DataType>,
+}
+
+impl<S: StateStore> HashJoin<S> {
+    /// The joined row of `this` (a row of side `s`) and `other` (of the other side).
+    fn joined(s: usize, this: &[Datum], other: &[Datum]) -> Vec<Datum> {
+        let (l, r) = if s == 0 { (this, other) } else { (other, this) };
+        l.iter().chain(r).cloned().collect()
+    }
+
+    /// Which of `others` satisfy the condition joined with `this`.
+    fn matching(&self, s: usize, this: &[Datum], others: &[Vec<Datum>]) -> Result<Vec<bool>> {
+        let Some(condition) = &self.condition else {
+            return Ok(vec![true; others.len()]);
+        };
+        if others.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: Vec<Vec<Datum>> = others
+            .iter()
+            .map(|o| Self::joined(s, this, o))
+            .collect();
+        let batch = self.batch(&rows)?;
+        let mask = mask_lenient(condition, &batch);
+        Ok((0..rows.len()).map(|i| mask.value(i)).collect())
+    }
+
+    fn batch(&self, rows: &[Vec<Datum>]) -> Result<RecordBatch> {
+        batch_of(
+            schema_of(&self.output_types),
+            columns_from_rows(rows, &self.output_types),
+            rows.len(),
+        )
+    }
+
+    /// Applies one change of side `s`, appending the output changes.
+    async fn apply(
+        &mut self,
+        s: usize,
+        op: Op,
+        row: Vec<Datum>,
+        out: &mut (Vec<Op>, Vec<Vec<Datum>>),
+    ) -> Result<()> {
+        let o = 1 - s;
+        let key: Vec<Datum> = self.sides[s].keys.iter().map(|k| row[*k].clone()).collect();
+        let insert = op.is_insert();
+        if key.iter().any(Datum::is_null) {
+            // NULL equals nothing: only an outer side's padded row changes.
+            if self.sides[s].outer {
+                let padded = Self::joined(s, &row, &self.sides[o].padding());
+                out.0.push(if insert { Op::Insert } else { Op::Delete });
+                out.1.push(padded);
+            }
+            return Ok(());
+        }
+        let others = self.sides[o].rows(&key).await?.clone();
+        let hits = self.matching(s, &row, &others)?;
+        let matches: Vec<&Vec<Datum>> = others
+            .iter()
+            .zip(&hits)
+            .filter(|(_, h)| **h)
+            .map(|(r, _)| r)
+            .collect();
+        // Rows of this side with the key, without `row`: the matches the other side's rows
+        // have besides `row`.
+        let pk = self.sides[s].table.desc().pk.clone();
+        let mine: Vec<Vec<Datum>> = self.sides[s]
+            .rows(&key)
+            .await?
+            .iter()
+            .filter(|r| !same_row(&pk, r, &row))
+            .cloned()
+            .collect();
+        for other in &matches {
+            let lonely = self.sides[o].outer && {
+                let degree = self.matching(o, other, &mine)?;
+                !degree.contains(&true)
+            };
+            let padded = Self::joined(s, &self.sides[s].padding(), other);
+            if insert {
+                if lonely {
+                    out.0.push(Op::Delete);
+                    out.1.push(padded);
+                }
+                out.0.push(Op::Insert);
+                out.1.push(Self::joined(s, &row, other));
+            } else {
+                out.0.push(Op::Delete);
+                out.1.push(Self::joined(s, &row, other));
+                if lonely {
+                    out.0.push(Op::Insert);
+                    out.1.push(padded);
+                }
+            }
+        }
+        if matches.is_empty() && self.sides[s].outer {
+            out.0.push(if insert { Op::Insert } else { Op::Delete });
+            out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
+        }
+        let side = &mut self.sides[s];
+        let rows = side.rows(&key).await?;
+        rows.retain(|r| !same_row(&pk, r, &row));
+        if insert {
+            rows.push(row.clone());
+            side.table.insert(row);
+        } else {
+            side.table.delete(row);
+        }
+        Ok(())
+    }
+
+    async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
+        let mut out = (Vec::new(), Vec::new());
+        for (r, op) in chunk.ops().iter().enumerate() {
+            self.apply(s, *op, chunk.row(r), &mut out).await?;
+        }
+        if out.0.is_empty() {
+            return Ok(None);
+        }
+        let data = self.batch(&out.1)?;
+        Ok(Some(StreamChunk::new(out.0, data)))
+    }
+}
+
+/// Whether `a` and `b` have the same primary key.
+fn same_row(pk: &[usize], a: &[Datum], b: &[Datum]) -> bool {
+    pk.iter().all(|i| a[*i] == b[*i])
+}
+
+/// The inputs and state of a hash join.
+pub(crate) struct JoinSpec {
+    pub(crate) kind: JoinKind,
+    pub(crate) keys: [Vec<usize>; 2],
+    pub(crate) stream_keys: [Vec<usize>; 2],
+    pub(crate) types: [Vec<DataType>; 2],
+    pub(crate) condition: Option<Expr>,
+    pub(crate) tables: [u32; 2],
+}
+
+/// Joins `left` and `right`.
+pub(crate) fn hash_join<S: StateStore>(
+    job: u32,
+    store: S,
+    spec: JoinSpec,
+    left: MessageStream,
+    right: MessageStream,
+    cache_bytes: usize,
+) -> MessageStream {
+    let outer = [
+        matches!(spec.kind, JoinKind::LeftOuter | JoinKind::FullOuter),
+        matches!(spec.kind, JoinKind::RightOuter | JoinKind::FullOuter),
+    ];
+    let side = |i: usize| {
+        let desc = join_side_desc(spec.tables[i], &spec.types[i], &spec.keys[i], &spec.stream_keys[i]);
+        Side {
+            keys: spec.keys[i].clone(),
+            types: spec.types[i].clone(),
+            outer: outer[i],
+            table: StateTable::new(desc, store.clone(), epoch_mvcc::Epoch(0), cache_bytes),
+            cache: HashMap::new(),
+        }
+    };
+    let mut output_types = spec.types[0].clone();
+    output_types.extend(&spec.types[1]);
+    let mut join = HashJoin {
+        sides: [side(0), side(1)],
+        condition: spec.condition.clone(),
+        output_types,
+    };
+    let mut input = align(vec![left, right]);
+    Box::pin(async_stream::try_stream! {
+        let mut first = true;
+        while let Some(message) = input.next().await {
+            match message? {
+                Aligned::Chunk(s, chunk) => {
+                    if let Some(out) = join.apply_chunk(s, &chunk).await? {
+                        yield Message::Chunk(out);
+                    }
+                }
+                Aligned::Barrier(barrier) => {
+                    for side in &mut join.sides {
+                        if first {
+                            side.table.init_epoch(barrier.epoch.curr);
+                        } else {
+                            side.table.commit(barrier.epoch.curr).await?;
+                        }
+                        if side.cache.len() > KEY_CACHE_LIMIT {
+                            side.cache.clear();
+                        }
+                    }
+                    first = false;
+                    let stop = barrier.stops(job);
+                    yield Message::Barrier(barrier);
+                    if stop {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}

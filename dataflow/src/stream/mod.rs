@@ -1,0 +1,144 @@
+//! Streaming execution: operators that turn changes of their inputs into changes of their
+//! output, run as actors (tokio tasks) joined by bounded channels.
+//!
+//! Every message is a [`StreamChunk`] of changes or a [`Barrier`]. The coordinator injects
+//! barriers into every source; an operator with several inputs aligns them (waits for the
+//! barrier on every input before passing it on). On a barrier, stateful operators hand the
+//! epoch's state changes to the store and move on to the next epoch; materialize actors then
+//! report the barrier collected. Once every materialize actor has reported, the epoch holds a
+//! consistent state of every view and can be committed.
+//!
+//! An actor's first message is always a barrier: it tells the actor the epoch it writes.
+
+mod agg;
+mod align;
+mod backfill;
+mod dispatch;
+mod job;
+mod join;
+mod materialize;
+pub mod plan;
+mod simple;
+mod top_n;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use epoch_mvcc::Epoch;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use crate::Result;
+use crate::chunk::StreamChunk;
+
+pub use job::{BuiltJob, JobOptions, UpstreamInput, build_job};
+
+/// Messages an actor's channel buffers before its sender waits (backpressure).
+pub const CHANNEL_CAPACITY: usize = 16;
+
+/// The epoch a barrier closes and the one it opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochPair {
+    /// The epoch whose changes precede the barrier.
+    pub prev: Epoch,
+    /// The epoch whose changes follow it.
+    pub curr: Epoch,
+}
+
+/// Outputs added to the materialize actors of an upstream view: for each new job, one sender
+/// per upstream actor (actor `i` takes the `i`-th).
+#[derive(Clone, Debug)]
+pub struct NewOutputs {
+    /// The downstream job.
+    pub job: u32,
+    /// One sender per upstream actor.
+    pub senders: Vec<Sender>,
+}
+
+/// A change of the dataflow graph carried by a barrier, applied exactly at that barrier.
+#[derive(Debug, Default)]
+pub struct Mutation {
+    /// Outputs to add, by upstream view id (jobs created at this barrier read those views).
+    pub add: HashMap<u32, Vec<NewOutputs>>,
+    /// Jobs that stop after this barrier.
+    pub stop: HashSet<u32>,
+}
+
+/// A barrier: everything before it belongs to `epoch.prev`, everything after to `epoch.curr`.
+#[derive(Clone, Debug)]
+pub struct Barrier {
+    /// The epochs it separates.
+    pub epoch: EpochPair,
+    /// The graph change it carries, if any.
+    pub mutation: Option<Arc<Mutation>>,
+}
+
+impl Barrier {
+    /// Whether job `job` stops at this barrier.
+    pub fn stops(&self, job: u32) -> bool {
+        self.mutation.as_ref().is_some_and(|m| m.stop.contains(&job))
+    }
+}
+
+/// What flows between actors.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// Changes.
+    Chunk(StreamChunk),
+    /// An epoch boundary.
+    Barrier(Barrier),
+}
+
+/// The sending side of an actor's input channel.
+pub type Sender = mpsc::Sender<Message>;
+/// The receiving side of an actor's input channel.
+pub type Receiver = mpsc::Receiver<Message>;
+/// An operator's output.
+pub type MessageStream = BoxStream<'static, Result<Message>>;
+
+/// A channel with the standard capacity.
+pub fn channel() -> (Sender, Receiver) {
+    mpsc::channel(CHANNEL_CAPACITY)
+}
+
+/// What actors report to the coordinator.
+#[derive(Debug)]
+pub enum Collected {
+    /// A materialize actor of `job` has written everything up to the barrier that closed
+    /// `epoch`.
+    Barrier {
+        /// The job.
+        job: u32,
+        /// The closed epoch (the barrier's `prev`).
+        epoch: Epoch,
+    },
+    /// An actor of `job` failed; the job produces nothing more.
+    Failed {
+        /// The job.
+        job: u32,
+        /// Why.
+        error: String,
+    },
+}
+
+/// How far a job's backfill has come, for `SHOW JOBS` and for `CREATE MATERIALIZED VIEW`
+/// to wait on.
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    rows: AtomicU64,
+    scans_pending: AtomicUsize,
+}
+
+impl JobProgress {
+    /// Snapshot rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Whether every snapshot read is done: the view is complete.
+    pub fn is_backfilled(&self) -> bool {
+        self.scans_pending.load(Ordering::Acquire) == 0
+    }
+}

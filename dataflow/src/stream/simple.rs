@@ -1,0 +1,107 @@
+//! Stateless operators: filter and project.
+//!
+//! A streaming job must not stop because one row's expression fails (a division by zero in
+//! some row of a table): like PostgreSQL's views would fail only the query that reads it, a
+//! failing row's value becomes NULL (a failing predicate: false), and a warning is logged.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Message, MessageStream};
+use crate::Result;
+use crate::chunk::schema_of;
+use crate::expr::Expr;
+use crate::types::{Datum, array_from_datums};
+
+/// Evaluates `expr`; rows whose evaluation fails get NULL.
+pub(crate) fn eval_lenient(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
+    match expr.eval(batch) {
+        Ok(array) => array,
+        Err(e) => {
+            tracing::warn!(error = %e, "expression failed in a streaming job; its value is NULL");
+            let values: Vec<Datum> = (0..batch.num_rows())
+                .map(|r| {
+                    expr.eval(&batch.slice(r, 1))
+                        .map_or(Datum::Null, |a| Datum::from_array(a.as_ref(), 0))
+                })
+                .collect();
+            array_from_datums(expr.data_type(), values.iter())
+        }
+    }
+}
+
+/// Evaluates a predicate; NULL and failing rows count as false.
+pub(crate) fn mask_lenient(predicate: &Expr, batch: &RecordBatch) -> BooleanArray {
+    let array = eval_lenient(predicate, batch);
+    let mask = array.as_boolean();
+    match mask.nulls() {
+        Some(nulls) => BooleanArray::new(mask.values() & nulls.inner(), None),
+        None => mask.clone(),
+    }
+}
+
+/// Keeps the changes of rows where `predicate` holds.
+pub(crate) fn filter(input: MessageStream, predicate: Expr) -> MessageStream {
+    Box::pin(input.try_filter_map(move |m| {
+        let out = match m {
+            Message::Chunk(chunk) => {
+                let mask = mask_lenient(&predicate, chunk.data());
+                match mask.true_count() {
+                    0 => Ok(None),
+                    n if n == chunk.cardinality() => Ok(Some(Message::Chunk(chunk))),
+                    _ => chunk.filter(&mask).map(|c| Some(Message::Chunk(c))),
+                }
+            }
+            barrier => Ok(Some(barrier)),
+        };
+        futures::future::ready(out)
+    }))
+}
+
+/// Computes `exprs` over every changed row; the ops stay.
+pub(crate) fn project(input: MessageStream, exprs: Vec<Expr>) -> MessageStream {
+    let types: Vec<_> = exprs.iter().map(Expr::data_type).collect();
+    let schema = schema_of(&types);
+    Box::pin(input.map(move |m| -> Result<Message> {
+        match m? {
+            Message::Chunk(chunk) => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| eval_lenient(e, chunk.data()))
+                    .collect();
+                Ok(Message::Chunk(
+                    chunk.with_columns(Arc::clone(&schema), columns)?,
+                ))
+            }
+            barrier => Ok(barrier),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::StreamChunk;
+    use crate::expr::BinaryOp;
+    use crate::types::DataType;
+
+    #[test]
+    fn a_failing_row_becomes_null_not_an_error() {
+        let chunk = StreamChunk::from_pretty(
+            " I I
+             + 6 2
+             + 1 0
+             + 9 3",
+        );
+        let div = Expr::binary(
+            BinaryOp::Div,
+            Expr::column(0, DataType::Int64),
+            Expr::column(1, DataType::Int64),
+        );
+        let out = eval_lenient(&div, chunk.data());
+        let values: Vec<Datum> = (0..3).map(|r| Datum::from_array(out.as_ref(), r)).collect();
+        assert_eq!(values, vec![Datum::Int64(3), Datum::Null, Datum::Int64(3)]);
+    }
+}
