@@ -171,6 +171,44 @@ impl Expr {
         }
     }
 
+    /// The same expression over other input positions: column `i` becomes column `f(i)`.
+    pub fn map_columns(self, f: &impl Fn(usize) -> usize) -> Expr {
+        let map = |e: Box<Expr>| Box::new(e.map_columns(f));
+        match self {
+            Expr::Column { index, ty } => Expr::Column { index: f(index), ty },
+            Expr::Literal { .. } => self,
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op,
+                left: map(left),
+                right: map(right),
+            },
+            Expr::Not(e) => Expr::Not(map(e)),
+            Expr::Negate(e) => Expr::Negate(map(e)),
+            Expr::IsNull(e) => Expr::IsNull(map(e)),
+            Expr::IsNotNull(e) => Expr::IsNotNull(map(e)),
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: map(expr),
+                to,
+            },
+            Expr::Case {
+                branches,
+                otherwise,
+                ty,
+            } => Expr::Case {
+                branches: branches
+                    .into_iter()
+                    .map(|(c, v)| (c.map_columns(f), v.map_columns(f)))
+                    .collect(),
+                otherwise: otherwise.map(map),
+                ty,
+            },
+            Expr::Coalesce { args, ty } => Expr::Coalesce {
+                args: args.into_iter().map(|a| a.map_columns(f)).collect(),
+                ty,
+            },
+        }
+    }
+
     /// The type of the result.
     pub fn data_type(&self) -> DataType {
         match self {

@@ -28,6 +28,9 @@ struct Args {
     /// Milliseconds between checkpoints when no statement waits for one.
     #[arg(long, default_value_t = 1000)]
     barrier_interval_ms: u64,
+    /// Actors per hash-distributed fragment of a materialized view (default: core count).
+    #[arg(long)]
+    parallelism: Option<usize>,
     /// Local directory for the disk tier of the block cache (off when not given).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -83,6 +86,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         DatabaseOptions {
             barrier_interval: Duration::from_millis(args.barrier_interval_ms.max(1)),
+            parallelism: args
+                .parallelism
+                .unwrap_or(DatabaseOptions::default().parallelism),
+            ..DatabaseOptions::default()
         },
     )
     .await?;

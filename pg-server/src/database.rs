@@ -6,7 +6,7 @@
 //! durable before it returns waits for the commit of the epoch it wrote, so concurrent
 //! statements share one commit (group commit).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,17 +16,19 @@ use bytes::Bytes;
 use dataflow::batch::plan::BatchPlan;
 use dataflow::batch::{BatchContext, execute};
 use dataflow::chunk::{Op, StreamChunk, batch_of, schema_of};
+use dataflow::stream::{JobOptions, Message, build_job};
 use dataflow::types::{DataType, Datum};
 use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_now_ms, table_key};
 use futures::TryStreamExt;
 use lsm_store::LsmStore;
 use parking_lot::RwLock;
-use sql_planner::{Catalog, DEFAULT_SCHEMA, Plan, PlanError, TableCatalog};
+use sql_planner::{Catalog, DEFAULT_SCHEMA, Plan, PlanError, TableCatalog, ViewCatalog};
 use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::copy::CopyFormat;
 use crate::error::{Error, Result};
+use crate::streaming::Streams;
 
 /// Table id of the catalog itself.
 const CATALOG_TABLE_ID: u32 = 0;
@@ -38,12 +40,18 @@ const FIRST_TABLE_ID: u32 = 1;
 pub struct DatabaseOptions {
     /// How often the writable epoch is sealed and committed when nobody waits.
     pub barrier_interval: Duration,
+    /// Actors per hash-distributed fragment of a materialized view's job.
+    pub parallelism: usize,
+    /// Cache budget of each streaming operator's state table, in bytes.
+    pub state_cache_bytes: usize,
 }
 
 impl Default for DatabaseOptions {
     fn default() -> Self {
         DatabaseOptions {
             barrier_interval: Duration::from_secs(1),
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            state_cache_bytes: 4 << 20,
         }
     }
 }
@@ -177,12 +185,32 @@ struct Inner {
     dml: Mutex<()>,
     next_row_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    streams: Streams,
+    job_options: JobOptions,
+    /// Set when a streaming job failed: nothing commits any more until a restart.
+    fatal: parking_lot::Mutex<Option<String>>,
 }
 
 /// A running database over an [`LsmStore`].
 #[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
+}
+
+impl Inner {
+    /// Stops committing after a streaming job failed or an epoch could not be sealed: every
+    /// later write and commit wait reports `reason` until the node restarts (and recovers
+    /// from the last committed epoch).
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "the database stops committing; restart to recover");
+        let reason = format!("{reason}; restart the node to recover");
+        *self.fatal.lock() = Some(reason.clone());
+        *self.commit_failure.lock() = Some(CommitFailure {
+            epoch: Epoch(u64::MAX),
+            sqlstate: "XX000",
+            message: reason,
+        });
+    }
 }
 
 /// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name.
@@ -222,6 +250,9 @@ impl Database {
             }
             let table: TableCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
             next_table_id = next_table_id.max(table.id + 1);
+            if let Some(view) = &table.view {
+                next_table_id = next_table_id.max(view.next_table_id);
+            }
             tables.insert(table.qualified_name(), Arc::new(table));
         }
         let writable = committed.next();
@@ -241,9 +272,75 @@ impl Database {
             dml: Mutex::new(()),
             next_row_id: AtomicU64::new(physical_now_ms() << 22),
             shutdown,
+            streams: Streams::new(),
+            job_options: JobOptions {
+                parallelism: options.parallelism,
+                cache_bytes: options.state_cache_bytes,
+            },
+            fatal: parking_lot::Mutex::new(None),
         });
-        Self::spawn_barrier_loop(&inner, options.barrier_interval, committed_tx);
-        Ok(Database { inner })
+        let database = Database { inner };
+        database.recover_jobs(committed, writable).await?;
+        Self::spawn_barrier_loop(&database.inner, options.barrier_interval, committed_tx);
+        Ok(database)
+    }
+
+    /// Restarts the job of every view from its state at the committed epoch: one barrier
+    /// from `committed` to `writable` connects them all.
+    async fn recover_jobs(&self, committed: Epoch, writable: Epoch) -> Result<()> {
+        let mut views: Vec<Arc<TableCatalog>> = self
+            .inner
+            .catalog
+            .read()
+            .tables
+            .values()
+            .filter(|t| t.is_view())
+            .cloned()
+            .collect();
+        // A view's upstream views have smaller ids and must be connected first.
+        views.sort_by_key(|v| v.id);
+        for view in &views {
+            let _ = self.start_job(view, vec![]);
+        }
+        if views.is_empty() {
+            return Ok(());
+        }
+        let prepared = self.inner.streams.prepare_barrier(committed, writable);
+        for target in &prepared.targets {
+            let _ = target
+                .send(Message::Barrier(prepared.barrier.clone()))
+                .await;
+        }
+        self.inner
+            .streams
+            .collect(committed, prepared.expected)
+            .await
+            .map_err(|e| Error::sql("XX000", format!("recovering views failed: {e}")))?;
+        self.inner
+            .streams
+            .barrier_collected(committed, &HashSet::new());
+        Ok(())
+    }
+
+    /// Spawns the actors of `view`'s job and registers it for the next barrier, which also
+    /// writes `catalog_writes`.
+    fn start_job(
+        &self,
+        view: &TableCatalog,
+        catalog_writes: Vec<(Bytes, Value)>,
+    ) -> watch::Receiver<Option<Epoch>> {
+        let plan = &view.view.as_ref().expect("a view").plan;
+        let streams = &self.inner.streams;
+        let built = build_job(
+            view.id,
+            plan,
+            view.desc(),
+            self.inner.store.clone(),
+            &self.inner.job_options,
+            &|id| streams.upstream_actors(id),
+            streams.collector(),
+        );
+        streams.add_job(view.id, view.name.clone(), built, catalog_writes)
     }
 
     /// Seals the writable epoch on every tick or request; a separate task syncs sealed epochs
@@ -285,12 +382,38 @@ impl Database {
                 }
                 let mut writable = inner.writable.write().await;
                 let sealed = *writable;
-                if let Err(e) = inner.store.seal_epoch(sealed) {
-                    tracing::error!(error = %e, "sealing failed");
-                    continue;
-                }
+                let prepared = inner.streams.prepare_barrier(sealed, sealed.next());
                 *writable = sealed.next();
+                if !prepared.catalog_writes.is_empty()
+                    && let Err(e) = inner
+                        .store
+                        .ingest_batch(*writable, prepared.catalog_writes)
+                        .await
+                {
+                    inner.fail(format!("writing the catalog failed: {e}"));
+                    return;
+                }
+                for target in &prepared.targets {
+                    let _ = target
+                        .send(Message::Barrier(prepared.barrier.clone()))
+                        .await;
+                }
                 drop(writable);
+                if let Err(e) = inner.streams.collect(sealed, prepared.expected).await {
+                    inner.fail(e);
+                    return;
+                }
+                let stopped = prepared
+                    .barrier
+                    .mutation
+                    .as_ref()
+                    .map(|m| m.stop.clone())
+                    .unwrap_or_default();
+                inner.streams.barrier_collected(sealed, &stopped);
+                if let Err(e) = inner.store.seal_epoch(sealed) {
+                    inner.fail(format!("sealing failed: {e}"));
+                    return;
+                }
                 if sealed_tx.send(sealed).is_err() {
                     return;
                 }
@@ -337,11 +460,22 @@ impl Database {
         }
     }
 
-    /// Writes at the writable epoch; returns the epoch written.
-    async fn write(&self, writes: Vec<(Bytes, Value)>) -> Result<Epoch> {
+    /// Writes at the writable epoch and sends `changes` (of table `.0`) to the views reading
+    /// it, in the same epoch; returns the epoch written.
+    async fn write(
+        &self,
+        writes: Vec<(Bytes, Value)>,
+        changes: Option<(u32, Vec<StreamChunk>)>,
+    ) -> Result<Epoch> {
+        if let Some(reason) = self.inner.fatal.lock().clone() {
+            return Err(Error::sql("XX000", reason));
+        }
         let writable = self.inner.writable.read().await;
         if !writes.is_empty() {
             self.inner.store.ingest_batch(*writable, writes).await?;
+        }
+        if let Some((table, chunks)) = changes {
+            self.inner.streams.dispatch(table, chunks).await;
         }
         Ok(*writable)
     }
@@ -408,10 +542,43 @@ impl Database {
                     rows: None,
                 })
             }
-            ["show", "materialized", "views"] => Some(StatementResult::Rows {
-                columns: vec![("Name".into(), DataType::Varchar)],
-                batches: vec![],
-            }),
+            ["show", "materialized", "views"] => {
+                let mut names: Vec<String> = self
+                    .inner
+                    .catalog
+                    .read()
+                    .tables
+                    .values()
+                    .filter(|t| t.schema == DEFAULT_SCHEMA && t.is_view())
+                    .map(|t| t.name.clone())
+                    .collect();
+                names.sort();
+                let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
+                Some(rows_of(vec![("Name".into(), DataType::Varchar)], rows))
+            }
+            ["show", "jobs"] => {
+                let rows = self
+                    .inner
+                    .streams
+                    .creating()
+                    .into_iter()
+                    .map(|j| {
+                        vec![
+                            Datum::Int64(i64::from(j.id)),
+                            Datum::Varchar(format!("CREATE MATERIALIZED VIEW {}", j.name)),
+                            Datum::Varchar(format!("{} rows read", j.rows_read)),
+                        ]
+                    })
+                    .collect();
+                Some(rows_of(
+                    vec![
+                        ("Id".into(), DataType::Int64),
+                        ("Statement".into(), DataType::Varchar),
+                        ("Progress".into(), DataType::Varchar),
+                    ],
+                    rows,
+                ))
+            }
             _ => None,
         })
     }
@@ -444,7 +611,7 @@ impl Database {
                     .read()
                     .tables
                     .values()
-                    .filter(|t| t.schema == DEFAULT_SCHEMA)
+                    .filter(|t| t.schema == DEFAULT_SCHEMA && !t.is_view())
                     .map(|t| t.name.clone())
                     .collect();
                 names.sort();
@@ -495,12 +662,32 @@ impl Database {
                     name,
                     columns,
                     pk,
+                    view: None,
                 };
                 self.create_table(session, table, if_not_exists).await
             }
             Plan::DropTable { names, if_exists } => {
                 self.drop_tables(session, names, if_exists).await
             }
+            Plan::CreateView {
+                schema,
+                name,
+                query,
+                columns,
+                if_not_exists,
+                definition,
+            } => {
+                self.create_view(
+                    session,
+                    (schema, name),
+                    query,
+                    columns,
+                    if_not_exists,
+                    definition,
+                )
+                .await
+            }
+            Plan::DropView { names, if_exists } => self.drop_views(session, names, if_exists).await,
             Plan::Insert { table, source } => self.insert(session, &table, source).await,
             Plan::Delete { table, rows } => self.delete(session, &table, rows).await,
             Plan::Update { table, rows } => self.update(session, &table, rows).await,
@@ -558,15 +745,17 @@ impl Database {
         Ok(execute(plan, ctx).try_collect().await?)
     }
 
-    /// Writes at the writable epoch and, if the session asks for it, waits for the commit.
+    /// Writes at the writable epoch (and sends the table's `changes` to its readers) and, if
+    /// the session asks for it, waits for the commit.
     async fn commit_writes(
         &self,
         session: &Session,
         writes: Vec<(Bytes, Value)>,
+        changes: Option<(u32, Vec<StreamChunk>)>,
         tag: &str,
         rows: Option<usize>,
     ) -> Result<StatementResult> {
-        let epoch = self.write(writes).await?;
+        let epoch = self.write(writes, changes).await?;
         self.finish_write(session, epoch).await?;
         Ok(StatementResult::Command {
             tag: tag.into(),
@@ -617,7 +806,7 @@ impl Database {
         };
         let value = serde_json::to_vec(&*table).expect("catalog entries serialize");
         let writes = vec![(catalog_key(table.id), Value::Put(Bytes::from(value)))];
-        self.commit_writes(session, writes, "CREATE TABLE", None)
+        self.commit_writes(session, writes, None, "CREATE TABLE", None)
             .await
     }
 
@@ -642,7 +831,7 @@ impl Database {
         }
         let value = serde_json::to_vec(&name).expect("names serialize");
         let writes = vec![(schema_key(&name), Value::Put(Bytes::from(value)))];
-        self.commit_writes(session, writes, "CREATE SCHEMA", None)
+        self.commit_writes(session, writes, None, "CREATE SCHEMA", None)
             .await
     }
 
@@ -679,7 +868,7 @@ impl Database {
                 }
             }
         }
-        self.commit_writes(session, writes, "DROP SCHEMA", None)
+        self.commit_writes(session, writes, None, "DROP SCHEMA", None)
             .await
     }
 
@@ -814,8 +1003,11 @@ impl Database {
         let desc = table.desc();
         self.append_row_ids(table, &mut columns, n);
         let data = batch_of(schema_of(&desc.types), columns, n)?;
-        let writes = desc.writes(&StreamChunk::new(vec![Op::Insert; n], data));
-        self.commit_writes(session, writes, "COPY", Some(n)).await
+        let chunk = StreamChunk::new(vec![Op::Insert; n], data);
+        let writes = desc.writes(&chunk);
+        let changes = Some((table.id, vec![chunk]));
+        self.commit_writes(session, writes, changes, "COPY", Some(n))
+            .await
     }
 
     async fn drop_tables(
@@ -829,9 +1021,17 @@ impl Database {
         {
             let mut catalog = self.inner.catalog.write();
             for name in &names {
-                if !catalog.tables.contains_key(name) && !if_exists {
-                    let bare = name.rsplit('.').next().unwrap_or(name);
-                    return Err(PlanError::UndefinedTable(bare.to_string()).into());
+                let bare = name.rsplit('.').next().unwrap_or(name);
+                match catalog.tables.get(name) {
+                    None if if_exists => {}
+                    None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
+                    Some(t) if t.is_view() => {
+                        return Err(PlanError::WrongObjectType(format!(
+                            "\"{bare}\" is a materialized view; use DROP MATERIALIZED VIEW"
+                        ))
+                        .into());
+                    }
+                    Some(t) => check_no_dependents(&catalog, t)?,
                 }
             }
             for name in &names {
@@ -841,8 +1041,133 @@ impl Database {
                 }
             }
         }
-        self.commit_writes(session, writes, "DROP TABLE", None)
+        self.commit_writes(session, writes, None, "DROP TABLE", None)
             .await
+    }
+
+    /// Creates a materialized view: plans its job, starts it, and waits until the view holds
+    /// every existing row (and, if the session asks for it, until that is committed).
+    async fn create_view(
+        &self,
+        session: &Session,
+        (schema, name): (String, String),
+        query: BatchPlan,
+        columns: Vec<(String, DataType)>,
+        if_not_exists: bool,
+        definition: String,
+    ) -> Result<StatementResult> {
+        let done = || StatementResult::Command {
+            tag: "CREATE_MATERIALIZED_VIEW".into(),
+            rows: None,
+        };
+        let view = {
+            let _dml = self.inner.dml.lock().await;
+            let mut catalog = self.inner.catalog.write();
+            if !catalog.schemas.contains(&schema) {
+                return Err(Error::sql(
+                    "3F000",
+                    format!("schema \"{schema}\" does not exist"),
+                ));
+            }
+            if catalog.tables.contains_key(&sql_planner::qualified(&schema, &name)) {
+                if if_not_exists {
+                    return Ok(done());
+                }
+                return Err(PlanError::DuplicateTable(name).into());
+            }
+            let id = catalog.next_table_id;
+            let planned = sql_planner::stream::plan_view(query, &columns, id + 1)?;
+            catalog.next_table_id = planned.next_table_id;
+            let view = Arc::new(TableCatalog {
+                id,
+                schema,
+                name,
+                columns: planned.columns,
+                pk: planned.pk,
+                view: Some(ViewCatalog {
+                    definition,
+                    plan: planned.plan,
+                    next_table_id: planned.next_table_id,
+                }),
+            });
+            catalog
+                .tables
+                .insert(view.qualified_name(), Arc::clone(&view));
+            view
+        };
+        let value = serde_json::to_vec(&*view).expect("catalog entries serialize");
+        let writes = vec![(catalog_key(view.id), Value::Put(Bytes::from(value)))];
+        let mut created = self.start_job(&view, writes);
+        let epoch = loop {
+            self.inner.barrier_requested.notify_one();
+            if let Some(epoch) = *created.borrow_and_update() {
+                break epoch;
+            }
+            if let Some(reason) = self.inner.fatal.lock().clone() {
+                return Err(Error::sql("XX000", reason));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), created.changed()).await;
+        };
+        self.finish_write(session, epoch).await?;
+        Ok(done())
+    }
+
+    async fn drop_views(
+        &self,
+        session: &Session,
+        names: Vec<String>,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let mut stopping = Vec::new();
+        {
+            let mut catalog = self.inner.catalog.write();
+            for name in &names {
+                let bare = name.rsplit('.').next().unwrap_or(name);
+                match catalog.tables.get(name) {
+                    None if if_exists => {}
+                    None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
+                    Some(t) if !t.is_view() => {
+                        return Err(PlanError::WrongObjectType(format!(
+                            "\"{bare}\" is not a materialized view"
+                        ))
+                        .into());
+                    }
+                    Some(t) => check_no_dependents(&catalog, t)?,
+                }
+            }
+            for name in &names {
+                if let Some(view) = catalog.tables.remove(name) {
+                    let writes = vec![(catalog_key(view.id), Value::Delete)];
+                    // The view's rows become unreachable: table ids are never reused.
+                    if let Some(stopped) = self.inner.streams.stop_job(view.id, writes) {
+                        stopping.push(stopped);
+                    }
+                }
+            }
+        }
+        for mut stopped in stopping {
+            while !*stopped.borrow_and_update() {
+                self.inner.barrier_requested.notify_one();
+                if let Some(reason) = self.inner.fatal.lock().clone() {
+                    return Err(Error::sql("XX000", reason));
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
+            }
+        }
+        self.flush_if_waiting(session).await?;
+        Ok(StatementResult::Command {
+            tag: "DROP_MATERIALIZED_VIEW".into(),
+            rows: None,
+        })
+    }
+
+    async fn flush_if_waiting(&self, session: &Session) -> Result<()> {
+        if session.waits_for_commit() {
+            self.flush().await
+        } else {
+            Ok(())
+        }
     }
 
     /// DML reads at the writable epoch, so it sees every earlier statement's writes.
@@ -865,8 +1190,8 @@ impl Database {
             self.append_row_ids(table, &mut columns, batch.num_rows());
             batches.push(batch_of(schema_of(&types), columns, batch.num_rows())?);
         }
-        let (writes, count) = Self::writes_of(table, batches, Op::Insert)?;
-        self.commit_writes(session, writes, "INSERT", Some(count))
+        let (writes, changes, count) = Self::writes_of(table, batches, Op::Insert)?;
+        self.commit_writes(session, writes, changes, "INSERT", Some(count))
             .await
     }
 
@@ -892,23 +1217,28 @@ impl Database {
         }
     }
 
-    /// The writes that apply `op` to every whole row of `batches`, and the row count.
+    /// The writes that apply `op` to every whole row of `batches`, the same as changes for
+    /// the table's readers, and the row count.
+    #[allow(clippy::type_complexity)]
     fn writes_of(
         table: &TableCatalog,
         batches: Vec<RecordBatch>,
         op: Op,
-    ) -> Result<(Vec<(Bytes, Value)>, usize)> {
+    ) -> Result<(Vec<(Bytes, Value)>, Option<(u32, Vec<StreamChunk>)>, usize)> {
         let desc = table.desc();
         let schema = schema_of(&desc.types);
         let mut writes = Vec::new();
+        let mut chunks = Vec::new();
         let mut count = 0;
         for batch in batches {
             let n = batch.num_rows();
             count += n;
             let data = batch_of(schema.clone(), batch.columns().to_vec(), n)?;
-            writes.extend(desc.writes(&StreamChunk::new(vec![op; n], data)));
+            let chunk = StreamChunk::new(vec![op; n], data);
+            writes.extend(desc.writes(&chunk));
+            chunks.push(chunk);
         }
-        Ok((writes, count))
+        Ok((writes, Some((table.id, chunks)), count))
     }
 
     async fn delete(
@@ -918,13 +1248,15 @@ impl Database {
         rows: BatchPlan,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let (writes, count) = Self::writes_of(table, self.dml_rows(rows).await?, Op::Delete)?;
-        self.commit_writes(session, writes, "DELETE", Some(count))
+        let (writes, changes, count) =
+            Self::writes_of(table, self.dml_rows(rows).await?, Op::Delete)?;
+        self.commit_writes(session, writes, changes, "DELETE", Some(count))
             .await
     }
 
-    /// The new rows keep their keys (key columns cannot be updated), so putting them replaces
-    /// the old ones.
+    /// `rows` holds each row's old values, then its new ones. The new rows keep their keys
+    /// (key columns cannot be updated), so putting them replaces the old ones; readers see
+    /// each update as an old/new pair.
     async fn update(
         &self,
         session: &Session,
@@ -932,9 +1264,50 @@ impl Database {
         rows: BatchPlan,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let (writes, count) = Self::writes_of(table, self.dml_rows(rows).await?, Op::Insert)?;
-        self.commit_writes(session, writes, "UPDATE", Some(count))
+        let desc = table.desc();
+        let width = desc.types.len();
+        let schema = schema_of(&desc.types);
+        let mut writes = Vec::new();
+        let mut chunks = Vec::new();
+        let mut count = 0;
+        for batch in self.dml_rows(rows).await? {
+            let n = batch.num_rows();
+            count += n;
+            let old = batch_of(schema.clone(), batch.columns()[..width].to_vec(), n)?;
+            let new = batch_of(schema.clone(), batch.columns()[width..].to_vec(), n)?;
+            writes.extend(desc.writes(&StreamChunk::inserts(new.clone())));
+            // Rows old0, new0, old1, new1, ...: each update as a pair.
+            let both = arrow::compute::concat_batches(&schema, [&old, &new])
+                .map_err(dataflow::Error::from)?;
+            let order: arrow::array::UInt32Array = (0..n as u32).flat_map(|i| [i, i + n as u32]).collect();
+            let paired = arrow::compute::take_record_batch(&both, &order)
+                .map_err(dataflow::Error::from)?;
+            let ops: Vec<Op> = (0..n)
+                .flat_map(|_| [Op::UpdateDelete, Op::UpdateInsert])
+                .collect();
+            chunks.push(StreamChunk::new(ops, paired));
+        }
+        let changes = Some((table.id, chunks));
+        self.commit_writes(session, writes, changes, "UPDATE", Some(count))
             .await
+    }
+}
+
+/// Refuses to drop `table` while a view reads it.
+fn check_no_dependents(catalog: &CatalogState, table: &TableCatalog) -> Result<()> {
+    match catalog
+        .tables
+        .values()
+        .find(|t| t.dependencies().contains(&table.id))
+    {
+        Some(dependent) => Err(Error::sql(
+            "2BP01",
+            format!(
+                "cannot drop {} because materialized view {} depends on it",
+                table.name, dependent.name
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@ mod copy;
 mod database;
 mod error;
 mod server;
+mod streaming;
 
 pub use copy::CopyFormat;
 pub use database::{CopyIn, Database, DatabaseOptions, Description, Session, StatementResult};

@@ -58,6 +58,20 @@ pub struct TableCatalog {
     pub columns: Vec<ColumnCatalog>,
     /// Positions of the primary key columns (the row id if no key was declared).
     pub pk: Vec<usize>,
+    /// Set for a materialized view: how it is maintained.
+    #[serde(default)]
+    pub view: Option<ViewCatalog>,
+}
+
+/// What makes a table a materialized view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewCatalog {
+    /// The `CREATE MATERIALIZED VIEW` statement.
+    pub definition: String,
+    /// The plan of the job that maintains it.
+    pub plan: dataflow::stream::plan::StreamPlan,
+    /// One past the last id its state tables use.
+    pub next_table_id: u32,
 }
 
 impl TableCatalog {
@@ -82,6 +96,18 @@ impl TableCatalog {
             pk_orders: vec![OrderType::ASC; self.pk.len()],
             dist_key_in_pk: (0..self.pk.len()).collect(),
         }
+    }
+
+    /// Whether this is a materialized view.
+    pub fn is_view(&self) -> bool {
+        self.view.is_some()
+    }
+
+    /// Ids of the tables and views a view reads (none for a table).
+    pub fn dependencies(&self) -> Vec<u32> {
+        self.view
+            .as_ref()
+            .map_or_else(Vec::new, |v| v.plan.upstreams())
     }
 
     /// Position of the column called `name`.

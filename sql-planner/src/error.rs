@@ -40,6 +40,12 @@ pub enum PlanError {
         /// The text.
         value: String,
     },
+    /// A column name used twice in one table or view.
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+    /// An object of another kind than the statement acts on (`DROP TABLE` of a view).
+    #[error("{0}")]
+    WrongObjectType(String),
     /// Valid SQL this system does not support yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),
@@ -54,6 +60,8 @@ impl PlanError {
             PlanError::UndefinedColumn(_) => "42703",
             PlanError::AmbiguousColumn(_) => "42702",
             PlanError::DuplicateTable(_) => "42P07",
+            PlanError::WrongObjectType(_) => "42809",
+            PlanError::DuplicateColumn(_) => "42701",
             PlanError::DuplicateAlias(_) => "42712",
             PlanError::TypeMismatch(_) => "42804",
             PlanError::Grouping(_) => "42803",

@@ -2,6 +2,7 @@
 mod binder;
 pub mod catalog;
 mod error;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use dataflow::types::DataType;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-pub use catalog::{Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, qualified};
+pub use catalog::{
+    Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, ViewCatalog, qualified,
+};
 pub use error::{PlanError, PlanResult};
 
 /// What a statement does, ready to run.
@@ -43,6 +46,28 @@ pub enum Plan {
         /// `IF EXISTS`.
         if_exists: bool,
     },
+    /// `CREATE MATERIALIZED VIEW`.
+    CreateView {
+        /// Schema.
+        schema: String,
+        /// View name.
+        name: String,
+        /// The query it maintains.
+        query: BatchPlan,
+        /// Names and types of its columns.
+        columns: Vec<(String, DataType)>,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// The statement, for the catalog.
+        definition: String,
+    },
+    /// `DROP MATERIALIZED VIEW`.
+    DropView {
+        /// Qualified view names (`schema.name`).
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
     /// `INSERT`: `source` yields every visible column of the table, in table order.
     Insert {
         /// Target.
@@ -57,7 +82,8 @@ pub enum Plan {
         /// Rows to delete.
         rows: BatchPlan,
     },
-    /// `UPDATE`: `rows` yields the new whole rows (primary keys never change).
+    /// `UPDATE`: `rows` yields each updated row whole, old values then new values (primary
+    /// keys never change).
     Update {
         /// Target.
         table: Arc<TableCatalog>,

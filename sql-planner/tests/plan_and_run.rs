@@ -50,6 +50,7 @@ async fn setup() -> (LsmStore, Tables) {
             col("v", DataType::Int64),
         ],
         pk: vec![0],
+        view: None,
     };
     let u = TableCatalog {
         id: 2,
@@ -57,6 +58,7 @@ async fn setup() -> (LsmStore, Tables) {
         name: "u".into(),
         columns: vec![col("id", DataType::Int64), col("tag", DataType::Varchar)],
         pk: vec![0],
+        view: None,
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),

@@ -76,12 +76,21 @@ impl<'c> Binder<'c> {
             .collect()
     }
 
-    fn table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
+    /// The table a DML statement writes: a table, not a view.
+    fn writable_table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
         let (schema, name) = schema_and_name(name);
         let name = qualified(&schema, &name);
-        self.catalog
+        let table = self
+            .catalog
             .table(&name)
-            .ok_or(PlanError::UndefinedTable(name))
+            .ok_or(PlanError::UndefinedTable(name))?;
+        if table.is_view() {
+            return Err(PlanError::WrongObjectType(format!(
+                "cannot change materialized view \"{}\"",
+                table.name
+            )));
+        }
+        Ok(table)
     }
 
     pub(crate) fn bind_statement(&mut self, stmt: &Statement) -> PlanResult<Plan> {
@@ -109,6 +118,22 @@ impl<'c> Binder<'c> {
                     .collect(),
                 if_exists: *if_exists,
             }),
+            Statement::Drop {
+                object_type: ast::ObjectType::MaterializedView,
+                if_exists,
+                names,
+                ..
+            } => Ok(Plan::DropView {
+                names: names
+                    .iter()
+                    .map(|n| {
+                        let (schema, name) = schema_and_name(n);
+                        qualified(&schema, &name)
+                    })
+                    .collect(),
+                if_exists: *if_exists,
+            }),
+            Statement::CreateView(cv) => self.bind_create_view(cv),
             Statement::Insert(insert) => self.bind_insert(insert),
             Statement::Delete(delete) => self.bind_delete(delete),
             Statement::Update(update) => self.bind_update(update),
@@ -117,6 +142,9 @@ impl<'c> Binder<'c> {
                 | Plan::Insert { source: plan, .. }
                 | Plan::Delete { rows: plan, .. }
                 | Plan::Update { rows: plan, .. } => Ok(Plan::Explain(plan.explain())),
+                Plan::CreateView { query, columns, .. } => Ok(Plan::Explain(
+                    crate::stream::plan_view(query, &columns, 0)?.plan.explain(),
+                )),
                 _ => Err(PlanError::NotSupported("EXPLAIN of this statement".into())),
             },
             Statement::StartTransaction { .. }
@@ -127,6 +155,42 @@ impl<'c> Binder<'c> {
                 statement_kind(other)
             ))),
         }
+    }
+
+    fn bind_create_view(&mut self, cv: &ast::CreateView) -> PlanResult<Plan> {
+        if !cv.materialized {
+            return Err(PlanError::NotSupported(
+                "CREATE VIEW (use CREATE MATERIALIZED VIEW)".into(),
+            ));
+        }
+        let (schema, name) = schema_and_name(&cv.name);
+        let bound = self.bind_query(&cv.query)?;
+        let mut columns = bound.columns();
+        if !cv.columns.is_empty() {
+            if cv.columns.len() != columns.len() {
+                return Err(PlanError::Syntax(format!(
+                    "the view has {} columns but {} names",
+                    columns.len(),
+                    cv.columns.len()
+                )));
+            }
+            for (c, def) in columns.iter_mut().zip(&cv.columns) {
+                c.0 = ident_name(&def.name);
+            }
+        }
+        for (i, (name, _)) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|(n, _)| n == name) {
+                return Err(PlanError::DuplicateColumn(name.clone()));
+            }
+        }
+        Ok(Plan::CreateView {
+            schema,
+            name,
+            query: bound.plan,
+            columns,
+            if_not_exists: cv.if_not_exists,
+            definition: cv.to_string(),
+        })
     }
 
     fn bind_create_table(&mut self, ct: &ast::CreateTable) -> PlanResult<Plan> {
@@ -209,7 +273,7 @@ impl<'c> Binder<'c> {
                 "INSERT into a table function".into(),
             ));
         };
-        let table = self.table(name)?;
+        let table = self.writable_table(name)?;
         let source = insert
             .source
             .as_ref()
@@ -335,7 +399,7 @@ impl<'c> Binder<'c> {
         if !joins.is_empty() {
             return Err(PlanError::NotSupported("DELETE with joins".into()));
         }
-        let table = self.table(name)?;
+        let table = self.writable_table(name)?;
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
@@ -351,7 +415,7 @@ impl<'c> Binder<'c> {
         if update.from.is_some() || !update.table.joins.is_empty() {
             return Err(PlanError::NotSupported("UPDATE ... FROM".into()));
         }
-        let table = self.table(name)?;
+        let table = self.writable_table(name)?;
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
@@ -415,9 +479,16 @@ impl<'c> Binder<'c> {
             }
         }
         let input = self.filtered_scan(&table, &scope, update.selection.as_ref())?;
+        let mut exprs: Vec<Expr> = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Expr::column(i, c.ty))
+            .collect();
+        exprs.extend(new_values);
         let rows = BatchPlan::Project {
             input: Box::new(input),
-            exprs: new_values,
+            exprs,
         };
         Ok(Plan::Update { table, rows })
     }

@@ -1,0 +1,388 @@
+//! Streaming physical planning: a bound query (as a batch plan) becomes the plan of a job that
+//! maintains it incrementally.
+//!
+//! Every node gets a stream key (columns that identify its rows) and a distribution. Columns
+//! a node needs for its key but the query does not output are appended after the query's
+//! columns; the view stores them as hidden columns. Exchanges are placed where an operator
+//! needs rows of one key in one actor (aggregation by group key, join by join key, top-N in a
+//! single actor). The distribution key is always part of the stream key, so all changes of
+//! one row take one path and stay in order.
+
+use dataflow::batch::plan::{AggKind, BatchPlan, SortKey};
+use dataflow::expr::Expr;
+use dataflow::stream::plan::StreamPlan;
+use dataflow::types::{DataType, Datum};
+
+use crate::catalog::ColumnCatalog;
+use crate::error::{PlanError, PlanResult};
+
+/// How a node's rows are spread over its fragment's actors.
+#[derive(Clone, Debug, PartialEq)]
+enum Dist {
+    /// One actor.
+    Single,
+    /// By the vnode of these columns.
+    Hash(Vec<usize>),
+    /// Each stream key in one actor, by no column set a parent can rely on.
+    Any,
+}
+
+struct Node {
+    plan: StreamPlan,
+    /// Stream key columns.
+    key: Vec<usize>,
+    dist: Dist,
+    /// Output columns of the batch plan it came from; more columns may follow.
+    width: usize,
+}
+
+impl Node {
+    fn types(&self) -> Vec<DataType> {
+        self.plan.output_types()
+    }
+}
+
+/// A view's streaming plan and storage layout.
+#[derive(Clone, Debug)]
+pub struct ViewPlan {
+    /// The job's plan (its root's output is the view's rows).
+    pub plan: StreamPlan,
+    /// The view's columns: the query's, then hidden key columns.
+    pub columns: Vec<ColumnCatalog>,
+    /// Primary key: the stream key.
+    pub pk: Vec<usize>,
+    /// Ids used for the operators' state tables: `first_state_table..next_table_id`.
+    pub next_table_id: u32,
+}
+
+struct Planner {
+    next_table_id: u32,
+    next_exchange_id: u32,
+}
+
+impl Planner {
+    fn table_id(&mut self) -> u32 {
+        self.next_table_id += 1;
+        self.next_table_id - 1
+    }
+
+    fn exchange(&mut self, node: Node, dist: Dist) -> Node {
+        if node.dist == dist {
+            return node;
+        }
+        let keys = match &dist {
+            Dist::Hash(k) => k.clone(),
+            _ => vec![],
+        };
+        self.next_exchange_id += 1;
+        Node {
+            plan: StreamPlan::Exchange {
+                input: Box::new(node.plan),
+                dist: keys,
+                id: self.next_exchange_id - 1,
+            },
+            dist,
+            ..node
+        }
+    }
+
+    /// Projects `exprs`, keeping the input's stream key (appended where not projected).
+    fn project(&self, input: Node, mut exprs: Vec<Expr>) -> Node {
+        let width = exprs.len();
+        let types = input.types();
+        let position = |exprs: &mut Vec<Expr>, c: usize| {
+            exprs
+                .iter()
+                .position(|e| matches!(e, Expr::Column { index, .. } if *index == c))
+                .unwrap_or_else(|| {
+                    exprs.push(Expr::column(c, types[c]));
+                    exprs.len() - 1
+                })
+        };
+        let key: Vec<usize> = input.key.iter().map(|k| position(&mut exprs, *k)).collect();
+        let dist = match input.dist {
+            Dist::Hash(d) => Dist::Hash(d.iter().map(|c| position(&mut exprs, *c)).collect()),
+            other => other,
+        };
+        Node {
+            plan: StreamPlan::Project {
+                input: Box::new(input.plan),
+                exprs,
+            },
+            key,
+            dist,
+            width,
+        }
+    }
+
+    fn plan(&mut self, batch: BatchPlan) -> PlanResult<Node> {
+        Ok(match batch {
+            BatchPlan::Values { rows, mut types } => {
+                let width = types.len();
+                let rows = rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut row)| {
+                        row.push(Expr::literal(Datum::Int64(i as i64), DataType::Int64));
+                        row
+                    })
+                    .collect();
+                types.push(DataType::Int64);
+                Node {
+                    plan: StreamPlan::Values {
+                        rows,
+                        types,
+                        state_table: self.table_id(),
+                    },
+                    key: vec![width],
+                    dist: Dist::Single,
+                    width,
+                }
+            }
+            BatchPlan::Scan { table, mut columns } => {
+                let width = columns.len();
+                let mut key = Vec::new();
+                for pk in &table.pk {
+                    key.push(columns.iter().position(|c| c == pk).unwrap_or_else(|| {
+                        columns.push(*pk);
+                        columns.len() - 1
+                    }));
+                }
+                Node {
+                    plan: StreamPlan::Scan {
+                        upstream_id: table.table_id,
+                        table,
+                        columns,
+                        progress_table: self.table_id(),
+                    },
+                    key,
+                    dist: Dist::Single,
+                    width,
+                }
+            }
+            BatchPlan::Filter { input, predicate } => {
+                let input = self.plan(*input)?;
+                Node {
+                    plan: StreamPlan::Filter {
+                        input: Box::new(input.plan),
+                        predicate,
+                    },
+                    ..input
+                }
+            }
+            BatchPlan::Project { input, exprs } => {
+                let input = self.plan(*input)?;
+                self.project(input, exprs)
+            }
+            BatchPlan::HashAgg {
+                input,
+                group_keys,
+                aggs,
+            } => {
+                if aggs.iter().any(|a| a.kind == AggKind::FirstValue) {
+                    return Err(PlanError::NotSupported(
+                        "DISTINCT ON in a materialized view".into(),
+                    ));
+                }
+                let input = self.plan(*input)?;
+                let dist = if group_keys.is_empty() {
+                    Dist::Single
+                } else {
+                    Dist::Hash(group_keys.clone())
+                };
+                let input = self.exchange(input, dist.clone());
+                let g = group_keys.len();
+                let tables = (0..=aggs.len()).map(|_| self.table_id()).collect();
+                Node {
+                    width: g + aggs.len(),
+                    plan: StreamPlan::HashAgg {
+                        input_key: input.key.clone(),
+                        input: Box::new(input.plan),
+                        group_keys,
+                        aggs,
+                        tables,
+                    },
+                    key: (0..g).collect(),
+                    dist: if g == 0 {
+                        Dist::Single
+                    } else {
+                        Dist::Hash((0..g).collect())
+                    },
+                }
+            }
+            BatchPlan::HashJoin {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                condition,
+            } => {
+                let left = self.plan(*left)?;
+                let right = self.plan(*right)?;
+                let (ldist, rdist) = if left_keys.is_empty() {
+                    (Dist::Single, Dist::Single)
+                } else {
+                    (Dist::Hash(left_keys.clone()), Dist::Hash(right_keys.clone()))
+                };
+                let left = self.exchange(left, ldist);
+                let right = self.exchange(right, rdist);
+                let (lw, lall) = (left.width, left.types().len());
+                let (rw, rall) = (right.width, right.types().len());
+                // The batch condition sees left then right query columns; here the left
+                // side's extra key columns come between them.
+                let condition = condition.map(|c| {
+                    c.map_columns(&|i| if i < lw { i } else { i + lall - lw })
+                });
+                let single = left.dist == Dist::Single;
+                let mut key: Vec<usize> = Vec::new();
+                let mut add = |c: usize| {
+                    if !key.contains(&c) {
+                        key.push(c);
+                    }
+                };
+                left_keys.iter().chain(&left.key).for_each(|c| add(*c));
+                right_keys
+                    .iter()
+                    .chain(&right.key)
+                    .for_each(|c| add(c + lall));
+                let joined = StreamPlan::HashJoin {
+                    left_stream_key: left.key.clone(),
+                    right_stream_key: right.key.clone(),
+                    left: Box::new(left.plan),
+                    right: Box::new(right.plan),
+                    kind,
+                    left_keys,
+                    right_keys,
+                    condition,
+                    tables: [self.table_id(), self.table_id()],
+                };
+                let types = joined.output_types();
+                // Reorder to the query's columns first: left's, right's, then the extras.
+                let order: Vec<usize> = (0..lw)
+                    .chain(lall..lall + rw)
+                    .chain(lw..lall)
+                    .chain(lall + rw..lall + rall)
+                    .collect();
+                let new_pos = |c: usize| order.iter().position(|o| *o == c).expect("permutation");
+                Node {
+                    plan: StreamPlan::Project {
+                        input: Box::new(joined),
+                        exprs: order.iter().map(|c| Expr::column(*c, types[*c])).collect(),
+                    },
+                    key: key.iter().map(|c| new_pos(*c)).collect(),
+                    dist: if single { Dist::Single } else { Dist::Any },
+                    width: lw + rw,
+                }
+            }
+            // Rows of a view have no order; only a limit makes one matter.
+            BatchPlan::Sort { input, .. } => self.plan(*input)?,
+            BatchPlan::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let (input, order) = match *input {
+                    BatchPlan::Sort { input, keys } => (*input, keys),
+                    other => (other, vec![]),
+                };
+                let input = self.plan(input)?;
+                let input = self.exchange(input, Dist::Single);
+                let order: Vec<SortKey> = order;
+                Node {
+                    plan: StreamPlan::TopN {
+                        input_key: input.key.clone(),
+                        input: Box::new(input.plan),
+                        order,
+                        limit,
+                        offset,
+                        state_table: self.table_id(),
+                    },
+                    ..input
+                }
+            }
+            BatchPlan::UnionAll { inputs } => self.union(inputs)?,
+        })
+    }
+
+    /// Each input's rows get the key columns of every input (NULL but its own) and the
+    /// input's number, which together identify a row of the union.
+    fn union(&mut self, inputs: Vec<BatchPlan>) -> PlanResult<Node> {
+        let nodes = inputs
+            .into_iter()
+            .map(|i| self.plan(i))
+            .collect::<PlanResult<Vec<_>>>()?;
+        let width = nodes.first().map_or(0, |n| n.width);
+        let key_types: Vec<Vec<DataType>> = nodes
+            .iter()
+            .map(|n| {
+                let t = n.types();
+                n.key.iter().map(|k| t[*k]).collect()
+            })
+            .collect();
+        let extra: usize = key_types.iter().map(Vec::len).sum::<usize>() + 1;
+        let key: Vec<usize> = (width..width + extra).collect();
+        let mut planned = Vec::new();
+        for (i, node) in nodes.into_iter().enumerate() {
+            let types = node.types();
+            let mut exprs: Vec<Expr> = (0..width).map(|c| Expr::column(c, types[c])).collect();
+            for (j, kt) in key_types.iter().enumerate() {
+                if i == j {
+                    exprs.extend(node.key.iter().map(|k| Expr::column(*k, types[*k])));
+                } else {
+                    exprs.extend(kt.iter().map(|t| Expr::literal(Datum::Null, *t)));
+                }
+            }
+            exprs.push(Expr::literal(Datum::Int32(i as i32), DataType::Int32));
+            let projected = Node {
+                plan: StreamPlan::Project {
+                    input: Box::new(node.plan),
+                    exprs,
+                },
+                key: key.clone(),
+                dist: Dist::Any,
+                width,
+            };
+            planned.push(self.exchange(projected, Dist::Hash(key.clone())).plan);
+        }
+        Ok(Node {
+            plan: StreamPlan::Union { inputs: planned },
+            key: key.clone(),
+            dist: Dist::Hash(key),
+            width,
+        })
+    }
+}
+
+/// Plans the job of a view over `query` whose visible columns are `columns`; its state
+/// tables get ids from `first_table_id` on.
+pub fn plan_view(
+    query: BatchPlan,
+    columns: &[(String, DataType)],
+    first_table_id: u32,
+) -> PlanResult<ViewPlan> {
+    let mut planner = Planner {
+        next_table_id: first_table_id,
+        next_exchange_id: 0,
+    };
+    let node = planner.plan(query)?;
+    let types = node.types();
+    let mut catalog_columns: Vec<ColumnCatalog> = columns
+        .iter()
+        .map(|(name, ty)| ColumnCatalog::new(name.clone(), *ty))
+        .collect();
+    for (i, ty) in types.iter().enumerate().skip(node.width) {
+        catalog_columns.push(ColumnCatalog {
+            name: format!("_key{i}"),
+            ty: *ty,
+            hidden: true,
+            default: None,
+        });
+    }
+    Ok(ViewPlan {
+        plan: node.plan,
+        columns: catalog_columns,
+        pk: node.key,
+        next_table_id: planner.next_table_id,
+    })
+}
