@@ -175,7 +175,10 @@ impl Expr {
     pub fn map_columns(self, f: &impl Fn(usize) -> usize) -> Expr {
         let map = |e: Box<Expr>| Box::new(e.map_columns(f));
         match self {
-            Expr::Column { index, ty } => Expr::Column { index: f(index), ty },
+            Expr::Column { index, ty } => Expr::Column {
+                index: f(index),
+                ty,
+            },
             Expr::Literal { .. } => self,
             Expr::Binary { op, left, right } => Expr::Binary {
                 op,

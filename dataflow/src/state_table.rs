@@ -195,7 +195,7 @@ impl<S: StateStore> StateTable<S> {
         self.write_rows(vec![row], true);
     }
 
-    /// Removes the row with `row`'s primary key.
+    /// Removes the row with `row`'s primary key (`row` is a whole row; only its key matters).
     pub fn delete(&mut self, row: Vec<Datum>) {
         self.write_rows(vec![row], false);
     }
@@ -248,7 +248,10 @@ impl<S: StateStore> StateTable<S> {
     ) -> Result<Vec<Vec<Datum>>> {
         let range = self.desc.prefix_range(prefix);
         let mut pending = self.pending.range(range.clone()).peekable();
-        let mut iter = self.store.iter(range, self.epoch, Direction::Forward).await?;
+        let mut iter = self
+            .store
+            .iter(range, self.epoch, Direction::Forward)
+            .await?;
         let mut stored = iter.next().await?;
         let mut rows = Vec::new();
         while rows.len() < limit {

@@ -16,6 +16,8 @@ use bytes::Bytes;
 use dataflow::batch::plan::BatchPlan;
 use dataflow::batch::{BatchContext, execute};
 use dataflow::chunk::{Op, StreamChunk, batch_of, schema_of};
+use dataflow::row_codec::{columns_from_rows, decode_value};
+use dataflow::state_table::TableDesc;
 use dataflow::stream::{JobOptions, Message, build_job};
 use dataflow::types::{DataType, Datum};
 use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_now_ms, table_key};
@@ -82,6 +84,25 @@ pub struct Description {
     pub params: Vec<DataType>,
     /// Names and types of the result columns (empty for commands).
     pub columns: Vec<(String, DataType)>,
+}
+
+/// Changes of one table that a statement sends to the views reading it.
+struct TableChanges {
+    table: u32,
+    chunks: Vec<StreamChunk>,
+    /// Set for inserts into a table with a declared primary key: an insert replaces the row
+    /// with its key, if any, which readers must see as an update.
+    upsert: Option<TableDesc>,
+}
+
+impl TableChanges {
+    fn of(table: &TableCatalog, chunks: Vec<StreamChunk>, op: Op) -> Option<TableChanges> {
+        Some(TableChanges {
+            table: table.id,
+            chunks,
+            upsert: (op == Op::Insert && !table.has_row_id()).then(|| table.desc()),
+        })
+    }
 }
 
 /// Where a `COPY ... FROM STDIN` writes, and how its input is formatted.
@@ -421,9 +442,10 @@ impl Database {
         });
     }
 
-    /// Stops the barrier loop (after which writes no longer commit).
+    /// Stops the barrier loop (after which writes no longer commit) and the views' jobs.
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        self.inner.streams.shutdown();
     }
 
     /// The newest committed epoch.
@@ -465,12 +487,23 @@ impl Database {
     async fn write(
         &self,
         writes: Vec<(Bytes, Value)>,
-        changes: Option<(u32, Vec<StreamChunk>)>,
+        changes: Option<TableChanges>,
     ) -> Result<Epoch> {
         if let Some(reason) = self.inner.fatal.lock().clone() {
             return Err(Error::sql("XX000", reason));
         }
         let writable = self.inner.writable.read().await;
+        // Readers change only at barriers, which wait for this lock.
+        let changes = match changes {
+            Some(c) if self.inner.streams.has_readers(c.table) => {
+                let chunks = match &c.upsert {
+                    Some(desc) => self.upserts(desc, c.chunks, *writable).await?,
+                    None => c.chunks,
+                };
+                Some((c.table, chunks))
+            }
+            _ => None,
+        };
         if !writes.is_empty() {
             self.inner.store.ingest_batch(*writable, writes).await?;
         }
@@ -478,6 +511,45 @@ impl Database {
             self.inner.streams.dispatch(table, chunks).await;
         }
         Ok(*writable)
+    }
+
+    /// Inserts as readers see them: one that replaces a row with the same primary key (an
+    /// earlier row or one inserted earlier by the same statement) is an update of that row.
+    async fn upserts(
+        &self,
+        desc: &TableDesc,
+        chunks: Vec<StreamChunk>,
+        epoch: Epoch,
+    ) -> Result<Vec<StreamChunk>> {
+        let mut inserted: HashMap<Bytes, Vec<Datum>> = HashMap::new();
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let mut ops = Vec::with_capacity(chunk.cardinality());
+            let mut rows = Vec::with_capacity(chunk.cardinality());
+            for (r, key) in desc.keys(chunk.data()).into_iter().enumerate() {
+                let new = chunk.row(r);
+                let old = match inserted.get(&key) {
+                    Some(row) => Some(row.clone()),
+                    None => match self.inner.store.get(&key, epoch).await? {
+                        Some(value) => Some(decode_value(&value, &desc.types)?),
+                        None => None,
+                    },
+                };
+                match old {
+                    Some(old) => {
+                        ops.extend([Op::UpdateDelete, Op::UpdateInsert]);
+                        rows.push(old);
+                    }
+                    None => ops.push(Op::Insert),
+                }
+                rows.push(new.clone());
+                inserted.insert(key, new);
+            }
+            let columns = columns_from_rows(&rows, &desc.types);
+            let data = batch_of(schema_of(&desc.types), columns, rows.len())?;
+            out.push(StreamChunk::new(ops, data));
+        }
+        Ok(out)
     }
 
     /// The types of a statement's `$n` parameters and the columns it returns (for the
@@ -751,7 +823,7 @@ impl Database {
         &self,
         session: &Session,
         writes: Vec<(Bytes, Value)>,
-        changes: Option<(u32, Vec<StreamChunk>)>,
+        changes: Option<TableChanges>,
         tag: &str,
         rows: Option<usize>,
     ) -> Result<StatementResult> {
@@ -1005,7 +1077,7 @@ impl Database {
         let data = batch_of(schema_of(&desc.types), columns, n)?;
         let chunk = StreamChunk::new(vec![Op::Insert; n], data);
         let writes = desc.writes(&chunk);
-        let changes = Some((table.id, vec![chunk]));
+        let changes = TableChanges::of(table, vec![chunk], Op::Insert);
         self.commit_writes(session, writes, changes, "COPY", Some(n))
             .await
     }
@@ -1069,7 +1141,10 @@ impl Database {
                     format!("schema \"{schema}\" does not exist"),
                 ));
             }
-            if catalog.tables.contains_key(&sql_planner::qualified(&schema, &name)) {
+            if catalog
+                .tables
+                .contains_key(&sql_planner::qualified(&schema, &name))
+            {
                 if if_not_exists {
                     return Ok(done());
                 }
@@ -1224,7 +1299,7 @@ impl Database {
         table: &TableCatalog,
         batches: Vec<RecordBatch>,
         op: Op,
-    ) -> Result<(Vec<(Bytes, Value)>, Option<(u32, Vec<StreamChunk>)>, usize)> {
+    ) -> Result<(Vec<(Bytes, Value)>, Option<TableChanges>, usize)> {
         let desc = table.desc();
         let schema = schema_of(&desc.types);
         let mut writes = Vec::new();
@@ -1238,7 +1313,7 @@ impl Database {
             writes.extend(desc.writes(&chunk));
             chunks.push(chunk);
         }
-        Ok((writes, Some((table.id, chunks)), count))
+        Ok((writes, TableChanges::of(table, chunks, op), count))
     }
 
     async fn delete(
@@ -1279,15 +1354,16 @@ impl Database {
             // Rows old0, new0, old1, new1, ...: each update as a pair.
             let both = arrow::compute::concat_batches(&schema, [&old, &new])
                 .map_err(dataflow::Error::from)?;
-            let order: arrow::array::UInt32Array = (0..n as u32).flat_map(|i| [i, i + n as u32]).collect();
-            let paired = arrow::compute::take_record_batch(&both, &order)
-                .map_err(dataflow::Error::from)?;
+            let order: arrow::array::UInt32Array =
+                (0..n as u32).flat_map(|i| [i, i + n as u32]).collect();
+            let paired =
+                arrow::compute::take_record_batch(&both, &order).map_err(dataflow::Error::from)?;
             let ops: Vec<Op> = (0..n)
                 .flat_map(|_| [Op::UpdateDelete, Op::UpdateInsert])
                 .collect();
             chunks.push(StreamChunk::new(ops, paired));
         }
-        let changes = Some((table.id, chunks));
+        let changes = TableChanges::of(table, chunks, Op::UpdateInsert);
         self.commit_writes(session, writes, changes, "UPDATE", Some(count))
             .await
     }

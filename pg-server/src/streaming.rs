@@ -78,6 +78,11 @@ impl Streams {
         }
     }
 
+    /// Drops every job's inputs, so their actors end.
+    pub(crate) fn shutdown(&self) {
+        *self.state.lock() = State::default();
+    }
+
     /// Where actors report barriers.
     pub(crate) fn collector(&self) -> mpsc::UnboundedSender<Collected> {
         self.collector.clone()
@@ -135,6 +140,15 @@ impl Streams {
         Some(stopped)
     }
 
+    /// Whether any job reads table `id`.
+    pub(crate) fn has_readers(&self, id: u32) -> bool {
+        self.state
+            .lock()
+            .table_outputs
+            .get(&id)
+            .is_some_and(|o| !o.is_empty())
+    }
+
     /// Sends the changes a statement made to table `table` to every job reading it. The caller
     /// holds the writable epoch (shared), so no barrier passes in between.
     pub(crate) async fn dispatch(&self, table: u32, chunks: Vec<StreamChunk>) {
@@ -189,7 +203,8 @@ impl Streams {
         }
         state.table_outputs.retain(|_, o| !o.is_empty());
         let expected = state.jobs.values().map(|j| j.materialize_actors).sum();
-        let mutation = (!mutation.add.is_empty() || !mutation.stop.is_empty()).then(|| Arc::new(mutation));
+        let mutation =
+            (!mutation.add.is_empty() || !mutation.stop.is_empty()).then(|| Arc::new(mutation));
         PreparedBarrier {
             barrier: Barrier {
                 epoch: EpochPair { prev, curr },

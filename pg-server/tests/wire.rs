@@ -24,6 +24,7 @@ async fn start(objects: Arc<dyn ObjectStore>) -> Node {
         store.clone(),
         DatabaseOptions {
             barrier_interval: Duration::from_millis(100),
+            ..DatabaseOptions::default()
         },
     )
     .await

@@ -223,7 +223,10 @@ impl Planner {
                 let (ldist, rdist) = if left_keys.is_empty() {
                     (Dist::Single, Dist::Single)
                 } else {
-                    (Dist::Hash(left_keys.clone()), Dist::Hash(right_keys.clone()))
+                    (
+                        Dist::Hash(left_keys.clone()),
+                        Dist::Hash(right_keys.clone()),
+                    )
                 };
                 let left = self.exchange(left, ldist);
                 let right = self.exchange(right, rdist);
@@ -231,9 +234,8 @@ impl Planner {
                 let (rw, rall) = (right.width, right.types().len());
                 // The batch condition sees left then right query columns; here the left
                 // side's extra key columns come between them.
-                let condition = condition.map(|c| {
-                    c.map_columns(&|i| if i < lw { i } else { i + lall - lw })
-                });
+                let condition =
+                    condition.map(|c| c.map_columns(&|i| if i < lw { i } else { i + lall - lw }));
                 let single = left.dist == Dist::Single;
                 let mut key: Vec<usize> = Vec::new();
                 let mut add = |c: usize| {

@@ -300,11 +300,11 @@ impl<S: StateStore> HashAgg<S> {
                         None => 0,
                     };
                     let now = seen + sign;
+                    let mut entry = pk;
+                    entry.push(Datum::Int64(now));
                     if now <= 0 {
-                        self.per_call[i].delete(pk.clone());
+                        self.per_call[i].delete(entry);
                     } else {
-                        let mut entry = pk.clone();
-                        entry.push(Datum::Int64(now));
                         self.per_call[i].insert(entry);
                     }
                     // Only a value's first occurrence and its last removal count.
@@ -421,7 +421,8 @@ pub(crate) fn hash_agg<S: StateStore>(
 ) -> MessageStream {
     let descs = agg_table_descs(&tables, &input_types, &group_keys, &aggs, &input_key);
     let mut descs = descs.into_iter();
-    let mut table = |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
+    let mut table =
+        |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
     let result = table(descs.next().expect("a result table"));
     let per_call = descs.map(&mut table).collect();
     let mut agg = HashAgg {

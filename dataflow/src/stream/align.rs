@@ -1,9 +1,9 @@
 //! Barrier alignment: several inputs become one stream in which every barrier appears once,
 //! after every input has delivered it.
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, FuturesUnordered, StreamExt};
-use futures::FutureExt;
 
 use super::{Barrier, Message, MessageStream, Receiver};
 use crate::chunk::StreamChunk;

@@ -105,7 +105,11 @@ impl Position {
     }
 
     /// Keeps the changes of rows the snapshot read has passed.
-    fn passed(&self, upstream: &TableDesc, chunk: StreamChunk) -> Result<Option<StreamChunk>, Error> {
+    fn passed(
+        &self,
+        upstream: &TableDesc,
+        chunk: StreamChunk,
+    ) -> Result<Option<StreamChunk>, Error> {
         if self.exhausted {
             return Ok(Some(chunk));
         }

@@ -73,9 +73,11 @@ mod tests {
         let (tx2, mut rx2) = channel();
         let mut d = HashDispatcher::new(vec![0], vec![tx1, tx2]);
         let rows: String = (0..64).map(|i| format!("+ {} {i}\n", i % 8)).collect();
-        d.dispatch(Message::Chunk(StreamChunk::from_pretty(&format!(" I I\n{rows}"))))
-            .await
-            .unwrap();
+        d.dispatch(Message::Chunk(StreamChunk::from_pretty(&format!(
+            " I I\n{rows}"
+        ))))
+        .await
+        .unwrap();
         drop(d);
         let mut keys = [Vec::new(), Vec::new()];
         for (o, rx) in [&mut rx1, &mut rx2].into_iter().enumerate() {
@@ -89,6 +91,9 @@ mod tests {
         for k in &keys[0] {
             assert!(!keys[1].contains(k), "{k:?} went to both outputs");
         }
-        assert!(keys.iter().all(|k| k.iter().all(|d| matches!(d, Datum::Int64(_)))));
+        assert!(
+            keys.iter()
+                .all(|k| k.iter().all(|d| matches!(d, Datum::Int64(_))))
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! between exchanges) runs as one or more actors joined by bounded channels.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use epoch_mvcc::{Epoch, StateStore};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::agg::hash_agg;
@@ -125,7 +126,9 @@ impl<S: StateStore> Builder<'_, S> {
                 progress_table,
             } => {
                 let (senders, receivers): (Vec<_>, Vec<_>) =
-                    (0..(self.upstream_actors)(*upstream_id)).map(|_| channel()).unzip();
+                    (0..(self.upstream_actors)(*upstream_id))
+                        .map(|_| channel())
+                        .unzip();
                 self.upstreams.push(UpstreamInput {
                     upstream_id: *upstream_id,
                     senders,
@@ -244,13 +247,18 @@ fn spawn_actor(
     run: impl Future<Output = crate::Result<()>> + Send + 'static,
 ) {
     tokio::spawn(async move {
-        if let Err(e) = run.await {
-            tracing::error!(job, error = %e, "streaming actor failed");
-            let _ = collector.send(Collected::Failed {
-                job,
-                error: e.to_string(),
-            });
-        }
+        // A panic is a bug, but it must stop the job visibly rather than hang its barriers.
+        let error = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into()),
+        };
+        tracing::error!(job, %error, "streaming actor failed");
+        let _ = collector.send(Collected::Failed { job, error });
     });
 }
 

@@ -95,10 +95,7 @@ impl<S: StateStore> HashJoin<S> {
         if others.is_empty() {
             return Ok(vec![]);
         }
-        let rows: Vec<Vec<Datum>> = others
-            .iter()
-            .map(|o| Self::joined(s, this, o))
-            .collect();
+        let rows: Vec<Vec<Datum>> = others.iter().map(|o| Self::joined(s, this, o)).collect();
         let batch = self.batch(&rows)?;
         let mask = mask_lenient(condition, &batch);
         Ok((0..rows.len()).map(|i| mask.value(i)).collect())
@@ -230,7 +227,12 @@ pub(crate) fn hash_join<S: StateStore>(
         matches!(spec.kind, JoinKind::RightOuter | JoinKind::FullOuter),
     ];
     let side = |i: usize| {
-        let desc = join_side_desc(spec.tables[i], &spec.types[i], &spec.keys[i], &spec.stream_keys[i]);
+        let desc = join_side_desc(
+            spec.tables[i],
+            &spec.types[i],
+            &spec.keys[i],
+            &spec.stream_keys[i],
+        );
         Side {
             keys: spec.keys[i].clone(),
             types: spec.types[i].clone(),

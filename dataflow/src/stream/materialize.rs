@@ -1,8 +1,8 @@
 //! Materialize: the last operator of a job. Writes the view's rows, passes its changes to the
 //! jobs that read the view, and reports each barrier to the coordinator.
 
-use futures::StreamExt;
 use epoch_mvcc::StateStore;
+use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Collected, Message, MessageStream, Sender};

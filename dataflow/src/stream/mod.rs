@@ -78,7 +78,9 @@ pub struct Barrier {
 impl Barrier {
     /// Whether job `job` stops at this barrier.
     pub fn stops(&self, job: u32) -> bool {
-        self.mutation.as_ref().is_some_and(|m| m.stop.contains(&job))
+        self.mutation
+            .as_ref()
+            .is_some_and(|m| m.stop.contains(&job))
     }
 }
 

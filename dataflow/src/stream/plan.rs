@@ -228,9 +228,9 @@ impl StreamPlan {
                 left_keys,
                 right_keys,
                 ..
-            } => format!(
-                "StreamHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?} }}"
-            ),
+            } => {
+                format!("StreamHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?} }}")
+            }
             StreamPlan::TopN {
                 order,
                 limit,
