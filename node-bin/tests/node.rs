@@ -184,7 +184,10 @@ fn psql_works_against_the_node() {
                   4\tfour\n\
                   \\.\n\
                   SELECT name FROM p WHERE id = 4;\n\
-                  \\dt\n";
+                  CREATE MATERIALIZED VIEW pm AS SELECT count(*) AS n FROM p;\n\
+                  SELECT n FROM pm;\n\
+                  \\dt\n\
+                  \\dm\n";
     let output = Command::new("psql")
         .args([
             "-h",
@@ -221,7 +224,10 @@ fn psql_works_against_the_node() {
             "2",
             "COPY 2",
             "four",
-            "public|p|table|root"
+            "CREATE_MATERIALIZED_VIEW",
+            "4",
+            "public|p|table|root",
+            "public|pm|materialized view|root"
         ],
         "stderr: {stderr}"
     );

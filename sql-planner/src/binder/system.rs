@@ -59,7 +59,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         Datum::Int32(t.id as i32),
                         text(&t.name),
                         Datum::Int32(schema_oid(&t.schema)),
-                        text("r"),
+                        text(if t.is_view() { "m" } else { "r" }),
                         Datum::Int32(10),
                         Datum::Int32(HEAP_AM_OID),
                     ]
