@@ -17,7 +17,7 @@ command -v sqllogictest >/dev/null || { echo "sqllogictest is missing: cargo ins
 [ -x "$node" ] || cargo build -p node-bin --quiet
 
 if [ "${1:-}" = "--all" ]; then
-  mapfile -t files < <(cd "$suite" && find e2e_test -name '*.slt' | sort)
+  mapfile -t files < <(cd "$suite" && find e2e_test -name '*.slt' -o -name '*.slt.part' | sort)
 elif [ $# -gt 0 ]; then
   files=("$@")
 else
