@@ -86,6 +86,17 @@ pub struct Description {
     pub columns: Vec<(String, DataType)>,
 }
 
+/// What `CREATE MATERIALIZED VIEW` or `CREATE INDEX` creates.
+struct ViewSpec {
+    schema: String,
+    name: String,
+    query: BatchPlan,
+    columns: Vec<(String, DataType)>,
+    definition: String,
+    /// For an index: its table and the columns it is ordered by.
+    index: Option<(u32, Vec<usize>)>,
+}
+
 /// Changes of one table that a statement sends to the views reading it.
 struct TableChanges {
     table: u32,
@@ -315,7 +326,7 @@ impl Database {
             .read()
             .tables
             .values()
-            .filter(|t| t.is_view())
+            .filter(|t| t.view.is_some())
             .cloned()
             .collect();
         // A view's upstream views have smaller ids and must be connected first.
@@ -683,7 +694,7 @@ impl Database {
                     .read()
                     .tables
                     .values()
-                    .filter(|t| t.schema == DEFAULT_SCHEMA && !t.is_view())
+                    .filter(|t| t.schema == DEFAULT_SCHEMA && t.view.is_none())
                     .map(|t| t.name.clone())
                     .collect();
                 names.sort();
@@ -748,18 +759,23 @@ impl Database {
                 columns,
                 if_not_exists,
                 definition,
+                index,
             } => {
-                self.create_view(
-                    session,
-                    (schema, name),
+                let spec = ViewSpec {
+                    schema,
+                    name,
                     query,
                     columns,
-                    if_not_exists,
                     definition,
-                )
-                .await
+                    index,
+                };
+                self.create_view(session, spec, if_not_exists).await
             }
-            Plan::DropView { names, if_exists } => self.drop_views(session, names, if_exists).await,
+            Plan::DropView {
+                names,
+                if_exists,
+                index,
+            } => self.drop_views(session, names, if_exists, index).await,
             Plan::Insert { table, source } => self.insert(session, &table, source).await,
             Plan::Delete { table, rows } => self.delete(session, &table, rows).await,
             Plan::Update { table, rows } => self.update(session, &table, rows).await,
@@ -1090,6 +1106,7 @@ impl Database {
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let mut writes = Vec::new();
+        let stopping;
         {
             let mut catalog = self.inner.catalog.write();
             for name in &names {
@@ -1106,6 +1123,17 @@ impl Database {
                     Some(t) => check_no_dependents(&catalog, t)?,
                 }
             }
+            let dropped: Vec<u32> = names
+                .iter()
+                .filter_map(|n| catalog.tables.get(n).map(|t| t.id))
+                .collect();
+            let indexes = catalog
+                .tables
+                .values()
+                .filter(|t| t.index_of().is_some_and(|of| dropped.contains(&of)))
+                .map(|t| t.id)
+                .collect();
+            stopping = self.stop_jobs(&mut catalog, indexes);
             for name in &names {
                 if let Some(table) = catalog.tables.remove(name) {
                     // The rows become unreachable: table ids are never reused.
@@ -1113,6 +1141,7 @@ impl Database {
                 }
             }
         }
+        self.wait_stopped(stopping).await?;
         self.commit_writes(session, writes, None, "DROP TABLE", None)
             .await
     }
@@ -1122,14 +1151,24 @@ impl Database {
     async fn create_view(
         &self,
         session: &Session,
-        (schema, name): (String, String),
-        query: BatchPlan,
-        columns: Vec<(String, DataType)>,
+        spec: ViewSpec,
         if_not_exists: bool,
-        definition: String,
     ) -> Result<StatementResult> {
+        let ViewSpec {
+            schema,
+            name,
+            query,
+            columns,
+            definition,
+            index,
+        } = spec;
+        let tag = if index.is_some() {
+            "CREATE_INDEX"
+        } else {
+            "CREATE_MATERIALIZED_VIEW"
+        };
         let done = || StatementResult::Command {
-            tag: "CREATE_MATERIALIZED_VIEW".into(),
+            tag: tag.into(),
             rows: None,
         };
         let view = {
@@ -1151,7 +1190,8 @@ impl Database {
                 return Err(PlanError::DuplicateTable(name).into());
             }
             let id = catalog.next_table_id;
-            let planned = sql_planner::stream::plan_view(query, &columns, id + 1)?;
+            let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+            let planned = sql_planner::stream::plan_view(query, &columns, &order, id + 1)?;
             catalog.next_table_id = planned.next_table_id;
             let view = Arc::new(TableCatalog {
                 id,
@@ -1163,6 +1203,7 @@ impl Database {
                     definition,
                     plan: planned.plan,
                     next_table_id: planned.next_table_id,
+                    index_of: index.map(|(table, _)| table),
                 }),
             });
             catalog
@@ -1192,35 +1233,60 @@ impl Database {
         session: &Session,
         names: Vec<String>,
         if_exists: bool,
+        index: bool,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let mut stopping = Vec::new();
-        {
+        let (kind, tag) = if index {
+            ("an index", "DROP_INDEX")
+        } else {
+            ("a materialized view", "DROP_MATERIALIZED_VIEW")
+        };
+        let stopping = {
             let mut catalog = self.inner.catalog.write();
             for name in &names {
                 let bare = name.rsplit('.').next().unwrap_or(name);
                 match catalog.tables.get(name) {
                     None if if_exists => {}
                     None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
-                    Some(t) if !t.is_view() => {
+                    Some(t) if t.index_of().is_some() != index || t.view.is_none() => {
                         return Err(PlanError::WrongObjectType(format!(
-                            "\"{bare}\" is not a materialized view"
+                            "\"{bare}\" is not {kind}"
                         ))
                         .into());
                     }
                     Some(t) => check_no_dependents(&catalog, t)?,
                 }
             }
-            for name in &names {
-                if let Some(view) = catalog.tables.remove(name) {
-                    let writes = vec![(catalog_key(view.id), Value::Delete)];
-                    // The view's rows become unreachable: table ids are never reused.
-                    if let Some(stopped) = self.inner.streams.stop_job(view.id, writes) {
-                        stopping.push(stopped);
-                    }
-                }
+            let ids = names
+                .iter()
+                .filter_map(|n| catalog.tables.get(n).map(|t| t.id))
+                .collect();
+            self.stop_jobs(&mut catalog, ids)
+        };
+        self.wait_stopped(stopping).await?;
+        self.flush_if_waiting(session).await?;
+        Ok(StatementResult::Command {
+            tag: tag.into(),
+            rows: None,
+        })
+    }
+
+    /// Removes views `ids` from the catalog and stops their jobs at the next barrier (which
+    /// also deletes their catalog rows). Their rows become unreachable: ids are never reused.
+    fn stop_jobs(&self, catalog: &mut CatalogState, ids: Vec<u32>) -> Vec<watch::Receiver<bool>> {
+        let mut stopping = Vec::new();
+        catalog.tables.retain(|_, t| {
+            if !ids.contains(&t.id) {
+                return true;
             }
-        }
+            let writes = vec![(catalog_key(t.id), Value::Delete)];
+            stopping.extend(self.inner.streams.stop_job(t.id, writes));
+            false
+        });
+        stopping
+    }
+
+    async fn wait_stopped(&self, stopping: Vec<watch::Receiver<bool>>) -> Result<()> {
         for mut stopped in stopping {
             while !*stopped.borrow_and_update() {
                 self.inner.barrier_requested.notify_one();
@@ -1230,11 +1296,7 @@ impl Database {
                 let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
             }
         }
-        self.flush_if_waiting(session).await?;
-        Ok(StatementResult::Command {
-            tag: "DROP_MATERIALIZED_VIEW".into(),
-            rows: None,
-        })
+        Ok(())
     }
 
     async fn flush_if_waiting(&self, session: &Session) -> Result<()> {
@@ -1369,12 +1431,12 @@ impl Database {
     }
 }
 
-/// Refuses to drop `table` while a view reads it.
+/// Refuses to drop `table` while a view reads it (its indexes go with it).
 fn check_no_dependents(catalog: &CatalogState, table: &TableCatalog) -> Result<()> {
     match catalog
         .tables
         .values()
-        .find(|t| t.dependencies().contains(&table.id))
+        .find(|t| t.dependencies().contains(&table.id) && t.index_of() != Some(table.id))
     {
         Some(dependent) => Err(Error::sql(
             "2BP01",

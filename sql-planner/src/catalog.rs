@@ -72,6 +72,10 @@ pub struct ViewCatalog {
     pub plan: dataflow::stream::plan::StreamPlan,
     /// One past the last id its state tables use.
     pub next_table_id: u32,
+    /// Set for an index: the id of its table (an index is a view of the table's columns
+    /// keyed by the index columns).
+    #[serde(default)]
+    pub index_of: Option<u32>,
 }
 
 impl TableCatalog {
@@ -98,9 +102,14 @@ impl TableCatalog {
         }
     }
 
-    /// Whether this is a materialized view.
+    /// Whether this is a materialized view (indexes are not).
     pub fn is_view(&self) -> bool {
-        self.view.is_some()
+        self.view.as_ref().is_some_and(|v| v.index_of.is_none())
+    }
+
+    /// The table this index is on, if it is an index.
+    pub fn index_of(&self) -> Option<u32> {
+        self.view.as_ref().and_then(|v| v.index_of)
     }
 
     /// Ids of the tables and views a view reads (none for a table).

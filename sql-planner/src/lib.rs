@@ -60,13 +60,17 @@ pub enum Plan {
         if_not_exists: bool,
         /// The statement, for the catalog.
         definition: String,
+        /// For `CREATE INDEX`: the table, and the output columns the index is ordered by.
+        index: Option<(u32, Vec<usize>)>,
     },
-    /// `DROP MATERIALIZED VIEW`.
+    /// `DROP MATERIALIZED VIEW` or `DROP INDEX`.
     DropView {
         /// Qualified view names (`schema.name`).
         names: Vec<String>,
         /// `IF EXISTS`.
         if_exists: bool,
+        /// `DROP INDEX`.
+        index: bool,
     },
     /// `INSERT`: `source` yields every visible column of the table, in table order.
     Insert {

@@ -356,11 +356,13 @@ impl Planner {
     }
 }
 
-/// Plans the job of a view over `query` whose visible columns are `columns`; its state
-/// tables get ids from `first_table_id` on.
+/// Plans the job of a view over `query` whose visible columns are `columns`, keyed by the
+/// output columns `order` first (for an index; empty for a view); its state tables get ids
+/// from `first_table_id` on.
 pub fn plan_view(
     query: BatchPlan,
     columns: &[(String, DataType)],
+    order: &[usize],
     first_table_id: u32,
 ) -> PlanResult<ViewPlan> {
     let mut planner = Planner {
@@ -381,10 +383,12 @@ pub fn plan_view(
             default: None,
         });
     }
+    let mut pk = order.to_vec();
+    pk.extend(node.key.iter().filter(|k| !order.contains(k)));
     Ok(ViewPlan {
         plan: node.plan,
         columns: catalog_columns,
-        pk: node.key,
+        pk,
         next_table_id: planner.next_table_id,
     })
 }

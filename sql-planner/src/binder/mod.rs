@@ -119,11 +119,12 @@ impl<'c> Binder<'c> {
                 if_exists: *if_exists,
             }),
             Statement::Drop {
-                object_type: ast::ObjectType::MaterializedView,
+                object_type: object @ (ast::ObjectType::MaterializedView | ast::ObjectType::Index),
                 if_exists,
                 names,
                 ..
             } => Ok(Plan::DropView {
+                index: *object == ast::ObjectType::Index,
                 names: names
                     .iter()
                     .map(|n| {
@@ -134,6 +135,7 @@ impl<'c> Binder<'c> {
                 if_exists: *if_exists,
             }),
             Statement::CreateView(cv) => self.bind_create_view(cv),
+            Statement::CreateIndex(ci) => self.bind_create_index(ci),
             Statement::Insert(insert) => self.bind_insert(insert),
             Statement::Delete(delete) => self.bind_delete(delete),
             Statement::Update(update) => self.bind_update(update),
@@ -142,9 +144,19 @@ impl<'c> Binder<'c> {
                 | Plan::Insert { source: plan, .. }
                 | Plan::Delete { rows: plan, .. }
                 | Plan::Update { rows: plan, .. } => Ok(Plan::Explain(plan.explain())),
-                Plan::CreateView { query, columns, .. } => Ok(Plan::Explain(
-                    crate::stream::plan_view(query, &columns, 0)?.plan.explain(),
-                )),
+                Plan::CreateView {
+                    query,
+                    columns,
+                    index,
+                    ..
+                } => {
+                    let order = index.map(|(_, o)| o).unwrap_or_default();
+                    Ok(Plan::Explain(
+                        crate::stream::plan_view(query, &columns, &order, 0)?
+                            .plan
+                            .explain(),
+                    ))
+                }
                 _ => Err(PlanError::NotSupported("EXPLAIN of this statement".into())),
             },
             Statement::StartTransaction { .. }
@@ -190,6 +202,64 @@ impl<'c> Binder<'c> {
             columns,
             if_not_exists: cv.if_not_exists,
             definition: cv.to_string(),
+            index: None,
+        })
+    }
+
+    /// An index: a view of the table's index columns and included columns (all columns when
+    /// none are named), keyed by the index columns.
+    fn bind_create_index(&mut self, ci: &ast::CreateIndex) -> PlanResult<Plan> {
+        let table = self.writable_table(&ci.table_name)?;
+        let Some(name) = &ci.name else {
+            return Err(PlanError::NotSupported(
+                "CREATE INDEX without a name".into(),
+            ));
+        };
+        let (_, name) = schema_and_name(name);
+        let column = |name: &str| {
+            table
+                .column_index(name)
+                .filter(|i| !table.columns[*i].hidden)
+                .ok_or_else(|| PlanError::UndefinedColumn(name.to_string()))
+        };
+        let mut columns = Vec::new();
+        for c in &ci.columns {
+            let ast::Expr::Identifier(id) = &c.column.expr else {
+                return Err(PlanError::NotSupported("an index on an expression".into()));
+            };
+            columns.push(column(&ident_name(id))?);
+        }
+        let order: Vec<usize> = (0..columns.len()).collect();
+        let included: Vec<usize> = if ci.include.is_empty() {
+            (0..table.columns.len())
+                .filter(|i| !table.columns[*i].hidden)
+                .collect()
+        } else {
+            ci.include
+                .iter()
+                .map(|id| column(&ident_name(id)))
+                .collect::<PlanResult<_>>()?
+        };
+        for c in included {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+        let output = columns
+            .iter()
+            .map(|c| (table.columns[*c].name.clone(), table.columns[*c].ty))
+            .collect();
+        Ok(Plan::CreateView {
+            schema: table.schema.clone(),
+            name,
+            query: BatchPlan::Scan {
+                table: table.desc(),
+                columns,
+            },
+            columns: output,
+            if_not_exists: ci.if_not_exists,
+            definition: ci.to_string(),
+            index: Some((table.id, order)),
         })
     }
 

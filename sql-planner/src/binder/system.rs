@@ -59,7 +59,11 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         Datum::Int32(t.id as i32),
                         text(&t.name),
                         Datum::Int32(schema_oid(&t.schema)),
-                        text(if t.is_view() { "m" } else { "r" }),
+                        text(match (t.is_view(), t.index_of()) {
+                            (true, _) => "m",
+                            (_, Some(_)) => "i",
+                            _ => "r",
+                        }),
                         Datum::Int32(10),
                         Datum::Int32(HEAP_AM_OID),
                     ]
