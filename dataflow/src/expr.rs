@@ -116,6 +116,15 @@ pub enum Expr {
         /// The result type.
         ty: DataType,
     },
+    /// A scalar function call; arguments are already of the types the function takes.
+    Func {
+        /// The function.
+        func: crate::func::Func,
+        /// Arguments.
+        args: Vec<Expr>,
+        /// The result type.
+        ty: DataType,
+    },
     /// `COALESCE(a, b, ...)`
     Coalesce {
         /// Candidates, in order.
@@ -209,6 +218,11 @@ impl Expr {
                 args: args.into_iter().map(|a| a.map_columns(f)).collect(),
                 ty,
             },
+            Expr::Func { func, args, ty } => Expr::Func {
+                func,
+                args: args.into_iter().map(|a| a.map_columns(f)).collect(),
+                ty,
+            },
         }
     }
 
@@ -218,6 +232,7 @@ impl Expr {
             Expr::Column { ty, .. }
             | Expr::Literal { ty, .. }
             | Expr::Case { ty, .. }
+            | Expr::Func { ty, .. }
             | Expr::Coalesce { ty, .. } => *ty,
             Expr::Binary { op, left, .. } => {
                 if op.is_predicate() {
@@ -291,6 +306,13 @@ impl Expr {
                     result = zip(&mask, &v, &result)?;
                 }
                 Value::Array(result)
+            }
+            Expr::Func { func, args, ty } => {
+                let arrays = args
+                    .iter()
+                    .map(|a| a.eval(batch))
+                    .collect::<Result<Vec<_>>>()?;
+                Value::Array(crate::func::eval(*func, &arrays, *ty)?)
             }
             Expr::Coalesce { args, ty } => {
                 let mut result = new_null_array(&ty.to_arrow(), rows);

@@ -3,6 +3,7 @@ pub mod batch;
 pub mod chunk;
 mod error;
 pub mod expr;
+pub mod func;
 pub mod row_codec;
 pub mod state_table;
 pub mod stream;

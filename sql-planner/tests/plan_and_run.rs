@@ -130,6 +130,24 @@ async fn queries() {
         ]
     );
 
+    let (names, rows) = query(
+        &store,
+        &tables,
+        "SELECT round(v / 7.0, 1), floor(-1.5), abs(id - 3), upper(name), length(name) FROM t WHERE id = 2",
+    )
+    .await;
+    assert_eq!(names, vec!["round", "floor", "abs", "upper", "length"]);
+    assert_eq!(
+        rows,
+        vec![vec![
+            Datum::Float64(2.9),
+            Datum::Float64(-2.0),
+            i(1),
+            s("B"),
+            Datum::Int32(1)
+        ]]
+    );
+
     let (_, rows) = query(&store, &tables, "WITH big AS (SELECT * FROM t WHERE v >= 20) SELECT id FROM big UNION ALL SELECT id FROM u ORDER BY id LIMIT 3 OFFSET 1").await;
     assert_eq!(rows, vec![vec![i(2)], vec![i(3)], vec![i(3)]]);
 

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 
 use dataflow::batch::plan::AggKind;
 use dataflow::expr::{BinaryOp, Expr, cast};
+use dataflow::func::Func;
 use dataflow::types::{DataType, Datum};
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 
@@ -397,6 +398,25 @@ impl ExprBinder<'_, '_> {
     fn bind_structure(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
         use ast::Expr as E;
         match e {
+            E::Ceil {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            }
+            | E::Floor {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            } => {
+                let func = if matches!(e, E::Ceil { .. }) {
+                    Func::Ceil
+                } else {
+                    Func::Floor
+                };
+                Ok(Expr::Func {
+                    func,
+                    args: vec![coerce(self.bind(expr)?, DataType::Float64)?],
+                    ty: DataType::Float64,
+                })
+            }
             E::Identifier(id) => {
                 let i = self.scope.resolve(None, &ident_name(id))?;
                 Ok(Expr::column(i, self.scope.columns[i].ty))
@@ -628,6 +648,51 @@ impl ExprBinder<'_, '_> {
                     .map(|a| coerce(a, ty))
                     .collect::<PlanResult<Vec<_>>>()?;
                 Ok(Expr::Coalesce { args, ty })
+            }
+            "abs" if args.len() == 1 && args[0].data_type().is_numeric() => {
+                let ty = args[0].data_type();
+                Ok(Expr::Func {
+                    func: Func::Abs,
+                    args,
+                    ty,
+                })
+            }
+            "round" | "ceil" | "ceiling" | "floor" if !args.is_empty() && args.len() <= 2 => {
+                let func = match name.as_str() {
+                    "round" => Func::Round,
+                    "floor" => Func::Floor,
+                    _ => Func::Ceil,
+                };
+                if args.len() == 2 && func != Func::Round {
+                    return Err(PlanError::UndefinedFunction(format!(
+                        "function {name} takes one argument"
+                    )));
+                }
+                let mut args = args.into_iter();
+                let mut bound = vec![coerce(args.next().expect("one"), DataType::Float64)?];
+                if let Some(digits) = args.next() {
+                    bound.push(coerce(digits, DataType::Int32)?);
+                }
+                Ok(Expr::Func {
+                    func,
+                    args: bound,
+                    ty: DataType::Float64,
+                })
+            }
+            "upper" | "lower" | "length" | "char_length" | "character_length"
+                if args.len() == 1 =>
+            {
+                let (func, ty) = match name.as_str() {
+                    "upper" => (Func::Upper, DataType::Varchar),
+                    "lower" => (Func::Lower, DataType::Varchar),
+                    _ => (Func::CharLength, DataType::Int32),
+                };
+                let arg = coerce(args.into_iter().next().expect("one"), DataType::Varchar)?;
+                Ok(Expr::Func {
+                    func,
+                    args: vec![arg],
+                    ty,
+                })
             }
             "booleq" | "boolne" if args.len() == 2 => {
                 let op = if name == "booleq" {

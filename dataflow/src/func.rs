@@ -1,0 +1,147 @@
+//! Scalar functions (`abs`, `round`, `upper`, ...), evaluated a column at a time.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
+use arrow::compute::kernels::arity::{binary, try_unary, unary};
+use arrow::datatypes::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
+use serde::{Deserialize, Serialize};
+
+use crate::types::DataType;
+use crate::{Error, Result};
+
+/// A scalar function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Func {
+    /// `abs(x)`: same numeric type.
+    Abs,
+    /// `round(x)` / `round(x, digits)` over double precision, halves away from zero.
+    Round,
+    /// `ceil(x)` over double precision.
+    Ceil,
+    /// `floor(x)` over double precision.
+    Floor,
+    /// `upper(s)`
+    Upper,
+    /// `lower(s)`
+    Lower,
+    /// `char_length(s)` / `length(s)`: characters, as int.
+    CharLength,
+}
+
+/// Applies `func` to argument arrays of equal length.
+pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
+    let arg = &args[0];
+    Ok(match (func, ty) {
+        (Func::Abs, DataType::Int16) => Arc::new(try_unary::<Int16Type, _, Int16Type>(
+            arg.as_primitive(),
+            |v| {
+                v.checked_abs().ok_or_else(|| {
+                    arrow::error::ArrowError::ArithmeticOverflow("smallint out of range".into())
+                })
+            },
+        )?),
+        (Func::Abs, DataType::Int32) => Arc::new(try_unary::<Int32Type, _, Int32Type>(
+            arg.as_primitive(),
+            |v| {
+                v.checked_abs().ok_or_else(|| {
+                    arrow::error::ArrowError::ArithmeticOverflow("integer out of range".into())
+                })
+            },
+        )?),
+        (Func::Abs, DataType::Int64) => Arc::new(try_unary::<Int64Type, _, Int64Type>(
+            arg.as_primitive(),
+            |v| {
+                v.checked_abs().ok_or_else(|| {
+                    arrow::error::ArrowError::ArithmeticOverflow("bigint out of range".into())
+                })
+            },
+        )?),
+        (Func::Abs, DataType::Float32) => Arc::new(unary::<Float32Type, _, Float32Type>(
+            arg.as_primitive(),
+            f32::abs,
+        )),
+        (Func::Abs, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
+            arg.as_primitive(),
+            f64::abs,
+        )),
+        (Func::Round, DataType::Float64) if args.len() == 2 => {
+            Arc::new(binary::<Float64Type, Int32Type, _, Float64Type>(
+                arg.as_primitive(),
+                args[1].as_primitive(),
+                |x, digits| {
+                    let scale = 10f64.powi(digits);
+                    (x * scale).round() / scale
+                },
+            )?)
+        }
+        (Func::Round, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
+            arg.as_primitive(),
+            f64::round,
+        )),
+        (Func::Ceil, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
+            arg.as_primitive(),
+            f64::ceil,
+        )),
+        (Func::Floor, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
+            arg.as_primitive(),
+            f64::floor,
+        )),
+        (Func::Upper | Func::Lower, DataType::Varchar) => {
+            let strings = arg.as_string::<i32>();
+            let out: StringArray = strings
+                .iter()
+                .map(|s| {
+                    s.map(|s| {
+                        if func == Func::Upper {
+                            s.to_uppercase()
+                        } else {
+                            s.to_lowercase()
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        (Func::CharLength, DataType::Int32) => {
+            let strings = arg.as_string::<i32>();
+            let out: Int32Array = strings
+                .iter()
+                .map(|s| s.map(|s| s.chars().count() as i32))
+                .collect();
+            Arc::new(out)
+        }
+        (func, ty) => {
+            return Err(Error::Internal(format!(
+                "{func:?} is not defined for {ty} ({} arguments of {:?})",
+                args.len(),
+                arg.data_type()
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+
+    #[test]
+    fn round_abs_and_strings() {
+        let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.25), Some(-2.5), None]));
+        let digits: ArrayRef = Arc::new(Int32Array::from(vec![1, 0, 1]));
+        let r = eval(Func::Round, &[x.clone(), digits], DataType::Float64).unwrap();
+        let r = r.as_primitive::<Float64Type>();
+        assert_eq!((r.value(0), r.value(1), r.is_null(2)), (1.3, -3.0, true));
+        let big: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![i32::MIN]));
+        assert!(matches!(
+            eval(Func::Abs, &[big], DataType::Int32),
+            Err(Error::OutOfRange(_))
+        ));
+        let s: ArrayRef = Arc::new(StringArray::from(vec![Some("Grüße"), None]));
+        let n = eval(Func::CharLength, &[s.clone()], DataType::Int32).unwrap();
+        assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
+        let u = eval(Func::Upper, &[s], DataType::Varchar).unwrap();
+        assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
+    }
+}
