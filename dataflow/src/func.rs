@@ -130,7 +130,7 @@ mod tests {
     fn round_abs_and_strings() {
         let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.25), Some(-2.5), None]));
         let digits: ArrayRef = Arc::new(Int32Array::from(vec![1, 0, 1]));
-        let r = eval(Func::Round, &[x.clone(), digits], DataType::Float64).unwrap();
+        let r = eval(Func::Round, &[x, digits], DataType::Float64).unwrap();
         let r = r.as_primitive::<Float64Type>();
         assert_eq!((r.value(0), r.value(1), r.is_null(2)), (1.3, -3.0, true));
         let big: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![i32::MIN]));
@@ -139,7 +139,7 @@ mod tests {
             Err(Error::OutOfRange(_))
         ));
         let s: ArrayRef = Arc::new(StringArray::from(vec![Some("Grüße"), None]));
-        let n = eval(Func::CharLength, &[s.clone()], DataType::Int32).unwrap();
+        let n = eval(Func::CharLength, std::slice::from_ref(&s), DataType::Int32).unwrap();
         assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
         let u = eval(Func::Upper, &[s], DataType::Varchar).unwrap();
         assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
