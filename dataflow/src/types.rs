@@ -81,6 +81,11 @@ impl DataType {
         })
     }
 
+    /// Whether values are integers.
+    pub fn is_integer(self) -> bool {
+        matches!(self, DataType::Int16 | DataType::Int32 | DataType::Int64)
+    }
+
     /// Whether values are numbers (for arithmetic and implicit casts).
     pub fn is_numeric(self) -> bool {
         matches!(

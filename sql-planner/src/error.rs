@@ -43,6 +43,9 @@ pub enum PlanError {
     /// A column name used twice in one table or view.
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
+    /// A function argument out of its domain.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An object of another kind than the statement acts on (`DROP TABLE` of a view).
     #[error("{0}")]
     WrongObjectType(String),
@@ -61,6 +64,7 @@ impl PlanError {
             PlanError::AmbiguousColumn(_) => "42702",
             PlanError::DuplicateTable(_) => "42P07",
             PlanError::WrongObjectType(_) => "42809",
+            PlanError::InvalidArgument(_) => "22023",
             PlanError::DuplicateColumn(_) => "42701",
             PlanError::DuplicateAlias(_) => "42712",
             PlanError::TypeMismatch(_) => "42804",

@@ -148,6 +148,17 @@ async fn queries() {
         ]]
     );
 
+    let (names, rows) = query(
+        &store,
+        &tables,
+        "SELECT * FROM generate_series(1, 9, 2) AS s(v) ORDER BY v DESC LIMIT 1 + 1 OFFSET 1.4",
+    )
+    .await;
+    assert_eq!(names, vec!["v"]);
+    assert_eq!(rows, vec![vec![Datum::Int32(7)], vec![Datum::Int32(5)]]);
+    let (_, rows) = query(&store, &tables, "SELECT count(*) FROM range(10, 0, -3)").await;
+    assert_eq!(rows, vec![vec![i(4)]]);
+
     let (_, rows) = query(&store, &tables, "WITH big AS (SELECT * FROM t WHERE v >= 20) SELECT id FROM big UNION ALL SELECT id FROM u ORDER BY id LIMIT 3 OFFSET 1").await;
     assert_eq!(rows, vec![vec![i(2)], vec![i(3)], vec![i(3)]]);
 

@@ -47,24 +47,21 @@ fn output_scope(names: Vec<String>, types: &[DataType]) -> Scope {
     }
 }
 
-/// A constant non-negative integer (LIMIT, OFFSET).
+/// A constant non-negative integer (LIMIT, OFFSET), possibly computed (`LIMIT 1 + 2`).
 fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
-    match ExprBinder::bind_plain(&Scope::default(), &Params::default(), e)? {
-        Expr::Literal {
-            value: Datum::Int32(v),
-            ..
-        } if v >= 0 => Ok(v as u64),
-        Expr::Literal {
-            value: Datum::Int64(v),
-            ..
-        } if v >= 0 => Ok(v as u64),
-        Expr::Literal {
-            value: Datum::Int32(_) | Datum::Int64(_),
-            ..
-        } => Err(PlanError::TypeMismatch(format!(
+    // Bound without columns in scope: anything that binds is a constant.
+    let bound = ExprBinder::bind_plain(&Scope::default(), &Params::default(), e)?;
+    if !bound.data_type().is_numeric() {
+        return Err(PlanError::TypeMismatch(format!("{what} must be a number")));
+    }
+    match constant(coerce(bound, DataType::Int64)?)? {
+        Datum::Int64(v) if v >= 0 => Ok(v as u64),
+        // LIMIT NULL is no limit; OFFSET NULL skips nothing.
+        Datum::Null if what == "LIMIT" => Ok(u64::MAX),
+        Datum::Null => Ok(0),
+        _ => Err(PlanError::TypeMismatch(format!(
             "{what} must not be negative"
         ))),
-        _ => Err(PlanError::NotSupported(format!("non-constant {what}"))),
     }
 }
 
@@ -384,8 +381,111 @@ impl Binder<'_> {
         }))
     }
 
+    /// `generate_series(start, stop [, step])` (stop included) and `range(...)` (excluded)
+    /// over integer constants: their rows, as literal rows.
+    fn bind_series(
+        &mut self,
+        function: &str,
+        args: &ast::TableFunctionArgs,
+        alias: Option<&ast::TableAlias>,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        /// More rows than this should come from a table, not a literal series.
+        const MAX_SERIES_ROWS: i64 = 1_000_000;
+        let bound = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    ExprBinder::bind_plain(&Scope::default(), &self.params, e)
+                }
+                other => Err(PlanError::NotSupported(format!("argument {other}"))),
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        if !(2..=3).contains(&bound.len()) || !bound.iter().all(|e| e.data_type().is_integer()) {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {function}({}) does not exist",
+                bound
+                    .iter()
+                    .map(|a| a.data_type().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let ty = if bound.iter().all(|e| e.data_type() != DataType::Int64) {
+            DataType::Int32
+        } else {
+            DataType::Int64
+        };
+        let mut values = Vec::with_capacity(3);
+        for e in &bound {
+            values.push(match constant(coerce(e.clone(), DataType::Int64)?)? {
+                Datum::Int64(v) => v,
+                _ => {
+                    return Ok((
+                        BatchPlan::Values {
+                            rows: vec![],
+                            types: vec![ty],
+                        },
+                        series_scope(function, ty, alias),
+                    ));
+                }
+            });
+        }
+        let (start, stop, step) = (values[0], values[1], values.get(2).copied().unwrap_or(1));
+        if step == 0 {
+            return Err(PlanError::InvalidArgument(
+                "step size cannot equal zero".into(),
+            ));
+        }
+        let inclusive = function == "generate_series";
+        let count = {
+            let span = i128::from(stop) - i128::from(start);
+            let n = span / i128::from(step) + 1;
+            let exact = span % i128::from(step) == 0;
+            let n = if !inclusive && exact { n - 1 } else { n };
+            n.max(0)
+        };
+        if count > i128::from(MAX_SERIES_ROWS) {
+            return Err(PlanError::NotSupported(format!(
+                "a series of more than {MAX_SERIES_ROWS} rows"
+            )));
+        }
+        let rows = (0..count as i64)
+            .map(|i| {
+                let v = start + i * step;
+                let d = if ty == DataType::Int32 {
+                    Datum::Int32(v as i32)
+                } else {
+                    Datum::Int64(v)
+                };
+                vec![Expr::literal(d, ty)]
+            })
+            .collect();
+        Ok((
+            BatchPlan::Values {
+                rows,
+                types: vec![ty],
+            },
+            series_scope(function, ty, alias),
+        ))
+    }
+
     fn bind_table_factor(&mut self, f: &ast::TableFactor) -> PlanResult<(BatchPlan, Scope)> {
         match f {
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                ..
+            } => {
+                let function = name.to_string().to_lowercase();
+                match function.strip_prefix("pg_catalog.").unwrap_or(&function) {
+                    f @ ("generate_series" | "range") => self.bind_series(f, args, alias.as_ref()),
+                    _ => Err(PlanError::UndefinedFunction(format!(
+                        "table function {function} does not exist"
+                    ))),
+                }
+            }
             ast::TableFactor::Table { name, alias, .. } => {
                 let table_name = name
                     .0
@@ -936,4 +1036,30 @@ impl Binder<'_> {
             scope: output_scope(names, &types[..visible]),
         })
     }
+}
+
+/// The value of an expression without column references.
+fn constant(e: Expr) -> PlanResult<Datum> {
+    let empty = dataflow::chunk::batch_of(dataflow::chunk::schema_of(&[]), vec![], 1)
+        .map_err(|e| PlanError::NotSupported(e.to_string()))?;
+    let array = e
+        .eval(&empty)
+        .map_err(|e| PlanError::InvalidArgument(e.to_string()))?;
+    Ok(Datum::from_array(array.as_ref(), 0))
+}
+
+/// The one column of a series, named after its function (or its alias).
+fn series_scope(function: &str, ty: DataType, alias: Option<&ast::TableAlias>) -> Scope {
+    let mut scope = Scope {
+        columns: vec![ScopeColumn {
+            table: Some(function.to_string()),
+            name: function.to_string(),
+            ty,
+            hidden: false,
+        }],
+    };
+    if let Some(alias) = alias {
+        apply_alias(&mut scope, alias);
+    }
+    scope
 }
