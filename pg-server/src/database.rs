@@ -639,6 +639,7 @@ impl Database {
                 let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
                 Some(rows_of(vec![("Name".into(), DataType::Varchar)], rows))
             }
+            ["describe" | "desc", name] => Some(self.describe_relation(name)?),
             ["show", "jobs"] => {
                 let rows = self
                     .inner
@@ -664,6 +665,40 @@ impl Database {
             }
             _ => None,
         })
+    }
+
+    /// `DESCRIBE name`: the columns of a table, view or index, then its primary key.
+    fn describe_relation(&self, name: &str) -> Result<StatementResult> {
+        let (schema, bare) = match name.split_once('.') {
+            Some((schema, bare)) => (schema, bare),
+            None => (DEFAULT_SCHEMA, name),
+        };
+        let table = self
+            .inner
+            .catalog
+            .read()
+            .table(&sql_planner::qualified(schema, bare))
+            .ok_or_else(|| PlanError::UndefinedTable(bare.to_string()))?;
+        let text = |s: &str| Datum::Varchar(s.to_string());
+        let mut rows: Vec<Vec<Datum>> = table
+            .columns
+            .iter()
+            .map(|c| vec![text(&c.name), text(c.ty.pg_name()), Datum::Bool(c.hidden)])
+            .collect();
+        let pk: Vec<&str> = table
+            .pk
+            .iter()
+            .map(|i| table.columns[*i].name.as_str())
+            .collect();
+        rows.push(vec![text("primary key"), text(&pk.join(", ")), Datum::Null]);
+        Ok(rows_of(
+            vec![
+                ("Name".into(), DataType::Varchar),
+                ("Type".into(), DataType::Varchar),
+                ("Is Hidden".into(), DataType::Boolean),
+            ],
+            rows,
+        ))
     }
 
     /// Runs one parsed statement.

@@ -352,3 +352,70 @@ async fn a_running_query_can_be_cancelled() {
     assert_eq!(ok, Some(2));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialized_views_through_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer varchar, amount bigint); \
+         INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 5), (3, 'ann', 7); \
+         CREATE MATERIALIZED VIEW spend AS \
+           SELECT customer, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer",
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE orders SET amount = $1 WHERE id = $2",
+        &[&20i64, &2i32],
+    )
+    .await
+    .unwrap();
+    c.execute("DELETE FROM orders WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let rows = c
+        .query(
+            "SELECT customer, total, n FROM spend ORDER BY customer",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got, vec![("ann".into(), 7, 1), ("bob".into(), 20, 1)]);
+
+    let describe = simple_rows(c.simple_query("DESCRIBE spend").await.unwrap());
+    assert_eq!(describe[0][0].as_deref(), Some("customer"));
+    assert_eq!(
+        describe.last().unwrap()[..2],
+        [Some("primary key".into()), Some("customer".into())]
+    );
+    let views = simple_rows(c.simple_query("SHOW MATERIALIZED VIEWS").await.unwrap());
+    assert_eq!(views, vec![vec![Some("spend".to_string())]]);
+    let plan = simple_rows(
+        c.simple_query("EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT count(*) FROM orders")
+            .await
+            .unwrap(),
+    );
+    assert!(
+        plan.iter()
+            .any(|l| l[0].as_deref().unwrap().contains("StreamHashAgg"))
+    );
+
+    let err = c.batch_execute("DROP TABLE orders").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "2BP01");
+    let err = c
+        .batch_execute("INSERT INTO spend VALUES ('x', 1, 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42809");
+    c.batch_execute("DROP MATERIALIZED VIEW spend; DROP TABLE orders")
+        .await
+        .unwrap();
+    node.stop().await;
+}
