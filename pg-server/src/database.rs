@@ -250,6 +250,12 @@ fn catalog_key(id: u32) -> Bytes {
     table_key(CATALOG_TABLE_ID, 0, &id.to_be_bytes())
 }
 
+/// The write that stores `table`'s catalog entry.
+fn catalog_put(table: &TableCatalog) -> (Bytes, Value) {
+    let value = serde_json::to_vec(table).expect("catalog entries serialize");
+    (catalog_key(table.id), Value::Put(Bytes::from(value)))
+}
+
 fn schema_key(name: &str) -> Bytes {
     table_key(CATALOG_TABLE_ID, 1, name.as_bytes())
 }
@@ -927,8 +933,7 @@ impl Database {
                 .insert(table.qualified_name(), Arc::clone(&table));
             table
         };
-        let value = serde_json::to_vec(&*table).expect("catalog entries serialize");
-        let writes = vec![(catalog_key(table.id), Value::Put(Bytes::from(value)))];
+        let writes = vec![catalog_put(&table)];
         self.commit_writes(session, writes, None, "CREATE TABLE", None)
             .await
     }
@@ -1246,8 +1251,7 @@ impl Database {
                 .insert(view.qualified_name(), Arc::clone(&view));
             view
         };
-        let value = serde_json::to_vec(&*view).expect("catalog entries serialize");
-        let writes = vec![(catalog_key(view.id), Value::Put(Bytes::from(value)))];
+        let writes = vec![catalog_put(&view)];
         let mut created = self.start_job(&view, writes);
         let epoch = loop {
             self.inner.barrier_requested.notify_one();

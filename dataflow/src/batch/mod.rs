@@ -34,24 +34,33 @@ pub struct BatchContext<S> {
 /// A stream of result batches.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch>>;
 
+/// The rows of constant expressions, each evaluated by `eval` (without input columns).
+pub(crate) fn literal_rows(
+    rows: &[Vec<crate::expr::Expr>],
+    types: &[DataType],
+    eval: impl Fn(&crate::expr::Expr, &RecordBatch) -> Result<arrow::array::ArrayRef>,
+) -> Result<RecordBatch> {
+    let empty = batch_of(schema_of(&[]), vec![], 1)?;
+    let mut columns = vec![Vec::with_capacity(rows.len()); types.len()];
+    for row in rows {
+        for (c, expr) in row.iter().enumerate() {
+            let v = eval(expr, &empty)?;
+            columns[c].push(crate::types::Datum::from_array(v.as_ref(), 0));
+        }
+    }
+    let arrays = types
+        .iter()
+        .zip(&columns)
+        .map(|(t, vals)| crate::types::array_from_datums(*t, vals.iter()))
+        .collect();
+    batch_of(schema_of(types), arrays, rows.len())
+}
+
 /// Runs `plan`, streaming its output.
 pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> BatchStream {
     match plan {
         BatchPlan::Values { rows, types } => Box::pin(stream::once(async move {
-            let empty = batch_of(schema_of(&[]), vec![], 1)?;
-            let mut columns = vec![Vec::with_capacity(rows.len()); types.len()];
-            for row in &rows {
-                for (c, expr) in row.iter().enumerate() {
-                    let v = expr.eval(&empty)?;
-                    columns[c].push(crate::types::Datum::from_array(v.as_ref(), 0));
-                }
-            }
-            let arrays = types
-                .iter()
-                .zip(&columns)
-                .map(|(t, vals)| crate::types::array_from_datums(*t, vals.iter()))
-                .collect();
-            batch_of(schema_of(&types), arrays, rows.len())
+            literal_rows(&rows, &types, |e, b| e.eval(b))
         })),
         BatchPlan::Scan { table, columns } => {
             let start = async move {

@@ -4,12 +4,14 @@ use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::OrderType;
 use futures::StreamExt;
 
+use super::simple::eval_lenient;
 use super::{Message, MessageStream};
-use crate::chunk::{StreamChunk, batch_of, schema_of};
+use crate::Error;
+use crate::batch::literal_rows;
+use crate::chunk::StreamChunk;
 use crate::expr::Expr;
 use crate::state_table::{StateTable, TableDesc};
-use crate::types::{DataType, Datum, array_from_datums};
-use crate::{Error, Result};
+use crate::types::{DataType, Datum};
 
 /// The layout of the "rows were emitted" marker.
 pub(crate) fn values_desc(table_id: u32) -> TableDesc {
@@ -20,27 +22,6 @@ pub(crate) fn values_desc(table_id: u32) -> TableDesc {
         pk_orders: vec![OrderType::ASC],
         dist_key_in_pk: vec![],
     }
-}
-
-fn evaluate(rows: &[Vec<Expr>], types: &[DataType]) -> Result<StreamChunk> {
-    let empty = batch_of(schema_of(&[]), vec![], 1)?;
-    let mut columns = vec![Vec::with_capacity(rows.len()); types.len()];
-    for row in rows {
-        for (c, expr) in row.iter().enumerate() {
-            let v = super::simple::eval_lenient(expr, &empty);
-            columns[c].push(Datum::from_array(v.as_ref(), 0));
-        }
-    }
-    let arrays = types
-        .iter()
-        .zip(&columns)
-        .map(|(t, vals)| array_from_datums(*t, vals.iter()))
-        .collect();
-    Ok(StreamChunk::inserts(batch_of(
-        schema_of(types),
-        arrays,
-        rows.len(),
-    )?))
 }
 
 /// Emits `rows` once, then only the barriers of `barriers`.
@@ -73,7 +54,8 @@ pub(crate) fn values<S: StateStore>(
             }
             if emit {
                 state.insert(vec![Datum::Int32(0)]);
-                yield Message::Chunk(evaluate(&rows, &types)?);
+                let data = literal_rows(&rows, &types, |e, b| Ok(eval_lenient(e, b)))?;
+                yield Message::Chunk(StreamChunk::inserts(data));
             }
         }
     })
