@@ -1149,24 +1149,11 @@ impl Database {
         let stopping;
         {
             let mut catalog = self.inner.catalog.write();
-            for name in &names {
-                let bare = name.rsplit('.').next().unwrap_or(name);
-                match catalog.tables.get(name) {
-                    None if if_exists => {}
-                    None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
-                    Some(t) if t.is_view() => {
-                        return Err(PlanError::WrongObjectType(format!(
-                            "\"{bare}\" is a materialized view; use DROP MATERIALIZED VIEW"
-                        ))
-                        .into());
-                    }
-                    Some(t) => check_no_dependents(&catalog, t)?,
-                }
-            }
-            let dropped: Vec<u32> = names
-                .iter()
-                .filter_map(|n| catalog.tables.get(n).map(|t| t.id))
-                .collect();
+            let dropped = droppable(&catalog, &names, if_exists, |t| {
+                (t.view.is_none())
+                    .then_some(())
+                    .ok_or("a table; use DROP MATERIALIZED VIEW or DROP INDEX")
+            })?;
             let indexes = catalog
                 .tables
                 .values()
@@ -1253,16 +1240,7 @@ impl Database {
         };
         let writes = vec![catalog_put(&view)];
         let mut created = self.start_job(&view, writes);
-        let epoch = loop {
-            self.inner.barrier_requested.notify_one();
-            if let Some(epoch) = *created.borrow_and_update() {
-                break epoch;
-            }
-            if let Some(reason) = self.inner.fatal.lock().clone() {
-                return Err(Error::sql("XX000", reason));
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(50), created.changed()).await;
-        };
+        let epoch = self.wait_for_job(&mut created, |e| *e).await?;
         self.finish_write(session, epoch).await?;
         Ok(done())
     }
@@ -1282,24 +1260,11 @@ impl Database {
         };
         let stopping = {
             let mut catalog = self.inner.catalog.write();
-            for name in &names {
-                let bare = name.rsplit('.').next().unwrap_or(name);
-                match catalog.tables.get(name) {
-                    None if if_exists => {}
-                    None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
-                    Some(t) if t.index_of().is_some() != index || t.view.is_none() => {
-                        return Err(PlanError::WrongObjectType(format!(
-                            "\"{bare}\" is not {kind}"
-                        ))
-                        .into());
-                    }
-                    Some(t) => check_no_dependents(&catalog, t)?,
-                }
-            }
-            let ids = names
-                .iter()
-                .filter_map(|n| catalog.tables.get(n).map(|t| t.id))
-                .collect();
+            let ids = droppable(&catalog, &names, if_exists, |t| {
+                (t.view.is_some() && t.index_of().is_some() == index)
+                    .then_some(())
+                    .ok_or(kind)
+            })?;
             self.stop_jobs(&mut catalog, ids)
         };
         self.wait_stopped(stopping).await?;
@@ -1327,15 +1292,28 @@ impl Database {
 
     async fn wait_stopped(&self, stopping: Vec<watch::Receiver<bool>>) -> Result<()> {
         for mut stopped in stopping {
-            while !*stopped.borrow_and_update() {
-                self.inner.barrier_requested.notify_one();
-                if let Some(reason) = self.inner.fatal.lock().clone() {
-                    return Err(Error::sql("XX000", reason));
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
-            }
+            self.wait_for_job(&mut stopped, |s| s.then_some(())).await?;
         }
         Ok(())
+    }
+
+    /// Pulls barriers forward until `ready` finds what it waits for in a job's state (or
+    /// streaming has failed).
+    async fn wait_for_job<T, R>(
+        &self,
+        state: &mut watch::Receiver<T>,
+        ready: impl Fn(&T) -> Option<R>,
+    ) -> Result<R> {
+        loop {
+            self.inner.barrier_requested.notify_one();
+            if let Some(r) = ready(&state.borrow_and_update()) {
+                return Ok(r);
+            }
+            if let Some(reason) = self.inner.fatal.lock().clone() {
+                return Err(Error::sql("XX000", reason));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), state.changed()).await;
+        }
     }
 
     async fn flush_if_waiting(&self, session: &Session) -> Result<()> {
@@ -1468,6 +1446,32 @@ impl Database {
         self.commit_writes(session, writes, changes, "UPDATE", Some(count))
             .await
     }
+}
+
+/// The ids of the relations `names` that exist, after checking each is of the kind the
+/// statement drops (`kind` says what it must be otherwise) and that no view reads it.
+fn droppable(
+    catalog: &CatalogState,
+    names: &[String],
+    if_exists: bool,
+    kind: impl Fn(&TableCatalog) -> std::result::Result<(), &'static str>,
+) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for name in names {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        match catalog.tables.get(name) {
+            None if if_exists => {}
+            None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
+            Some(t) => {
+                kind(t).map_err(|what| {
+                    PlanError::WrongObjectType(format!("\"{bare}\" is not {what}"))
+                })?;
+                check_no_dependents(catalog, t)?;
+                ids.push(t.id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Refuses to drop `table` while a view reads it (its indexes go with it).

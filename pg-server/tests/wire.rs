@@ -409,6 +409,24 @@ async fn materialized_views_through_the_driver() {
 
     let err = c.batch_execute("DROP TABLE orders").await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "2BP01");
+    // An index is dropped with DROP INDEX or with its table, never as a table or a view.
+    c.batch_execute("CREATE INDEX by_customer ON orders (customer)")
+        .await
+        .unwrap();
+    for wrong in [
+        "DROP TABLE by_customer",
+        "DROP MATERIALIZED VIEW by_customer",
+        "DROP INDEX spend",
+    ] {
+        let err = c.batch_execute(wrong).await.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42809", "{wrong}");
+    }
+    let indexed = simple_rows(
+        c.simple_query("SELECT customer FROM by_customer")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(indexed.len(), 2);
     let err = c
         .batch_execute("INSERT INTO spend VALUES ('x', 1, 1)")
         .await

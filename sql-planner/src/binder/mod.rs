@@ -78,8 +78,7 @@ impl<'c> Binder<'c> {
 
     /// The table a DML statement writes: a table, not a view.
     fn writable_table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
-        let (schema, name) = schema_and_name(name);
-        let name = qualified(&schema, &name);
+        let name = qualified_name(name);
         let table = self
             .catalog
             .table(&name)
@@ -109,13 +108,7 @@ impl<'c> Binder<'c> {
                 names,
                 ..
             } => Ok(Plan::DropTable {
-                names: names
-                    .iter()
-                    .map(|n| {
-                        let (schema, name) = schema_and_name(n);
-                        qualified(&schema, &name)
-                    })
-                    .collect(),
+                names: names.iter().map(qualified_name).collect(),
                 if_exists: *if_exists,
             }),
             Statement::Drop {
@@ -125,13 +118,7 @@ impl<'c> Binder<'c> {
                 ..
             } => Ok(Plan::DropView {
                 index: *object == ast::ObjectType::Index,
-                names: names
-                    .iter()
-                    .map(|n| {
-                        let (schema, name) = schema_and_name(n);
-                        qualified(&schema, &name)
-                    })
-                    .collect(),
+                names: names.iter().map(qualified_name).collect(),
                 if_exists: *if_exists,
             }),
             Statement::CreateView(cv) => self.bind_create_view(cv),
@@ -562,6 +549,12 @@ impl<'c> Binder<'c> {
         };
         Ok(Plan::Update { table, rows })
     }
+}
+
+/// The catalog lookup key (`schema.name`) of `name`.
+fn qualified_name(name: &ast::ObjectName) -> String {
+    let (schema, name) = schema_and_name(name);
+    qualified(&schema, &name)
 }
 
 fn statement_kind(stmt: &Statement) -> String {
