@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryBuilder, RecordBatch, Scalar,
+    new_null_array,
+};
 use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
 use arrow::compute::{CastOptions, cast_with_options, is_not_null, is_null};
 use arrow::datatypes::{Float32Type, Float64Type};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DataType, Datum};
+use crate::types::{DataType, Datum, Decimal};
 use crate::{Error, Result};
 
 /// Binary operators.
@@ -282,6 +285,9 @@ impl Expr {
                 let a = e.eval(batch)?;
                 Value::Array(Arc::new(boolean::not(a.as_boolean())?))
             }
+            Expr::Negate(e) if e.data_type() == DataType::Decimal => Value::Array(decimal_array(
+                decimals(&e.eval(batch)?).map(|v| v.map(|d| -d)),
+            )),
             Expr::Negate(e) => Value::Array(numeric::neg(&e.eval(batch)?)?),
             Expr::IsNull(e) => Value::Array(Arc::new(is_null(&e.eval(batch)?)?)),
             Expr::IsNotNull(e) => Value::Array(Arc::new(is_not_null(&e.eval(batch)?)?)),
@@ -312,7 +318,7 @@ impl Expr {
                     .iter()
                     .map(|a| a.eval(batch))
                     .collect::<Result<Vec<_>>>()?;
-                Value::Array(crate::func::eval(*func, &arrays, *ty)?)
+                Value::Array(crate::func::eval(*func, &arrays, *ty, rows)?)
             }
             Expr::Coalesce { args, ty } => {
                 let mut result = new_null_array(&ty.to_arrow(), rows);
@@ -328,6 +334,9 @@ impl Expr {
 }
 
 fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) -> Result<ArrayRef> {
+    if operand == DataType::Decimal {
+        return decimal_binary(op, &expand(l, rows)?, &expand(r, rows)?);
+    }
     let (ld, rd) = (l.datum(), r.datum());
     let (ld, rd) = (ld.as_ref(), rd.as_ref());
     Ok(match op {
@@ -389,6 +398,121 @@ fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) ->
     })
 }
 
+/// The values of a `numeric` array (`None` for NULL).
+pub(crate) fn decimals(array: &ArrayRef) -> impl Iterator<Item = Option<Decimal>> + '_ {
+    let a = array.as_fixed_size_binary();
+    (0..a.len()).map(move |i| {
+        a.is_valid(i)
+            .then(|| Decimal::from_bytes(a.value(i)).expect("numeric arrays hold valid values"))
+    })
+}
+
+/// A `numeric` array of `values`.
+pub(crate) fn decimal_array(values: impl Iterator<Item = Option<Decimal>>) -> ArrayRef {
+    let mut b = FixedSizeBinaryBuilder::new(crate::decimal::ENCODED_LEN as i32);
+    for v in values {
+        match v {
+            Some(d) => b.append_value(d.to_bytes()).expect("equal widths"),
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// Arithmetic and comparison of `numeric` values, a row at a time (no Arrow kernel knows
+/// per-value scales).
+fn decimal_binary(op: BinaryOp, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
+    let pairs = decimals(l).zip(decimals(r));
+    if op.is_predicate() {
+        let out: BooleanArray = pairs
+            .map(|(a, b)| {
+                let (a, b) = (a?, b?);
+                Some(match op {
+                    BinaryOp::Eq => a == b,
+                    BinaryOp::NotEq => a != b,
+                    BinaryOp::Lt => a < b,
+                    BinaryOp::LtEq => a <= b,
+                    BinaryOp::Gt => a > b,
+                    _ => a >= b,
+                })
+            })
+            .collect();
+        return Ok(Arc::new(out));
+    }
+    let values = pairs
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => Ok(Some(match op {
+                BinaryOp::Add => a.checked_add(b)?,
+                BinaryOp::Sub => a.checked_sub(b)?,
+                BinaryOp::Mul => a.checked_mul(b)?,
+                BinaryOp::Div => a.checked_div(b)?,
+                BinaryOp::Mod => a.checked_rem(b)?,
+                other => {
+                    return Err(Error::Internal(format!("{other:?} on numeric")));
+                }
+            })),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(decimal_array(values.into_iter()))
+}
+
+/// Casts to and from `numeric`.
+fn cast_decimal(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> {
+    if to == DataType::Decimal {
+        let values = (0..array.len())
+            .map(|i| {
+                if array.is_null(i) {
+                    return Ok(None);
+                }
+                Ok(Some(match Datum::from_array(array.as_ref(), i) {
+                    Datum::Int16(v) => Decimal::from(i64::from(v)),
+                    Datum::Int32(v) => Decimal::from(i64::from(v)),
+                    Datum::Int64(v) => Decimal::from(v),
+                    Datum::Float32(v) => Decimal::from_f64(f64::from(v))?,
+                    Datum::Float64(v) => Decimal::from_f64(v)?,
+                    Datum::Varchar(s) => s.parse()?,
+                    Datum::Bool(b) => Decimal::from(i64::from(b)),
+                    _ => {
+                        return Err(Error::InvalidInput(format!(
+                            "cannot cast {from} to numeric"
+                        )));
+                    }
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(decimal_array(values.into_iter()));
+    }
+    let values: Vec<Option<Decimal>> = decimals(array).collect();
+    Ok(match to {
+        DataType::Float32 | DataType::Float64 => {
+            let doubles: arrow::array::Float64Array =
+                values.iter().map(|v| v.map(Decimal::to_f64)).collect();
+            let doubles: ArrayRef = Arc::new(doubles);
+            cast(&doubles, DataType::Float64, to)?
+        }
+        DataType::Varchar => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|d| d.to_string()))
+                .collect::<arrow::array::StringArray>(),
+        ),
+        t if t.is_integer() => {
+            let ints = values
+                .iter()
+                .map(|v| v.map(Decimal::to_i64).transpose())
+                .collect::<Result<arrow::array::Int64Array>>()?;
+            let ints: ArrayRef = Arc::new(ints);
+            cast(&ints, DataType::Int64, to)?
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "cannot cast numeric to {other}"
+            )));
+        }
+    })
+}
+
 fn expand(v: &Value, rows: usize) -> Result<ArrayRef> {
     match v {
         Value::Array(a) => Ok(Arc::clone(a)),
@@ -401,6 +525,9 @@ fn expand(v: &Value, rows: usize) -> Result<ArrayRef> {
 pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> {
     if from == to {
         return Ok(Arc::clone(array));
+    }
+    if from == DataType::Decimal || to == DataType::Decimal {
+        return cast_decimal(array, from, to);
     }
     let options = CastOptions {
         safe: false,

@@ -7,6 +7,7 @@ use arrow::compute::kernels::arity::{binary, try_unary, unary};
 use arrow::datatypes::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
+use crate::expr::{decimal_array, decimals};
 use crate::types::DataType;
 use crate::{Error, Result};
 
@@ -15,11 +16,12 @@ use crate::{Error, Result};
 pub enum Func {
     /// `abs(x)`: same numeric type.
     Abs,
-    /// `round(x)` / `round(x, digits)` over double precision, halves away from zero.
+    /// `round(x)` / `round(x, digits)` over double precision or numeric, halves away from
+    /// zero.
     Round,
-    /// `ceil(x)` over double precision.
+    /// `ceil(x)` over double precision or numeric.
     Ceil,
-    /// `floor(x)` over double precision.
+    /// `floor(x)` over double precision or numeric.
     Floor,
     /// `upper(s)`
     Upper,
@@ -27,10 +29,17 @@ pub enum Func {
     Lower,
     /// `char_length(s)` / `length(s)`: characters, as int.
     CharLength,
+    /// `random()`: a double in [0, 1), a new one per row.
+    Random,
 }
 
-/// Applies `func` to argument arrays of equal length.
-pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
+/// Applies `func` to argument arrays of length `rows`.
+pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> Result<ArrayRef> {
+    if func == Func::Random {
+        let values: arrow::array::Float64Array =
+            (0..rows).map(|_| Some(rand::random::<f64>())).collect();
+        return Ok(Arc::new(values));
+    }
     let arg = &args[0];
     Ok(match (func, ty) {
         (Func::Abs, DataType::Int16) => Arc::new(try_unary::<Int16Type, _, Int16Type>(
@@ -87,6 +96,27 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayR
             arg.as_primitive(),
             f64::floor,
         )),
+        (Func::Abs | Func::Round | Func::Ceil | Func::Floor, DataType::Decimal) => {
+            let digits: Box<dyn Iterator<Item = Option<i32>>> = match args.get(1) {
+                Some(d) => Box::new(d.as_primitive::<Int32Type>().iter()),
+                None => Box::new(std::iter::repeat(Some(0))),
+            };
+            let values = decimals(arg)
+                .zip(digits)
+                .map(|(v, digits)| {
+                    let (Some(v), Some(digits)) = (v, digits) else {
+                        return Ok(None);
+                    };
+                    Ok(Some(match func {
+                        Func::Abs => v.abs(),
+                        Func::Round => v.round(digits)?,
+                        Func::Ceil => v.ceil(),
+                        _ => v.floor(),
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            decimal_array(values.into_iter())
+        }
         (Func::Upper | Func::Lower, DataType::Varchar) => {
             let strings = arg.as_string::<i32>();
             let out: StringArray = strings
@@ -130,18 +160,24 @@ mod tests {
     fn round_abs_and_strings() {
         let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.25), Some(-2.5), None]));
         let digits: ArrayRef = Arc::new(Int32Array::from(vec![1, 0, 1]));
-        let r = eval(Func::Round, &[x, digits], DataType::Float64).unwrap();
+        let r = eval(Func::Round, &[x, digits], DataType::Float64, 3).unwrap();
         let r = r.as_primitive::<Float64Type>();
         assert_eq!((r.value(0), r.value(1), r.is_null(2)), (1.3, -3.0, true));
         let big: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![i32::MIN]));
         assert!(matches!(
-            eval(Func::Abs, &[big], DataType::Int32),
+            eval(Func::Abs, &[big], DataType::Int32, 1),
             Err(Error::OutOfRange(_))
         ));
         let s: ArrayRef = Arc::new(StringArray::from(vec![Some("Grüße"), None]));
-        let n = eval(Func::CharLength, std::slice::from_ref(&s), DataType::Int32).unwrap();
+        let n = eval(
+            Func::CharLength,
+            std::slice::from_ref(&s),
+            DataType::Int32,
+            2,
+        )
+        .unwrap();
         assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
-        let u = eval(Func::Upper, &[s], DataType::Varchar).unwrap();
+        let u = eval(Func::Upper, &[s], DataType::Varchar, 2).unwrap();
         assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
     }
 }

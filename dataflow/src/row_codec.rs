@@ -10,7 +10,7 @@ use arrow::datatypes::{
 };
 use epoch_mvcc::memcomparable::{self, OrderType};
 
-use crate::types::{DataType, Datum, array_from_datums};
+use crate::types::{DataType, Datum, Decimal, array_from_datums};
 use crate::{Error, Result};
 
 /// Appends the memcomparable encoding of column `array` to each row's key buffer.
@@ -60,6 +60,10 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
         }),
         DataType::Varchar => each!(array.as_string::<i32>(), |k, v: &str| {
             memcomparable::encode_bytes(k, v.as_bytes(), order)
+        }),
+        DataType::Decimal => each!(array.as_fixed_size_binary(), |k, v: &[u8]| {
+            let d = Decimal::from_bytes(v).expect("numeric arrays hold valid values");
+            memcomparable::encode_bytes(k, &d.key_bytes(), order)
         }),
         DataType::Interval => {
             for (i, key) in keys.iter_mut().enumerate() {
@@ -161,6 +165,7 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
                 put_varint(r, v.len() as u64);
                 r.extend_from_slice(v.as_bytes());
             }),
+            DataType::Decimal => each!(array.as_fixed_size_binary(), |r: &mut Vec<u8>, v| le(r, v)),
             DataType::Interval => each!(
                 array.as_primitive::<IntervalMonthDayNanoType>(),
                 |r: &mut Vec<u8>, v: arrow::datatypes::IntervalMonthDayNano| {
@@ -240,6 +245,9 @@ impl<'a> ValueReader<'a> {
             DataType::Timestamptz => Datum::Timestamptz(fixed!(i64)),
             DataType::Float32 => Datum::Float32(fixed!(f32)),
             DataType::Float64 => Datum::Float64(fixed!(f64)),
+            DataType::Decimal => Datum::Decimal(Decimal::from_bytes(
+                self.take(crate::decimal::ENCODED_LEN)?,
+            )?),
             DataType::Varchar => {
                 let len = usize::try_from(self.varint()?)
                     .map_err(|_| Error::CorruptState("string length".into()))?;

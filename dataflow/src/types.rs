@@ -4,13 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array,
-    Int64Array, IntervalMonthDayNanoArray, StringArray, Time64MicrosecondArray,
-    TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BooleanArray, Date32Array, FixedSizeBinaryArray, Float32Array, Float64Array,
+    Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, StringArray,
+    Time64MicrosecondArray, TimestampMicrosecondArray, new_null_array,
 };
 use arrow::datatypes::{DataType as ArrowType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use epoch_mvcc::memcomparable::{KeyDatum, KeyType};
 use serde::{Deserialize, Serialize};
+
+pub use crate::decimal::{self, Decimal};
 
 /// A SQL type. Every type maps to one Arrow type ([`DataType::to_arrow`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,6 +29,8 @@ pub enum DataType {
     Float32,
     /// `double precision`
     Float64,
+    /// `numeric` (exact, per-value scale; see [`Decimal`])
+    Decimal,
     /// `varchar` / `text`
     Varchar,
     /// `date` (days since 1970-01-01)
@@ -51,6 +55,7 @@ impl DataType {
             DataType::Int64 => ArrowType::Int64,
             DataType::Float32 => ArrowType::Float32,
             DataType::Float64 => ArrowType::Float64,
+            DataType::Decimal => ArrowType::FixedSizeBinary(decimal::ENCODED_LEN as i32),
             DataType::Varchar => ArrowType::Utf8,
             DataType::Date => ArrowType::Date32,
             DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
@@ -71,6 +76,9 @@ impl DataType {
             ArrowType::Int64 => DataType::Int64,
             ArrowType::Float32 => DataType::Float32,
             ArrowType::Float64 => DataType::Float64,
+            ArrowType::FixedSizeBinary(n) if *n as usize == decimal::ENCODED_LEN => {
+                DataType::Decimal
+            }
             ArrowType::Utf8 => DataType::Varchar,
             ArrowType::Date32 => DataType::Date,
             ArrowType::Time64(TimeUnit::Microsecond) => DataType::Time,
@@ -95,6 +103,7 @@ impl DataType {
                 | DataType::Int64
                 | DataType::Float32
                 | DataType::Float64
+                | DataType::Decimal
         )
     }
 
@@ -110,6 +119,8 @@ impl DataType {
             DataType::Float32 => KeyType::Float32,
             DataType::Float64 => KeyType::Float64,
             DataType::Varchar => KeyType::Str,
+            // Order-preserving bytes of the value (see `Decimal::key_bytes`).
+            DataType::Decimal => KeyType::Bytes,
             // Months, days and nanoseconds, big-endian: orders by months first, as the
             // interval's three fields are kept apart (as in PostgreSQL's storage).
             DataType::Interval => KeyType::Bytes,
@@ -125,6 +136,7 @@ impl DataType {
             DataType::Int64 => "bigint",
             DataType::Float32 => "real",
             DataType::Float64 => "double precision",
+            DataType::Decimal => "numeric",
             DataType::Varchar => "character varying",
             DataType::Date => "date",
             DataType::Time => "time without time zone",
@@ -158,6 +170,8 @@ pub enum Datum {
     Float32(f32),
     /// `double precision`
     Float64(f64),
+    /// `numeric`
+    Decimal(Decimal),
     /// `varchar`
     Varchar(String),
     /// `date`: days since the Unix epoch.
@@ -205,6 +219,10 @@ impl Datum {
             DataType::Int64 => Datum::Int64(get!(Int64Array)),
             DataType::Float32 => Datum::Float32(get!(Float32Array)),
             DataType::Float64 => Datum::Float64(get!(Float64Array)),
+            DataType::Decimal => Datum::Decimal(
+                Decimal::from_bytes(get!(FixedSizeBinaryArray))
+                    .expect("numeric arrays hold valid values"),
+            ),
             DataType::Varchar => Datum::Varchar(get!(StringArray).to_string()),
             DataType::Date => Datum::Date(get!(Date32Array)),
             DataType::Time => Datum::Time(get!(Time64MicrosecondArray)),
@@ -231,6 +249,10 @@ impl Datum {
             (Datum::Int64(v), _) => Arc::new(Int64Array::from_value(*v, len)),
             (Datum::Float32(v), _) => Arc::new(Float32Array::from_value(*v, len)),
             (Datum::Float64(v), _) => Arc::new(Float64Array::from_value(*v, len)),
+            (Datum::Decimal(v), _) => Arc::new(
+                FixedSizeBinaryArray::try_from_iter(std::iter::repeat_n(v.to_bytes(), len))
+                    .expect("equal widths"),
+            ),
             (Datum::Varchar(v), _) => {
                 Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, len)))
             }
@@ -266,6 +288,7 @@ impl Datum {
             }
             Datum::Float32(v) => KeyDatum::Float32(*v),
             Datum::Float64(v) => KeyDatum::Float64(*v),
+            Datum::Decimal(v) => KeyDatum::Bytes(v.key_bytes()),
             Datum::Varchar(v) => KeyDatum::Str(v.clone()),
             Datum::Interval {
                 months,
@@ -296,6 +319,7 @@ impl Datum {
             (KeyDatum::Float32(v), DataType::Float32) => Datum::Float32(v),
             (KeyDatum::Float64(v), DataType::Float64) => Datum::Float64(v),
             (KeyDatum::Str(v), DataType::Varchar) => Datum::Varchar(v),
+            (KeyDatum::Bytes(b), DataType::Decimal) => Datum::Decimal(Decimal::from_key_bytes(&b)?),
             (KeyDatum::Bytes(b), DataType::Interval) if b.len() == 16 => {
                 let months = (u32::from_be_bytes(b[0..4].try_into().ok()?) ^ (1 << 31)) as i32;
                 let days = (u32::from_be_bytes(b[4..8].try_into().ok()?) ^ (1 << 31)) as i32;
@@ -314,9 +338,9 @@ impl Datum {
 /// An array of type `ty` holding `values` (each NULL or of that type).
 pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
     use arrow::array::{
-        BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-        Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
-        TimestampMicrosecondBuilder,
+        BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
+        Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
+        Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
     };
     macro_rules! build {
         ($builder:ty, $($variant:ident)|+) => {{
@@ -338,6 +362,16 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         DataType::Float32 => build!(Float32Builder, Float32),
         DataType::Float64 => build!(Float64Builder, Float64),
         DataType::Varchar => build!(StringBuilder, Varchar),
+        DataType::Decimal => {
+            let mut b = FixedSizeBinaryBuilder::new(decimal::ENCODED_LEN as i32);
+            for v in values {
+                match v {
+                    Datum::Decimal(x) => b.append_value(x.to_bytes()).expect("equal widths"),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
         DataType::Date => build!(Date32Builder, Date),
         DataType::Time => build!(Time64MicrosecondBuilder, Time),
         DataType::Timestamp => build!(TimestampMicrosecondBuilder, Timestamp),
@@ -380,6 +414,8 @@ mod tests {
             (Datum::Int64(i64::MIN), DataType::Int64),
             (Datum::Float32(1.5), DataType::Float32),
             (Datum::Float64(-2.25), DataType::Float64),
+            (Datum::Decimal("-12.5".parse().unwrap()), DataType::Decimal),
+            (Datum::Decimal(Decimal::NaN), DataType::Decimal),
             (Datum::Varchar("héllo".into()), DataType::Varchar),
             (Datum::Date(19_000), DataType::Date),
             (Datum::Time(3_600_000_000), DataType::Time),

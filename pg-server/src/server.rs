@@ -10,8 +10,9 @@ use arrow::datatypes::{
     IntervalMonthDayNanoType, Time64MicrosecondType, TimestampMicrosecondType,
 };
 use async_trait::async_trait;
+use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, NaiveTime};
-use dataflow::types::DataType;
+use dataflow::types::{DataType, Decimal};
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
@@ -24,8 +25,8 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
-    QueryResponse, Response, Tag,
+    CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat,
+    FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -35,6 +36,8 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql, accepts, to_sql_checked};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -49,6 +52,7 @@ fn pg_type(t: DataType) -> Type {
         DataType::Int64 => Type::INT8,
         DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal => Type::NUMERIC,
         DataType::Varchar => Type::VARCHAR,
         DataType::Date => Type::DATE,
         DataType::Time => Type::TIME,
@@ -147,6 +151,36 @@ fn format_float(v: f64, digits: i32) -> String {
     }
 }
 
+/// A `numeric` result value: text is its decimal form, binary PostgreSQL's base-10000 form.
+#[derive(Debug)]
+struct Numeric(Decimal);
+
+impl ToSql for Numeric {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0.to_pg_binary());
+        Ok(IsNull::No)
+    }
+
+    accepts!(NUMERIC);
+    to_sql_checked!();
+}
+
+impl ToSqlText for Numeric {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.to_string().as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 /// Encodes every row of `batch` with `encoder`; a per-row loop, as the wire format is rows.
 fn encode_batch(
     batch: &RecordBatch,
@@ -179,6 +213,10 @@ fn encode_batch(
                     put!(format_float(c.as_primitive::<Float64Type>().value(row), 15))
                 }
                 DataType::Float64 => put!(c.as_primitive::<Float64Type>().value(row)),
+                DataType::Decimal => put!(Numeric(
+                    Decimal::from_bytes(c.as_fixed_size_binary().value(row))
+                        .expect("numeric arrays hold valid values")
+                )),
                 DataType::Varchar => put!(c.as_string::<i32>().value(row)),
                 DataType::Date => put!(
                     NaiveDate::from_num_days_from_ce_opt(
@@ -396,6 +434,14 @@ fn parameter_text(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<
             .parameter::<DateTime<chrono::FixedOffset>>(i, ty)
             .map(|v| v.map(|v| v.to_rfc3339())),
         Type::VARCHAR | Type::TEXT | Type::BPCHAR | Type::NAME => as_text!(String),
+        Type::NUMERIC if portal.parameter_format.format_for(i) == FieldFormat::Binary => {
+            match portal.parameters.get(i).cloned().flatten() {
+                Some(b) => Decimal::from_pg_binary(&b)
+                    .map(|d| Some(d.to_string()))
+                    .map_err(|e| to_pgwire_error(Error::from(e))),
+                None => Ok(None),
+            }
+        }
         _ => Ok(portal
             .parameters
             .get(i)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use lsm_store::object_store::{LocalObjectStore, ObjectStore};
 use lsm_store::{LsmStore, LsmStoreOptions};
 use pg_server::{Auth, Database, DatabaseOptions};
+use rust_decimal::Decimal;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 struct Node {
@@ -383,11 +384,18 @@ async fn materialized_views_through_the_driver() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, i64, i64)> = rows
+    // sum(bigint) is numeric, read here through the driver's own binary numeric decoder.
+    let got: Vec<(String, Decimal, i64)> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(got, vec![("ann".into(), 7, 1), ("bob".into(), 20, 1)]);
+    assert_eq!(
+        got,
+        vec![
+            ("ann".into(), Decimal::from(7), 1),
+            ("bob".into(), Decimal::from(20), 1)
+        ]
+    );
 
     let describe = simple_rows(c.simple_query("DESCRIBE spend").await.unwrap());
     assert_eq!(describe[0][0].as_deref(), Some("customer"));
@@ -435,5 +443,64 @@ async fn materialized_views_through_the_driver() {
     c.batch_execute("DROP MATERIALIZED VIEW spend; DROP TABLE orders")
         .await
         .unwrap();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_keeps_scale_through_binary_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute("CREATE TABLE m (id int PRIMARY KEY, amount numeric)")
+        .await
+        .unwrap();
+    let values = ["12.50", "-0.001", "79228162514264337593543950335", "0"];
+    for (i, v) in values.iter().enumerate() {
+        let d: Decimal = v.parse().unwrap();
+        c.execute("INSERT INTO m VALUES ($1, $2)", &[&(i as i32), &d])
+            .await
+            .unwrap();
+    }
+    // Binary results (the driver decodes PostgreSQL's base-10000 form), scales intact.
+    let rows = c
+        .query("SELECT amount FROM m ORDER BY amount", &[])
+        .await
+        .unwrap();
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, Decimal>(0).to_string())
+        .collect();
+    assert_eq!(
+        got,
+        ["-0.001", "0", "12.50", "79228162514264337593543950335"]
+    );
+    // Text results, exact arithmetic, special values and equality across scales.
+    let text = simple_rows(
+        c.simple_query(
+            "SELECT amount * 2, amount = 12.5, 'NaN'::numeric > amount \
+             FROM m WHERE id = 0; SELECT 0.1 + 0.2, 1.0 / 3, -'-Infinity'::numeric",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        text,
+        vec![
+            vec![Some("25.00".into()), Some("t".into()), Some("t".into())],
+            vec![
+                Some("0.3".into()),
+                Some("0.3333333333333333333333333333".into()),
+                Some("Infinity".into())
+            ],
+        ]
+    );
+    let overflow = c
+        .simple_query("SELECT sum(amount) + amount FROM m GROUP BY amount HAVING amount > 1000")
+        .await
+        .unwrap_err();
+    assert_eq!(overflow.code().unwrap().code(), "22003");
+    let bad = c.simple_query("SELECT 'abc'::numeric").await.unwrap_err();
+    assert_eq!(bad.code().unwrap().code(), "22P02");
     node.stop().await;
 }

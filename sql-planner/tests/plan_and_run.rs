@@ -96,6 +96,11 @@ fn i(v: i64) -> Datum {
     Datum::Int64(v)
 }
 
+/// A numeric (sums of bigint, averages of integers and decimal literals are numeric).
+fn dec(v: &str) -> Datum {
+    Datum::Decimal(v.parse().unwrap())
+}
+
 fn s(v: &str) -> Datum {
     Datum::Varchar(v.into())
 }
@@ -109,8 +114,8 @@ async fn queries() {
         rows,
         vec![
             vec![s("c"), i(1), Datum::Null],
-            vec![s("b"), i(1), i(20)],
-            vec![s("a"), i(1), i(30)]
+            vec![s("b"), i(1), dec("20")],
+            vec![s("a"), i(1), dec("30")]
         ]
     );
 
@@ -140,8 +145,8 @@ async fn queries() {
     assert_eq!(
         rows,
         vec![vec![
-            Datum::Float64(2.9),
-            Datum::Float64(-2.0),
+            dec("2.9"),
+            dec("-2"),
             i(1),
             s("B"),
             Datum::Int32(1)
@@ -178,7 +183,7 @@ async fn queries() {
     .await;
     assert_eq!(
         rows,
-        vec![vec![i(4), i(3), s("a"), i(30), Datum::Float64(20.0)]]
+        vec![vec![i(4), i(3), s("a"), i(30), dec("20")]]
     );
 
     let (_, rows) = query(

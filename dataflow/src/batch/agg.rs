@@ -9,16 +9,19 @@ use epoch_mvcc::memcomparable::OrderType;
 use super::plan::{AggCall, AggKind};
 use crate::chunk::{batch_of, schema_of};
 use crate::row_codec::{encode_key_column, encode_keys};
-use crate::types::{DataType, Datum, array_from_datums};
+use crate::types::{DataType, Datum, Decimal, array_from_datums};
 use crate::{Error, Result};
 
 /// The running state of one aggregate for one group.
 #[derive(Clone, Debug)]
 enum Acc {
     Count(i64),
-    SumInt(Option<i64>),
-    SumFloat(Option<f64>),
-    Avg { sum: f64, count: i64 },
+    /// The running sum (NULL before the first value), in the accumulator type.
+    Sum(Datum),
+    Avg {
+        sum: Datum,
+        count: i64,
+    },
     Extreme(Datum),
     First(Option<Datum>),
 }
@@ -26,11 +29,11 @@ enum Acc {
 fn new_acc(call: &AggCall) -> Acc {
     match call.kind {
         AggKind::CountStar | AggKind::Count => Acc::Count(0),
-        AggKind::Sum if matches!(call.ret, DataType::Float32 | DataType::Float64) => {
-            Acc::SumFloat(None)
-        }
-        AggKind::Sum => Acc::SumInt(None),
-        AggKind::Avg => Acc::Avg { sum: 0.0, count: 0 },
+        AggKind::Sum => Acc::Sum(Datum::Null),
+        AggKind::Avg => Acc::Avg {
+            sum: Datum::Null,
+            count: 0,
+        },
         AggKind::Min | AggKind::Max => Acc::Extreme(Datum::Null),
         AggKind::FirstValue => Acc::First(None),
     }
@@ -50,6 +53,7 @@ pub(crate) fn cmp_datums(a: &Datum, b: &Datum) -> Ordering {
         (Float32(x), Float32(y)) => x.total_cmp(y),
         (Float64(x), Float64(y)) => x.total_cmp(y),
         (Varchar(x), Varchar(y)) => x.cmp(y),
+        (Decimal(x), Decimal(y)) => x.cmp(y),
         // PostgreSQL compares intervals by length, a month counting 30 days.
         (
             Interval {
@@ -69,6 +73,90 @@ pub(crate) fn cmp_datums(a: &Datum, b: &Datum) -> Ordering {
             len(*m1, *d1, *n1).cmp(&len(*m2, *d2, *n2))
         }
         _ => Ordering::Equal,
+    }
+}
+
+/// The type in which sums and averages returning `ret` accumulate: doubles for floating point,
+/// else the result type itself (bigint, numeric, interval).
+pub(crate) fn accumulator_type(ret: DataType) -> DataType {
+    match ret {
+        DataType::Float32 => DataType::Float64,
+        other => other,
+    }
+}
+
+/// `acc + value` (or `acc - value` when `negate`), where `acc` is NULL before the first value
+/// and has the accumulator type `ty`.
+pub(crate) fn accumulate(acc: &Datum, value: &Datum, negate: bool, ty: DataType) -> Result<Datum> {
+    Ok(match ty {
+        DataType::Float64 => {
+            let v = as_f64(value);
+            Datum::Float64(as_f64(acc) + if negate { -v } else { v })
+        }
+        DataType::Decimal => {
+            let zero = Datum::Decimal(Decimal::ZERO);
+            let (a, v) = (
+                as_decimal(if acc.is_null() { &zero } else { acc }),
+                as_decimal(value),
+            );
+            Datum::Decimal(if negate {
+                a.checked_sub(v)?
+            } else {
+                a.checked_add(v)?
+            })
+        }
+        DataType::Interval => {
+            let parts = |d: &Datum| match d {
+                Datum::Interval {
+                    months,
+                    days,
+                    nanos,
+                } => (*months, *days, *nanos),
+                _ => (0, 0, 0),
+            };
+            let ((m1, d1, n1), (m2, d2, n2)) = (parts(acc), parts(value));
+            let sign = if negate { -1 } else { 1 };
+            let overflow = || Error::OutOfRange("interval".into());
+            Datum::Interval {
+                months: m1.checked_add(sign * m2).ok_or_else(overflow)?,
+                days: d1.checked_add(sign * d2).ok_or_else(overflow)?,
+                nanos: n1.checked_add(i64::from(sign) * n2).ok_or_else(overflow)?,
+            }
+        }
+        _ => {
+            let v = as_i64(value);
+            Datum::Int64(
+                as_i64(acc)
+                    .checked_add(if negate { -v } else { v })
+                    .ok_or_else(|| Error::OutOfRange("bigint".into()))?,
+            )
+        }
+    })
+}
+
+/// The result of a sum kept in the accumulator type, as type `ret`.
+pub(crate) fn sum_result(sum: &Datum, ret: DataType) -> Datum {
+    match (sum, ret) {
+        (Datum::Float64(v), DataType::Float32) => Datum::Float32(*v as f32),
+        (other, _) => other.clone(),
+    }
+}
+
+/// `sum / count` as type `ret` (NULL for no values).
+pub(crate) fn avg_result(sum: &Datum, count: i64, ret: DataType) -> Result<Datum> {
+    if count == 0 {
+        return Ok(Datum::Null);
+    }
+    Ok(match ret {
+        DataType::Decimal => Datum::Decimal(as_decimal(sum).checked_div(Decimal::from(count))?),
+        _ => Datum::Float64(as_f64(sum) / count as f64),
+    })
+}
+
+pub(crate) fn as_decimal(d: &Datum) -> Decimal {
+    match d {
+        Datum::Decimal(v) => *v,
+        other => Decimal::from(as_i64(other)),
     }
 }
 
@@ -93,7 +181,7 @@ pub(crate) fn as_i64(d: &Datum) -> i64 {
 }
 
 impl Acc {
-    fn update(&mut self, kind: AggKind, value: &Datum) -> Result<()> {
+    fn update(&mut self, kind: AggKind, ret: DataType, value: &Datum) -> Result<()> {
         match self {
             // The first row's value, NULL or not; count(*) counts NULLs too.
             Acc::First(first) => {
@@ -103,17 +191,9 @@ impl Acc {
             // Every other aggregate ignores NULLs.
             _ if value.is_null() => {}
             Acc::Count(n) => *n += 1,
-            Acc::SumInt(s) => {
-                let v = as_i64(value);
-                *s = Some(
-                    s.unwrap_or(0)
-                        .checked_add(v)
-                        .ok_or_else(|| Error::OutOfRange("bigint".into()))?,
-                );
-            }
-            Acc::SumFloat(s) => *s = Some(s.unwrap_or(0.0) + as_f64(value)),
+            Acc::Sum(s) => *s = accumulate(s, value, false, accumulator_type(ret))?,
             Acc::Avg { sum, count } => {
-                *sum += as_f64(value);
+                *sum = accumulate(sum, value, false, accumulator_type(ret))?;
                 *count += 1;
             }
             Acc::Extreme(cur) => {
@@ -133,20 +213,14 @@ impl Acc {
         Ok(())
     }
 
-    fn finish(&self, ret: DataType) -> Datum {
-        match self {
+    fn finish(&self, ret: DataType) -> Result<Datum> {
+        Ok(match self {
             Acc::Count(n) => Datum::Int64(*n),
-            Acc::SumInt(s) => s.map_or(Datum::Null, Datum::Int64),
-            Acc::SumFloat(s) => match (s, ret) {
-                (Some(v), DataType::Float32) => Datum::Float32(*v as f32),
-                (Some(v), _) => Datum::Float64(*v),
-                (None, _) => Datum::Null,
-            },
-            Acc::Avg { count: 0, .. } => Datum::Null,
-            Acc::Avg { sum, count } => Datum::Float64(sum / *count as f64),
+            Acc::Sum(s) => sum_result(s, ret),
+            Acc::Avg { sum, count } => avg_result(sum, *count, ret)?,
             Acc::Extreme(d) => d.clone(),
             Acc::First(d) => d.clone().unwrap_or(Datum::Null),
-        }
+        })
     }
 }
 
@@ -207,7 +281,7 @@ pub(crate) fn hash_agg(
                 {
                     continue;
                 }
-                accs[g][a].update(call.kind, &value)?;
+                accs[g][a].update(call.kind, call.ret, &value)?;
             }
         }
     }
@@ -217,7 +291,10 @@ pub(crate) fn hash_agg(
         .map(|(i, k)| array_from_datums(input_types[*k], key_rows.iter().map(|r| &r[i])))
         .collect();
     for (a, call) in aggs.iter().enumerate() {
-        let values: Vec<Datum> = accs.iter().map(|g| g[a].finish(call.ret)).collect();
+        let values = accs
+            .iter()
+            .map(|g| g[a].finish(call.ret))
+            .collect::<Result<Vec<_>>>()?;
         columns.push(array_from_datums(call.ret, values.iter()));
     }
     let types: Vec<DataType> = group_keys

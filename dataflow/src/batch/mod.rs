@@ -9,8 +9,9 @@ pub mod plan;
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take};
+use epoch_mvcc::memcomparable::OrderType;
 use epoch_mvcc::{Epoch, StateStore};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
@@ -150,7 +151,7 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
                 let sort_columns: Vec<SortColumn> = keys
                     .iter()
                     .map(|k| SortColumn {
-                        values: Arc::clone(all.column(k.column)),
+                        values: sortable(all.column(k.column)),
                         options: Some(SortOptions {
                             descending: k.order.descending,
                             nulls_first: k.order.nulls_first,
@@ -197,6 +198,24 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
         BatchPlan::UnionAll { inputs } => {
             Box::pin(stream::iter(inputs).flat_map(move |p| execute(p, Arc::clone(&ctx))))
         }
+    }
+}
+
+/// `array`, or for types whose Arrow order is not SQL's (numeric, interval) their ascending
+/// key bytes, which sort as the values do.
+fn sortable(array: &ArrayRef) -> ArrayRef {
+    match DataType::from_arrow(array.data_type()) {
+        Some(DataType::Decimal | DataType::Interval) => {
+            let mut keys = vec![Vec::new(); array.len()];
+            crate::row_codec::encode_key_column(array, OrderType::ASC, &mut keys);
+            let nulls = array.logical_nulls();
+            Arc::new(arrow::array::BinaryArray::new(
+                arrow::buffer::OffsetBuffer::from_lengths(keys.iter().map(Vec::len)),
+                keys.concat().into(),
+                nulls,
+            ))
+        }
+        _ => Arc::clone(array),
     }
 }
 

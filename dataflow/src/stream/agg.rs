@@ -13,7 +13,7 @@ use epoch_mvcc::memcomparable::OrderType;
 use futures::StreamExt;
 
 use super::{Message, MessageStream};
-use crate::batch::agg::{as_f64, as_i64};
+use crate::batch::agg::{accumulate, accumulator_type, as_i64, avg_result, sum_result};
 use crate::batch::plan::{AggCall, AggKind};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::{columns_from_rows, encode_keys};
@@ -32,11 +32,7 @@ fn is_extreme(kind: AggKind) -> bool {
 fn state_types(call: &AggCall) -> Vec<DataType> {
     match call.kind {
         AggKind::CountStar | AggKind::Count => vec![DataType::Int64],
-        AggKind::Sum if matches!(call.ret, DataType::Float32 | DataType::Float64) => {
-            vec![DataType::Float64, DataType::Int64]
-        }
-        AggKind::Sum => vec![DataType::Int64, DataType::Int64],
-        AggKind::Avg => vec![DataType::Float64, DataType::Int64],
+        AggKind::Sum | AggKind::Avg => vec![accumulator_type(call.ret), DataType::Int64],
         AggKind::Min | AggKind::Max | AggKind::FirstValue => vec![call.ret],
     }
 }
@@ -101,9 +97,15 @@ pub(crate) fn agg_table_descs(
 #[derive(Clone, Debug, PartialEq)]
 enum AggState {
     Count(i64),
-    SumInt { sum: i64, n: i64 },
-    SumFloat { sum: f64, n: i64 },
-    Avg { sum: f64, n: i64 },
+    /// The sum in the accumulator type (NULL: zero) and the number of values.
+    Sum {
+        sum: Datum,
+        n: i64,
+    },
+    Avg {
+        sum: Datum,
+        n: i64,
+    },
     Extreme(Datum),
 }
 
@@ -111,11 +113,14 @@ impl AggState {
     fn new(call: &AggCall) -> AggState {
         match call.kind {
             AggKind::CountStar | AggKind::Count => AggState::Count(0),
-            AggKind::Sum if matches!(call.ret, DataType::Float32 | DataType::Float64) => {
-                AggState::SumFloat { sum: 0.0, n: 0 }
-            }
-            AggKind::Sum => AggState::SumInt { sum: 0, n: 0 },
-            AggKind::Avg => AggState::Avg { sum: 0.0, n: 0 },
+            AggKind::Sum => AggState::Sum {
+                sum: Datum::Null,
+                n: 0,
+            },
+            AggKind::Avg => AggState::Avg {
+                sum: Datum::Null,
+                n: 0,
+            },
             AggKind::Min | AggKind::Max | AggKind::FirstValue => AggState::Extreme(Datum::Null),
         }
     }
@@ -124,16 +129,12 @@ impl AggState {
         let int = |d: &Datum| as_i64(d);
         match AggState::new(call) {
             AggState::Count(_) => AggState::Count(int(&values[0])),
-            AggState::SumInt { .. } => AggState::SumInt {
-                sum: int(&values[0]),
-                n: int(&values[1]),
-            },
-            AggState::SumFloat { .. } => AggState::SumFloat {
-                sum: as_f64(&values[0]),
+            AggState::Sum { .. } => AggState::Sum {
+                sum: values[0].clone(),
                 n: int(&values[1]),
             },
             AggState::Avg { .. } => AggState::Avg {
-                sum: as_f64(&values[0]),
+                sum: values[0].clone(),
                 n: int(&values[1]),
             },
             AggState::Extreme(_) => AggState::Extreme(values[0].clone()),
@@ -143,31 +144,29 @@ impl AggState {
     fn encode(&self) -> Vec<Datum> {
         match self {
             AggState::Count(n) => vec![Datum::Int64(*n)],
-            AggState::SumInt { sum, n } => vec![Datum::Int64(*sum), Datum::Int64(*n)],
-            AggState::SumFloat { sum, n } | AggState::Avg { sum, n } => {
-                vec![Datum::Float64(*sum), Datum::Int64(*n)]
+            AggState::Sum { sum, n } | AggState::Avg { sum, n } => {
+                vec![sum.clone(), Datum::Int64(*n)]
             }
             AggState::Extreme(d) => vec![d.clone()],
         }
     }
 
     /// Adds (`sign` 1) or removes (-1) one input value.
-    fn apply(&mut self, kind: AggKind, value: &Datum, sign: i64) {
-        if value.is_null() && kind != AggKind::CountStar {
+    fn apply(&mut self, call: &AggCall, value: &Datum, sign: i64) {
+        if value.is_null() && call.kind != AggKind::CountStar {
             return;
         }
         match self {
             AggState::Count(n) => *n += sign,
-            AggState::SumInt { sum, n } => {
-                let v = as_i64(value);
-                *sum = sum.checked_add(sign * v).unwrap_or_else(|| {
-                    tracing::warn!("sum overflows bigint in a streaming aggregation");
-                    sum.wrapping_add(sign.wrapping_mul(v))
-                });
-                *n += sign;
-            }
-            AggState::SumFloat { sum, n } | AggState::Avg { sum, n } => {
-                *sum += sign as f64 * as_f64(value);
+            AggState::Sum { sum, n } | AggState::Avg { sum, n } => {
+                match accumulate(sum, value, sign < 0, accumulator_type(call.ret)) {
+                    Ok(s) => *sum = s,
+                    // A view cannot refuse its input: the value is left out, and said so.
+                    Err(e) => tracing::warn!(
+                        "{:?} in a streaming aggregation skips a value: {e}",
+                        call.kind
+                    ),
+                }
                 *n += sign;
             }
             // Recomputed from the sorted values at the barrier.
@@ -178,15 +177,12 @@ impl AggState {
     fn result(&self, ret: DataType) -> Datum {
         match self {
             AggState::Count(n) => Datum::Int64(*n),
-            AggState::SumInt { n: 0, .. }
-            | AggState::SumFloat { n: 0, .. }
-            | AggState::Avg { n: 0, .. } => Datum::Null,
-            AggState::SumInt { sum, .. } => Datum::Int64(*sum),
-            AggState::SumFloat { sum, .. } if ret == DataType::Float32 => {
-                Datum::Float32(*sum as f32)
-            }
-            AggState::SumFloat { sum, .. } => Datum::Float64(*sum),
-            AggState::Avg { sum, n } => Datum::Float64(sum / *n as f64),
+            AggState::Sum { n: 0, .. } => Datum::Null,
+            AggState::Sum { sum, .. } => sum_result(sum, ret),
+            AggState::Avg { sum, n } => avg_result(sum, *n, ret).unwrap_or_else(|e| {
+                tracing::warn!("avg in a streaming aggregation: {e}");
+                Datum::Null
+            }),
             AggState::Extreme(d) => d.clone(),
         }
     }
@@ -310,12 +306,12 @@ impl<S: StateStore> HashAgg<S> {
                     // Only a value's first occurrence and its last removal count.
                     if (sign > 0 && seen == 0) || (sign < 0 && now == 0) {
                         let group = self.groups.get_mut(&encoded[r]).expect("loaded");
-                        group.states[i].apply(call.kind, &value, sign);
+                        group.states[i].apply(&call, &value, sign);
                     }
                     continue;
                 }
                 let group = self.groups.get_mut(&encoded[r]).expect("loaded");
-                group.states[i].apply(call.kind, &value, sign);
+                group.states[i].apply(&call, &value, sign);
             }
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
             group.rows += sign;

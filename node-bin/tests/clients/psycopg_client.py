@@ -4,6 +4,7 @@ errors with SQLSTATEs, COPY, and a session that stays usable after an error.
 Usage: python3 psycopg_client.py PORT
 """
 import datetime
+from decimal import Decimal
 import sys
 
 import psycopg
@@ -45,4 +46,14 @@ with psycopg.connect(host="127.0.0.1", port=port, user="root", dbname="dev", aut
     with conn.cursor(binary=True) as bcur:
         bcur.execute("SELECT id, score FROM py WHERE id = %s", (1,))
         assert bcur.fetchone() == (1, 1.5)
+
+    # numeric: Decimal parameters and results keep their scale, in text and binary.
+    cur.execute("CREATE TABLE money (id int PRIMARY KEY, amount numeric)")
+    cur.executemany("INSERT INTO money VALUES (%s, %s)", [(1, Decimal("12.50")), (2, Decimal("-0.001"))])
+    cur.execute("SELECT amount FROM money WHERE amount < %s ORDER BY id", (Decimal("100"),))
+    assert cur.fetchall() == [(Decimal("12.50"),), (Decimal("-0.001"),)]
+    with conn.cursor(binary=True) as bcur:
+        bcur.execute("SELECT sum(amount), 'NaN'::numeric FROM money WHERE amount > %s", (Decimal("-1"),))
+        total, nan = bcur.fetchone()
+        assert total == Decimal("12.499") and str(total) == "12.499" and nan.is_nan(), (total, nan)
 print("psycopg: ok")

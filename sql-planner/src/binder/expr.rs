@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use dataflow::batch::plan::AggKind;
 use dataflow::expr::{BinaryOp, Expr, cast};
 use dataflow::func::Func;
-use dataflow::types::{DataType, Datum};
+use dataflow::types::{DataType, Datum, Decimal};
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 
 use crate::error::{PlanError, PlanResult};
@@ -173,8 +173,9 @@ fn numeric_rank(t: DataType) -> Option<u8> {
         DataType::Int16 => 1,
         DataType::Int32 => 2,
         DataType::Int64 => 3,
-        DataType::Float32 => 4,
-        DataType::Float64 => 5,
+        DataType::Decimal => 4,
+        DataType::Float32 => 5,
+        DataType::Float64 => 6,
         _ => return None,
     })
 }
@@ -207,8 +208,8 @@ pub(crate) fn common_type(l: &Expr, r: &Expr) -> PlanResult<DataType> {
     }
     if let (Some(x), Some(y)) = (numeric_rank(a), numeric_rank(b)) {
         let wider = if x >= y { a } else { b };
-        // bigint with real widens to double, as in PostgreSQL.
-        let bigint_with_real = wider == DataType::Float32 && x.min(y) == 3;
+        // bigint or numeric with real widens to double, as in PostgreSQL.
+        let bigint_with_real = wider == DataType::Float32 && matches!(x.min(y), 3 | 4);
         return Ok(if bigint_with_real {
             DataType::Float64
         } else {
@@ -271,6 +272,7 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
         T::BigInt(_) | T::Int8(_) => DataType::Int64,
         T::Real | T::Float4 => DataType::Float32,
         T::Double(_) | T::DoublePrecision | T::Float8 | T::Float(_) => DataType::Float64,
+        T::Numeric(_) | T::Decimal(_) | T::Dec(_) => DataType::Decimal,
         T::Varchar(_) | T::Text | T::String(_) | T::CharacterVarying(_) | T::CharVarying(_) => {
             DataType::Varchar
         }
@@ -290,11 +292,15 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
 fn literal(v: &ast::Value) -> PlanResult<Expr> {
     use ast::Value as V;
     Ok(match v {
+        // As in PostgreSQL: integers that fit are int or bigint, every other number is numeric
+        // (double precision only beyond numeric's range).
         V::Number(n, _) => {
             if let Ok(i) = n.parse::<i32>() {
                 Expr::literal(Datum::Int32(i), DataType::Int32)
             } else if let Ok(i) = n.parse::<i64>() {
                 Expr::literal(Datum::Int64(i), DataType::Int64)
+            } else if let Ok(d) = n.parse::<Decimal>() {
+                Expr::literal(Datum::Decimal(d), DataType::Decimal)
             } else {
                 let f: f64 = n.parse().map_err(|_| PlanError::InvalidLiteral {
                     ty: "numeric".into(),
@@ -411,10 +417,16 @@ impl ExprBinder<'_, '_> {
                 } else {
                     Func::Floor
                 };
+                let arg = self.bind(expr)?;
+                let ty = if arg.data_type() == DataType::Decimal {
+                    DataType::Decimal
+                } else {
+                    DataType::Float64
+                };
                 Ok(Expr::Func {
                     func,
-                    args: vec![coerce(self.bind(expr)?, DataType::Float64)?],
-                    ty: DataType::Float64,
+                    args: vec![coerce(arg, ty)?],
+                    ty,
                 })
             }
             E::Identifier(id) => {
@@ -463,6 +475,10 @@ impl ExprBinder<'_, '_> {
                             value: Datum::Float64(v),
                             ty,
                         } => Ok(Expr::literal(Datum::Float64(-v), ty)),
+                        Expr::Literal {
+                            value: Datum::Decimal(v),
+                            ty,
+                        } => Ok(Expr::literal(Datum::Decimal(-v), ty)),
                         other
                             if other.data_type().is_numeric()
                                 || other.data_type() == DataType::Interval =>
@@ -668,17 +684,31 @@ impl ExprBinder<'_, '_> {
                         "function {name} takes one argument"
                     )));
                 }
+                // numeric stays numeric, as does round(x, digits) of an integer; other numbers
+                // are rounded as double precision.
+                let arg_ty = args[0].data_type();
+                let ty = if arg_ty == DataType::Decimal || (args.len() == 2 && arg_ty.is_integer())
+                {
+                    DataType::Decimal
+                } else {
+                    DataType::Float64
+                };
                 let mut args = args.into_iter();
-                let mut bound = vec![coerce(args.next().expect("one"), DataType::Float64)?];
+                let mut bound = vec![coerce(args.next().expect("one"), ty)?];
                 if let Some(digits) = args.next() {
                     bound.push(coerce(digits, DataType::Int32)?);
                 }
                 Ok(Expr::Func {
                     func,
                     args: bound,
-                    ty: DataType::Float64,
+                    ty,
                 })
             }
+            "random" if args.is_empty() => Ok(Expr::Func {
+                func: Func::Random,
+                args,
+                ty: DataType::Float64,
+            }),
             "upper" | "lower" | "length" | "char_length" | "character_length"
                 if args.len() == 1 =>
             {
@@ -739,14 +769,46 @@ fn bind_agg_call(
             )));
         }
     };
+    // `agg(x) FILTER (WHERE c)` is `agg(CASE WHEN c THEN x END)`: every aggregate but
+    // count(*) skips NULLs, and count(*) becomes a count of a constant.
+    let (kind, arg) = match &f.filter {
+        None => (kind, arg),
+        Some(filter) => {
+            if contains_agg(filter) {
+                return Err(PlanError::Grouping(
+                    "aggregate functions are not allowed in FILTER".into(),
+                ));
+            }
+            let cond = coerce_boolean(ExprBinder::bind_plain(agg.input, params, filter)?)?;
+            let (kind, value) = match (kind, arg) {
+                (AggKind::CountStar, _) => (
+                    AggKind::Count,
+                    Expr::literal(Datum::Int32(1), DataType::Int32),
+                ),
+                (kind, arg) => (
+                    kind,
+                    arg.expect("aggregates other than count(*) have an argument"),
+                ),
+            };
+            let ty = value.data_type();
+            let filtered = Expr::Case {
+                branches: vec![(cond, value)],
+                otherwise: None,
+                ty,
+            };
+            (kind, Some(filtered))
+        }
+    };
     let arg_ty = arg.as_ref().map(Expr::data_type);
     let ret = match (kind, arg_ty) {
         (AggKind::CountStar | AggKind::Count, _) => DataType::Int64,
-        (AggKind::Sum, Some(DataType::Int16 | DataType::Int32 | DataType::Int64)) => {
-            DataType::Int64
-        }
-        (AggKind::Sum, Some(t @ (DataType::Float32 | DataType::Float64))) => t,
-        (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Float64,
+        // As in PostgreSQL: sums of small integers are bigint, of bigint or numeric numeric;
+        // averages of integers and numeric are numeric, of floats double precision.
+        (AggKind::Sum, Some(DataType::Int16 | DataType::Int32)) => DataType::Int64,
+        (AggKind::Sum, Some(DataType::Int64 | DataType::Decimal)) => DataType::Decimal,
+        (AggKind::Sum, Some(t @ (DataType::Float32 | DataType::Float64 | DataType::Interval))) => t,
+        (AggKind::Avg, Some(DataType::Float32 | DataType::Float64)) => DataType::Float64,
+        (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
         (AggKind::Min | AggKind::Max, Some(t)) => t,
         (_, t) => {
             return Err(PlanError::UndefinedFunction(format!(
