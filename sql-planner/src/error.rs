@@ -49,6 +49,10 @@ pub enum PlanError {
     /// An object of another kind than the statement acts on (`DROP TABLE` of a view).
     #[error("{0}")]
     WrongObjectType(String),
+    /// A set operation whose sides do not fit together (`CORRESPONDING` without common
+    /// columns). Worded as RisingWave words it, which clients and tests match.
+    #[error("Failed to run the query\n\nCaused by:\n  Invalid input syntax: {0}")]
+    InvalidSetOperation(String),
     /// Valid SQL this system does not support yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),
@@ -58,7 +62,7 @@ impl PlanError {
     /// The PostgreSQL SQLSTATE code.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            PlanError::Syntax(_) => "42601",
+            PlanError::Syntax(_) | PlanError::InvalidSetOperation(_) => "42601",
             PlanError::UndefinedTable(_) => "42P01",
             PlanError::UndefinedColumn(_) => "42703",
             PlanError::AmbiguousColumn(_) => "42702",

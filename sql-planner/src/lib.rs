@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 mod binder;
 pub mod catalog;
+mod corresponding;
 mod error;
 pub mod stream;
 
@@ -102,9 +103,7 @@ pub enum Plan {
 
 /// Parses `sql` (one or more statements) and plans each.
 pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| PlanError::Syntax(e.to_string()))?;
-    statements
+    parse_sql(sql)?
         .iter()
         .map(|s| binder::Binder::new(catalog).bind_statement(s))
         .collect()
@@ -112,7 +111,8 @@ pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
 
 /// Parses `sql` into statements without binding them.
 pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| PlanError::Syntax(e.to_string()))
+    let sql = corresponding::rewrite(sql)?;
+    Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
 }
 
 /// Plans one parsed statement.

@@ -144,13 +144,7 @@ async fn queries() {
     assert_eq!(names, vec!["round", "floor", "abs", "upper", "length"]);
     assert_eq!(
         rows,
-        vec![vec![
-            dec("2.9"),
-            dec("-2"),
-            i(1),
-            s("B"),
-            Datum::Int32(1)
-        ]]
+        vec![vec![dec("2.9"), dec("-2"), i(1), s("B"), Datum::Int32(1)]]
     );
 
     let (names, rows) = query(
@@ -181,10 +175,7 @@ async fn queries() {
         "SELECT count(*), count(DISTINCT name), min(name), max(v), avg(v) FROM t",
     )
     .await;
-    assert_eq!(
-        rows,
-        vec![vec![i(4), i(3), s("a"), i(30), dec("20")]]
-    );
+    assert_eq!(rows, vec![vec![i(4), i(3), s("a"), i(30), dec("20")]]);
 
     let (_, rows) = query(
         &store,

@@ -1,6 +1,6 @@
 //! Binding statements: names resolved against the catalog, types checked, plans built.
 
-mod expr;
+pub(crate) mod expr;
 mod query;
 mod system;
 

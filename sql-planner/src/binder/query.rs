@@ -11,6 +11,7 @@ use super::expr::{
     AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
     ident_name, is_untyped_literal,
 };
+use crate::corresponding;
 use crate::error::{PlanError, PlanResult};
 
 /// A bound query: its plan and named output columns.
@@ -108,6 +109,28 @@ fn and_all(mut exprs: Vec<Expr>) -> Option<Expr> {
 }
 
 /// Projects `plan`'s output to `types` (casting where they differ).
+/// The query's output reduced to `columns`, in that order.
+fn keep_columns(q: BoundQuery, columns: impl Iterator<Item = usize>) -> BoundQuery {
+    let columns: Vec<usize> = columns.collect();
+    let types = q.plan.output_types();
+    let exprs = columns
+        .iter()
+        .map(|c| Expr::column(*c, types[*c]))
+        .collect();
+    let names = columns
+        .iter()
+        .map(|c| q.scope.columns[*c].name.clone())
+        .collect();
+    let kept: Vec<DataType> = columns.iter().map(|c| types[*c]).collect();
+    BoundQuery {
+        plan: BatchPlan::Project {
+            input: Box::new(q.plan),
+            exprs,
+        },
+        scope: output_scope(names, &kept),
+    }
+}
+
 fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
     let current = plan.output_types();
     if current == types {
@@ -276,7 +299,16 @@ impl Binder<'_> {
                 left,
                 right,
             } => {
-                let (l, r) = (self.bind_set_expr(left)?, self.bind_set_expr(right)?);
+                let (mut l, mut r) = (self.bind_set_expr(left)?, self.bind_set_expr(right)?);
+                if corresponding::is_corresponding(set_quantifier) {
+                    let names = |q: &BoundQuery| -> Vec<String> {
+                        q.scope.columns.iter().map(|c| c.name.clone()).collect()
+                    };
+                    let pairs =
+                        corresponding::corresponding_columns(&names(&l), &names(&r), right)?;
+                    l = keep_columns(l, pairs.iter().map(|p| p.0));
+                    r = keep_columns(r, pairs.iter().map(|p| p.1));
+                }
                 let (lt, rt) = (l.plan.output_types(), r.plan.output_types());
                 if lt.len() != rt.len() {
                     return Err(PlanError::Syntax(
@@ -296,7 +328,10 @@ impl Binder<'_> {
                 let plan = BatchPlan::UnionAll {
                     inputs: vec![project_to(l.plan, &types)?, project_to(r.plan, &types)?],
                 };
-                let all = matches!(set_quantifier, ast::SetQuantifier::All);
+                let all = matches!(
+                    set_quantifier,
+                    ast::SetQuantifier::All | ast::SetQuantifier::AllByName
+                );
                 let names = l.scope.columns.iter().map(|c| c.name.clone()).collect();
                 Ok(BoundQuery {
                     plan: if all { plan } else { distinct(plan) },
