@@ -229,6 +229,100 @@ impl Expr {
         }
     }
 
+    /// The direct sub-expressions.
+    pub fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Column { .. } | Expr::Literal { .. } => vec![],
+            Expr::Binary { left, right, .. } => vec![left, right],
+            Expr::Not(e)
+            | Expr::Negate(e)
+            | Expr::IsNull(e)
+            | Expr::IsNotNull(e)
+            | Expr::Cast { expr: e, .. } => vec![e],
+            Expr::Case {
+                branches,
+                otherwise,
+                ..
+            } => branches
+                .iter()
+                .flat_map(|(c, v)| [c, v])
+                .chain(otherwise.as_deref())
+                .collect(),
+            Expr::Func { args, .. } | Expr::Coalesce { args, .. } => args.iter().collect(),
+        }
+    }
+
+    /// The input columns the expression reads, ascending, without repeats.
+    pub fn input_columns(&self) -> Vec<usize> {
+        fn walk(e: &Expr, out: &mut Vec<usize>) {
+            if let Expr::Column { index, .. } = e {
+                out.push(*index);
+            }
+            for c in e.children() {
+                walk(c, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Whether evaluating twice may give different results (`random()`).
+    pub fn is_volatile(&self) -> bool {
+        matches!(
+            self,
+            Expr::Func {
+                func: crate::func::Func::Random,
+                ..
+            }
+        ) || self.children().into_iter().any(Expr::is_volatile)
+    }
+
+    /// The expression with every column `i` replaced by `columns[i]`.
+    pub fn substitute(self, columns: &[Expr]) -> Expr {
+        let sub = |e: Box<Expr>| Box::new(e.substitute(columns));
+        match self {
+            Expr::Column { index, .. } => columns[index].clone(),
+            Expr::Literal { .. } => self,
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op,
+                left: sub(left),
+                right: sub(right),
+            },
+            Expr::Not(e) => Expr::Not(sub(e)),
+            Expr::Negate(e) => Expr::Negate(sub(e)),
+            Expr::IsNull(e) => Expr::IsNull(sub(e)),
+            Expr::IsNotNull(e) => Expr::IsNotNull(sub(e)),
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: sub(expr),
+                to,
+            },
+            Expr::Case {
+                branches,
+                otherwise,
+                ty,
+            } => Expr::Case {
+                branches: branches
+                    .into_iter()
+                    .map(|(c, v)| (c.substitute(columns), v.substitute(columns)))
+                    .collect(),
+                otherwise: otherwise.map(sub),
+                ty,
+            },
+            Expr::Coalesce { args, ty } => Expr::Coalesce {
+                args: args.into_iter().map(|a| a.substitute(columns)).collect(),
+                ty,
+            },
+            Expr::Func { func, args, ty } => Expr::Func {
+                func,
+                args: args.into_iter().map(|a| a.substitute(columns)).collect(),
+                ty,
+            },
+        }
+    }
+
     /// The type of the result.
     pub fn data_type(&self) -> DataType {
         match self {
@@ -253,6 +347,16 @@ impl Expr {
     /// Evaluates over every row of `batch`.
     pub fn eval(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         self.eval_value(batch)?.into_array(batch.num_rows())
+    }
+
+    /// The value of an expression without column references.
+    pub fn eval_constant(&self) -> Result<Datum> {
+        let one_row = RecordBatch::try_new_with_options(
+            Arc::new(arrow::datatypes::Schema::empty()),
+            vec![],
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        Ok(Datum::from_array(self.eval(&one_row)?.as_ref(), 0))
     }
 
     /// Evaluates a predicate; NULL counts as false.

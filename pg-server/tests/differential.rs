@@ -52,6 +52,17 @@ const VIEWS: &[(&str, &str)] = &[
         "v_nopk",
         "SELECT x, sum(y) AS s, count(*) AS n FROM t3 GROUP BY x",
     ),
+    // Join conditions written in WHERE: the optimizer makes them hash keys and input filters.
+    (
+        "v_where_join",
+        "SELECT t1.k AS k1, t2.k AS k2, t2.c FROM t1, t2 \
+         WHERE t1.a = t2.a AND t1.b > t2.k AND t2.k % 2 = 0",
+    ),
+    (
+        "v_left_where",
+        "SELECT t1.k AS k1, t2.k AS k2 FROM t1 LEFT JOIN t2 ON t1.a = t2.a AND t2.k > 2 \
+         WHERE (t2.c IS NULL OR t2.k > 4) AND (t2.k IS NULL OR t1.b > 0)",
+    ),
     (
         "v_nopk_join",
         "SELECT t3.x, t3.y, t1.b FROM t3 JOIN t1 ON t3.x = t1.k",

@@ -3,6 +3,7 @@ mod binder;
 pub mod catalog;
 mod corresponding;
 mod error;
+mod optimizer;
 pub mod stream;
 
 use std::sync::Arc;

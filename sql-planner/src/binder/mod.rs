@@ -92,7 +92,48 @@ impl<'c> Binder<'c> {
         Ok(table)
     }
 
+    /// The plan of `stmt`, optimized (see [`crate::optimizer`]).
     pub(crate) fn bind_statement(&mut self, stmt: &Statement) -> PlanResult<Plan> {
+        use crate::optimizer::optimize;
+        Ok(match self.bind_unoptimized(stmt)? {
+            Plan::Query { plan, columns } => Plan::Query {
+                plan: optimize(plan),
+                columns,
+            },
+            Plan::Insert { table, source } => Plan::Insert {
+                table,
+                source: optimize(source),
+            },
+            Plan::Delete { table, rows } => Plan::Delete {
+                table,
+                rows: optimize(rows),
+            },
+            Plan::Update { table, rows } => Plan::Update {
+                table,
+                rows: optimize(rows),
+            },
+            Plan::CreateView {
+                schema,
+                name,
+                query,
+                columns,
+                if_not_exists,
+                definition,
+                index,
+            } => Plan::CreateView {
+                schema,
+                name,
+                query: optimize(query),
+                columns,
+                if_not_exists,
+                definition,
+                index,
+            },
+            other => other,
+        })
+    }
+
+    fn bind_unoptimized(&mut self, stmt: &Statement) -> PlanResult<Plan> {
         match stmt {
             Statement::Query(q) => {
                 let bound = self.bind_query(q)?;

@@ -1,0 +1,617 @@
+//! Rule-based rewrites of bound plans, run on every query, DML source and view definition:
+//!
+//! - **constant folding**: expressions without column references are evaluated once; a filter
+//!   that is always true disappears, one that is never true becomes an empty input;
+//! - **predicate pushdown**: filter conjuncts move below projections, sorts, unions, and group
+//!   keys of aggregations, into the inputs of joins (as far as outer joins allow), and
+//!   column equalities across a join become its hash keys — so `FROM a, b WHERE a.x = b.y` is a
+//!   hash join, not a filtered cross product;
+//! - **projection pruning**: every node produces only the columns something above reads, so
+//!   scans decode only the columns a query needs.
+//!
+//! Every rewrite keeps the plan's output columns as they were.
+
+use dataflow::batch::plan::{BatchPlan, JoinKind};
+use dataflow::expr::{BinaryOp, Expr};
+use dataflow::types::{DataType, Datum};
+
+/// The optimized form of `plan`, with the same output columns.
+pub(crate) fn optimize(plan: BatchPlan) -> BatchPlan {
+    let plan = push_down(plan, Vec::new());
+    let width = plan.output_types().len();
+    let (plan, _) = prune(plan, &(0..width).collect::<Vec<_>>());
+    plan
+}
+
+/// `e` with every column-free, non-volatile sub-expression evaluated. Sub-expressions whose
+/// evaluation fails (`1 / 0`) are left for the executor to report when it runs them.
+pub(crate) fn fold(e: Expr) -> Expr {
+    if matches!(e, Expr::Literal { .. } | Expr::Column { .. }) {
+        return e;
+    }
+    if e.input_columns().is_empty() && !e.is_volatile() {
+        if let Ok(value) = e.eval_constant() {
+            return Expr::literal(value, e.data_type());
+        }
+        return e;
+    }
+    fold_children(e)
+}
+
+fn fold_children(e: Expr) -> Expr {
+    let f = |e: Box<Expr>| Box::new(fold(*e));
+    match e {
+        Expr::Binary { op, left, right } => Expr::Binary {
+            op,
+            left: f(left),
+            right: f(right),
+        },
+        Expr::Not(e) => Expr::Not(f(e)),
+        Expr::Negate(e) => Expr::Negate(f(e)),
+        Expr::IsNull(e) => Expr::IsNull(f(e)),
+        Expr::IsNotNull(e) => Expr::IsNotNull(f(e)),
+        Expr::Cast { expr, to } => Expr::Cast { expr: f(expr), to },
+        Expr::Case {
+            branches,
+            otherwise,
+            ty,
+        } => Expr::Case {
+            branches: branches
+                .into_iter()
+                .map(|(c, v)| (fold(c), fold(v)))
+                .collect(),
+            otherwise: otherwise.map(f),
+            ty,
+        },
+        Expr::Coalesce { args, ty } => Expr::Coalesce {
+            args: args.into_iter().map(fold).collect(),
+            ty,
+        },
+        Expr::Func { func, args, ty } => Expr::Func {
+            func,
+            args: args.into_iter().map(fold).collect(),
+            ty,
+        },
+        leaf @ (Expr::Column { .. } | Expr::Literal { .. }) => leaf,
+    }
+}
+
+/// The conjuncts of `e`, folded; `true` conjuncts are dropped.
+fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            conjuncts(*left, out);
+            conjuncts(*right, out);
+        }
+        other => match fold(other) {
+            Expr::Literal {
+                value: Datum::Bool(true),
+                ..
+            } => {}
+            folded => out.push(folded),
+        },
+    }
+}
+
+fn and_all(mut preds: Vec<Expr>) -> Option<Expr> {
+    let first = preds.pop()?;
+    Some(
+        preds
+            .into_iter()
+            .rev()
+            .fold(first, |acc, p| Expr::binary(BinaryOp::And, p, acc)),
+    )
+}
+
+/// Whether the predicate can never be true (a constant false or NULL).
+fn never_true(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Literal {
+            value: Datum::Bool(false) | Datum::Null,
+            ..
+        }
+    )
+}
+
+/// `plan` filtered by `preds` (none: `plan` itself; a never-true one: no rows).
+fn filtered(plan: BatchPlan, preds: Vec<Expr>) -> BatchPlan {
+    if preds.iter().any(never_true) {
+        return BatchPlan::Values {
+            rows: vec![],
+            types: plan.output_types(),
+        };
+    }
+    match and_all(preds) {
+        Some(predicate) => BatchPlan::Filter {
+            input: Box::new(plan),
+            predicate,
+        },
+        None => plan,
+    }
+}
+
+/// Pushes the conjuncts `preds` (over `plan`'s output) as deep into `plan` as they may go.
+fn push_down(plan: BatchPlan, mut preds: Vec<Expr>) -> BatchPlan {
+    // A predicate without columns or with a volatile function stays where it was written.
+    let movable = |p: &Expr| !p.input_columns().is_empty() && !p.is_volatile();
+    match plan {
+        BatchPlan::Filter { input, predicate } => {
+            conjuncts(predicate, &mut preds);
+            let (down, keep): (Vec<_>, Vec<_>) = preds.into_iter().partition(movable);
+            filtered(push_down(*input, down), keep)
+        }
+        BatchPlan::Project { input, exprs } => {
+            let exprs: Vec<Expr> = exprs.into_iter().map(fold).collect();
+            let (down, keep): (Vec<_>, Vec<_>) = preds.into_iter().partition(|p| {
+                movable(p) && p.input_columns().iter().all(|c| !exprs[*c].is_volatile())
+            });
+            let down = down
+                .into_iter()
+                .map(|p| fold(p.substitute(&exprs)))
+                .collect();
+            filtered(
+                BatchPlan::Project {
+                    input: Box::new(push_down(*input, down)),
+                    exprs,
+                },
+                keep,
+            )
+        }
+        BatchPlan::Sort { input, keys } => BatchPlan::Sort {
+            input: Box::new(push_down(*input, preds)),
+            keys,
+        },
+        BatchPlan::UnionAll { inputs } => BatchPlan::UnionAll {
+            inputs: inputs
+                .into_iter()
+                .map(|i| push_down(i, preds.clone()))
+                .collect(),
+        },
+        BatchPlan::HashAgg {
+            input,
+            group_keys,
+            aggs,
+        } => {
+            let g = group_keys.len();
+            let (down, keep): (Vec<_>, Vec<_>) = preds
+                .into_iter()
+                .partition(|p| movable(p) && p.input_columns().iter().all(|c| *c < g));
+            let down = down
+                .into_iter()
+                .map(|p| p.map_columns(&|c| group_keys[c]))
+                .collect();
+            filtered(
+                BatchPlan::HashAgg {
+                    input: Box::new(push_down(*input, down)),
+                    group_keys,
+                    aggs,
+                },
+                keep,
+            )
+        }
+        BatchPlan::HashJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            condition,
+        } => push_into_join(*left, *right, kind, left_keys, right_keys, condition, preds),
+        BatchPlan::Limit {
+            input,
+            limit,
+            offset,
+        } => filtered(
+            BatchPlan::Limit {
+                input: Box::new(push_down(*input, Vec::new())),
+                limit,
+                offset,
+            },
+            preds,
+        ),
+        leaf @ (BatchPlan::Scan { .. } | BatchPlan::Values { .. }) => filtered(leaf, preds),
+    }
+}
+
+/// Which inputs of a join a predicate reads.
+#[derive(PartialEq)]
+enum Side {
+    Left,
+    Right,
+    Both,
+}
+
+fn side(p: &Expr, left_width: usize) -> Side {
+    let cols = p.input_columns();
+    if cols.iter().all(|c| *c < left_width) {
+        Side::Left
+    } else if cols.iter().all(|c| *c >= left_width) {
+        Side::Right
+    } else {
+        Side::Both
+    }
+}
+
+/// `l = r` of a left column and a right column of one type: (left column, right column).
+fn equi_key(p: &Expr, left_width: usize) -> Option<(usize, usize)> {
+    let Expr::Binary {
+        op: BinaryOp::Eq,
+        left,
+        right,
+    } = p
+    else {
+        return None;
+    };
+    match (left.as_ref(), right.as_ref()) {
+        (Expr::Column { index: a, ty: ta }, Expr::Column { index: b, ty: tb })
+            if ta == tb && (*a < left_width) != (*b < left_width) =>
+        {
+            Some(if *a < left_width {
+                (*a, *b - left_width)
+            } else {
+                (*b, *a - left_width)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A join with the filter conjuncts `preds` above it: single-side conjuncts go into the inputs
+/// the join kind allows (those of the side whose rows it never pads with NULLs), equalities
+/// across the sides of an inner join become hash keys, and the join's own condition gives its
+/// conjuncts on the padded side to that input.
+#[allow(clippy::too_many_arguments)]
+fn push_into_join(
+    left: BatchPlan,
+    right: BatchPlan,
+    kind: JoinKind,
+    mut left_keys: Vec<usize>,
+    mut right_keys: Vec<usize>,
+    condition: Option<Expr>,
+    preds: Vec<Expr>,
+) -> BatchPlan {
+    let lw = left.output_types().len();
+    let (mut to_left, mut to_right, mut on, mut above) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    use JoinKind::*;
+    // A filter above the join may enter an input whose rows the join never pads with NULLs;
+    // a conjunct of the join's own condition may enter an input whose unmatched rows the join
+    // drops.
+    let filter_into = |s: &Side| match s {
+        Side::Left => matches!(kind, Inner | LeftOuter),
+        Side::Right => matches!(kind, Inner | RightOuter),
+        Side::Both => kind == Inner,
+    };
+    let condition_into = |s: &Side| match s {
+        Side::Left => matches!(kind, Inner | RightOuter),
+        Side::Right => matches!(kind, Inner | LeftOuter),
+        Side::Both => false,
+    };
+    let fixed = |p: &Expr| p.is_volatile() || p.input_columns().is_empty();
+    for p in preds {
+        let s = side(&p, lw);
+        if fixed(&p) || !filter_into(&s) {
+            above.push(p);
+            continue;
+        }
+        match s {
+            Side::Left => to_left.push(p),
+            Side::Right => to_right.push(p),
+            Side::Both => on.push(p),
+        }
+    }
+    let mut own = Vec::new();
+    if let Some(c) = condition {
+        conjuncts(c, &mut own);
+    }
+    for p in own {
+        let s = side(&p, lw);
+        if fixed(&p) || !condition_into(&s) {
+            on.push(p);
+            continue;
+        }
+        match s {
+            Side::Left => to_left.push(p),
+            _ => to_right.push(p),
+        }
+    }
+    let mut condition = Vec::new();
+    for p in on {
+        match equi_key(&p, lw) {
+            Some((l, r)) => {
+                left_keys.push(l);
+                right_keys.push(r);
+            }
+            None => condition.push(p),
+        }
+    }
+    let to_right = to_right
+        .into_iter()
+        .map(|p| p.map_columns(&|c| c - lw))
+        .collect();
+    filtered(
+        BatchPlan::HashJoin {
+            left: Box::new(push_down(left, to_left)),
+            right: Box::new(push_down(right, to_right)),
+            kind,
+            left_keys,
+            right_keys,
+            condition: and_all(condition),
+        },
+        above,
+    )
+}
+
+/// `plan` reduced to the output columns `required` (ascending, no repeats), and for each of
+/// its original output columns the new position (`None` if dropped).
+fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>) {
+    let width = plan.output_types().len();
+    let mapping = |kept: &[usize]| {
+        let mut m = vec![None; width];
+        for (new, old) in kept.iter().enumerate() {
+            m[*old] = Some(new);
+        }
+        m
+    };
+    let remap = |e: Expr, m: &[Option<usize>]| e.map_columns(&|c| m[c].expect("kept column"));
+    let union = |a: &[usize], b: Vec<usize>| {
+        let mut all: Vec<usize> = a.iter().copied().chain(b).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    match plan {
+        BatchPlan::Scan { table, columns } => (
+            BatchPlan::Scan {
+                table,
+                columns: required.iter().map(|c| columns[*c]).collect(),
+            },
+            mapping(required),
+        ),
+        BatchPlan::Values { rows, types } => (
+            BatchPlan::Values {
+                rows: rows
+                    .into_iter()
+                    .map(|row| required.iter().map(|c| row[*c].clone()).collect())
+                    .collect(),
+                types: required.iter().map(|c| types[*c]).collect(),
+            },
+            mapping(required),
+        ),
+        BatchPlan::Project { input, exprs } => {
+            let kept: Vec<Expr> = required.iter().map(|c| exprs[*c].clone()).collect();
+            let need = union(&[], kept.iter().flat_map(Expr::input_columns).collect());
+            let (input, m) = prune(*input, &need);
+            (
+                project(input, kept.into_iter().map(|e| remap(e, &m)).collect()),
+                mapping(required),
+            )
+        }
+        BatchPlan::Filter { input, predicate } => {
+            let need = union(required, predicate.input_columns());
+            let (input, m) = prune(*input, &need);
+            let plan = BatchPlan::Filter {
+                input: Box::new(input),
+                predicate: remap(predicate, &m),
+            };
+            select(plan, &need, required, width)
+        }
+        BatchPlan::Sort { input, keys } => {
+            let need = union(required, keys.iter().map(|k| k.column).collect());
+            let (input, m) = prune(*input, &need);
+            let keys = keys
+                .into_iter()
+                .map(|mut k| {
+                    k.column = m[k.column].expect("sort key kept");
+                    k
+                })
+                .collect();
+            let plan = BatchPlan::Sort {
+                input: Box::new(input),
+                keys,
+            };
+            select(plan, &need, required, width)
+        }
+        BatchPlan::Limit {
+            input,
+            limit,
+            offset,
+        } => {
+            let (input, m) = prune(*input, required);
+            (
+                BatchPlan::Limit {
+                    input: Box::new(input),
+                    limit,
+                    offset,
+                },
+                m,
+            )
+        }
+        BatchPlan::UnionAll { inputs } => {
+            let inputs = inputs.into_iter().map(|i| prune(i, required).0).collect();
+            (BatchPlan::UnionAll { inputs }, mapping(required))
+        }
+        BatchPlan::HashAgg {
+            input,
+            group_keys,
+            aggs,
+        } => {
+            // Group keys decide the groups, so all stay; unread aggregates go.
+            let g = group_keys.len();
+            let kept_aggs: Vec<usize> = required
+                .iter()
+                .filter(|c| **c >= g)
+                .map(|c| c - g)
+                .collect();
+            let need = union(
+                &group_keys,
+                kept_aggs.iter().filter_map(|a| aggs[*a].arg).collect(),
+            );
+            let (input, m) = prune(*input, &need);
+            let plan = BatchPlan::HashAgg {
+                input: Box::new(input),
+                group_keys: group_keys
+                    .iter()
+                    .map(|k| m[*k].expect("group key kept"))
+                    .collect(),
+                aggs: kept_aggs
+                    .iter()
+                    .map(|a| {
+                        let mut call = aggs[*a].clone();
+                        call.arg = call.arg.map(|c| m[c].expect("argument kept"));
+                        call
+                    })
+                    .collect(),
+            };
+            let produced: Vec<usize> = (0..g).chain(kept_aggs.iter().map(|a| a + g)).collect();
+            select(plan, &produced, required, width)
+        }
+        BatchPlan::HashJoin {
+            left,
+            right,
+            kind,
+            left_keys,
+            right_keys,
+            condition,
+        } => {
+            let lw = left.output_types().len();
+            let cond_cols = condition
+                .as_ref()
+                .map(Expr::input_columns)
+                .unwrap_or_default();
+            let need_left = union(
+                &left_keys,
+                required
+                    .iter()
+                    .chain(&cond_cols)
+                    .filter(|c| **c < lw)
+                    .copied()
+                    .collect(),
+            );
+            let need_right = union(
+                &right_keys,
+                required
+                    .iter()
+                    .chain(&cond_cols)
+                    .filter(|c| **c >= lw)
+                    .map(|c| c - lw)
+                    .collect(),
+            );
+            let (left, lm) = prune(*left, &need_left);
+            let (right, rm) = prune(*right, &need_right);
+            let new_lw = need_left.len();
+            let joined = |c: usize| {
+                if c < lw {
+                    lm[c].expect("kept")
+                } else {
+                    new_lw + rm[c - lw].expect("kept")
+                }
+            };
+            let plan = BatchPlan::HashJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                kind,
+                left_keys: left_keys
+                    .iter()
+                    .map(|k| lm[*k].expect("key kept"))
+                    .collect(),
+                right_keys: right_keys
+                    .iter()
+                    .map(|k| rm[*k].expect("key kept"))
+                    .collect(),
+                condition: condition.map(|c| c.map_columns(&joined)),
+            };
+            let produced: Vec<usize> = need_left
+                .iter()
+                .copied()
+                .chain(need_right.iter().map(|c| c + lw))
+                .collect();
+            select(plan, &produced, required, width)
+        }
+    }
+}
+
+/// `plan` produces the original columns `produced` (ascending); narrow it to `required`
+/// (a subset) with a projection when they differ.
+fn select(
+    plan: BatchPlan,
+    produced: &[usize],
+    required: &[usize],
+    width: usize,
+) -> (BatchPlan, Vec<Option<usize>>) {
+    let mut m = vec![None; width];
+    for (new, old) in required.iter().enumerate() {
+        m[*old] = Some(new);
+    }
+    if produced == required {
+        return (plan, m);
+    }
+    let types: Vec<DataType> = plan.output_types();
+    let exprs: Vec<Expr> = required
+        .iter()
+        .map(|c| {
+            let at = produced
+                .iter()
+                .position(|p| p == c)
+                .expect("required columns are produced");
+            Expr::column(at, types[at])
+        })
+        .collect();
+    (project(plan, exprs), m)
+}
+
+/// `exprs` over `input`: nothing when they list the input's columns in order, one projection
+/// when `input` is itself a projection whose computed columns are each read at most once.
+fn project(input: BatchPlan, exprs: Vec<Expr>) -> BatchPlan {
+    let types = input.output_types();
+    let identity = exprs.len() == types.len()
+        && exprs
+            .iter()
+            .enumerate()
+            .all(|(i, e)| matches!(e, Expr::Column { index, .. } if *index == i));
+    if identity {
+        return input;
+    }
+    match input {
+        BatchPlan::Project {
+            input: inner,
+            exprs: inner_exprs,
+        } if mergeable(&exprs, &inner_exprs) => project(
+            *inner,
+            exprs
+                .into_iter()
+                .map(|e| e.substitute(&inner_exprs))
+                .collect(),
+        ),
+        input => BatchPlan::Project {
+            input: Box::new(input),
+            exprs,
+        },
+    }
+}
+
+/// Whether `outer` may be rewritten over the input of `inner` without computing anything
+/// twice: every computed (non-column, non-constant) inner expression is read at most once,
+/// and none is volatile.
+fn mergeable(outer: &[Expr], inner: &[Expr]) -> bool {
+    let mut reads = vec![0usize; inner.len()];
+    fn count(e: &Expr, reads: &mut [usize]) {
+        if let Expr::Column { index, .. } = e {
+            reads[*index] += 1;
+        }
+        for c in e.children() {
+            count(c, reads);
+        }
+    }
+    for e in outer {
+        count(e, &mut reads);
+    }
+    inner.iter().zip(&reads).all(|(e, n)| {
+        !e.is_volatile() && (*n <= 1 || matches!(e, Expr::Column { .. } | Expr::Literal { .. }))
+    })
+}
