@@ -18,6 +18,9 @@ pub enum Error {
     /// A regular expression that does not compile.
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
+    /// More rows than the construct allows (a scalar subquery returning several).
+    #[error("{0}")]
+    CardinalityViolation(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -37,6 +40,7 @@ impl Error {
             Error::OutOfRange(_) => "22003",
             Error::InvalidInput(_) => "22P02",
             Error::InvalidRegex(_) => "2201B",
+            Error::CardinalityViolation(_) => "21000",
             Error::Store(_) | Error::CorruptState(_) => "XX001",
             Error::Internal(_) => "XX000",
         }

@@ -63,6 +63,22 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT t1.k AS k1, t2.k AS k2 FROM t1 LEFT JOIN t2 ON t1.a = t2.a AND t2.k > 2 \
          WHERE (t2.c IS NULL OR t2.k > 4) AND (t2.k IS NULL OR t1.b > 0)",
     ),
+    // Subqueries, unnested into joins.
+    (
+        "v_exists",
+        "SELECT k, a FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.k > 3) \
+         AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.x = t1.b)",
+    ),
+    (
+        "v_in",
+        "SELECT k, a IN (SELECT a FROM t2) AS i1, b NOT IN (SELECT y FROM t3) AS i2, \
+         a IN (SELECT x FROM t3 WHERE t3.y = t1.b) AS i3 FROM t1",
+    ),
+    (
+        "v_scalar",
+        "SELECT k, (SELECT count(*) FROM t2 WHERE t2.a = t1.a) AS n, \
+         (SELECT max(y) FROM t3) AS my FROM t1 WHERE b > (SELECT min(a) FROM t2)",
+    ),
     (
         "v_nopk_join",
         "SELECT t3.x, t3.y, t1.b FROM t3 JOIN t1 ON t3.x = t1.k",

@@ -214,6 +214,12 @@ fn push_down(plan: BatchPlan, mut preds: Vec<Expr>) -> BatchPlan {
             },
             preds,
         ),
+        BatchPlan::MaxOneRow { input } => filtered(
+            BatchPlan::MaxOneRow {
+                input: Box::new(push_down(*input, Vec::new())),
+            },
+            preds,
+        ),
         leaf @ (BatchPlan::Scan { .. } | BatchPlan::Values { .. }) => filtered(leaf, preds),
     }
 }
@@ -428,6 +434,15 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                     input: Box::new(input),
                     limit,
                     offset,
+                },
+                m,
+            )
+        }
+        BatchPlan::MaxOneRow { input } => {
+            let (input, m) = prune(*input, required);
+            (
+                BatchPlan::MaxOneRow {
+                    input: Box::new(input),
                 },
                 m,
             )

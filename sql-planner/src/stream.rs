@@ -277,6 +277,12 @@ impl Planner {
                     width: lw + rw,
                 }
             }
+            BatchPlan::MaxOneRow { .. } => {
+                return Err(PlanError::NotSupported(
+                    "Scalar subquery might produce more than one row (in a materialized view only aggregates without GROUP BY may be used as scalar subqueries)"
+                        .into(),
+                ));
+            }
             // Rows of a view have no order; only a limit makes one matter.
             BatchPlan::Sort { input, .. } => self.plan(*input)?,
             BatchPlan::Limit {

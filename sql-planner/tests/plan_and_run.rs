@@ -308,3 +308,72 @@ async fn optimized_plans_keep_results() {
         "{plan:?}"
     );
 }
+
+/// Subqueries unnest into joins; IN keeps SQL's three-valued answer.
+#[tokio::test]
+async fn subqueries() {
+    let (store, tables) = setup().await;
+    let n = Datum::Null;
+    let b = Datum::Bool;
+    let cases: Vec<(&str, Vec<Vec<Datum>>)> = vec![
+        (
+            "SELECT id, (SELECT count(*) FROM u WHERE u.id = t.id), (SELECT max(tag) FROM u) FROM t ORDER BY id",
+            vec![
+                vec![i(1), i(1), s("z")],
+                vec![i(2), i(0), s("z")],
+                vec![i(3), i(1), s("z")],
+                vec![i(4), i(0), s("z")],
+            ],
+        ),
+        (
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id AND u.tag <> 'x') ORDER BY id",
+            vec![vec![i(3)]],
+        ),
+        (
+            "SELECT id FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.id = t.id) ORDER BY id",
+            vec![vec![i(2)], vec![i(4)]],
+        ),
+        (
+            "SELECT id FROM t WHERE v > (SELECT min(v) FROM t) + 5 ORDER BY id",
+            vec![vec![i(2)], vec![i(3)]],
+        ),
+        // v IN (10, 30, NULL): a miss is NULL, not false.
+        (
+            "SELECT id, v IN (SELECT v FROM t WHERE name = 'a' OR v IS NULL), \
+             v NOT IN (SELECT v FROM t WHERE name = 'a') FROM t ORDER BY id",
+            vec![
+                vec![i(1), b(true), b(false)],
+                vec![i(2), n.clone(), b(true)],
+                vec![i(3), b(true), b(false)],
+                vec![i(4), n.clone(), n.clone()],
+            ],
+        ),
+        (
+            "SELECT id FROM t WHERE v / 10 IN (SELECT id FROM u WHERE u.id = t.id) ORDER BY id",
+            vec![vec![i(1)], vec![i(3)]],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
+    }
+    let many = plan_sql("SELECT (SELECT id FROM u)", &tables)
+        .unwrap()
+        .remove(0);
+    let Plan::Query { plan, .. } = many else {
+        panic!("not a query")
+    };
+    let ctx = Arc::new(BatchContext {
+        store: store.clone(),
+        epoch: Epoch(1),
+    });
+    let err = execute(plan, ctx)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "21000");
+    let correlated_other = plan_sql(
+        "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id < t.id)",
+        &tables,
+    );
+    assert!(matches!(correlated_other, Err(PlanError::NotSupported(_))));
+}

@@ -195,6 +195,21 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
                 },
             ))
         }
+        BatchPlan::MaxOneRow { input } => Box::pin(stream::once(async move {
+            let types = input.output_types();
+            let batches: Vec<RecordBatch> = execute(*input, Arc::clone(&ctx)).try_collect().await?;
+            if batches.iter().map(RecordBatch::num_rows).sum::<usize>() > 1 {
+                return Err(Error::CardinalityViolation(
+                    "Scalar subquery produced more than one row".into(),
+                ));
+            }
+            let schema = schema_of(&types);
+            let rebased = batches
+                .iter()
+                .map(|b| batch_of(Arc::clone(&schema), b.columns().to_vec(), b.num_rows()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(concat_batches(&schema, &rebased)?)
+        })),
         BatchPlan::UnionAll { inputs } => {
             Box::pin(stream::iter(inputs).flat_map(move |p| execute(p, Arc::clone(&ctx))))
         }

@@ -134,6 +134,12 @@ pub enum BatchPlan {
         /// Rows to skip.
         offset: u64,
     },
+    /// The input's rows, failing with a cardinality error if there are more than one (a
+    /// scalar subquery).
+    MaxOneRow {
+        /// Input.
+        input: Box<BatchPlan>,
+    },
     /// All rows of every input (same column types).
     UnionAll {
         /// Inputs.
@@ -149,7 +155,8 @@ impl BatchPlan {
             BatchPlan::Scan { table, columns } => columns.iter().map(|c| table.types[*c]).collect(),
             BatchPlan::Filter { input, .. }
             | BatchPlan::Sort { input, .. }
-            | BatchPlan::Limit { input, .. } => input.output_types(),
+            | BatchPlan::Limit { input, .. }
+            | BatchPlan::MaxOneRow { input } => input.output_types(),
             BatchPlan::Project { exprs, .. } => exprs.iter().map(Expr::data_type).collect(),
             BatchPlan::HashAgg {
                 input,
@@ -238,6 +245,7 @@ impl BatchPlan {
                 vec![input],
             ),
             BatchPlan::UnionAll { inputs } => ("BatchUnionAll".into(), inputs.iter().collect()),
+            BatchPlan::MaxOneRow { input } => ("BatchMaxOneRow".into(), vec![input]),
         };
         out.push(format!("{pad}{line}"));
         for c in children {

@@ -2,6 +2,7 @@
 
 pub(crate) mod expr;
 mod query;
+mod subquery;
 mod system;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub(crate) struct Binder<'c> {
     ctes: Vec<(String, BoundQuery)>,
     /// Types inferred for `$n` parameters.
     params: Params,
+    /// Subqueries unnested so far (numbers their hidden columns).
+    subqueries: usize,
 }
 
 /// `(schema, name)` of a possibly qualified name; unqualified names are in the default schema.
@@ -54,6 +57,7 @@ impl<'c> Binder<'c> {
         Binder {
             catalog,
             ctes: Vec::new(),
+            subqueries: 0,
             params: Params {
                 visible_tables: catalog
                     .tables()

@@ -387,7 +387,10 @@ impl Binder<'_> {
         })
     }
 
-    fn bind_from(&mut self, from: &[ast::TableWithJoins]) -> PlanResult<(BatchPlan, Scope)> {
+    pub(crate) fn bind_from(
+        &mut self,
+        from: &[ast::TableWithJoins],
+    ) -> PlanResult<(BatchPlan, Scope)> {
         let mut result: Option<(BatchPlan, Scope)> = None;
         for item in from {
             let mut current = self.bind_table_factor(&item.relation)?;
@@ -798,8 +801,35 @@ impl Binder<'_> {
         s: &ast::Select,
         order_by: &[ast::OrderByExpr],
     ) -> PlanResult<BoundQuery> {
-        let (mut plan, scope) = self.bind_from(&s.from)?;
-        if let Some(selection) = &s.selection {
+        let (mut plan, mut scope) = self.bind_from(&s.from)?;
+        // Subqueries in WHERE and the select list become joins adding hidden columns.
+        let selection = s
+            .selection
+            .as_ref()
+            .map(|e| self.unnest_subqueries(e, &mut plan, &mut scope))
+            .transpose()?;
+        let mut projection = s.projection.clone();
+        // An unnamed item keeps the name its expression had before the rewrite.
+        let mut unnamed_names = Vec::with_capacity(projection.len());
+        for item in &mut projection {
+            let e = match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    unnamed_names.push(Some(column_name(e)));
+                    e
+                }
+                ast::SelectItem::ExprWithAlias { expr, .. } => {
+                    unnamed_names.push(None);
+                    expr
+                }
+                _ => {
+                    unnamed_names.push(None);
+                    continue;
+                }
+            };
+            *e = self.unnest_subqueries(e, &mut plan, &mut scope)?;
+        }
+        let scope = scope;
+        if let Some(selection) = &selection {
             if contains_agg(selection) {
                 return Err(PlanError::Grouping(
                     "aggregate functions are not allowed in WHERE".into(),
@@ -828,9 +858,11 @@ impl Binder<'_> {
         // The select list: (expression, output name).
         let mut items: Vec<(&ast::Expr, String)> = Vec::new();
         let mut star_columns: Vec<(usize, usize)> = Vec::new(); // (item position, scope column)
-        for item in &s.projection {
+        for (item, unnamed_name) in projection.iter().zip(unnamed_names) {
             match item {
-                ast::SelectItem::UnnamedExpr(e) => items.push((e, column_name(e))),
+                ast::SelectItem::UnnamedExpr(e) => {
+                    items.push((e, unnamed_name.unwrap_or_else(|| column_name(e))))
+                }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     items.push((expr, ident_name(alias)))
                 }

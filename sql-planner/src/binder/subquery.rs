@@ -1,0 +1,539 @@
+//! Subqueries in expressions — `(SELECT ...)`, `[NOT] EXISTS (...)`, `x [NOT] IN (SELECT ...)`
+//! — unnested into left joins before the expression is bound.
+//!
+//! Each subquery becomes a plan joined to the outer input, whose columns are added to the scope
+//! as hidden columns (`__sqN_...`); the subquery's place in the expression becomes an expression
+//! over those columns. A correlated subquery is one whose WHERE compares inner and outer
+//! expressions for equality: those equalities are taken out of the subquery and become the
+//! join's keys, and the subquery is grouped (or deduplicated) by its side of them, so each outer
+//! row meets at most one row:
+//!
+//! - scalar: `(SELECT agg(..) FROM s WHERE s.k = o.k)` joins `SELECT s.k, agg(..) ... GROUP BY
+//!   s.k` on `o.k`; no match gives the aggregate's value over no rows (0 for count). An
+//!   uncorrelated scalar subquery is checked to return at most one row.
+//! - `EXISTS`: joins the distinct keys of the matching rows; true where one matched.
+//! - `IN`: like `EXISTS` with the value as one more key, plus counts of the subquery's rows and
+//!   NULLs for SQL's three-valued answer (`NULL` when nothing matched but a NULL was there).
+//!
+//! Correlation other than equalities in WHERE, and correlated subqueries that are not of these
+//! shapes, are reported as not supported.
+
+use dataflow::batch::plan::{BatchPlan, JoinKind};
+use dataflow::expr::Expr;
+use sqlparser::ast::{self, SetExpr};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::Binder;
+use super::expr::{ExprBinder, Scope, ScopeColumn, coerce, common_type, contains_agg};
+use crate::error::{PlanError, PlanResult};
+
+/// A subquery with its correlated equalities taken out.
+struct Decorrelated {
+    /// The subquery's SELECT without those equalities (`None`: not a plain SELECT, and then
+    /// uncorrelated).
+    select: Option<ast::Select>,
+    /// `(inner expression, outer expression)` of each equality.
+    keys: Vec<(ast::Expr, ast::Expr)>,
+}
+
+/// Parses an expression this module writes.
+fn parse_expr(sql: &str) -> PlanResult<ast::Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| PlanError::Syntax(e.to_string()))
+}
+
+/// Parses a query this module writes.
+fn parse_query(sql: &str) -> PlanResult<ast::Query> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_query())
+        .map(|q| *q)
+        .map_err(|e| PlanError::Syntax(e.to_string()))
+}
+
+fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
+    match e {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        ast::Expr::Nested(inner) => split_and(inner, out),
+        other => out.push(other.clone()),
+    }
+}
+
+fn and_all(conjuncts: Vec<ast::Expr>) -> Option<ast::Expr> {
+    conjuncts.into_iter().reduce(|a, b| ast::Expr::BinaryOp {
+        left: Box::new(a),
+        op: ast::BinaryOperator::And,
+        right: Box::new(b),
+    })
+}
+
+fn aliased(expr: ast::Expr, alias: &str) -> ast::SelectItem {
+    ast::SelectItem::ExprWithAlias {
+        expr,
+        alias: ast::Ident::new(alias),
+    }
+}
+
+fn query_of(select: ast::Select) -> ast::Query {
+    let mut q = parse_query("SELECT 1").expect("a constant query parses");
+    q.body = Box::new(SetExpr::Select(Box::new(select)));
+    q
+}
+
+fn is_aggregated(s: &ast::Select) -> bool {
+    !matches!(&s.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+        || s.having.is_some()
+        || s.projection.iter().any(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                contains_agg(e)
+            }
+            _ => false,
+        })
+}
+
+impl Binder<'_> {
+    /// `e` with its subqueries (those not inside another query) replaced by expressions over
+    /// hidden columns that left joins add to `plan` and `scope`.
+    pub(crate) fn unnest_subqueries(
+        &mut self,
+        e: &ast::Expr,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let mut e = e.clone();
+        self.rewrite(&mut e, plan, scope)?;
+        Ok(e)
+    }
+
+    fn rewrite(
+        &mut self,
+        e: &mut ast::Expr,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<()> {
+        use ast::Expr as E;
+        match e {
+            E::Subquery(q) => *e = self.scalar_subquery(q, plan, scope)?,
+            E::Exists { subquery, negated } => {
+                *e = self.exists_subquery(subquery, *negated, plan, scope)?
+            }
+            E::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => {
+                self.rewrite(expr, plan, scope)?;
+                *e = self.in_subquery(expr, subquery, *negated, plan, scope)?;
+            }
+            E::BinaryOp { left, right, .. } => {
+                self.rewrite(left, plan, scope)?;
+                self.rewrite(right, plan, scope)?;
+            }
+            E::UnaryOp { expr, .. }
+            | E::Nested(expr)
+            | E::IsNull(expr)
+            | E::IsNotNull(expr)
+            | E::IsTrue(expr)
+            | E::IsFalse(expr)
+            | E::IsNotTrue(expr)
+            | E::IsNotFalse(expr)
+            | E::Cast { expr, .. } => self.rewrite(expr, plan, scope)?,
+            E::Between {
+                expr, low, high, ..
+            } => {
+                self.rewrite(expr, plan, scope)?;
+                self.rewrite(low, plan, scope)?;
+                self.rewrite(high, plan, scope)?;
+            }
+            E::InList { expr, list, .. } => {
+                self.rewrite(expr, plan, scope)?;
+                for item in list {
+                    self.rewrite(item, plan, scope)?;
+                }
+            }
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                if let Some(o) = operand {
+                    self.rewrite(o, plan, scope)?;
+                }
+                for c in conditions {
+                    self.rewrite(&mut c.condition, plan, scope)?;
+                    self.rewrite(&mut c.result, plan, scope)?;
+                }
+                if let Some(r) = else_result {
+                    self.rewrite(r, plan, scope)?;
+                }
+            }
+            E::Function(f) => {
+                if let ast::FunctionArguments::List(list) = &mut f.args {
+                    for arg in &mut list.args {
+                        if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = arg {
+                            self.rewrite(x, plan, scope)?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Splits the subquery's WHERE into its own conditions and equalities with the outer
+    /// query.
+    fn decorrelate(&mut self, q: &ast::Query, outer: &Scope) -> PlanResult<Decorrelated> {
+        let select = match q.body.as_ref() {
+            SetExpr::Select(s)
+                if q.order_by.is_none() && q.limit_clause.is_none() && q.with.is_none() =>
+            {
+                s.as_ref().clone()
+            }
+            _ => {
+                return Ok(Decorrelated {
+                    select: None,
+                    keys: vec![],
+                });
+            }
+        };
+        let Some(selection) = &select.selection else {
+            return Ok(Decorrelated {
+                select: Some(select),
+                keys: vec![],
+            });
+        };
+        let (_, inner) = self.bind_from(&select.from)?;
+        let params = &self.params;
+        let binds = |scope: &Scope, e: &ast::Expr| ExprBinder::bind_plain(scope, params, e);
+        let mut conjuncts = Vec::new();
+        split_and(selection, &mut conjuncts);
+        let (mut local, mut keys) = (Vec::new(), Vec::new());
+        for c in conjuncts {
+            let inner_error = match binds(&inner, &c) {
+                Ok(_) => {
+                    local.push(c);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if let ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } = &c
+            {
+                let (l, r) = (left.as_ref().clone(), right.as_ref().clone());
+                if binds(&inner, &l).is_ok() && binds(outer, &r).is_ok() {
+                    keys.push((l, r));
+                    continue;
+                }
+                if binds(&inner, &r).is_ok() && binds(outer, &l).is_ok() {
+                    keys.push((r, l));
+                    continue;
+                }
+            }
+            let mut both = inner.clone();
+            both.columns.extend(outer.columns.iter().cloned());
+            if binds(&both, &c).is_ok() {
+                return Err(PlanError::NotSupported(format!(
+                    "a correlated subquery condition other than an equality: {c}"
+                )));
+            }
+            return Err(inner_error);
+        }
+        let mut select = select;
+        select.selection = and_all(local);
+        Ok(Decorrelated {
+            select: Some(select),
+            keys,
+        })
+    }
+
+    /// Left-joins `sub` (whose first `outer_keys.len()` columns are its keys) to the outer
+    /// input on those keys, adding its columns to `scope` as hidden columns named
+    /// `__sq<N>_<name>`; returns `N`.
+    fn join_subquery(
+        &mut self,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+        sub: BatchPlan,
+        sub_names: &[&str],
+        outer_keys: &[ast::Expr],
+    ) -> PlanResult<usize> {
+        self.subqueries += 1;
+        let n = self.subqueries;
+        let outer_width = scope.columns.len();
+        let sub_types = sub.output_types();
+        // Outer keys become (hidden) columns; both sides of a key get one type.
+        let mut outer_exprs: Vec<Expr> = (0..outer_width)
+            .map(|i| Expr::column(i, scope.columns[i].ty))
+            .collect();
+        let mut inner_exprs: Vec<Expr> = sub_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Expr::column(i, *t))
+            .collect();
+        let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
+        for (i, key) in outer_keys.iter().enumerate() {
+            let o = ExprBinder::bind_plain(scope, &self.params, key)?;
+            let ty = common_type(&o, &inner_exprs[i])?;
+            inner_exprs[i] = coerce(inner_exprs[i].clone(), ty)?;
+            left_keys.push(outer_exprs.len());
+            right_keys.push(i);
+            outer_exprs.push(coerce(o, ty)?);
+            scope.columns.push(ScopeColumn {
+                table: None,
+                name: format!("__sq{n}_key{i}"),
+                ty,
+                hidden: true,
+            });
+        }
+        let left = BatchPlan::Project {
+            input: Box::new(std::mem::replace(
+                plan,
+                BatchPlan::Values {
+                    rows: vec![],
+                    types: vec![],
+                },
+            )),
+            exprs: outer_exprs,
+        };
+        let right = BatchPlan::Project {
+            input: Box::new(sub),
+            exprs: inner_exprs.clone(),
+        };
+        *plan = BatchPlan::HashJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            kind: JoinKind::LeftOuter,
+            left_keys,
+            right_keys,
+            condition: None,
+        };
+        for (name, e) in sub_names.iter().zip(&inner_exprs) {
+            scope.columns.push(ScopeColumn {
+                table: None,
+                name: format!("__sq{n}_{name}"),
+                ty: e.data_type(),
+                hidden: true,
+            });
+        }
+        Ok(n)
+    }
+
+    fn scalar_subquery(
+        &mut self,
+        q: &ast::Query,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let d = self.decorrelate(q, scope)?;
+        if d.keys.is_empty() {
+            let bound = self.bind_query(q)?;
+            if bound.plan.output_types().len() != 1 {
+                return Err(PlanError::Syntax(
+                    "subquery must return only one column".into(),
+                ));
+            }
+            // An aggregation without GROUP BY returns exactly one row.
+            let one_row = d.select.as_ref().is_some_and(|s| {
+                is_aggregated(s)
+                    && matches!(&s.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+                    && s.having.is_none()
+            });
+            let sub = if one_row {
+                bound.plan
+            } else {
+                BatchPlan::MaxOneRow {
+                    input: Box::new(bound.plan),
+                }
+            };
+            let n = self.join_subquery(plan, scope, sub, &["value"], &[])?;
+            return parse_expr(&format!("__sq{n}_value"));
+        }
+        let mut select = d.select.expect("correlation needs a SELECT");
+        let item = match select.projection.as_slice() {
+            [ast::SelectItem::UnnamedExpr(e)]
+            | [ast::SelectItem::ExprWithAlias { expr: e, .. }] => e.clone(),
+            _ => {
+                return Err(PlanError::Syntax(
+                    "subquery must return only one column".into(),
+                ));
+            }
+        };
+        let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            || select.having.is_some();
+        if !contains_agg(&item) || grouped {
+            return Err(PlanError::NotSupported(
+                "a correlated scalar subquery other than one aggregate without GROUP BY".into(),
+            ));
+        }
+        let inner_keys: Vec<ast::Expr> = d.keys.iter().map(|(i, _)| i.clone()).collect();
+        let outer_keys: Vec<ast::Expr> = d.keys.iter().map(|(_, o)| o.clone()).collect();
+        let mut projection: Vec<ast::SelectItem> = inner_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| aliased(k.clone(), &format!("key{i}")))
+            .collect();
+        projection.push(aliased(item.clone(), "value"));
+        projection.push(aliased(parse_expr("TRUE")?, "matched"));
+        select.projection = projection;
+        select.group_by = ast::GroupByExpr::Expressions(inner_keys, vec![]);
+        let bound = self.bind_query(&query_of(select))?;
+        let names: Vec<String> = (0..outer_keys.len())
+            .map(|i| format!("key{i}"))
+            .chain(["value".to_string(), "matched".to_string()])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let n = self.join_subquery(plan, scope, bound.plan, &names, &outer_keys)?;
+        // No matching rows: the aggregate over nothing (count is 0, the others NULL).
+        let counts = matches!(&item, ast::Expr::Function(f)
+            if f.name.to_string().eq_ignore_ascii_case("count"));
+        parse_expr(&if counts {
+            format!("CASE WHEN __sq{n}_matched IS NULL THEN 0 ELSE __sq{n}_value END")
+        } else {
+            format!("__sq{n}_value")
+        })
+    }
+
+    fn exists_subquery(
+        &mut self,
+        q: &ast::Query,
+        negated: bool,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let d = self.decorrelate(q, scope)?;
+        let n = if d.keys.is_empty() {
+            let sub = parse_query(&format!("SELECT TRUE AS matched FROM ({q}) AS s LIMIT 1"))?;
+            let bound = self.bind_query(&sub)?;
+            self.join_subquery(plan, scope, bound.plan, &["matched"], &[])?
+        } else {
+            let mut select = d.select.expect("correlation needs a SELECT");
+            if is_aggregated(&select) {
+                return Err(PlanError::NotSupported(
+                    "a correlated EXISTS over an aggregation".into(),
+                ));
+            }
+            let (inner_keys, outer_keys): (Vec<_>, Vec<_>) = d.keys.into_iter().unzip();
+            let mut names: Vec<String> = Vec::new();
+            let mut projection = Vec::new();
+            for (i, k) in inner_keys.into_iter().enumerate() {
+                names.push(format!("key{i}"));
+                projection.push(aliased(k, &format!("key{i}")));
+            }
+            projection.push(aliased(parse_expr("TRUE")?, "matched"));
+            names.push("matched".into());
+            select.projection = projection;
+            select.distinct = Some(ast::Distinct::Distinct);
+            let bound = self.bind_query(&query_of(select))?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            self.join_subquery(plan, scope, bound.plan, &names, &outer_keys)?
+        };
+        parse_expr(&format!(
+            "__sq{n}_matched IS {}NULL",
+            if negated { "" } else { "NOT " }
+        ))
+    }
+
+    fn in_subquery(
+        &mut self,
+        x: &ast::Expr,
+        q: &ast::Query,
+        negated: bool,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let d = self.decorrelate(q, scope)?;
+        let (inner_keys, mut outer_keys): (Vec<_>, Vec<_>) = d.keys.into_iter().unzip();
+        // Matches: distinct (keys, value); counts: rows and non-NULL values per key.
+        let (matches, counts) = if inner_keys.is_empty() {
+            (
+                parse_query(&format!(
+                    "SELECT DISTINCT c AS value, TRUE AS matched FROM ({q}) AS s(c)"
+                ))?,
+                parse_query(&format!(
+                    "SELECT count(*) AS n, count(c) AS values FROM ({q}) AS s(c)"
+                ))?,
+            )
+        } else {
+            let select = d.select.expect("correlation needs a SELECT");
+            let value = match select.projection.as_slice() {
+                [ast::SelectItem::UnnamedExpr(e)]
+                | [ast::SelectItem::ExprWithAlias { expr: e, .. }] => e.clone(),
+                _ => {
+                    return Err(PlanError::Syntax("subquery has too many columns".into()));
+                }
+            };
+            if is_aggregated(&select) {
+                return Err(PlanError::NotSupported(
+                    "a correlated IN over an aggregation".into(),
+                ));
+            }
+            let keyed = |extra: Vec<ast::SelectItem>| {
+                let mut s = select.clone();
+                s.projection = inner_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| aliased(k.clone(), &format!("key{i}")))
+                    .chain(extra)
+                    .collect();
+                s
+            };
+            let mut m = keyed(vec![
+                aliased(value.clone(), "value"),
+                aliased(parse_expr("TRUE")?, "matched"),
+            ]);
+            m.distinct = Some(ast::Distinct::Distinct);
+            let mut c = keyed(vec![
+                aliased(parse_expr("count(*)")?, "n"),
+                aliased(parse_expr(&format!("count({value})"))?, "values"),
+            ]);
+            c.group_by = ast::GroupByExpr::Expressions(inner_keys.clone(), vec![]);
+            (query_of(m), query_of(c))
+        };
+        let key_names: Vec<String> = (0..inner_keys.len()).map(|i| format!("key{i}")).collect();
+        let names = |extra: &[&str]| -> Vec<String> {
+            key_names
+                .iter()
+                .cloned()
+                .chain(extra.iter().map(|s| s.to_string()))
+                .collect()
+        };
+        let counts_plan = self.bind_query(&counts)?.plan;
+        let count_names = names(&["n", "values"]);
+        let count_names: Vec<&str> = count_names.iter().map(String::as_str).collect();
+        let c = self.join_subquery(plan, scope, counts_plan, &count_names, &outer_keys)?;
+        let matches_plan = self.bind_query(&matches)?.plan;
+        if matches_plan.output_types().len() != key_names.len() + 2 {
+            return Err(PlanError::Syntax("subquery has too many columns".into()));
+        }
+        outer_keys.push(x.clone());
+        let match_names = names(&["value", "matched"]);
+        let match_names: Vec<&str> = match_names.iter().map(String::as_str).collect();
+        let m = self.join_subquery(plan, scope, matches_plan, &match_names, &outer_keys)?;
+        let found = format!(
+            "CASE WHEN __sq{m}_matched IS NOT NULL THEN TRUE \
+             WHEN COALESCE(__sq{c}_n, 0) = 0 THEN FALSE \
+             WHEN ({x}) IS NULL OR __sq{c}_n > __sq{c}_values THEN NULL \
+             ELSE FALSE END"
+        );
+        parse_expr(&if negated {
+            format!("NOT ({found})")
+        } else {
+            found
+        })
+    }
+}
