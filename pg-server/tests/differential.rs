@@ -70,6 +70,12 @@ const VIEWS: &[(&str, &str)] = &[
          AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.x = t1.b)",
     ),
     (
+        "v_semi_condition",
+        "SELECT k, b FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.k < t1.b) \
+         AND NOT EXISTS (SELECT 1 FROM t3 WHERE t3.x = t1.a AND t3.y > t1.b) \
+         AND a IN (SELECT x FROM t3)",
+    ),
+    (
         "v_in",
         "SELECT k, a IN (SELECT a FROM t2) AS i1, b NOT IN (SELECT y FROM t3) AS i2, \
          a IN (SELECT x FROM t3 WHERE t3.y = t1.b) AS i3 FROM t1",

@@ -289,13 +289,13 @@ fn push_into_join(
     // a conjunct of the join's own condition may enter an input whose unmatched rows the join
     // drops.
     let filter_into = |s: &Side| match s {
-        Side::Left => matches!(kind, Inner | LeftOuter),
+        Side::Left => matches!(kind, Inner | LeftOuter | LeftSemi | LeftAnti),
         Side::Right => matches!(kind, Inner | RightOuter),
         Side::Both => kind == Inner,
     };
     let condition_into = |s: &Side| match s {
-        Side::Left => matches!(kind, Inner | RightOuter),
-        Side::Right => matches!(kind, Inner | LeftOuter),
+        Side::Left => matches!(kind, Inner | RightOuter | LeftSemi),
+        Side::Right => matches!(kind, Inner | LeftOuter | LeftSemi | LeftAnti),
         Side::Both => false,
     };
     let fixed = |p: &Expr| p.is_volatile() || p.input_columns().is_empty();
@@ -544,7 +544,12 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
             let produced: Vec<usize> = need_left
                 .iter()
                 .copied()
-                .chain(need_right.iter().map(|c| c + lw))
+                .chain(
+                    need_right
+                        .iter()
+                        .map(|c| c + lw)
+                        .filter(|_| kind.outputs_right()),
+                )
                 .collect();
             select(plan, &produced, required, width)
         }

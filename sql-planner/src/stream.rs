@@ -237,6 +237,28 @@ impl Planner {
                 let condition =
                     condition.map(|c| c.map_columns(&|i| if i < lw { i } else { i + lall - lw }));
                 let single = left.dist == Dist::Single;
+                if !kind.outputs_right() {
+                    // Semi and anti joins pass left rows on: the left side's columns, keyed by
+                    // the join key (their distribution) and the left stream key.
+                    let mut key = left_keys.clone();
+                    key.extend(left.key.iter().filter(|c| !left_keys.contains(c)));
+                    return Ok(Node {
+                        plan: StreamPlan::HashJoin {
+                            left_stream_key: left.key.clone(),
+                            right_stream_key: right.key.clone(),
+                            left: Box::new(left.plan),
+                            right: Box::new(right.plan),
+                            kind,
+                            left_keys,
+                            right_keys,
+                            condition,
+                            tables: [self.table_id(), self.table_id()],
+                        },
+                        key,
+                        dist: if single { Dist::Single } else { Dist::Any },
+                        width: lw,
+                    });
+                }
                 let mut key: Vec<usize> = Vec::new();
                 let mut add = |c: usize| {
                     if !key.contains(&c) {

@@ -371,8 +371,25 @@ async fn subqueries() {
         .await
         .unwrap_err();
     assert_eq!(err.sqlstate(), "21000");
+    // In WHERE, any correlation works (a semi or anti join); elsewhere only equalities.
+    for (sql, expected) in [
+        (
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id < t.id) ORDER BY id",
+            vec![vec![i(2)], vec![i(3)], vec![i(4)]],
+        ),
+        (
+            "SELECT id FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.id = t.id AND u.tag <> 'x') ORDER BY id",
+            vec![vec![i(1)], vec![i(2)], vec![i(4)]],
+        ),
+        (
+            "SELECT id FROM t WHERE name IN (SELECT tag FROM u WHERE u.id = t.id) OR id = 4",
+            vec![vec![i(4)]],
+        ),
+    ] {
+        assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
+    }
     let correlated_other = plan_sql(
-        "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id < t.id)",
+        "SELECT EXISTS (SELECT 1 FROM u WHERE u.id < t.id) FROM t",
         &tables,
     );
     assert!(matches!(correlated_other, Err(PlanError::NotSupported(_))));

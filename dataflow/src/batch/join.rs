@@ -1,4 +1,5 @@
-//! Hash join (and, without keys, nested-loop join) of two materialized inputs.
+//! Hash join (and, without keys, nested-loop join) of two materialized inputs; semi and anti
+//! joins return the left rows with (without) a match.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +111,17 @@ pub(crate) fn hash_join(
             .downcast_ref::<UInt32Array>()
             .expect("u32")
             .clone();
+    }
+    if !kind.outputs_right() {
+        let mut matched = vec![false; l.num_rows()];
+        li.values().iter().for_each(|i| matched[*i as usize] = true);
+        let keep = kind == JoinKind::LeftSemi;
+        let rows = UInt32Array::from(
+            (0..l.num_rows() as u32)
+                .filter(|i| matched[*i as usize] == keep)
+                .collect::<Vec<_>>(),
+        );
+        return batch_of(schema_of(left_types), take_all(&l, &rows)?, rows.len());
     }
     let mut parts = vec![joined];
     if matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter) {

@@ -50,6 +50,17 @@ pub enum JoinKind {
     RightOuter,
     /// Plus unmatched rows of both sides.
     FullOuter,
+    /// Left rows with at least one match, once each; only the left columns (`EXISTS`).
+    LeftSemi,
+    /// Left rows without a match; only the left columns (`NOT EXISTS`).
+    LeftAnti,
+}
+
+impl JoinKind {
+    /// Whether the output has the right side's columns (all but semi and anti joins).
+    pub fn outputs_right(self) -> bool {
+        !matches!(self, JoinKind::LeftSemi | JoinKind::LeftAnti)
+    }
 }
 
 /// One sort key.
@@ -170,9 +181,13 @@ impl BatchPlan {
                     .chain(aggs.iter().map(|a| a.ret))
                     .collect()
             }
-            BatchPlan::HashJoin { left, right, .. } => {
+            BatchPlan::HashJoin {
+                left, right, kind, ..
+            } => {
                 let mut t = left.output_types();
-                t.extend(right.output_types());
+                if kind.outputs_right() {
+                    t.extend(right.output_types());
+                }
                 t
             }
             BatchPlan::UnionAll { inputs } => inputs

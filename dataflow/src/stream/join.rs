@@ -6,6 +6,9 @@
 //! that gains its first match retracts its NULL-padded row, and one that loses its last match
 //! gets it back; whether a row has matches is counted against the other side's rows of the
 //! key, the extra join condition included.
+//!
+//! A semi (anti) join outputs only left rows: a left row while it has (has no) match; a
+//! right-side change flips the left rows for which it is the first or last match.
 
 use std::collections::HashMap;
 
@@ -75,8 +78,11 @@ impl<S: StateStore> Side<S> {
 }
 
 struct HashJoin<S: StateStore> {
+    kind: JoinKind,
     sides: [Side<S>; 2],
     condition: Option<Expr>,
+    /// Left then right columns: what the condition sees.
+    joined_types: Vec<DataType>,
     output_types: Vec<DataType>,
 }
 
@@ -96,7 +102,11 @@ impl<S: StateStore> HashJoin<S> {
             return Ok(vec![]);
         }
         let rows: Vec<Vec<Datum>> = others.iter().map(|o| Self::joined(s, this, o)).collect();
-        let batch = self.batch(&rows)?;
+        let batch = batch_of(
+            schema_of(&self.joined_types),
+            columns_from_rows(&rows, &self.joined_types),
+            rows.len(),
+        )?;
         let mask = mask_lenient(condition, &batch);
         Ok((0..rows.len()).map(|i| mask.value(i)).collect())
     }
@@ -120,6 +130,15 @@ impl<S: StateStore> HashJoin<S> {
         let o = 1 - s;
         let key: Vec<Datum> = self.sides[s].keys.iter().map(|k| row[*k].clone()).collect();
         let insert = op.is_insert();
+        let semi_or_anti = !self.kind.outputs_right();
+        if semi_or_anti && key.iter().any(Datum::is_null) {
+            // Never matched: in an anti join's output, in no semi join's.
+            if s == 0 && self.kind == JoinKind::LeftAnti {
+                out.0.push(if insert { Op::Insert } else { Op::Delete });
+                out.1.push(row);
+            }
+            return Ok(());
+        }
         if key.iter().any(Datum::is_null) {
             // NULL equals nothing: only an outer side's padded row changes.
             if self.sides[s].outer {
@@ -147,6 +166,37 @@ impl<S: StateStore> HashJoin<S> {
             .filter(|r| !same_row(&pk, r, &row))
             .cloned()
             .collect();
+        if semi_or_anti {
+            let semi = self.kind == JoinKind::LeftSemi;
+            if s == 0 {
+                if matches.is_empty() != semi {
+                    out.0.push(if insert { Op::Insert } else { Op::Delete });
+                    out.1.push(row.clone());
+                }
+            } else {
+                // Left rows whose only match is `row` appear or disappear with it.
+                for other in &matches {
+                    if !self.matching(o, other, &mine)?.contains(&true) {
+                        out.0.push(if insert == semi {
+                            Op::Insert
+                        } else {
+                            Op::Delete
+                        });
+                        out.1.push((*other).clone());
+                    }
+                }
+            }
+            let side = &mut self.sides[s];
+            let rows = side.rows(&key).await?;
+            rows.retain(|r| !same_row(&pk, r, &row));
+            if insert {
+                rows.push(row.clone());
+                side.table.insert(row);
+            } else {
+                side.table.delete(row);
+            }
+            return Ok(());
+        }
         for other in &matches {
             let lonely = self.sides[o].outer && {
                 let degree = self.matching(o, other, &mine)?;
@@ -241,11 +291,18 @@ pub(crate) fn hash_join<S: StateStore>(
             cache: HashMap::new(),
         }
     };
-    let mut output_types = spec.types[0].clone();
-    output_types.extend(&spec.types[1]);
+    let mut joined_types = spec.types[0].clone();
+    joined_types.extend(&spec.types[1]);
+    let output_types = if spec.kind.outputs_right() {
+        joined_types.clone()
+    } else {
+        spec.types[0].clone()
+    };
     let mut join = HashJoin {
+        kind: spec.kind,
         sides: [side(0), side(1)],
         condition: spec.condition.clone(),
+        joined_types,
         output_types,
     };
     let mut input = align(vec![left, right]);

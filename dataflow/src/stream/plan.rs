@@ -138,9 +138,13 @@ impl StreamPlan {
                     .chain(aggs.iter().map(|a| a.ret))
                     .collect()
             }
-            StreamPlan::HashJoin { left, right, .. } => {
+            StreamPlan::HashJoin {
+                left, right, kind, ..
+            } => {
                 let mut t = left.output_types();
-                t.extend(right.output_types());
+                if kind.outputs_right() {
+                    t.extend(right.output_types());
+                }
                 t
             }
             StreamPlan::Union { inputs } => inputs

@@ -21,6 +21,9 @@ pub(crate) struct ScopeColumn {
     pub ty: DataType,
     /// Left out of `*`.
     pub hidden: bool,
+    /// A column of an enclosing query, seen from a subquery: a name resolves to it only when
+    /// no column of the subquery has that name.
+    pub outer: bool,
 }
 
 /// The columns of the relation an expression is evaluated over, in order.
@@ -32,10 +35,15 @@ pub(crate) struct Scope {
 impl Scope {
     /// The position of `table.name` (or just `name`).
     pub(crate) fn resolve(&self, table: Option<&str>, name: &str) -> PlanResult<usize> {
-        let mut found =
-            self.columns.iter().enumerate().filter(|(_, c)| {
-                c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t))
-            });
+        let named =
+            |c: &ScopeColumn| c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t));
+        // Inner columns shadow outer ones.
+        let inner_has = self.columns.iter().any(|c| !c.outer && named(c));
+        let mut found = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.outer != inner_has && named(c));
         let full = || table.map_or(name.to_string(), |t| format!("{t}.{name}"));
         match (found.next(), found.next()) {
             (Some((i, _)), None) => Ok(i),
@@ -834,7 +842,7 @@ fn bind_agg_call(
     Ok(Expr::column(agg.group_exprs.len() + index, ret))
 }
 
-fn coerce_boolean(e: Expr) -> PlanResult<Expr> {
+pub(crate) fn coerce_boolean(e: Expr) -> PlanResult<Expr> {
     match e.data_type() {
         DataType::Boolean => Ok(e),
         _ if is_untyped_literal(&e) => coerce(e, DataType::Boolean),

@@ -457,6 +457,7 @@ impl<'c> Binder<'c> {
                     name: c.name.clone(),
                     ty: c.ty,
                     hidden: c.hidden,
+                    outer: false,
                 })
                 .collect(),
         }

@@ -11,6 +11,7 @@ use super::expr::{
     AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
     ident_name, is_untyped_literal,
 };
+use super::subquery::{and_all as and_all_ast, split_and};
 use crate::corresponding;
 use crate::error::{PlanError, PlanResult};
 
@@ -43,6 +44,7 @@ fn output_scope(names: Vec<String>, types: &[DataType]) -> Scope {
                 name,
                 ty: *ty,
                 hidden: false,
+                outer: false,
             })
             .collect(),
     }
@@ -577,6 +579,7 @@ impl Binder<'_> {
                                 name: n.to_string(),
                                 ty: *ty,
                                 hidden: false,
+                                outer: false,
                             })
                             .collect(),
                     };
@@ -598,6 +601,7 @@ impl Binder<'_> {
                             name: c.name.clone(),
                             ty: c.ty,
                             hidden: c.hidden,
+                            outer: false,
                         })
                         .collect(),
                 };
@@ -752,7 +756,9 @@ impl Binder<'_> {
             right_keys.push(r - left_width);
             let (lc, rc) = (Expr::column(l, ty), Expr::column(r, ty));
             merged.push(match kind {
-                JoinKind::Inner | JoinKind::LeftOuter => lc,
+                JoinKind::Inner | JoinKind::LeftOuter | JoinKind::LeftSemi | JoinKind::LeftAnti => {
+                    lc
+                }
                 JoinKind::RightOuter => rc,
                 JoinKind::FullOuter => Expr::Coalesce {
                     args: vec![lc, rc],
@@ -784,6 +790,7 @@ impl Binder<'_> {
                 name: name.clone(),
                 ty: e.data_type(),
                 hidden: false,
+                outer: false,
             })
             .collect();
         columns.extend(scope.columns);
@@ -802,11 +809,20 @@ impl Binder<'_> {
         order_by: &[ast::OrderByExpr],
     ) -> PlanResult<BoundQuery> {
         let (mut plan, mut scope) = self.bind_from(&s.from)?;
-        // Subqueries in WHERE and the select list become joins adding hidden columns.
-        let selection = s
-            .selection
-            .as_ref()
-            .map(|e| self.unnest_subqueries(e, &mut plan, &mut scope))
+        // EXISTS and IN conjuncts of WHERE become semi and anti joins; other subqueries in WHERE
+        // and the select list become left joins adding hidden columns.
+        let mut conjuncts = Vec::new();
+        if let Some(selection) = &s.selection {
+            split_and(selection, &mut conjuncts);
+        }
+        let mut rest = Vec::new();
+        for c in conjuncts {
+            if !self.semi_join(&c, &mut plan, &scope)? {
+                rest.push(c);
+            }
+        }
+        let selection = and_all_ast(rest)
+            .map(|e| self.unnest_subqueries(&e, &mut plan, &mut scope))
             .transpose()?;
         let mut projection = s.projection.clone();
         // An unnamed item keeps the name its expression had before the rewrite.
@@ -1123,6 +1139,7 @@ fn series_scope(function: &str, ty: DataType, alias: Option<&ast::TableAlias>) -
             name: function.to_string(),
             ty,
             hidden: false,
+            outer: false,
         }],
     };
     if let Some(alias) = alias {

@@ -19,13 +19,15 @@
 //! shapes, are reported as not supported.
 
 use dataflow::batch::plan::{BatchPlan, JoinKind};
-use dataflow::expr::Expr;
+use dataflow::expr::{BinaryOp, Expr};
 use sqlparser::ast::{self, SetExpr};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::Binder;
-use super::expr::{ExprBinder, Scope, ScopeColumn, coerce, common_type, contains_agg};
+use super::expr::{
+    ExprBinder, Scope, ScopeColumn, coerce, coerce_boolean, common_type, contains_agg,
+};
 use crate::error::{PlanError, PlanResult};
 
 /// A subquery with its correlated equalities taken out.
@@ -35,6 +37,16 @@ struct Decorrelated {
     select: Option<ast::Select>,
     /// `(inner expression, outer expression)` of each equality.
     keys: Vec<(ast::Expr, ast::Expr)>,
+}
+
+/// The columns of `outer` (marked as outer) followed by those of `inner`.
+fn with_outer(outer: &Scope, inner: &Scope) -> Scope {
+    let mut both = outer.clone();
+    for c in &mut both.columns {
+        c.outer = true;
+    }
+    both.columns.extend(inner.columns.iter().cloned());
+    both
 }
 
 /// Parses an expression this module writes.
@@ -54,7 +66,7 @@ fn parse_query(sql: &str) -> PlanResult<ast::Query> {
         .map_err(|e| PlanError::Syntax(e.to_string()))
 }
 
-fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
+pub(crate) fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
     match e {
         ast::Expr::BinaryOp {
             left,
@@ -69,7 +81,7 @@ fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
     }
 }
 
-fn and_all(conjuncts: Vec<ast::Expr>) -> Option<ast::Expr> {
+pub(crate) fn and_all(conjuncts: Vec<ast::Expr>) -> Option<ast::Expr> {
     conjuncts.into_iter().reduce(|a, b| ast::Expr::BinaryOp {
         left: Box::new(a),
         op: ast::BinaryOperator::And,
@@ -102,6 +114,99 @@ fn is_aggregated(s: &ast::Select) -> bool {
 }
 
 impl Binder<'_> {
+    /// Plans a WHERE conjunct `[NOT] EXISTS (SELECT ...)` or `x IN (SELECT ...)` as a semi
+    /// (anti) join of `plan` with the subquery's rows, its correlated conditions — any, not
+    /// only equalities — becoming the join condition. Returns false, changing nothing, for
+    /// other conjuncts and for subqueries that are not a plain SELECT.
+    pub(crate) fn semi_join(
+        &mut self,
+        conjunct: &ast::Expr,
+        plan: &mut BatchPlan,
+        scope: &Scope,
+    ) -> PlanResult<bool> {
+        let (q, negated, value) = match conjunct {
+            ast::Expr::Exists { subquery, negated } => (subquery, *negated, None),
+            ast::Expr::InSubquery {
+                expr,
+                subquery,
+                negated: false,
+            } => (subquery, false, Some(expr)),
+            _ => return Ok(false),
+        };
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Ok(false);
+        };
+        if q.order_by.is_some()
+            || q.limit_clause.is_some()
+            || q.with.is_some()
+            || is_aggregated(select)
+        {
+            return Ok(false);
+        }
+        let (right, inner) = self.bind_from(&select.from)?;
+        let outer_width = scope.columns.len();
+        // The join's columns: the outer query's, then the subquery's, which shadow them.
+        let both = with_outer(scope, &inner);
+        let (mut local, mut condition) = (Vec::new(), Vec::new());
+        let mut conjuncts = Vec::new();
+        if let Some(selection) = &select.selection {
+            split_and(selection, &mut conjuncts);
+        }
+        for c in conjuncts {
+            let e = coerce_boolean(ExprBinder::bind_plain(&both, &self.params, &c)?)?;
+            if e.input_columns().iter().all(|c| *c >= outer_width) {
+                local.push(e.map_columns(&|c| c - outer_width));
+            } else {
+                condition.push(e);
+            }
+        }
+        if let Some(x) = value {
+            let item = match select.projection.as_slice() {
+                [ast::SelectItem::UnnamedExpr(e)]
+                | [ast::SelectItem::ExprWithAlias { expr: e, .. }] => e,
+                _ => {
+                    return Err(PlanError::Syntax("subquery has too many columns".into()));
+                }
+            };
+            let v = ExprBinder::bind_plain(&both, &self.params, item)?;
+            let x = ExprBinder::bind_plain(scope, &self.params, x)?;
+            let ty = common_type(&x, &v)?;
+            condition.push(Expr::binary(BinaryOp::Eq, coerce(x, ty)?, coerce(v, ty)?));
+        }
+        let right = match local
+            .into_iter()
+            .reduce(|a, b| Expr::binary(BinaryOp::And, a, b))
+        {
+            Some(predicate) => BatchPlan::Filter {
+                input: Box::new(right),
+                predicate,
+            },
+            None => right,
+        };
+        let left = std::mem::replace(
+            plan,
+            BatchPlan::Values {
+                rows: vec![],
+                types: vec![],
+            },
+        );
+        *plan = BatchPlan::HashJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            kind: if negated {
+                JoinKind::LeftAnti
+            } else {
+                JoinKind::LeftSemi
+            },
+            left_keys: vec![],
+            right_keys: vec![],
+            condition: condition
+                .into_iter()
+                .reduce(|a, b| Expr::binary(BinaryOp::And, a, b)),
+        };
+        Ok(true)
+    }
+
     /// `e` with its subqueries (those not inside another query) replaced by expressions over
     /// hidden columns that left joins add to `plan` and `scope`.
     pub(crate) fn unnest_subqueries(
@@ -244,9 +349,7 @@ impl Binder<'_> {
                     continue;
                 }
             }
-            let mut both = inner.clone();
-            both.columns.extend(outer.columns.iter().cloned());
-            if binds(&both, &c).is_ok() {
+            if binds(&with_outer(outer, &inner), &c).is_ok() {
                 return Err(PlanError::NotSupported(format!(
                     "a correlated subquery condition other than an equality: {c}"
                 )));
@@ -298,6 +401,7 @@ impl Binder<'_> {
                 name: format!("__sq{n}_key{i}"),
                 ty,
                 hidden: true,
+                outer: false,
             });
         }
         let left = BatchPlan::Project {
@@ -328,6 +432,7 @@ impl Binder<'_> {
                 name: format!("__sq{n}_{name}"),
                 ty: e.data_type(),
                 hidden: true,
+                outer: false,
             });
         }
         Ok(n)
