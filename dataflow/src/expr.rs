@@ -269,15 +269,26 @@ impl Expr {
         out
     }
 
-    /// Whether evaluating twice may give different results (`random()`).
+    /// Whether evaluating twice may give different results (`random()`, `now()`).
     pub fn is_volatile(&self) -> bool {
         matches!(
             self,
             Expr::Func {
-                func: crate::func::Func::Random,
+                func: crate::func::Func::Random | crate::func::Func::Now,
                 ..
             }
         ) || self.children().into_iter().any(Expr::is_volatile)
+    }
+
+    /// Whether the expression reads the clock (`now()`).
+    pub fn reads_clock(&self) -> bool {
+        matches!(
+            self,
+            Expr::Func {
+                func: crate::func::Func::Now,
+                ..
+            }
+        ) || self.children().into_iter().any(Expr::reads_clock)
     }
 
     /// The expression with every column `i` replaced by `columns[i]`.

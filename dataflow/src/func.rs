@@ -7,8 +7,9 @@ use arrow::compute::kernels::arity::{binary, try_unary, unary};
 use arrow::datatypes::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
+use crate::datetime::{self, DateField};
 use crate::expr::{decimal_array, decimals};
-use crate::types::DataType;
+use crate::types::{DataType, Datum, array_from_datums};
 use crate::{Error, Result};
 
 /// A scalar function.
@@ -31,10 +32,135 @@ pub enum Func {
     CharLength,
     /// `random()`: a double in [0, 1), a new one per row.
     Random,
+    /// `now()`: the current time, as timestamptz.
+    Now,
+    /// `t + interval` of a date (giving a timestamp), time, timestamp or timestamptz.
+    AddInterval,
+    /// `date + integer` days.
+    AddDays,
+    /// `date - date`: days, as int.
+    DaysBetween,
+    /// `timestamp - timestamp` (or timestamptz): an interval of days and time.
+    TimestampDiff,
+    /// `interval + interval`.
+    IntervalAdd,
+    /// `interval * double precision`.
+    IntervalMul,
+    /// `EXTRACT(field FROM x)`, as numeric.
+    Extract(DateField),
+    /// `date_trunc(unit, t)` of a timestamp or timestamptz.
+    DateTrunc(DateField),
+}
+
+/// Applies `f` to each row whose arguments are all non-NULL (NULL otherwise).
+fn each_row(
+    args: &[ArrayRef],
+    ty: DataType,
+    f: impl Fn(&[Datum]) -> Result<Datum>,
+) -> Result<ArrayRef> {
+    let rows = args.first().map_or(0, |a| a.len());
+    let mut out = Vec::with_capacity(rows);
+    let mut row = Vec::with_capacity(args.len());
+    for r in 0..rows {
+        row.clear();
+        row.extend(args.iter().map(|a| Datum::from_array(a.as_ref(), r)));
+        out.push(if row.iter().any(Datum::is_null) {
+            Datum::Null
+        } else {
+            f(&row)?
+        });
+    }
+    Ok(array_from_datums(ty, out.iter()))
+}
+
+fn interval_parts(d: &Datum) -> (i32, i32, i64) {
+    match d {
+        Datum::Interval {
+            months,
+            days,
+            nanos,
+        } => (*months, *days, *nanos),
+        _ => (0, 0, 0),
+    }
+}
+
+/// Date and time functions, a row at a time.
+fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
+    each_row(args, ty, |row| {
+        Ok(match (func, &row[0], row.get(1)) {
+            (Func::AddInterval, t, Some(i)) => {
+                let (m, d, n) = interval_parts(i);
+                match t {
+                    Datum::Date(days) => Datum::Timestamp(datetime::add_interval(
+                        i64::from(*days) * 86_400_000_000,
+                        m,
+                        d,
+                        n,
+                    )?),
+                    Datum::Timestamp(us) => Datum::Timestamp(datetime::add_interval(*us, m, d, n)?),
+                    Datum::Timestamptz(us) => {
+                        Datum::Timestamptz(datetime::add_interval(*us, m, d, n)?)
+                    }
+                    // A time of day wraps around midnight; months and days do not move it.
+                    Datum::Time(us) => Datum::Time((us + n / 1000).rem_euclid(86_400_000_000)),
+                    other => return Err(Error::Internal(format!("{other:?} + interval"))),
+                }
+            }
+            (Func::AddDays, Datum::Date(d), Some(Datum::Int32(n))) => {
+                Datum::Date(datetime::add_days(*d, *n)?)
+            }
+            (Func::DaysBetween, Datum::Date(a), Some(Datum::Date(b))) => Datum::Int32(a - b),
+            (
+                Func::TimestampDiff,
+                Datum::Timestamp(a) | Datum::Timestamptz(a),
+                Some(Datum::Timestamp(b) | Datum::Timestamptz(b)),
+            ) => datetime::timestamp_diff(*a, *b),
+            (Func::IntervalAdd, a, Some(b)) => {
+                let ((m1, d1, n1), (m2, d2, n2)) = (interval_parts(a), interval_parts(b));
+                let overflow = || Error::OutOfRange("interval".into());
+                Datum::Interval {
+                    months: m1.checked_add(m2).ok_or_else(overflow)?,
+                    days: d1.checked_add(d2).ok_or_else(overflow)?,
+                    nanos: n1.checked_add(n2).ok_or_else(overflow)?,
+                }
+            }
+            (Func::IntervalMul, i, Some(Datum::Float64(f))) => {
+                let (m, d, n) = interval_parts(i);
+                datetime::interval_mul(m, d, n, *f)?
+            }
+            (Func::Extract(field), x, None) => datetime::extract(field, x)?,
+            (Func::DateTrunc(field), Datum::Timestamp(us), None) => {
+                Datum::Timestamp(datetime::trunc(field, *us)?)
+            }
+            (Func::DateTrunc(field), Datum::Timestamptz(us), None) => {
+                Datum::Timestamptz(datetime::trunc(field, *us)?)
+            }
+            (func, a, b) => {
+                return Err(Error::Internal(format!("{func:?} of {a:?}, {b:?}")));
+            }
+        })
+    })
 }
 
 /// Applies `func` to argument arrays of length `rows`.
 pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> Result<ArrayRef> {
+    if func == Func::Now {
+        let now = chrono::Utc::now().timestamp_micros();
+        return Ok(Datum::Timestamptz(now).to_array(DataType::Timestamptz, rows));
+    }
+    if matches!(
+        func,
+        Func::AddInterval
+            | Func::AddDays
+            | Func::DaysBetween
+            | Func::TimestampDiff
+            | Func::IntervalAdd
+            | Func::IntervalMul
+            | Func::Extract(_)
+            | Func::DateTrunc(_)
+    ) {
+        return eval_datetime(func, args, ty);
+    }
     if func == Func::Random {
         let values: arrow::array::Float64Array =
             (0..rows).map(|_| Some(rand::random::<f64>())).collect();

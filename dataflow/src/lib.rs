@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 pub mod batch;
 pub mod chunk;
+pub mod datetime;
 pub mod decimal;
 mod error;
 pub mod expr;

@@ -129,6 +129,39 @@ fn format_interval(months: i32, days: i32, nanos: i64) -> String {
 /// A float as PostgreSQL prints it: the shortest text that reads back exactly, in exponent
 /// form when the decimal exponent is below -4 or at least `digits` (15 for double precision,
 /// 6 for real).
+/// `.ffffff` without trailing zeros (nothing for whole seconds), as PostgreSQL prints.
+fn fraction(micros: i64) -> String {
+    if micros == 0 {
+        return String::new();
+    }
+    format!(".{micros:06}").trim_end_matches('0').to_string()
+}
+
+/// PostgreSQL's text form of a time of day.
+fn format_time(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        fraction(us.rem_euclid(1_000_000))
+    )
+}
+
+/// PostgreSQL's text form of a timestamp (with the `+00` offset of UTC for timestamptz).
+fn format_timestamp(us: i64, with_zone: bool) -> String {
+    let Some(t) = DateTime::from_timestamp_micros(us) else {
+        return us.to_string();
+    };
+    format!(
+        "{}{}{}",
+        t.format("%Y-%m-%d %H:%M:%S"),
+        fraction(us.rem_euclid(1_000_000)),
+        if with_zone { "+00:00" } else { "" }
+    )
+}
+
 fn format_float(v: f64, digits: i32) -> String {
     if v.is_nan() {
         return "NaN".into();
@@ -224,6 +257,15 @@ fn encode_batch(
                     )
                     .unwrap_or_default()
                 ),
+                DataType::Time if text => {
+                    let us = c.as_primitive::<Time64MicrosecondType>().value(row);
+                    put!(format_time(us))
+                }
+                DataType::Timestamp | DataType::Timestamptz if text => {
+                    let us = c.as_primitive::<TimestampMicrosecondType>().value(row);
+                    let with_zone = c.data_type() != &DataType::Timestamp.to_arrow();
+                    put!(format_timestamp(us, with_zone))
+                }
                 DataType::Time => {
                     let us = c.as_primitive::<Time64MicrosecondType>().value(row);
                     put!(

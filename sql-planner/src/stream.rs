@@ -118,6 +118,7 @@ impl Planner {
     fn plan(&mut self, batch: BatchPlan) -> PlanResult<Node> {
         Ok(match batch {
             BatchPlan::Values { rows, mut types } => {
+                no_clock(rows.iter().flatten())?;
                 let width = types.len();
                 let rows = rows
                     .into_iter()
@@ -161,6 +162,7 @@ impl Planner {
                 }
             }
             BatchPlan::Filter { input, predicate } => {
+                no_clock([&predicate])?;
                 let input = self.plan(*input)?;
                 Node {
                     plan: StreamPlan::Filter {
@@ -171,6 +173,7 @@ impl Planner {
                 }
             }
             BatchPlan::Project { input, exprs } => {
+                no_clock(&exprs)?;
                 let input = self.plan(*input)?;
                 self.project(input, exprs)
             }
@@ -382,6 +385,16 @@ impl Planner {
             width,
         })
     }
+}
+
+/// A view is maintained forever: `now()` in it would be frozen at the moment a row passes.
+fn no_clock<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> PlanResult<()> {
+    if exprs.into_iter().any(Expr::reads_clock) {
+        return Err(PlanError::NotSupported(
+            "now() in a materialized view".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Plans the job of a view over `query` whose visible columns are `columns`, keyed by the

@@ -394,3 +394,54 @@ async fn subqueries() {
     );
     assert!(matches!(correlated_other, Err(PlanError::NotSupported(_))));
 }
+
+#[tokio::test]
+async fn dates_times_and_intervals() {
+    let (store, tables) = setup().await;
+    let (names, rows) = query(
+        &store,
+        &tables,
+        "SELECT date '2020-01-31' + interval '1 month', date '2020-03-01' - date '2020-01-01', \
+         date '2020-01-01' - 1, timestamp '2020-01-02 03:00:00' - timestamp '2020-01-01 00:00:00', \
+         interval '1 month' * 1.5, extract(year from date '2024-02-29'), \
+         date_trunc('month', timestamp '2024-02-29 13:45:30'), date '1998-12-01' - interval '90' day",
+    )
+    .await;
+    assert_eq!(names[5], "extract");
+    let day = 86_400_000_000i64;
+    assert_eq!(
+        rows,
+        vec![vec![
+            Datum::Timestamp(18_321 * day),
+            Datum::Int32(60),
+            Datum::Date(18_261),
+            Datum::Interval {
+                months: 0,
+                days: 1,
+                nanos: 3 * 3_600_000_000_000
+            },
+            Datum::Interval {
+                months: 1,
+                days: 15,
+                nanos: 0
+            },
+            dec("2024"),
+            Datum::Timestamp(19_754 * day),
+            Datum::Timestamp(10_471 * day),
+        ]]
+    );
+    // now() cannot be frozen into a view.
+    let view = plan_sql(
+        "CREATE MATERIALIZED VIEW v AS SELECT id FROM t WHERE now() > date '2020-01-01'",
+        &tables,
+    )
+    .unwrap()
+    .remove(0);
+    let Plan::CreateView { query, columns, .. } = view else {
+        panic!("not a view")
+    };
+    assert!(matches!(
+        sql_planner::stream::plan_view(query, &columns, &[], 100),
+        Err(PlanError::NotSupported(_))
+    ));
+}

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 
 use dataflow::batch::plan::AggKind;
+use dataflow::datetime::DateField;
 use dataflow::expr::{BinaryOp, Expr, cast};
 use dataflow::func::Func;
 use dataflow::types::{DataType, Datum, Decimal};
@@ -437,6 +438,36 @@ impl ExprBinder<'_, '_> {
                     ty,
                 })
             }
+            // `INTERVAL '1 day'`, `INTERVAL '90' DAY`.
+            E::Interval(interval) => {
+                let text = match self.bind(&interval.value)?.eval_constant() {
+                    Ok(Datum::Varchar(s)) => s,
+                    Ok(Datum::Null) => return Ok(Expr::literal(Datum::Null, DataType::Interval)),
+                    Ok(other) => format!("{other:?}"),
+                    Err(_) => {
+                        return Err(PlanError::NotSupported(
+                            "an interval of a non-constant value".into(),
+                        ));
+                    }
+                };
+                let text = match &interval.leading_field {
+                    Some(unit) if !text.chars().any(|c| c.is_ascii_alphabetic()) => {
+                        format!("{text} {unit}")
+                    }
+                    _ => text,
+                };
+                coerce(
+                    Expr::literal(Datum::Varchar(text), DataType::Varchar),
+                    DataType::Interval,
+                )
+            }
+            E::Extract { field, expr, .. } => {
+                let name = field.to_string().trim_matches('\'').to_string();
+                let field = DateField::parse(&name).ok_or_else(|| {
+                    PlanError::InvalidArgument(format!("unit \"{name}\" not recognized"))
+                })?;
+                extract(field, self.bind(expr)?)
+            }
             E::Identifier(id) => {
                 let i = self.scope.resolve(None, &ident_name(id))?;
                 Ok(Expr::column(i, self.scope.columns[i].ty))
@@ -712,6 +743,52 @@ impl ExprBinder<'_, '_> {
                     ty,
                 })
             }
+            "now" | "current_timestamp" | "localtimestamp" if args.is_empty() => Ok(Expr::Func {
+                func: Func::Now,
+                args,
+                ty: DataType::Timestamptz,
+            }),
+            "current_date" if args.is_empty() => Ok(Expr::Cast {
+                expr: Box::new(Expr::Func {
+                    func: Func::Now,
+                    args,
+                    ty: DataType::Timestamptz,
+                }),
+                to: DataType::Date,
+            }),
+            "date_trunc" | "date_part" if args.len() == 2 => {
+                let mut args = args.into_iter();
+                let unit = args.next().expect("two");
+                let value = args.next().expect("two");
+                let field = match unit.eval_constant() {
+                    Ok(Datum::Varchar(u)) => DateField::parse(&u),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    PlanError::InvalidArgument(format!("{name}: the unit must be a known name"))
+                })?;
+                if name == "date_part" {
+                    return Ok(Expr::Cast {
+                        expr: Box::new(extract(field, value)?),
+                        to: DataType::Float64,
+                    });
+                }
+                let value = match value.data_type() {
+                    DataType::Date => coerce(value, DataType::Timestamp)?,
+                    DataType::Timestamp | DataType::Timestamptz => value,
+                    other => {
+                        return Err(PlanError::UndefinedFunction(format!(
+                            "function date_trunc(unknown, {other}) does not exist"
+                        )));
+                    }
+                };
+                let ty = value.data_type();
+                Ok(Expr::Func {
+                    func: Func::DateTrunc(field),
+                    args: vec![value],
+                    ty,
+                })
+            }
             "random" if args.is_empty() => Ok(Expr::Func {
                 func: Func::Random,
                 args,
@@ -857,6 +934,101 @@ fn coerce_explicit(e: Expr, to: DataType) -> PlanResult<Expr> {
     coerce(e, to)
 }
 
+/// `EXTRACT(field FROM value)`, as numeric.
+pub(crate) fn extract(field: DateField, value: Expr) -> PlanResult<Expr> {
+    use DataType::*;
+    if !matches!(
+        value.data_type(),
+        Date | Time | Timestamp | Timestamptz | Interval
+    ) {
+        return Err(PlanError::UndefinedFunction(format!(
+            "function extract(unknown, {}) does not exist",
+            value.data_type()
+        )));
+    }
+    Ok(Expr::Func {
+        func: Func::Extract(field),
+        args: vec![value],
+        ty: Decimal,
+    })
+}
+
+fn func(func: Func, args: Vec<Expr>, ty: DataType) -> Expr {
+    Expr::Func { func, args, ty }
+}
+
+/// Arithmetic on dates, times, timestamps and intervals, as PostgreSQL defines it (`None`: not
+/// such an operation).
+fn datetime_arithmetic(op: BinaryOp, l: &Expr, r: &Expr) -> PlanResult<Option<Expr>> {
+    use DataType::*;
+    let (lt, rt) = (l.data_type(), r.data_type());
+    let moment = |t: DataType| matches!(t, Date | Time | Timestamp | Timestamptz);
+    let negate = |e: Expr| Expr::Negate(Box::new(e));
+    let plus_interval = |t: Expr, i: Expr| {
+        let ty = match t.data_type() {
+            Date => Timestamp,
+            other => other,
+        };
+        func(Func::AddInterval, vec![t, i], ty)
+    };
+    let factor = |e: Expr| coerce(e, Float64);
+    Ok(Some(match (op, lt, rt) {
+        (BinaryOp::Add, t, Interval) if moment(t) => plus_interval(l.clone(), r.clone()),
+        (BinaryOp::Add, Interval, t) if moment(t) => plus_interval(r.clone(), l.clone()),
+        (BinaryOp::Sub, t, Interval) if moment(t) => plus_interval(l.clone(), negate(r.clone())),
+        (BinaryOp::Add, Date, t) if t.is_integer() => func(
+            Func::AddDays,
+            vec![l.clone(), coerce(r.clone(), Int32)?],
+            Date,
+        ),
+        (BinaryOp::Add, t, Date) if t.is_integer() => func(
+            Func::AddDays,
+            vec![r.clone(), coerce(l.clone(), Int32)?],
+            Date,
+        ),
+        (BinaryOp::Sub, Date, t) if t.is_integer() => func(
+            Func::AddDays,
+            vec![l.clone(), negate(coerce(r.clone(), Int32)?)],
+            Date,
+        ),
+        (BinaryOp::Sub, Date, Date) => func(Func::DaysBetween, vec![l.clone(), r.clone()], Int32),
+        (BinaryOp::Sub, Timestamp | Timestamptz | Date, Timestamp | Timestamptz | Date)
+            if lt != Date || rt != Date =>
+        {
+            let ty = common_type(l, r)?;
+            func(
+                Func::TimestampDiff,
+                vec![coerce(l.clone(), ty)?, coerce(r.clone(), ty)?],
+                Interval,
+            )
+        }
+        (BinaryOp::Add, Interval, Interval) => {
+            func(Func::IntervalAdd, vec![l.clone(), r.clone()], Interval)
+        }
+        (BinaryOp::Sub, Interval, Interval) => func(
+            Func::IntervalAdd,
+            vec![l.clone(), negate(r.clone())],
+            Interval,
+        ),
+        (BinaryOp::Mul, Interval, t) if t.is_numeric() => func(
+            Func::IntervalMul,
+            vec![l.clone(), factor(r.clone())?],
+            Interval,
+        ),
+        (BinaryOp::Mul, t, Interval) if t.is_numeric() => func(
+            Func::IntervalMul,
+            vec![r.clone(), factor(l.clone())?],
+            Interval,
+        ),
+        (BinaryOp::Div, Interval, t) if t.is_numeric() => {
+            let one = Expr::literal(Datum::Float64(1.0), Float64);
+            let inverse = Expr::binary(BinaryOp::Div, one, factor(r.clone())?);
+            func(Func::IntervalMul, vec![l.clone(), inverse], Interval)
+        }
+        _ => return Ok(None),
+    }))
+}
+
 /// Binds `l op r` with implicit casts to a common type.
 pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<Expr> {
     use BinaryOperator as B;
@@ -895,6 +1067,18 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
             coerce(l, DataType::Varchar)?,
             coerce(r, DataType::Varchar)?,
         )),
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
+            if !is_untyped_literal(&l) && !is_untyped_literal(&r) =>
+        {
+            if let Some(e) = datetime_arithmetic(op, &l, &r)? {
+                return Ok(e);
+            }
+            let ty = common_type(&l, &r).map_err(|_| no_operator(&l, &r))?;
+            if !ty.is_numeric() {
+                return Err(no_operator(&l, &r));
+            }
+            Ok(Expr::binary(op, coerce(l, ty)?, coerce(r, ty)?))
+        }
         _ => {
             let ty = common_type(&l, &r).map_err(|_| no_operator(&l, &r))?;
             let arithmetic = !op.is_predicate();

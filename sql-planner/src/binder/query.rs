@@ -80,6 +80,8 @@ fn column_name(e: &ast::Expr) -> String {
             .unwrap_or_default(),
         ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => column_name(expr),
         ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Extract { .. } => "extract".into(),
+        ast::Expr::Interval(_) => "interval".into(),
         ast::Expr::Ceil { .. } => "ceil".into(),
         ast::Expr::Floor { .. } => "floor".into(),
         _ => "?column?".into(),
