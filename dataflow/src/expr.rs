@@ -52,6 +52,10 @@ pub enum BinaryOp {
     RegexMatch,
     /// `!~`: the string does not match the regular expression
     RegexNotMatch,
+    /// `LIKE` (`%` any run, `_` one character, `\` escapes)
+    Like,
+    /// `ILIKE`: `LIKE` ignoring case
+    ILike,
 }
 
 impl BinaryOp {
@@ -488,6 +492,8 @@ fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) ->
                 boolean::or_kleene(la, ra)?
             })
         }
+        BinaryOp::Like => Arc::new(arrow::compute::kernels::comparison::like(ld, rd)?),
+        BinaryOp::ILike => Arc::new(arrow::compute::kernels::comparison::ilike(ld, rd)?),
         BinaryOp::RegexMatch | BinaryOp::RegexNotMatch => {
             let (la, ra) = (expand(l, rows)?, expand(r, rows)?);
             let matched = arrow::compute::kernels::regexp::regexp_is_match(

@@ -445,3 +445,19 @@ async fn dates_times_and_intervals() {
         Err(PlanError::NotSupported(_))
     ));
 }
+
+/// CASE, COALESCE and VALUES take the common type of all their typed values, whatever order.
+#[tokio::test]
+async fn branches_share_the_common_type() {
+    let (store, tables) = setup().await;
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT CASE WHEN id = 1 THEN 1.5 ELSE 0 END, CASE WHEN id = 1 THEN NULL ELSE 0 END, \
+         coalesce(NULL, 1, 2.5) FROM t WHERE id = 1",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![dec("1.5"), Datum::Null, dec("1")]]);
+    let (_, rows) = query(&store, &tables, "VALUES (1), (2.5)").await;
+    assert_eq!(rows, vec![vec![dec("1")], vec![dec("2.5")]]);
+}

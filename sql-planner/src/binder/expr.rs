@@ -237,6 +237,24 @@ pub(crate) fn common_type(l: &Expr, r: &Expr) -> PlanResult<DataType> {
     })
 }
 
+/// The type values of several expressions (CASE branches, COALESCE arguments, a VALUES
+/// column) share: the common type of the typed ones; untyped literals adapt to it.
+pub(crate) fn unify<'a>(exprs: impl Iterator<Item = &'a Expr>) -> PlanResult<DataType> {
+    let mut first = None;
+    let mut typed: Option<DataType> = None;
+    for e in exprs {
+        first.get_or_insert(e.data_type());
+        if is_untyped_literal(e) {
+            continue;
+        }
+        typed = Some(match typed {
+            None => e.data_type(),
+            Some(t) => common_type(&Expr::column(0, t), e)?,
+        });
+    }
+    Ok(typed.or(first).unwrap_or(DataType::Varchar))
+}
+
 /// `e` as type `to`: constants are converted now (so bad literals fail at planning time with
 /// the value in the message), anything else gets a cast.
 pub(crate) fn coerce(e: Expr, to: DataType) -> PlanResult<Expr> {
@@ -461,6 +479,50 @@ impl ExprBinder<'_, '_> {
                     DataType::Interval,
                 )
             }
+            E::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            }
+            | E::ILike {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let escape = match escape_char {
+                    None => None,
+                    Some(c) => Some(self.bind(c)?.eval_constant()),
+                };
+                let default_escape = match &escape {
+                    None => true,
+                    Some(Ok(Datum::Varchar(c))) => c == "\\",
+                    Some(_) => false,
+                };
+                if !default_escape {
+                    return Err(PlanError::NotSupported(
+                        "LIKE with an ESCAPE character other than '\\'".into(),
+                    ));
+                }
+                let op = if matches!(e, E::Like { .. }) {
+                    BinaryOp::Like
+                } else {
+                    BinaryOp::ILike
+                };
+                let matched = Expr::binary(
+                    op,
+                    coerce(self.bind(expr)?, DataType::Varchar)?,
+                    coerce(self.bind(pattern)?, DataType::Varchar)?,
+                );
+                Ok(if *negated {
+                    Expr::Not(Box::new(matched))
+                } else {
+                    matched
+                })
+            }
             E::Extract { field, expr, .. } => {
                 let name = field.to_string().trim_matches('\'').to_string();
                 let field = DateField::parse(&name).ok_or_else(|| {
@@ -635,11 +697,7 @@ impl ExprBinder<'_, '_> {
                     branches.push((cond, self.bind(&c.result)?));
                 }
                 let otherwise = else_result.as_deref().map(|e| self.bind(e)).transpose()?;
-                let mut ty = branches[0].1.clone();
-                for v in branches.iter().map(|b| &b.1).chain(otherwise.iter()) {
-                    ty = Expr::literal(Datum::Null, common_type(&ty, v)?);
-                }
-                let ty = ty.data_type();
+                let ty = unify(branches.iter().map(|b| &b.1).chain(otherwise.iter()))?;
                 let branches = branches
                     .into_iter()
                     .map(|(c, v)| Ok((c, coerce(v, ty)?)))
@@ -693,11 +751,7 @@ impl ExprBinder<'_, '_> {
                 Ok(any.unwrap_or(Expr::literal(Datum::Bool(false), DataType::Boolean)))
             }
             "coalesce" if !args.is_empty() => {
-                let mut ty = args[0].clone();
-                for a in &args[1..] {
-                    ty = Expr::literal(Datum::Null, common_type(&ty, a)?);
-                }
-                let ty = ty.data_type();
+                let ty = unify(args.iter())?;
                 let args = args
                     .into_iter()
                     .map(|a| coerce(a, ty))

@@ -9,7 +9,7 @@ use sqlparser::ast::{self, SetExpr};
 use super::Binder;
 use super::expr::{
     AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
-    ident_name, is_untyped_literal,
+    ident_name, is_untyped_literal, unify,
 };
 use super::subquery::{and_all as and_all_ast, split_and};
 use crate::corresponding;
@@ -366,11 +366,7 @@ impl Binder<'_> {
         }
         let mut types = Vec::with_capacity(width);
         for c in 0..width {
-            let mut acc = rows[0][c].clone();
-            for row in &rows[1..] {
-                acc = Expr::literal(Datum::Null, common_type(&acc, &row[c])?);
-            }
-            types.push(acc.data_type());
+            types.push(unify(rows.iter().map(|row| &row[c]))?);
         }
         let rows = rows
             .into_iter()
