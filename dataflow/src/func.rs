@@ -32,6 +32,8 @@ pub enum Func {
     CharLength,
     /// `random()`: a double in [0, 1), a new one per row.
     Random,
+    /// `substring(s FROM start [FOR count])`: characters, counted from 1.
+    Substring,
     /// `now()`: the current time, as timestamptz.
     Now,
     /// `t + interval` of a date (giving a timestamp), time, timestamp or timestamptz.
@@ -50,6 +52,31 @@ pub enum Func {
     Extract(DateField),
     /// `date_trunc(unit, t)` of a timestamp or timestamptz.
     DateTrunc(DateField),
+}
+
+/// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
+/// the first character count against `count`).
+fn substring(s: &str, start: i32, count: Option<&Datum>) -> Result<String> {
+    let start = i64::from(start);
+    let end = match count {
+        Some(Datum::Int32(n)) if *n < 0 => {
+            return Err(Error::InvalidInput(
+                "negative substring length not allowed".into(),
+            ));
+        }
+        Some(Datum::Int32(n)) => Some(start + i64::from(*n)),
+        _ => None,
+    };
+    let from = (start.max(1) - 1) as usize;
+    Ok(match end {
+        Some(end) if end <= 1 => String::new(),
+        Some(end) => s
+            .chars()
+            .skip(from)
+            .take((end - 1) as usize - from)
+            .collect(),
+        None => s.chars().skip(from).collect(),
+    })
 }
 
 /// Applies `f` to each row whose arguments are all non-NULL (NULL otherwise).
@@ -160,6 +187,14 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::DateTrunc(_)
     ) {
         return eval_datetime(func, args, ty);
+    }
+    if func == Func::Substring {
+        return each_row(args, ty, |row| {
+            let (Datum::Varchar(s), Datum::Int32(start)) = (&row[0], &row[1]) else {
+                return Err(Error::Internal("substring arguments".into()));
+            };
+            Ok(Datum::Varchar(substring(s, *start, row.get(2))?))
+        });
     }
     if func == Func::Random {
         let values: arrow::array::Float64Array =

@@ -415,6 +415,25 @@ impl ExprBinder<'_, '_> {
                 if let Some(i) = agg.group_exprs.iter().position(|g| *g == bound) {
                     return Ok(Expr::column(i, bound.data_type()));
                 }
+                // An uncorrelated scalar subquery has one value for every row: any row's.
+                if let Expr::Column { index, ty } = &bound
+                    && is_constant_subquery_column(&agg.input.columns[*index].name)
+                {
+                    let call = BoundAgg {
+                        kind: AggKind::FirstValue,
+                        arg: Some(bound.clone()),
+                        distinct: false,
+                        ret: *ty,
+                    };
+                    let i = match agg.aggs.iter().position(|a| *a == call) {
+                        Some(i) => i,
+                        None => {
+                            agg.aggs.push(call);
+                            agg.aggs.len() - 1
+                        }
+                    };
+                    return Ok(Expr::column(agg.group_exprs.len() + i, *ty));
+                }
                 if let ast::Expr::Identifier(id) = e {
                     return Err(PlanError::Grouping(ident_name(id)));
                 }
@@ -521,6 +540,26 @@ impl ExprBinder<'_, '_> {
                     Expr::Not(Box::new(matched))
                 } else {
                     matched
+                })
+            }
+            E::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![coerce(self.bind(expr)?, DataType::Varchar)?];
+                args.push(match substring_from {
+                    Some(from) => coerce(self.bind(from)?, DataType::Int32)?,
+                    None => Expr::literal(Datum::Int32(1), DataType::Int32),
+                });
+                if let Some(count) = substring_for {
+                    args.push(coerce(self.bind(count)?, DataType::Int32)?);
+                }
+                Ok(Expr::Func {
+                    func: Func::Substring,
+                    args,
+                    ty: DataType::Varchar,
                 })
             }
             E::Extract { field, expr, .. } => {
@@ -843,6 +882,18 @@ impl ExprBinder<'_, '_> {
                     ty,
                 })
             }
+            "substr" | "substring" if (2..=3).contains(&args.len()) => {
+                let mut args = args.into_iter();
+                let mut bound = vec![coerce(args.next().expect("string"), DataType::Varchar)?];
+                for a in args {
+                    bound.push(coerce(a, DataType::Int32)?);
+                }
+                Ok(Expr::Func {
+                    func: Func::Substring,
+                    args: bound,
+                    ty: DataType::Varchar,
+                })
+            }
             "random" if args.is_empty() => Ok(Expr::Func {
                 func: Func::Random,
                 args,
@@ -971,6 +1022,11 @@ fn bind_agg_call(
         }
     };
     Ok(Expr::column(agg.group_exprs.len() + index, ret))
+}
+
+/// The hidden column holding an uncorrelated scalar subquery's value (see `subquery.rs`).
+pub(crate) fn is_constant_subquery_column(name: &str) -> bool {
+    name.starts_with("__sq") && name.ends_with("_const")
 }
 
 pub(crate) fn coerce_boolean(e: Expr) -> PlanResult<Expr> {

@@ -81,6 +81,7 @@ fn column_name(e: &ast::Expr) -> String {
         ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => column_name(expr),
         ast::Expr::Case { .. } => "case".into(),
         ast::Expr::Extract { .. } => "extract".into(),
+        ast::Expr::Substring { .. } => "substring".into(),
         ast::Expr::Interval(_) => "interval".into(),
         ast::Expr::Ceil { .. } => "ceil".into(),
         ast::Expr::Floor { .. } => "floor".into(),
@@ -822,6 +823,11 @@ impl Binder<'_> {
         let selection = and_all_ast(rest)
             .map(|e| self.unnest_subqueries(&e, &mut plan, &mut scope))
             .transpose()?;
+        let having = s
+            .having
+            .as_ref()
+            .map(|e| self.unnest_subqueries(e, &mut plan, &mut scope))
+            .transpose()?;
         let mut projection = s.projection.clone();
         // An unnamed item keeps the name its expression had before the rewrite.
         let mut unnamed_names = Vec::with_capacity(projection.len());
@@ -963,7 +969,7 @@ impl Binder<'_> {
                 exprs.push((bind(e)?, name.clone()));
             }
         }
-        let having = s.having.as_ref().map(&mut bind).transpose()?;
+        let having = having.as_ref().map(&mut bind).transpose()?;
         // ORDER BY: an output name or position, an expression of the list, or a hidden extra.
         let mut sort_keys = Vec::new();
         let visible = exprs.len();

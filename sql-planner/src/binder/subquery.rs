@@ -143,15 +143,19 @@ impl Binder<'_> {
         {
             return Ok(false);
         }
-        let (right, inner) = self.bind_from(&select.from)?;
+        let (mut right, mut inner) = self.bind_from(&select.from)?;
         let outer_width = scope.columns.len();
-        // The join's columns: the outer query's, then the subquery's, which shadow them.
-        let both = with_outer(scope, &inner);
-        let (mut local, mut condition) = (Vec::new(), Vec::new());
         let mut conjuncts = Vec::new();
         if let Some(selection) = &select.selection {
             split_and(selection, &mut conjuncts);
         }
+        // Subqueries nested in the subquery's conditions unnest into its own input.
+        for c in &mut conjuncts {
+            *c = self.unnest_subqueries(c, &mut right, &mut inner)?;
+        }
+        // The join's columns: the outer query's, then the subquery's, which shadow them.
+        let both = with_outer(scope, &inner);
+        let (mut local, mut condition) = (Vec::new(), Vec::new());
         for c in conjuncts {
             let e = coerce_boolean(ExprBinder::bind_plain(&both, &self.params, &c)?)?;
             if e.input_columns().iter().all(|c| *c >= outer_width) {
@@ -465,8 +469,9 @@ impl Binder<'_> {
                     input: Box::new(bound.plan),
                 }
             };
-            let n = self.join_subquery(plan, scope, sub, &["value"], &[])?;
-            return parse_expr(&format!("__sq{n}_value"));
+            // Named so that aggregations can read it outside GROUP BY (one value for all rows).
+            let n = self.join_subquery(plan, scope, sub, &["const"], &[])?;
+            return parse_expr(&format!("__sq{n}_const"));
         }
         let mut select = d.select.expect("correlation needs a SELECT");
         let item = match select.projection.as_slice() {
