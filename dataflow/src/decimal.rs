@@ -1,8 +1,9 @@
 //! `numeric`: exact decimals with a per-value scale, plus PostgreSQL's NaN and ±Infinity.
 //!
-//! Finite values are `rust_decimal` numbers: a 96-bit mantissa and a scale of 0 to 28. Input
-//! is normalized (`1.10` reads as `1.1`, as in RisingWave), results of arithmetic keep their
-//! scale (`1.5 * 2.0` is `3.00`), and results that do not fit are "numeric out of range".
+//! Finite values are `rust_decimal` numbers: a 96-bit mantissa and a scale of 0 to 28.
+//! Values keep their scale (`1.50 * 2` is `3.00`), except group keys: `1.1` and `1.10` are one
+//! group, shown normalized (`1.1`) whichever row came first, as in RisingWave. Results that do
+//! not fit are "numeric out of range".
 //! Values compare by magnitude (`1.1 = 1.10`); NaN equals itself and sorts above everything,
 //! as in PostgreSQL.
 
@@ -73,6 +74,14 @@ impl Decimal {
             TAG_NEG_INF => Decimal::NegativeInf,
             _ => return Err(Error::CorruptState("bad numeric value".into())),
         })
+    }
+
+    /// The same value with the smallest scale that holds it (`1.10` → `1.1`).
+    pub fn normalized(self) -> Decimal {
+        match self {
+            Decimal::Finite(d) => Decimal::Finite(d.normalize()),
+            special => special,
+        }
     }
 
     /// Whether the value is finite.
@@ -385,10 +394,9 @@ impl Decimal {
             let (i, f) = text.split_at(int_digits as usize);
             format!("{i}.{f}")
         };
-        let mut d = Finite::from_str(&value)
-            .map_err(|_| out_of_range())?
-            .round_dp(dscale)
-            .normalize();
+        let mut d = Finite::from_str(&value).map_err(|_| out_of_range())?;
+        d = d.round_dp(dscale);
+        d.rescale(dscale.min(28));
         if sign == 0x4000 {
             d.set_sign_negative(true);
         }
@@ -438,11 +446,8 @@ impl FromStr for Decimal {
         } else {
             Finite::from_str(t)
         };
-        // The text is well formed, so a failure means it does not fit. Input is normalized
-        // (`1.10` is read as `1.1`), as RisingWave reads it; arithmetic then keeps scales.
-        parsed
-            .map(|d| Decimal::Finite(d.normalize()))
-            .map_err(|_| out_of_range())
+        // The text is well formed, so a failure means it does not fit.
+        parsed.map(Decimal::Finite).map_err(|_| out_of_range())
     }
 }
 
@@ -520,7 +525,8 @@ mod tests {
 
     #[test]
     fn keeps_scale_and_parses_postgres_forms() {
-        assert_eq!(d("1.10").to_string(), "1.1");
+        assert_eq!(d("1.10").to_string(), "1.10");
+        assert_eq!(d("1.10").normalized().to_string(), "1.1");
         assert_eq!(d("1.5").checked_mul(d("2.5")).unwrap().to_string(), "3.75");
         assert_eq!(
             d("0.50").checked_add(d("0.25")).unwrap().to_string(),

@@ -194,6 +194,15 @@ pub enum Datum {
 }
 
 impl Datum {
+    /// The value as a group key shows it: numeric normalized, since `1.1` and `1.10` are one
+    /// group whichever row came first.
+    pub fn into_group_key(self) -> Datum {
+        match self {
+            Datum::Decimal(d) => Datum::Decimal(d.normalized()),
+            other => other,
+        }
+    }
+
     /// Whether this is NULL.
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)

@@ -462,7 +462,7 @@ async fn numeric_through_binary_and_text() {
             .await
             .unwrap();
     }
-    // Binary results (the driver decodes PostgreSQL's base-10000 form); input is normalized.
+    // Binary results (the driver decodes PostgreSQL's base-10000 form), scales intact.
     let rows = c
         .query("SELECT amount FROM m ORDER BY amount", &[])
         .await
@@ -473,7 +473,7 @@ async fn numeric_through_binary_and_text() {
         .collect();
     assert_eq!(
         got,
-        ["-0.001", "0", "12.5", "79228162514264337593543950335"]
+        ["-0.001", "0", "12.50", "79228162514264337593543950335"]
     );
     // Text results, exact arithmetic, special values and equality across scales.
     let text = simple_rows(
@@ -487,7 +487,7 @@ async fn numeric_through_binary_and_text() {
     assert_eq!(
         text,
         vec![
-            vec![Some("25.0".into()), Some("t".into()), Some("t".into())],
+            vec![Some("25.00".into()), Some("t".into()), Some("t".into())],
             vec![
                 Some("0.3".into()),
                 Some("0.3333333333333333333333333333".into()),
@@ -495,6 +495,18 @@ async fn numeric_through_binary_and_text() {
             ],
         ]
     );
+    // Equal values of different scales are one group, shown normalized.
+    c.execute("INSERT INTO m VALUES (9, 12.5000)", &[])
+        .await
+        .unwrap();
+    let groups = simple_rows(
+        c.simple_query(
+            "SELECT amount, count(*) FROM m WHERE amount > 1 AND amount < 13 GROUP BY amount",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(groups, vec![vec![Some("12.5".into()), Some("2".into())]]);
     let overflow = c
         .simple_query("SELECT sum(amount) + amount FROM m GROUP BY amount HAVING amount > 1000")
         .await

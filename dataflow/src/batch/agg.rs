@@ -265,7 +265,7 @@ pub(crate) fn hash_agg(
                 key_rows.push(
                     group_keys
                         .iter()
-                        .map(|k| Datum::from_array(batch.column(*k).as_ref(), row))
+                        .map(|k| Datum::from_array(batch.column(*k).as_ref(), row).into_group_key())
                         .collect(),
                 );
                 accs.push(aggs.iter().map(new_acc).collect());

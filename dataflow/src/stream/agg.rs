@@ -268,7 +268,11 @@ impl<S: StateStore> HashAgg<S> {
         let encoded = encode_keys(chunk.data(), &self.group_keys, &orders);
         for (r, op) in chunk.ops().iter().enumerate() {
             let row = chunk.row(r);
-            let key: Vec<Datum> = self.group_keys.iter().map(|k| row[*k].clone()).collect();
+            let key: Vec<Datum> = self
+                .group_keys
+                .iter()
+                .map(|k| row[*k].clone().into_group_key())
+                .collect();
             self.load(&encoded[r], key.clone()).await?;
             let sign = if op.is_insert() { 1 } else { -1 };
             for i in 0..self.aggs.len() {

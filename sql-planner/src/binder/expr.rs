@@ -415,12 +415,13 @@ impl ExprBinder<'_, '_> {
                 if let Some(i) = agg.group_exprs.iter().position(|g| *g == bound) {
                     return Ok(Expr::column(i, bound.data_type()));
                 }
-                // An uncorrelated scalar subquery has one value for every row: any row's.
+                // An uncorrelated scalar subquery has one value for every row: any row's (the
+                // minimum, which views also maintain).
                 if let Expr::Column { index, ty } = &bound
                     && is_constant_subquery_column(&agg.input.columns[*index].name)
                 {
                     let call = BoundAgg {
-                        kind: AggKind::FirstValue,
+                        kind: AggKind::Min,
                         arg: Some(bound.clone()),
                         distinct: false,
                         ret: *ty,
