@@ -52,6 +52,10 @@ pub enum Func {
     Extract(DateField),
     /// `date_trunc(unit, t)` of a timestamp or timestamptz.
     DateTrunc(DateField),
+    /// The start of the window of fixed size (microseconds, the second argument) holding a
+    /// timestamp(tz): windows start at 1970-01-01 00:00 plus the offset (microseconds, the
+    /// third argument) plus whole sizes.
+    WindowStart,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -162,6 +166,18 @@ fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef
             (Func::DateTrunc(field), Datum::Timestamptz(us), None) => {
                 Datum::Timestamptz(datetime::trunc(field, *us)?)
             }
+            (Func::WindowStart, t, Some(Datum::Int64(size))) if *size > 0 => {
+                let offset = match row.get(2) {
+                    Some(Datum::Int64(o)) => *o,
+                    _ => 0,
+                };
+                let start = |us: i64| (us - offset).div_euclid(*size) * size + offset;
+                match t {
+                    Datum::Timestamp(us) => Datum::Timestamp(start(*us)),
+                    Datum::Timestamptz(us) => Datum::Timestamptz(start(*us)),
+                    other => return Err(Error::Internal(format!("window of {other:?}"))),
+                }
+            }
             (func, a, b) => {
                 return Err(Error::Internal(format!("{func:?} of {a:?}, {b:?}")));
             }
@@ -185,6 +201,7 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::IntervalMul
             | Func::Extract(_)
             | Func::DateTrunc(_)
+            | Func::WindowStart
     ) {
         return eval_datetime(func, args, ty);
     }

@@ -2,6 +2,7 @@
 
 use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey};
 use dataflow::expr::{BinaryOp, Expr};
+use dataflow::func::Func;
 use dataflow::types::{DataType, Datum};
 use epoch_mvcc::memcomparable::OrderType;
 use sqlparser::ast::{self, SetExpr};
@@ -420,6 +421,158 @@ impl Binder<'_> {
         }))
     }
 
+    /// `TUMBLE(relation, time_col, size)` and `HOP(relation, time_col, slide, size)`: the
+    /// relation's rows with `window_start` and `window_end` of each fixed-size window (aligned
+    /// to 1970-01-01) holding `time_col` — one for tumbling windows, `size / slide` for hopping
+    /// ones (a union of one projection per window offset).
+    fn bind_time_window(
+        &mut self,
+        function: &str,
+        args: &ast::TableFunctionArgs,
+        alias: Option<&ast::TableAlias>,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        let usage = || {
+            PlanError::UndefinedFunction(format!(
+                "{function} takes a relation, a time column, {} and an optional offset",
+                if function == "tumble" {
+                    "a window size"
+                } else {
+                    "a slide, a window size"
+                }
+            ))
+        };
+        let exprs: Vec<&ast::Expr> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                _ => Err(usage()),
+            })
+            .collect::<PlanResult<_>>()?;
+        let arity = if function == "tumble" { 3 } else { 4 };
+        if exprs.len() != arity && exprs.len() != arity + 1 {
+            return Err(usage());
+        }
+        let relation = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql(&exprs[0].to_string())
+            .and_then(|mut p| p.parse_table_factor())
+            .map_err(|_| usage())?;
+        let (input, mut scope) = self.bind_table_factor(&relation)?;
+        let time = ExprBinder::bind_plain(&scope, &self.params, exprs[1])?;
+        let time = match time.data_type() {
+            DataType::Date => coerce(time, DataType::Timestamp)?,
+            DataType::Timestamp | DataType::Timestamptz => time,
+            other => {
+                return Err(PlanError::TypeMismatch(format!(
+                    "the time column of {function} must be a date or timestamp, not {other}"
+                )));
+            }
+        };
+        let micros = |e: &ast::Expr| -> PlanResult<i64> {
+            match ExprBinder::bind_plain(&Scope::default(), &self.params, e)?.eval_constant() {
+                Ok(Datum::Interval {
+                    months: 0,
+                    days,
+                    nanos,
+                }) if i64::from(days) * 86_400_000_000 + nanos / 1000 > 0 => {
+                    Ok(i64::from(days) * 86_400_000_000 + nanos / 1000)
+                }
+                _ => Err(PlanError::InvalidArgument(format!(
+                    "{function}: window sizes must be positive constant intervals without months"
+                ))),
+            }
+        };
+        let (slide, size) = if function == "tumble" {
+            let size = micros(exprs[2])?;
+            (size, size)
+        } else {
+            (micros(exprs[2])?, micros(exprs[3])?)
+        };
+        // An optional last argument shifts the windows' alignment.
+        let offset = match exprs.get(arity) {
+            Some(e) => {
+                match ExprBinder::bind_plain(&Scope::default(), &self.params, e)?.eval_constant() {
+                    Ok(Datum::Interval {
+                        months: 0,
+                        days,
+                        nanos,
+                    }) => i64::from(days) * 86_400_000_000 + nanos / 1000,
+                    _ => {
+                        return Err(PlanError::InvalidArgument(format!(
+                            "{function}: the offset must be a constant interval without months"
+                        )));
+                    }
+                }
+            }
+            None => 0,
+        };
+        if size % slide != 0 {
+            return Err(PlanError::InvalidArgument(format!(
+                "{function}: the window size must be a multiple of the slide"
+            )));
+        }
+        let ty = time.data_type();
+        let interval = |us: i64| {
+            Expr::literal(
+                Datum::Interval {
+                    months: 0,
+                    days: 0,
+                    nanos: us * 1000,
+                },
+                DataType::Interval,
+            )
+        };
+        let add = |e: Expr, us: i64| Expr::Func {
+            func: Func::AddInterval,
+            args: vec![e, interval(us)],
+            ty,
+        };
+        let aligned = Expr::Func {
+            func: Func::WindowStart,
+            args: vec![
+                time,
+                Expr::literal(Datum::Int64(slide), DataType::Int64),
+                Expr::literal(Datum::Int64(offset), DataType::Int64),
+            ],
+            ty,
+        };
+        let types = input.output_types();
+        let branches: Vec<BatchPlan> = (0..size / slide)
+            .map(|j| {
+                let start = add(aligned.clone(), -j * slide);
+                let mut exprs: Vec<Expr> = types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Expr::column(i, *t))
+                    .collect();
+                exprs.push(start.clone());
+                exprs.push(add(start, size));
+                BatchPlan::Project {
+                    input: Box::new(input.clone()),
+                    exprs,
+                }
+            })
+            .collect();
+        let plan = match <[BatchPlan; 1]>::try_from(branches) {
+            Ok([one]) => one,
+            Err(many) => BatchPlan::UnionAll { inputs: many },
+        };
+        let table = scope.columns.first().and_then(|c| c.table.clone());
+        for name in ["window_start", "window_end"] {
+            scope.columns.push(ScopeColumn {
+                table: table.clone(),
+                name: name.into(),
+                ty,
+                hidden: false,
+                outer: false,
+            });
+        }
+        if let Some(alias) = alias {
+            apply_alias(&mut scope, alias);
+        }
+        Ok((plan, scope))
+    }
+
     /// `generate_series(start, stop [, step])` (stop included) and `range(...)` (excluded)
     /// over integer constants: their rows, as literal rows.
     fn bind_series(
@@ -520,6 +673,7 @@ impl Binder<'_> {
                 let function = name.to_string().to_lowercase();
                 match function.strip_prefix("pg_catalog.").unwrap_or(&function) {
                     f @ ("generate_series" | "range") => self.bind_series(f, args, alias.as_ref()),
+                    f @ ("tumble" | "hop") => self.bind_time_window(f, args, alias.as_ref()),
                     _ => Err(PlanError::UndefinedFunction(format!(
                         "table function {function} does not exist"
                     ))),
