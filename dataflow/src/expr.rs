@@ -641,6 +641,25 @@ fn expand(v: &Value, rows: usize) -> Result<ArrayRef> {
     }
 }
 
+/// A time written as `HH:MM` (as PostgreSQL accepts it) with `:00` seconds added, which the
+/// Arrow parser needs; other text is returned as it is.
+fn with_seconds(s: &str) -> String {
+    let s = s.trim();
+    // The time part starts after the date's separator (or at the start of a bare time).
+    let time_start = s.find(['T', ' ']).map_or(0, |i| i + 1);
+    let time = &s[time_start..];
+    let end = time
+        .find(|c: char| !(c.is_ascii_digit() || c == ':'))
+        .unwrap_or(time.len());
+    let clock = &time[..end];
+    if clock.matches(':').count() == 1 && clock.len() >= 4 {
+        let at = time_start + end;
+        format!("{}:00{}", &s[..at], &s[at..])
+    } else {
+        s.to_string()
+    }
+}
+
 /// Casts with PostgreSQL's rules where they differ from Arrow's: failures are errors, and
 /// floats round to the nearest integer (ties to even) instead of truncating.
 pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> {
@@ -656,6 +675,20 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
     };
     let integer = matches!(to, DataType::Int16 | DataType::Int32 | DataType::Int64);
     let rounded: ArrayRef = match from {
+        DataType::Varchar
+            if matches!(
+                to,
+                DataType::Time | DataType::Timestamp | DataType::Timestamptz
+            ) =>
+        {
+            Arc::new(
+                array
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.map(with_seconds))
+                    .collect::<arrow::array::StringArray>(),
+            )
+        }
         DataType::Float64 if integer => Arc::new(
             array
                 .as_primitive::<Float64Type>()

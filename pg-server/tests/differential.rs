@@ -85,6 +85,17 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT k, (SELECT count(*) FROM t2 WHERE t2.a = t1.a) AS n, \
          (SELECT max(y) FROM t3) AS my FROM t1 WHERE b > (SELECT min(a) FROM t2)",
     ),
+    // Ranking: group top-N with row numbers (ties broken by the key) and ranks (ties kept).
+    (
+        "v_group_top",
+        "SELECT * FROM (SELECT k, a, b, row_number() OVER (PARTITION BY a ORDER BY b DESC, k) AS r \
+         FROM t1) AS ranked WHERE r <= 2",
+    ),
+    (
+        "v_rank",
+        "SELECT k, a, b, r FROM (SELECT k, a, b, rank() OVER (PARTITION BY a % 3 ORDER BY b) AS r \
+         FROM t1) AS ranked WHERE r <= 2 AND r > 0",
+    ),
     (
         "v_nopk_join",
         "SELECT t3.x, t3.y, t1.b FROM t3 JOIN t1 ON t3.x = t1.k",

@@ -214,6 +214,26 @@ fn push_down(plan: BatchPlan, mut preds: Vec<Expr>) -> BatchPlan {
             },
             preds,
         ),
+        // Whole partitions may be filtered before ranking; anything else is filtered after.
+        BatchPlan::OverWindow {
+            input,
+            partition_by,
+            order_by,
+            calls,
+        } => {
+            let (down, keep): (Vec<_>, Vec<_>) = preds.into_iter().partition(|p| {
+                movable(p) && p.input_columns().iter().all(|c| partition_by.contains(c))
+            });
+            filtered(
+                BatchPlan::OverWindow {
+                    input: Box::new(push_down(*input, down)),
+                    partition_by,
+                    order_by,
+                    calls,
+                },
+                keep,
+            )
+        }
         BatchPlan::MaxOneRow { input } => filtered(
             BatchPlan::MaxOneRow {
                 input: Box::new(push_down(*input, Vec::new())),
@@ -437,6 +457,45 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                 },
                 m,
             )
+        }
+        BatchPlan::OverWindow {
+            input,
+            partition_by,
+            order_by,
+            calls,
+        } => {
+            let input_width = input.output_types().len();
+            let need = union(
+                &partition_by,
+                required
+                    .iter()
+                    .filter(|c| **c < input_width)
+                    .copied()
+                    .chain(order_by.iter().map(|k| k.column))
+                    .collect(),
+            );
+            let (input, m) = prune(*input, &need);
+            let plan = BatchPlan::OverWindow {
+                input: Box::new(input),
+                partition_by: partition_by
+                    .iter()
+                    .map(|c| m[*c].expect("partition column kept"))
+                    .collect(),
+                order_by: order_by
+                    .into_iter()
+                    .map(|mut k| {
+                        k.column = m[k.column].expect("order column kept");
+                        k
+                    })
+                    .collect(),
+                calls: calls.clone(),
+            };
+            let produced: Vec<usize> = need
+                .iter()
+                .copied()
+                .chain((0..calls.len()).map(|i| input_width + i))
+                .collect();
+            select(plan, &produced, required, width)
         }
         BatchPlan::MaxOneRow { input } => {
             let (input, m) = prune(*input, required);

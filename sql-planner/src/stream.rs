@@ -8,8 +8,8 @@
 //! single actor). The distribution key is always part of the stream key, so all changes of
 //! one row take one path and stay in order.
 
-use dataflow::batch::plan::{AggKind, BatchPlan, SortKey};
-use dataflow::expr::Expr;
+use dataflow::batch::plan::{AggKind, BatchPlan, RankKind, SortKey};
+use dataflow::expr::{BinaryOp, Expr};
 use dataflow::stream::plan::StreamPlan;
 use dataflow::types::{DataType, Datum};
 
@@ -160,6 +160,42 @@ impl Planner {
                     dist: Dist::Single,
                     width,
                 }
+            }
+            BatchPlan::Filter { input, predicate }
+                if matches!(*input, BatchPlan::OverWindow { .. }) =>
+            {
+                let BatchPlan::OverWindow {
+                    input,
+                    partition_by,
+                    order_by,
+                    calls,
+                } = *input
+                else {
+                    unreachable!("matched above")
+                };
+                self.group_top_n(*input, partition_by, order_by, calls, predicate)?
+            }
+            // The same below a projection choosing columns (as pruning leaves it).
+            BatchPlan::Filter { input, predicate }
+                if matches!(&*input, BatchPlan::Project { input, exprs }
+                    if matches!(**input, BatchPlan::OverWindow { .. })
+                        && exprs.iter().all(|e| matches!(e, Expr::Column { .. }))) =>
+            {
+                let BatchPlan::Project { input, exprs } = *input else {
+                    unreachable!("matched above")
+                };
+                let BatchPlan::OverWindow {
+                    input,
+                    partition_by,
+                    order_by,
+                    calls,
+                } = *input
+                else {
+                    unreachable!("matched above")
+                };
+                let predicate = predicate.substitute(&exprs);
+                let top = self.group_top_n(*input, partition_by, order_by, calls, predicate)?;
+                self.project(top, exprs)
             }
             BatchPlan::Filter { input, predicate } => {
                 no_clock([&predicate])?;
@@ -326,16 +362,131 @@ impl Planner {
                     plan: StreamPlan::TopN {
                         input_key: input.key.clone(),
                         input: Box::new(input.plan),
+                        group_key: vec![],
                         order,
+                        rank: RankKind::RowNumber,
                         limit,
                         offset,
+                        output_rank: false,
                         state_table: self.table_id(),
                     },
                     ..input
                 }
             }
+            BatchPlan::OverWindow { .. } => {
+                return Err(PlanError::NotSupported(
+                    "window functions in a materialized view, except a ranking filtered by \
+                     `rank <= N` (group top-N)"
+                        .into(),
+                ));
+            }
             BatchPlan::UnionAll { inputs } => self.union(inputs)?,
         })
+    }
+
+    /// `rank <= N` (and `rank > M`) over one ranking window function: the top rows of each
+    /// partition. Other conditions on the ranked rows are applied after.
+    fn group_top_n(
+        &mut self,
+        input: BatchPlan,
+        partition_by: Vec<usize>,
+        order: Vec<SortKey>,
+        calls: Vec<RankKind>,
+        predicate: Expr,
+    ) -> PlanResult<Node> {
+        let unsupported = || {
+            PlanError::NotSupported(
+                "window functions in a materialized view, except one ranking filtered by \
+                 `rank <= N` (group top-N)"
+                    .into(),
+            )
+        };
+        let [rank] = calls.as_slice() else {
+            return Err(unsupported());
+        };
+        let rank_column = input.output_types().len();
+        let mut conjuncts = Vec::new();
+        split_conjuncts(predicate, &mut conjuncts);
+        let (mut offset, mut max, mut rest) = (0u64, None::<u64>, Vec::new());
+        for c in conjuncts {
+            match rank_bound(&c, rank_column) {
+                Some((op, n)) => {
+                    let n = u64::try_from(n.max(0)).unwrap_or(0);
+                    match op {
+                        BinaryOp::LtEq => max = Some(max.map_or(n, |m| m.min(n))),
+                        BinaryOp::Lt => {
+                            let n = n.saturating_sub(1);
+                            max = Some(max.map_or(n, |m| m.min(n)));
+                        }
+                        BinaryOp::Gt => offset = offset.max(n),
+                        BinaryOp::GtEq => offset = offset.max(n.saturating_sub(1)),
+                        _ => {
+                            offset = offset.max(n.saturating_sub(1));
+                            max = Some(max.map_or(n, |m| m.min(n)));
+                        }
+                    }
+                }
+                None => rest.push(c),
+            }
+        }
+        let Some(max) = max else {
+            return Err(unsupported());
+        };
+        let input = self.plan(input)?;
+        let dist = if partition_by.is_empty() {
+            Dist::Single
+        } else {
+            Dist::Hash(partition_by.clone())
+        };
+        let input = self.exchange(input, dist);
+        let all = input.types().len();
+        let w = input.width;
+        let mut key = partition_by.clone();
+        key.extend(input.key.iter().filter(|c| !partition_by.contains(c)));
+        let top = StreamPlan::TopN {
+            input_key: input.key.clone(),
+            input: Box::new(input.plan),
+            group_key: partition_by,
+            order,
+            rank: *rank,
+            limit: Some(max.saturating_sub(offset)),
+            offset,
+            output_rank: true,
+            state_table: self.table_id(),
+        };
+        // The rank column goes right after the query's columns, before the key extras.
+        let types = top.output_types();
+        let order_of: Vec<usize> = (0..w).chain([all]).chain(w..all).collect();
+        let node = Node {
+            plan: StreamPlan::Project {
+                input: Box::new(top),
+                exprs: order_of
+                    .iter()
+                    .map(|c| Expr::column(*c, types[*c]))
+                    .collect(),
+            },
+            key: key
+                .iter()
+                .map(|c| if *c < w { *c } else { c + 1 })
+                .collect(),
+            dist: Dist::Any,
+            width: w + 1,
+        };
+        Ok(
+            match rest
+                .into_iter()
+                .reduce(|a, b| Expr::binary(BinaryOp::And, a, b))
+            {
+                Some(predicate) => Node {
+                    plan: StreamPlan::Filter {
+                        input: Box::new(node.plan),
+                        predicate,
+                    },
+                    ..node
+                },
+                None => node,
+            },
+        )
     }
 
     /// Each input's rows get the key columns of every input (NULL but its own) and the
@@ -384,6 +535,54 @@ impl Planner {
             dist: Dist::Hash(key),
             width,
         })
+    }
+}
+
+fn split_conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            split_conjuncts(*left, out);
+            split_conjuncts(*right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// `rank op n` (or `n op rank`, flipped) for the rank column and an integer constant.
+fn rank_bound(e: &Expr, rank_column: usize) -> Option<(BinaryOp, i64)> {
+    let Expr::Binary { op, left, right } = e else {
+        return None;
+    };
+    let constant = |e: &Expr| match e {
+        Expr::Literal {
+            value: Datum::Int64(n),
+            ..
+        } => Some(*n),
+        Expr::Literal {
+            value: Datum::Int32(n),
+            ..
+        } => Some(i64::from(*n)),
+        _ => None,
+    };
+    let is_rank = |e: &Expr| matches!(e, Expr::Column { index, .. } if *index == rank_column);
+    let flipped = match op {
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::LtEq => BinaryOp::GtEq,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::GtEq => BinaryOp::LtEq,
+        BinaryOp::Eq => BinaryOp::Eq,
+        _ => return None,
+    };
+    if is_rank(left) {
+        constant(right).map(|n| (*op, n))
+    } else if is_rank(right) {
+        constant(left).map(|n| (flipped, n))
+    } else {
+        None
     }
 }
 

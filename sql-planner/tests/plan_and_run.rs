@@ -461,3 +461,33 @@ async fn branches_share_the_common_type() {
     let (_, rows) = query(&store, &tables, "VALUES (1), (2.5)").await;
     assert_eq!(rows, vec![vec![dec("1")], vec![dec("2.5")]]);
 }
+
+#[tokio::test]
+async fn ranking_window_functions() {
+    let (store, tables) = setup().await;
+    // t: (1 a 10) (2 b 20) (3 a 30) (4 c NULL); NULLs sort last ascending.
+    let (names, rows) = query(
+        &store,
+        &tables,
+        "SELECT id, row_number() OVER (PARTITION BY name ORDER BY v DESC), \
+         rank() OVER (ORDER BY name), dense_rank() OVER (ORDER BY name) AS d FROM t ORDER BY id",
+    )
+    .await;
+    assert_eq!(names, vec!["id", "row_number", "rank", "d"]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![i(1), i(2), i(1), i(1)],
+            vec![i(2), i(1), i(3), i(2)],
+            vec![i(3), i(1), i(1), i(1)],
+            vec![i(4), i(1), i(4), i(3)],
+        ]
+    );
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY v) AS r FROM t) AS x WHERE r <= 2 ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
+}

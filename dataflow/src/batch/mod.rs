@@ -6,6 +6,7 @@
 pub(crate) mod agg;
 mod join;
 pub mod plan;
+mod window;
 
 use std::sync::Arc;
 
@@ -210,6 +211,16 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
                 .collect::<Result<Vec<_>>>()?;
             Ok(concat_batches(&schema, &rebased)?)
         })),
+        BatchPlan::OverWindow {
+            input,
+            partition_by,
+            order_by,
+            calls,
+        } => Box::pin(stream::once(async move {
+            let types = input.output_types();
+            let batches: Vec<RecordBatch> = execute(*input, Arc::clone(&ctx)).try_collect().await?;
+            window::rank(&batches, &types, &partition_by, &order_by, &calls)
+        })),
         BatchPlan::UnionAll { inputs } => {
             Box::pin(stream::iter(inputs).flat_map(move |p| execute(p, Arc::clone(&ctx))))
         }
@@ -218,7 +229,7 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
 
 /// `array`, or for types whose Arrow order is not SQL's (numeric, interval) their ascending
 /// key bytes, which sort as the values do.
-fn sortable(array: &ArrayRef) -> ArrayRef {
+pub(crate) fn sortable(array: &ArrayRef) -> ArrayRef {
     match DataType::from_arrow(array.data_type()) {
         Some(DataType::Decimal | DataType::Interval) => {
             let mut keys = vec![Vec::new(); array.len()];

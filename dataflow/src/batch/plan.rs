@@ -26,6 +26,17 @@ pub enum AggKind {
     FirstValue,
 }
 
+/// A ranking window function: the position of a row in its partition's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RankKind {
+    /// `row_number()`: 1, 2, 3, ... (ties in any order).
+    RowNumber,
+    /// `rank()`: ties share a rank, gaps follow (1, 1, 3).
+    Rank,
+    /// `dense_rank()`: ties share a rank, no gaps (1, 1, 2).
+    DenseRank,
+}
+
 /// One aggregate of a hash aggregation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AggCall {
@@ -145,6 +156,18 @@ pub enum BatchPlan {
         /// Rows to skip.
         offset: u64,
     },
+    /// Ranking window functions: the input's columns, then one bigint column per function,
+    /// each row's rank in its partition by `order_by`.
+    OverWindow {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// Partition columns.
+        partition_by: Vec<usize>,
+        /// The order within a partition.
+        order_by: Vec<SortKey>,
+        /// The functions.
+        calls: Vec<RankKind>,
+    },
     /// The input's rows, failing with a cardinality error if there are more than one (a
     /// scalar subquery).
     MaxOneRow {
@@ -188,6 +211,11 @@ impl BatchPlan {
                 if kind.outputs_right() {
                     t.extend(right.output_types());
                 }
+                t
+            }
+            BatchPlan::OverWindow { input, calls, .. } => {
+                let mut t = input.output_types();
+                t.extend(calls.iter().map(|_| DataType::Int64));
                 t
             }
             BatchPlan::UnionAll { inputs } => inputs
@@ -260,6 +288,18 @@ impl BatchPlan {
                 vec![input],
             ),
             BatchPlan::UnionAll { inputs } => ("BatchUnionAll".into(), inputs.iter().collect()),
+            BatchPlan::OverWindow {
+                input,
+                partition_by,
+                order_by,
+                calls,
+            } => (
+                format!(
+                    "BatchOverWindow {{ partition_by: {partition_by:?}, order_by: {:?}, calls: {calls:?} }}",
+                    order_by.iter().map(|k| k.column).collect::<Vec<_>>()
+                ),
+                vec![input],
+            ),
             BatchPlan::MaxOneRow { input } => ("BatchMaxOneRow".into(), vec![input]),
         };
         out.push(format!("{pad}{line}"));

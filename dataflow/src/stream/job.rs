@@ -18,7 +18,7 @@ use super::join::{JoinSpec, hash_join};
 use super::materialize::Materialize;
 use super::plan::StreamPlan;
 use super::simple::{filter, project};
-use super::top_n::top_n;
+use super::top_n::{TopNSpec, top_n};
 use super::values::{values, values_desc};
 use super::{Collected, JobProgress, Message, MessageStream, Receiver, Sender, channel};
 use crate::state_table::{StateTable, TableDesc};
@@ -203,21 +203,29 @@ impl<S: StateStore> Builder<'_, S> {
             }
             StreamPlan::TopN {
                 input,
+                group_key,
                 order,
+                rank,
                 limit,
                 offset,
+                output_rank,
                 input_key,
                 state_table,
             } => top_n(
                 job,
                 self.store.clone(),
                 self.stream(input, actor),
-                input.output_types(),
-                order.clone(),
-                *limit,
-                *offset,
-                input_key.clone(),
-                *state_table,
+                TopNSpec {
+                    types: input.output_types(),
+                    group_key: group_key.clone(),
+                    order: order.clone(),
+                    rank: *rank,
+                    offset: *offset,
+                    limit: *limit,
+                    output_rank: *output_rank,
+                    input_key: input_key.clone(),
+                    state_table: *state_table,
+                },
                 cache,
             ),
             StreamPlan::Union { inputs } => {

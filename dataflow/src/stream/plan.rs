@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::plan::{AggCall, JoinKind, SortKey};
+use crate::batch::plan::{AggCall, JoinKind, RankKind, SortKey};
 use crate::expr::Expr;
 use crate::state_table::TableDesc;
 use crate::types::DataType;
@@ -85,12 +85,18 @@ pub enum StreamPlan {
     TopN {
         /// Input.
         input: Box<StreamPlan>,
-        /// Sort keys.
+        /// Group key columns (empty: the whole input is one group).
+        group_key: Vec<usize>,
+        /// Sort keys within a group.
         order: Vec<SortKey>,
-        /// Rows to keep; all if `None`.
+        /// How ranks count ties.
+        rank: RankKind,
+        /// Ranks to keep after the skipped ones; all if `None`.
         limit: Option<u64>,
-        /// Rows to skip.
+        /// Ranks to skip.
         offset: u64,
+        /// Whether output rows end with their rank.
+        output_rank: bool,
         /// The input's stream key (ties are broken by it).
         input_key: Vec<usize>,
         /// State table of every input row, in output order.
@@ -121,9 +127,18 @@ impl StreamPlan {
                 columns.iter().map(|c| table.types[*c]).collect()
             }
             StreamPlan::Values { types, .. } => types.clone(),
-            StreamPlan::Filter { input, .. }
-            | StreamPlan::TopN { input, .. }
-            | StreamPlan::Exchange { input, .. } => input.output_types(),
+            StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => {
+                input.output_types()
+            }
+            StreamPlan::TopN {
+                input, output_rank, ..
+            } => {
+                let mut t = input.output_types();
+                if *output_rank {
+                    t.push(DataType::Int64);
+                }
+                t
+            }
             StreamPlan::Project { exprs, .. } => exprs.iter().map(Expr::data_type).collect(),
             StreamPlan::HashAgg {
                 input,
@@ -236,12 +251,25 @@ impl StreamPlan {
                 format!("StreamHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?} }}")
             }
             StreamPlan::TopN {
+                group_key,
                 order,
+                rank,
+                limit,
+                offset,
+                ..
+            } if group_key.is_empty() && *rank == RankKind::RowNumber => format!(
+                "StreamTopN {{ order: {:?}, limit: {limit:?}, offset: {offset} }}",
+                order.iter().map(|k| k.column).collect::<Vec<_>>()
+            ),
+            StreamPlan::TopN {
+                group_key,
+                order,
+                rank,
                 limit,
                 offset,
                 ..
             } => format!(
-                "StreamTopN {{ order: {:?}, limit: {limit:?}, offset: {offset} }}",
+                "StreamGroupTopN {{ group_key: {group_key:?}, order: {:?}, rank: {rank:?}, limit: {limit:?}, offset: {offset} }}",
                 order.iter().map(|k| k.column).collect::<Vec<_>>()
             ),
             StreamPlan::Union { .. } => "StreamUnion".into(),

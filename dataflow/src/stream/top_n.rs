@@ -1,113 +1,184 @@
-//! Top-N: the first rows of the input by an order, maintained as the input changes.
+//! Top-N per group: the rows ranked `offset + 1 ..= offset + limit` in each group by an order,
+//! maintained as the input changes (`ORDER BY ... LIMIT` in a view has one group; `rank <= N`
+//! over `row_number()`/`rank()`/`dense_rank()` partitioned by the group key has many).
 //!
-//! Every input row is kept in a state table keyed by (order columns, stream key), so the
-//! current top rows are the first rows of the table. At each barrier where the input
-//! changed, the new top rows are compared with the ones emitted before and the difference
-//! is emitted.
+//! Every input row is kept in a state table keyed by (group key, order columns, stream key),
+//! distributed by the group key, so a group's rows in order are one prefix scan. The first
+//! change of a group in an epoch first reads the group's current top rows; at the barrier the
+//! group's new top rows are read and the difference is emitted. With `output_rank` each row
+//! carries its rank, so a row whose rank moves is retracted and inserted again.
+
+use std::collections::HashMap;
 
 use epoch_mvcc::StateStore;
+use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
 use super::{Message, MessageStream};
-use crate::batch::plan::SortKey;
+use crate::batch::plan::{RankKind, SortKey};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
 use crate::types::{DataType, Datum};
 use crate::{Error, Result};
 
-/// The layout of the rows: keyed by the order columns, then the input's stream key.
-pub(crate) fn top_n_desc(
-    table_id: u32,
-    types: &[DataType],
-    order: &[SortKey],
-    input_key: &[usize],
-) -> TableDesc {
-    let mut pk: Vec<usize> = order.iter().map(|k| k.column).collect();
-    let mut pk_orders: Vec<_> = order.iter().map(|k| k.order).collect();
-    for k in input_key {
+/// What a top-N keeps.
+#[derive(Clone, Debug)]
+pub(crate) struct TopNSpec {
+    /// The input's column types.
+    pub types: Vec<DataType>,
+    /// Group key columns (empty: one group).
+    pub group_key: Vec<usize>,
+    /// The order within a group.
+    pub order: Vec<SortKey>,
+    /// How ranks count ties.
+    pub rank: RankKind,
+    /// Ranks to skip.
+    pub offset: u64,
+    /// Ranks to keep after the skipped ones; all if `None`.
+    pub limit: Option<u64>,
+    /// Whether output rows end with their rank.
+    pub output_rank: bool,
+    /// The input's stream key (ties are broken by it).
+    pub input_key: Vec<usize>,
+    /// The state table of every input row.
+    pub state_table: u32,
+}
+
+/// The layout of the rows: keyed by the group key, the order columns, then the stream key.
+pub(crate) fn top_n_desc(spec: &TopNSpec) -> TableDesc {
+    let mut pk: Vec<usize> = spec.group_key.clone();
+    let mut pk_orders = vec![OrderType::ASC; pk.len()];
+    for k in &spec.order {
+        pk.push(k.column);
+        pk_orders.push(k.order);
+    }
+    for k in &spec.input_key {
         if !pk.contains(k) {
             pk.push(*k);
-            pk_orders.push(epoch_mvcc::memcomparable::OrderType::ASC);
+            pk_orders.push(OrderType::ASC);
         }
     }
     TableDesc {
-        table_id,
-        types: types.to_vec(),
+        table_id: spec.state_table,
+        types: spec.types.clone(),
         pk,
         pk_orders,
-        dist_key_in_pk: vec![],
+        dist_key_in_pk: (0..spec.group_key.len()).collect(),
     }
 }
 
+/// The kept rows of one group, in order, each with its rank when asked for.
 async fn top<S: StateStore>(
     table: &StateTable<S>,
-    limit: Option<u64>,
-    offset: u64,
+    spec: &TopNSpec,
+    group: &[Datum],
 ) -> Result<Vec<Vec<Datum>>> {
-    let end = limit.map_or(usize::MAX, |l| l.saturating_add(offset) as usize);
-    let mut rows = table.rows_with_prefix(&[], end).await?;
-    rows.drain(..(offset as usize).min(rows.len()));
-    Ok(rows)
+    let end = spec.limit.map(|l| l.saturating_add(spec.offset));
+    // Row numbers stop at the last kept row; ties may stretch ranks, so those read the group.
+    let read = match (spec.rank, end) {
+        (RankKind::RowNumber, Some(end)) => end as usize,
+        _ => usize::MAX,
+    };
+    let rows = table.rows_with_prefix(group, read).await?;
+    let order: Vec<usize> = spec.order.iter().map(|k| k.column).collect();
+    let mut kept = Vec::new();
+    let (mut rank, mut dense) = (0u64, 0u64);
+    for (i, row) in rows.iter().enumerate() {
+        let peer = i > 0 && order.iter().all(|c| rows[i - 1][*c] == row[*c]);
+        if !peer {
+            rank = i as u64 + 1;
+            dense += 1;
+        }
+        let r = match spec.rank {
+            RankKind::RowNumber => i as u64 + 1,
+            RankKind::Rank => rank,
+            RankKind::DenseRank => dense,
+        };
+        if end.is_some_and(|e| r > e) {
+            break;
+        }
+        if r > spec.offset {
+            let mut out = row.clone();
+            if spec.output_rank {
+                out.push(Datum::Int64(r as i64));
+            }
+            kept.push(out);
+        }
+    }
+    Ok(kept)
 }
 
-/// Keeps the rows of `input` ranked `offset..offset + limit` by `order`.
-#[allow(clippy::too_many_arguments)]
+/// A group's key values and the top rows it had before its first change in an epoch.
+type GroupBefore = (Vec<Datum>, Vec<Vec<Datum>>);
+
+/// Keeps the top rows of each group of `input`.
 pub(crate) fn top_n<S: StateStore>(
     job: u32,
     store: S,
     mut input: MessageStream,
-    types: Vec<DataType>,
-    order: Vec<SortKey>,
-    limit: Option<u64>,
-    offset: u64,
-    input_key: Vec<usize>,
-    state_table: u32,
+    spec: TopNSpec,
     cache_bytes: usize,
 ) -> MessageStream {
-    let desc = top_n_desc(state_table, &types, &order, &input_key);
-    let mut table = StateTable::new(desc, store, epoch_mvcc::Epoch(0), cache_bytes);
+    let mut table = StateTable::new(top_n_desc(&spec), store, epoch_mvcc::Epoch(0), cache_bytes);
+    let mut output_types = spec.types.clone();
+    if spec.output_rank {
+        output_types.push(DataType::Int64);
+    }
     Box::pin(async_stream::try_stream! {
         let mut first = true;
-        let mut emitted: Vec<Vec<Datum>> = Vec::new();
-        let mut dirty = false;
+        // The top rows each group changed this epoch had before its first change.
+        let mut before: HashMap<Vec<u8>, GroupBefore> = HashMap::new();
         while let Some(message) = input.next().await {
             match message? {
                 Message::Chunk(chunk) => {
                     if first {
                         Err(Error::Internal("a job's first message must be a barrier".into()))?;
                     }
-                    table.write_chunk(&chunk);
-                    dirty = true;
+                    for (r, op) in chunk.ops().iter().enumerate() {
+                        let row = chunk.row(r);
+                        let group: Vec<Datum> =
+                            spec.group_key.iter().map(|k| row[*k].clone()).collect();
+                        let mut encoded = Vec::new();
+                        for d in &group {
+                            memcomparable::encode_datum(&mut encoded, &d.to_key(), OrderType::ASC);
+                        }
+                        if let std::collections::hash_map::Entry::Vacant(slot) = before.entry(encoded) {
+                            let old = top(&table, &spec, &group).await?;
+                            slot.insert((group, old));
+                        }
+                        if op.is_insert() {
+                            table.insert(row);
+                        } else {
+                            table.delete(row);
+                        }
+                    }
                 }
                 Message::Barrier(barrier) => {
                     if first {
                         first = false;
                         table.init_epoch(barrier.epoch.curr);
-                        emitted = top(&table, limit, offset).await?;
                     } else {
-                        if dirty {
-                            dirty = false;
-                            let now = top(&table, limit, offset).await?;
-                            let mut ops = Vec::new();
-                            let mut rows = Vec::new();
-                            for old in emitted.iter().filter(|r| !now.contains(r)) {
+                        let mut ops = Vec::new();
+                        let mut rows = Vec::new();
+                        for (_, (group, old)) in before.drain() {
+                            let new = top(&table, &spec, &group).await?;
+                            for gone in old.iter().filter(|r| !new.contains(r)) {
                                 ops.push(Op::Delete);
-                                rows.push(old.clone());
+                                rows.push(gone.clone());
                             }
-                            for new in now.iter().filter(|r| !emitted.contains(r)) {
+                            for came in new.iter().filter(|r| !old.contains(r)) {
                                 ops.push(Op::Insert);
-                                rows.push(new.clone());
+                                rows.push(came.clone());
                             }
-                            emitted = now;
-                            if !rows.is_empty() {
-                                let data = batch_of(
-                                    schema_of(&types),
-                                    columns_from_rows(&rows, &types),
-                                    rows.len(),
-                                )?;
-                                yield Message::Chunk(StreamChunk::new(ops, data));
-                            }
+                        }
+                        if !rows.is_empty() {
+                            let data = batch_of(
+                                schema_of(&output_types),
+                                columns_from_rows(&rows, &output_types),
+                                rows.len(),
+                            )?;
+                            yield Message::Chunk(StreamChunk::new(ops, data));
                         }
                         table.commit(barrier.epoch.curr).await?;
                     }

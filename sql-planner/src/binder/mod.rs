@@ -29,6 +29,8 @@ pub(crate) struct Binder<'c> {
     params: Params,
     /// Subqueries unnested so far (numbers their hidden columns).
     subqueries: usize,
+    /// Window functions bound so far (numbers their hidden columns).
+    windows: usize,
 }
 
 /// `(schema, name)` of a possibly qualified name; unqualified names are in the default schema.
@@ -58,6 +60,7 @@ impl<'c> Binder<'c> {
             catalog,
             ctes: Vec::new(),
             subqueries: 0,
+            windows: 0,
             params: Params {
                 visible_tables: catalog
                     .tables()

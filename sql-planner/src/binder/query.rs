@@ -1,6 +1,6 @@
 //! Binding queries into batch plans.
 
-use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey};
+use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, RankKind, SortKey};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::func::Func;
 use dataflow::types::{DataType, Datum};
@@ -419,6 +419,106 @@ impl Binder<'_> {
                 Scope::default(),
             )
         }))
+    }
+
+    /// A ranking window function of the select list: an `OverWindow` over `plan` adding its
+    /// value as a hidden column, which the returned expression names.
+    fn bind_window(
+        &mut self,
+        f: &ast::Function,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let name = f.name.to_string().to_lowercase();
+        let kind = match name.as_str() {
+            "row_number" => RankKind::RowNumber,
+            "rank" => RankKind::Rank,
+            "dense_rank" => RankKind::DenseRank,
+            _ => {
+                return Err(PlanError::NotSupported(format!(
+                    "window function {name} (row_number, rank and dense_rank are)"
+                )));
+            }
+        };
+        if !matches!(&f.args, ast::FunctionArguments::List(l) if l.args.is_empty())
+            && !matches!(f.args, ast::FunctionArguments::None)
+        {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {name} takes no arguments"
+            )));
+        }
+        let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
+            return Err(PlanError::NotSupported("named windows".into()));
+        };
+        // Partition and order expressions become (hidden) columns of the input.
+        let width = scope.columns.len();
+        let mut exprs: Vec<Expr> = (0..width)
+            .map(|i| Expr::column(i, scope.columns[i].ty))
+            .collect();
+        let column_of = |e: Expr, exprs: &mut Vec<Expr>| -> usize {
+            match e {
+                Expr::Column { index, .. } => index,
+                other => {
+                    exprs.push(other);
+                    exprs.len() - 1
+                }
+            }
+        };
+        let mut partition_by = Vec::new();
+        for p in &spec.partition_by {
+            let e = ExprBinder::bind_plain(scope, &self.params, p)?;
+            partition_by.push(column_of(e, &mut exprs));
+        }
+        let mut order_by = Vec::new();
+        for o in &spec.order_by {
+            let e = ExprBinder::bind_plain(scope, &self.params, &o.expr)?;
+            order_by.push(SortKey {
+                column: column_of(e, &mut exprs),
+                order: order_type(&o.options),
+            });
+        }
+        self.windows += 1;
+        let n = self.windows;
+        let computed: Vec<DataType> = exprs[width..].iter().map(Expr::data_type).collect();
+        let input = std::mem::replace(
+            plan,
+            BatchPlan::Values {
+                rows: vec![],
+                types: vec![],
+            },
+        );
+        let input = if computed.is_empty() {
+            input
+        } else {
+            BatchPlan::Project {
+                input: Box::new(input),
+                exprs,
+            }
+        };
+        *plan = BatchPlan::OverWindow {
+            input: Box::new(input),
+            partition_by,
+            order_by,
+            calls: vec![kind],
+        };
+        let hidden = |name: String, ty| ScopeColumn {
+            table: None,
+            name,
+            ty,
+            hidden: true,
+            outer: false,
+        };
+        for (i, ty) in computed.into_iter().enumerate() {
+            scope
+                .columns
+                .push(hidden(format!("__window{n}_key{i}"), ty));
+        }
+        scope
+            .columns
+            .push(hidden(format!("__window{n}"), DataType::Int64));
+        Ok(ast::Expr::Identifier(ast::Ident::new(format!(
+            "__window{n}"
+        ))))
     }
 
     /// `TUMBLE(relation, time_col, size)` and `HOP(relation, time_col, slide, size)`: the
@@ -1001,6 +1101,11 @@ impl Binder<'_> {
                 }
             };
             *e = self.unnest_subqueries(e, &mut plan, &mut scope)?;
+            if let ast::Expr::Function(f) = e
+                && f.over.is_some()
+            {
+                *e = self.bind_window(f, &mut plan, &mut scope)?;
+            }
         }
         let scope = scope;
         if let Some(selection) = &selection {
