@@ -491,3 +491,25 @@ async fn ranking_window_functions() {
     .await;
     assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
 }
+
+#[tokio::test]
+async fn fetch_first_rows() {
+    let (store, tables) = setup().await;
+    // names: a, b, a, c — the first two by name tie at 'a'.
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id FROM t ORDER BY name FETCH FIRST 1 ROWS WITH TIES",
+    )
+    .await;
+    let mut ids: Vec<Datum> = rows.into_iter().map(|r| r[0].clone()).collect();
+    ids.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(ids, vec![i(1), i(3)]);
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id FROM t ORDER BY id FETCH FIRST 2 ROWS ONLY",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
+}

@@ -154,6 +154,69 @@ fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
     })
 }
 
+/// `FETCH FIRST n ROWS ONLY` (a limit) or `... WITH TIES`: the rows ranked at most `n` by the
+/// query's order, ties included.
+fn fetch_first(plan: BatchPlan, fetch: &ast::Fetch) -> PlanResult<BatchPlan> {
+    if fetch.percent {
+        return Err(PlanError::NotSupported("FETCH FIRST ... PERCENT".into()));
+    }
+    let n = fetch
+        .quantity
+        .as_ref()
+        .map(|q| const_u64(q, "FETCH FIRST"))
+        .transpose()?
+        .unwrap_or(1);
+    if !fetch.with_ties {
+        return Ok(BatchPlan::Limit {
+            input: Box::new(plan),
+            limit: Some(n),
+            offset: 0,
+        });
+    }
+    let (input, keys) = match plan {
+        BatchPlan::Sort { input, keys } => (input, keys),
+        // Ordered by columns the query does not output, projected away after the sort.
+        BatchPlan::Project { input, exprs } if matches!(*input, BatchPlan::Sort { .. }) => {
+            return Ok(BatchPlan::Project {
+                input: Box::new(fetch_first(*input, fetch)?),
+                exprs,
+            });
+        }
+        _ => {
+            return Err(PlanError::Syntax(
+                "WITH TIES cannot be specified without ORDER BY clause".into(),
+            ));
+        }
+    };
+    let types = input.output_types();
+    let ranked = BatchPlan::OverWindow {
+        input,
+        partition_by: vec![],
+        order_by: keys.clone(),
+        calls: vec![RankKind::Rank],
+    };
+    let rank = Expr::column(types.len(), DataType::Int64);
+    let top = BatchPlan::Filter {
+        input: Box::new(ranked),
+        predicate: Expr::binary(
+            BinaryOp::LtEq,
+            rank,
+            Expr::literal(Datum::Int64(n as i64), DataType::Int64),
+        ),
+    };
+    Ok(BatchPlan::Sort {
+        input: Box::new(BatchPlan::Project {
+            input: Box::new(top),
+            exprs: types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Expr::column(i, *t))
+                .collect(),
+        }),
+        keys,
+    })
+}
+
 /// `AS name(a, b, ...)`: the relation's columns get `name` as qualifier and the leading ones
 /// the listed names.
 fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
@@ -271,6 +334,9 @@ impl Binder<'_> {
                 limit,
                 offset,
             };
+        }
+        if let Some(fetch) = &q.fetch {
+            bound.plan = fetch_first(bound.plan, fetch)?;
         }
         Ok(bound)
     }
