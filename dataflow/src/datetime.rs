@@ -152,6 +152,20 @@ pub(crate) fn interval_mul(months: i32, days: i32, nanos: i64, factor: f64) -> R
     })
 }
 
+/// `a + b` of two intervals (`negate`: `a - b`), field by field.
+pub(crate) fn interval_add(a: (i32, i32, i64), b: (i32, i32, i64), negate: bool) -> Result<Datum> {
+    let overflow = || Error::OutOfRange("interval".into());
+    let sign = if negate { -1 } else { 1 };
+    Ok(Datum::Interval {
+        months: a.0.checked_add(sign * b.0).ok_or_else(overflow)?,
+        days: a.1.checked_add(sign * b.1).ok_or_else(overflow)?,
+        nanos: a
+            .2
+            .checked_add(i64::from(sign) * b.2)
+            .ok_or_else(overflow)?,
+    })
+}
+
 /// `date + days`.
 pub(crate) fn add_days(date: i32, days: i32) -> Result<i32> {
     date.checked_add(days)

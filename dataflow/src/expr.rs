@@ -187,15 +187,11 @@ impl Expr {
         }
     }
 
-    /// The same expression over other input positions: column `i` becomes column `f(i)`.
-    pub fn map_columns(self, f: &impl Fn(usize) -> usize) -> Expr {
-        let map = |e: Box<Expr>| Box::new(e.map_columns(f));
+    /// The same node over `f` of each direct sub-expression.
+    pub fn map_children(self, f: &mut impl FnMut(Expr) -> Expr) -> Expr {
+        let mut map = |e: Box<Expr>| Box::new(f(*e));
         match self {
-            Expr::Column { index, ty } => Expr::Column {
-                index: f(index),
-                ty,
-            },
-            Expr::Literal { .. } => self,
+            Expr::Column { .. } | Expr::Literal { .. } => self,
             Expr::Binary { op, left, right } => Expr::Binary {
                 op,
                 left: map(left),
@@ -214,23 +210,62 @@ impl Expr {
                 otherwise,
                 ty,
             } => Expr::Case {
-                branches: branches
-                    .into_iter()
-                    .map(|(c, v)| (c.map_columns(f), v.map_columns(f)))
-                    .collect(),
-                otherwise: otherwise.map(map),
+                branches: branches.into_iter().map(|(c, v)| (f(c), f(v))).collect(),
+                otherwise: otherwise.map(|e| Box::new(f(*e))),
                 ty,
             },
             Expr::Coalesce { args, ty } => Expr::Coalesce {
-                args: args.into_iter().map(|a| a.map_columns(f)).collect(),
+                args: args.into_iter().map(&mut *f).collect(),
                 ty,
             },
             Expr::Func { func, args, ty } => Expr::Func {
                 func,
-                args: args.into_iter().map(|a| a.map_columns(f)).collect(),
+                args: args.into_iter().map(f).collect(),
                 ty,
             },
         }
+    }
+
+    /// The same expression over other input positions: column `i` becomes column `f(i)`.
+    pub fn map_columns(self, f: &impl Fn(usize) -> usize) -> Expr {
+        match self {
+            Expr::Column { index, ty } => Expr::Column {
+                index: f(index),
+                ty,
+            },
+            other => other.map_children(&mut |e| e.map_columns(f)),
+        }
+    }
+
+    /// The expression with every column `i` replaced by `columns[i]`.
+    pub fn substitute(self, columns: &[Expr]) -> Expr {
+        match self {
+            Expr::Column { index, .. } => columns[index].clone(),
+            other => other.map_children(&mut |e| e.substitute(columns)),
+        }
+    }
+
+    /// The conjuncts of a predicate: `a AND (b AND c)` gives `a`, `b`, `c`.
+    pub fn conjuncts(self) -> Vec<Expr> {
+        match self {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
+                let mut out = left.conjuncts();
+                out.extend(right.conjuncts());
+                out
+            }
+            other => vec![other],
+        }
+    }
+
+    /// The conjunction of `predicates` (`None` for none).
+    pub fn and_all(predicates: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+        predicates
+            .into_iter()
+            .reduce(|a, b| Expr::binary(BinaryOp::And, a, b))
     }
 
     /// The direct sub-expressions.
@@ -293,49 +328,6 @@ impl Expr {
                 ..
             }
         ) || self.children().into_iter().any(Expr::reads_clock)
-    }
-
-    /// The expression with every column `i` replaced by `columns[i]`.
-    pub fn substitute(self, columns: &[Expr]) -> Expr {
-        let sub = |e: Box<Expr>| Box::new(e.substitute(columns));
-        match self {
-            Expr::Column { index, .. } => columns[index].clone(),
-            Expr::Literal { .. } => self,
-            Expr::Binary { op, left, right } => Expr::Binary {
-                op,
-                left: sub(left),
-                right: sub(right),
-            },
-            Expr::Not(e) => Expr::Not(sub(e)),
-            Expr::Negate(e) => Expr::Negate(sub(e)),
-            Expr::IsNull(e) => Expr::IsNull(sub(e)),
-            Expr::IsNotNull(e) => Expr::IsNotNull(sub(e)),
-            Expr::Cast { expr, to } => Expr::Cast {
-                expr: sub(expr),
-                to,
-            },
-            Expr::Case {
-                branches,
-                otherwise,
-                ty,
-            } => Expr::Case {
-                branches: branches
-                    .into_iter()
-                    .map(|(c, v)| (c.substitute(columns), v.substitute(columns)))
-                    .collect(),
-                otherwise: otherwise.map(sub),
-                ty,
-            },
-            Expr::Coalesce { args, ty } => Expr::Coalesce {
-                args: args.into_iter().map(|a| a.substitute(columns)).collect(),
-                ty,
-            },
-            Expr::Func { func, args, ty } => Expr::Func {
-                func,
-                args: args.into_iter().map(|a| a.substitute(columns)).collect(),
-                ty,
-            },
-        }
     }
 
     /// The type of the result.

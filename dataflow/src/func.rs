@@ -104,7 +104,7 @@ fn each_row(
     Ok(array_from_datums(ty, out.iter()))
 }
 
-fn interval_parts(d: &Datum) -> (i32, i32, i64) {
+pub(crate) fn interval_parts(d: &Datum) -> (i32, i32, i64) {
     match d {
         Datum::Interval {
             months,
@@ -147,13 +147,7 @@ fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef
                 Some(Datum::Timestamp(b) | Datum::Timestamptz(b)),
             ) => datetime::timestamp_diff(*a, *b),
             (Func::IntervalAdd, a, Some(b)) => {
-                let ((m1, d1, n1), (m2, d2, n2)) = (interval_parts(a), interval_parts(b));
-                let overflow = || Error::OutOfRange("interval".into());
-                Datum::Interval {
-                    months: m1.checked_add(m2).ok_or_else(overflow)?,
-                    days: d1.checked_add(d2).ok_or_else(overflow)?,
-                    nanos: n1.checked_add(n2).ok_or_else(overflow)?,
-                }
+                datetime::interval_add(interval_parts(a), interval_parts(b), false)?
             }
             (Func::IntervalMul, i, Some(Datum::Float64(f))) => {
                 let (m, d, n) = interval_parts(i);

@@ -35,76 +35,20 @@ pub(crate) fn fold(e: Expr) -> Expr {
         }
         return e;
     }
-    fold_children(e)
-}
-
-fn fold_children(e: Expr) -> Expr {
-    let f = |e: Box<Expr>| Box::new(fold(*e));
-    match e {
-        Expr::Binary { op, left, right } => Expr::Binary {
-            op,
-            left: f(left),
-            right: f(right),
-        },
-        Expr::Not(e) => Expr::Not(f(e)),
-        Expr::Negate(e) => Expr::Negate(f(e)),
-        Expr::IsNull(e) => Expr::IsNull(f(e)),
-        Expr::IsNotNull(e) => Expr::IsNotNull(f(e)),
-        Expr::Cast { expr, to } => Expr::Cast { expr: f(expr), to },
-        Expr::Case {
-            branches,
-            otherwise,
-            ty,
-        } => Expr::Case {
-            branches: branches
-                .into_iter()
-                .map(|(c, v)| (fold(c), fold(v)))
-                .collect(),
-            otherwise: otherwise.map(f),
-            ty,
-        },
-        Expr::Coalesce { args, ty } => Expr::Coalesce {
-            args: args.into_iter().map(fold).collect(),
-            ty,
-        },
-        Expr::Func { func, args, ty } => Expr::Func {
-            func,
-            args: args.into_iter().map(fold).collect(),
-            ty,
-        },
-        leaf @ (Expr::Column { .. } | Expr::Literal { .. }) => leaf,
-    }
+    e.map_children(&mut fold)
 }
 
 /// The conjuncts of `e`, folded; `true` conjuncts are dropped.
 fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            conjuncts(*left, out);
-            conjuncts(*right, out);
-        }
-        other => match fold(other) {
+    for c in e.conjuncts() {
+        match fold(c) {
             Expr::Literal {
                 value: Datum::Bool(true),
                 ..
             } => {}
             folded => out.push(folded),
-        },
+        }
     }
-}
-
-fn and_all(mut preds: Vec<Expr>) -> Option<Expr> {
-    let first = preds.pop()?;
-    Some(
-        preds
-            .into_iter()
-            .rev()
-            .fold(first, |acc, p| Expr::binary(BinaryOp::And, p, acc)),
-    )
 }
 
 /// Whether the predicate can never be true (a constant false or NULL).
@@ -126,7 +70,7 @@ fn filtered(plan: BatchPlan, preds: Vec<Expr>) -> BatchPlan {
             types: plan.output_types(),
         };
     }
-    match and_all(preds) {
+    match Expr::and_all(preds) {
         Some(predicate) => BatchPlan::Filter {
             input: Box::new(plan),
             predicate,
@@ -367,7 +311,7 @@ fn push_into_join(
             kind,
             left_keys,
             right_keys,
-            condition: and_all(condition),
+            condition: Expr::and_all(condition),
         },
         above,
     )

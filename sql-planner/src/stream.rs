@@ -405,8 +405,7 @@ impl Planner {
             return Err(unsupported());
         };
         let rank_column = input.output_types().len();
-        let mut conjuncts = Vec::new();
-        split_conjuncts(predicate, &mut conjuncts);
+        let conjuncts = predicate.conjuncts();
         let (mut offset, mut max, mut rest) = (0u64, None::<u64>, Vec::new());
         for c in conjuncts {
             match rank_bound(&c, rank_column) {
@@ -535,20 +534,6 @@ impl Planner {
             dist: Dist::Hash(key),
             width,
         })
-    }
-}
-
-fn split_conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            split_conjuncts(*left, out);
-            split_conjuncts(*right, out);
-        }
-        other => out.push(other),
     }
 }
 

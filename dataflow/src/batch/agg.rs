@@ -105,24 +105,11 @@ pub(crate) fn accumulate(acc: &Datum, value: &Datum, negate: bool, ty: DataType)
                 a.checked_add(v)?
             })
         }
-        DataType::Interval => {
-            let parts = |d: &Datum| match d {
-                Datum::Interval {
-                    months,
-                    days,
-                    nanos,
-                } => (*months, *days, *nanos),
-                _ => (0, 0, 0),
-            };
-            let ((m1, d1, n1), (m2, d2, n2)) = (parts(acc), parts(value));
-            let sign = if negate { -1 } else { 1 };
-            let overflow = || Error::OutOfRange("interval".into());
-            Datum::Interval {
-                months: m1.checked_add(sign * m2).ok_or_else(overflow)?,
-                days: d1.checked_add(sign * d2).ok_or_else(overflow)?,
-                nanos: n1.checked_add(i64::from(sign) * n2).ok_or_else(overflow)?,
-            }
-        }
+        DataType::Interval => crate::datetime::interval_add(
+            crate::func::interval_parts(acc),
+            crate::func::interval_parts(value),
+            negate,
+        )?,
         _ => {
             let v = as_i64(value);
             Datum::Int64(

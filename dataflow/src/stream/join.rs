@@ -72,6 +72,26 @@ impl<S: StateStore> Side<S> {
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
     }
 
+    /// Applies an insert or delete of `row` (join key `key`, primary key columns `pk`) to the
+    /// state and the cached rows of its key.
+    async fn store(
+        &mut self,
+        key: &[Datum],
+        pk: &[usize],
+        insert: bool,
+        row: Vec<Datum>,
+    ) -> Result<()> {
+        let rows = self.rows(key).await?;
+        rows.retain(|r| !same_row(pk, r, &row));
+        if insert {
+            rows.push(row.clone());
+            self.table.insert(row);
+        } else {
+            self.table.delete(row);
+        }
+        Ok(())
+    }
+
     fn padding(&self) -> Vec<Datum> {
         vec![Datum::Null; self.types.len()]
     }
@@ -186,16 +206,7 @@ impl<S: StateStore> HashJoin<S> {
                     }
                 }
             }
-            let side = &mut self.sides[s];
-            let rows = side.rows(&key).await?;
-            rows.retain(|r| !same_row(&pk, r, &row));
-            if insert {
-                rows.push(row.clone());
-                side.table.insert(row);
-            } else {
-                side.table.delete(row);
-            }
-            return Ok(());
+            return self.sides[s].store(&key, &pk, insert, row).await;
         }
         for other in &matches {
             let lonely = self.sides[o].outer && {
@@ -223,16 +234,7 @@ impl<S: StateStore> HashJoin<S> {
             out.0.push(if insert { Op::Insert } else { Op::Delete });
             out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
         }
-        let side = &mut self.sides[s];
-        let rows = side.rows(&key).await?;
-        rows.retain(|r| !same_row(&pk, r, &row));
-        if insert {
-            rows.push(row.clone());
-            side.table.insert(row);
-        } else {
-            side.table.delete(row);
-        }
-        Ok(())
+        self.sides[s].store(&key, &pk, insert, row).await
     }
 
     async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {

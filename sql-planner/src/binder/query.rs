@@ -90,31 +90,6 @@ fn column_name(e: &ast::Expr) -> String {
     }
 }
 
-fn split_conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            split_conjuncts(*left, out);
-            split_conjuncts(*right, out);
-        }
-        other => out.push(other),
-    }
-}
-
-fn and_all(mut exprs: Vec<Expr>) -> Option<Expr> {
-    let first = exprs.pop()?;
-    Some(
-        exprs
-            .into_iter()
-            .rev()
-            .fold(first, |acc, e| Expr::binary(BinaryOp::And, e, acc)),
-    )
-}
-
-/// Projects `plan`'s output to `types` (casting where they differ).
 /// The query's output reduced to `columns`, in that order.
 fn keep_columns(q: BoundQuery, columns: impl Iterator<Item = usize>) -> BoundQuery {
     let columns: Vec<usize> = columns.collect();
@@ -137,6 +112,7 @@ fn keep_columns(q: BoundQuery, columns: impl Iterator<Item = usize>) -> BoundQue
     }
 }
 
+/// Projects `plan`'s output to `types` (casting where they differ).
 fn project_to(plan: BatchPlan, types: &[DataType]) -> PlanResult<BatchPlan> {
     let current = plan.output_types();
     if current == types {
@@ -985,9 +961,7 @@ impl Binder<'_> {
         match constraint {
             ast::JoinConstraint::On(on) => {
                 let cond = ExprBinder::bind_plain(&scope, &self.params, on)?;
-                let mut conjuncts = Vec::new();
-                split_conjuncts(cond, &mut conjuncts);
-                for c in conjuncts {
+                for c in cond.conjuncts() {
                     match &c {
                         Expr::Binary {
                             op: BinaryOp::Eq,
@@ -1034,7 +1008,7 @@ impl Binder<'_> {
             kind,
             left_keys,
             right_keys,
-            condition: and_all(rest),
+            condition: Expr::and_all(rest),
         };
         Ok((plan, scope))
     }

@@ -204,9 +204,7 @@ impl Binder<'_> {
             },
             left_keys: vec![],
             right_keys: vec![],
-            condition: condition
-                .into_iter()
-                .reduce(|a, b| Expr::binary(BinaryOp::And, a, b)),
+            condition: Expr::and_all(condition),
         };
         Ok(true)
     }
