@@ -161,41 +161,31 @@ impl Planner {
                     width,
                 }
             }
-            BatchPlan::Filter { input, predicate }
-                if matches!(*input, BatchPlan::OverWindow { .. }) =>
-            {
-                let BatchPlan::OverWindow {
-                    input,
-                    partition_by,
-                    order_by,
-                    calls,
-                } = *input
-                else {
-                    unreachable!("matched above")
-                };
-                self.group_top_n(*input, partition_by, order_by, calls, predicate)?
-            }
-            // The same below a projection choosing columns (as pruning leaves it).
-            BatchPlan::Filter { input, predicate }
-                if matches!(&*input, BatchPlan::Project { input, exprs }
-                    if matches!(**input, BatchPlan::OverWindow { .. })
-                        && exprs.iter().all(|e| matches!(e, Expr::Column { .. }))) =>
-            {
-                let BatchPlan::Project { input, exprs } = *input else {
-                    unreachable!("matched above")
+            // A filter on ranks, possibly below a projection choosing columns (as pruning
+            // leaves it).
+            BatchPlan::Filter { input, predicate } if is_ranking(&input) => {
+                let (over, exprs) = match *input {
+                    BatchPlan::Project { input, exprs } => (*input, Some(exprs)),
+                    over => (over, None),
                 };
                 let BatchPlan::OverWindow {
                     input,
                     partition_by,
                     order_by,
                     calls,
-                } = *input
+                } = over
                 else {
-                    unreachable!("matched above")
+                    unreachable!("is_ranking checked it")
                 };
-                let predicate = predicate.substitute(&exprs);
+                let predicate = match &exprs {
+                    Some(exprs) => predicate.substitute(exprs),
+                    None => predicate,
+                };
                 let top = self.group_top_n(*input, partition_by, order_by, calls, predicate)?;
-                self.project(top, exprs)
+                match exprs {
+                    Some(exprs) => self.project(top, exprs),
+                    None => top,
+                }
             }
             BatchPlan::Filter { input, predicate } => {
                 no_clock([&predicate])?;
@@ -276,28 +266,7 @@ impl Planner {
                 let condition =
                     condition.map(|c| c.map_columns(&|i| if i < lw { i } else { i + lall - lw }));
                 let single = left.dist == Dist::Single;
-                if !kind.outputs_right() {
-                    // Semi and anti joins pass left rows on: the left side's columns, keyed by
-                    // the join key (their distribution) and the left stream key.
-                    let mut key = left_keys.clone();
-                    key.extend(left.key.iter().filter(|c| !left_keys.contains(c)));
-                    return Ok(Node {
-                        plan: StreamPlan::HashJoin {
-                            left_stream_key: left.key.clone(),
-                            right_stream_key: right.key.clone(),
-                            left: Box::new(left.plan),
-                            right: Box::new(right.plan),
-                            kind,
-                            left_keys,
-                            right_keys,
-                            condition,
-                            tables: [self.table_id(), self.table_id()],
-                        },
-                        key,
-                        dist: if single { Dist::Single } else { Dist::Any },
-                        width: lw,
-                    });
-                }
+                let dist = if single { Dist::Single } else { Dist::Any };
                 let mut key: Vec<usize> = Vec::new();
                 let mut add = |c: usize| {
                     if !key.contains(&c) {
@@ -305,10 +274,12 @@ impl Planner {
                     }
                 };
                 left_keys.iter().chain(&left.key).for_each(|c| add(*c));
-                right_keys
-                    .iter()
-                    .chain(&right.key)
-                    .for_each(|c| add(c + lall));
+                if kind.outputs_right() {
+                    right_keys
+                        .iter()
+                        .chain(&right.key)
+                        .for_each(|c| add(c + lall));
+                }
                 let joined = StreamPlan::HashJoin {
                     left_stream_key: left.key.clone(),
                     right_stream_key: right.key.clone(),
@@ -320,6 +291,16 @@ impl Planner {
                     condition,
                     tables: [self.table_id(), self.table_id()],
                 };
+                if !kind.outputs_right() {
+                    // Semi and anti joins pass the left side's columns on, keyed by the join key
+                    // (their distribution) and the left stream key.
+                    return Ok(Node {
+                        plan: joined,
+                        key,
+                        dist,
+                        width: lw,
+                    });
+                }
                 let types = joined.output_types();
                 // Reorder to the query's columns first: left's, right's, then the extras.
                 let order: Vec<usize> = (0..lw)
@@ -334,7 +315,7 @@ impl Planner {
                         exprs: order.iter().map(|c| Expr::column(*c, types[*c])).collect(),
                     },
                     key: key.iter().map(|c| new_pos(*c)).collect(),
-                    dist: if single { Dist::Single } else { Dist::Any },
+                    dist,
                     width: lw + rw,
                 }
             }
@@ -534,6 +515,18 @@ impl Planner {
             dist: Dist::Hash(key),
             width,
         })
+    }
+}
+
+/// Whether `plan` is window functions, or a projection choosing some of their columns.
+fn is_ranking(plan: &BatchPlan) -> bool {
+    match plan {
+        BatchPlan::OverWindow { .. } => true,
+        BatchPlan::Project { input, exprs } => {
+            matches!(**input, BatchPlan::OverWindow { .. })
+                && exprs.iter().all(|e| matches!(e, Expr::Column { .. }))
+        }
+        _ => false,
     }
 }
 

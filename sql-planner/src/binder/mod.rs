@@ -101,43 +101,23 @@ impl<'c> Binder<'c> {
 
     /// The plan of `stmt`, optimized (see [`crate::optimizer`]).
     pub(crate) fn bind_statement(&mut self, stmt: &Statement) -> PlanResult<Plan> {
-        use crate::optimizer::optimize;
-        Ok(match self.bind_unoptimized(stmt)? {
-            Plan::Query { plan, columns } => Plan::Query {
-                plan: optimize(plan),
-                columns,
-            },
-            Plan::Insert { table, source } => Plan::Insert {
-                table,
-                source: optimize(source),
-            },
-            Plan::Delete { table, rows } => Plan::Delete {
-                table,
-                rows: optimize(rows),
-            },
-            Plan::Update { table, rows } => Plan::Update {
-                table,
-                rows: optimize(rows),
-            },
-            Plan::CreateView {
-                schema,
-                name,
-                query,
-                columns,
-                if_not_exists,
-                definition,
-                index,
-            } => Plan::CreateView {
-                schema,
-                name,
-                query: optimize(query),
-                columns,
-                if_not_exists,
-                definition,
-                index,
-            },
-            other => other,
-        })
+        let mut plan = self.bind_unoptimized(stmt)?;
+        if let Plan::Query { plan: p, .. }
+        | Plan::Insert { source: p, .. }
+        | Plan::Delete { rows: p, .. }
+        | Plan::Update { rows: p, .. }
+        | Plan::CreateView { query: p, .. } = &mut plan
+        {
+            let unoptimized = std::mem::replace(
+                p,
+                BatchPlan::Values {
+                    rows: vec![],
+                    types: vec![],
+                },
+            );
+            *p = crate::optimizer::optimize(unoptimized);
+        }
+        Ok(plan)
     }
 
     fn bind_unoptimized(&mut self, stmt: &Statement) -> PlanResult<Plan> {
