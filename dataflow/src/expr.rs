@@ -14,7 +14,7 @@ use arrow::compute::{CastOptions, cast_with_options, is_not_null, is_null};
 use arrow::datatypes::{Float32Type, Float64Type};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DataType, Datum, Decimal};
+use crate::types::{DataType, Datum, Decimal, array_from_datums};
 use crate::{Error, Result};
 
 /// Binary operators.
@@ -448,6 +448,14 @@ fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) ->
     if operand == DataType::Decimal {
         return decimal_binary(op, &expand(l, rows)?, &expand(r, rows)?);
     }
+    // Arrays compare as their key bytes do (element by element); the operand type given for
+    // those bytes only matters to arithmetic.
+    if operand.element().is_some() {
+        let key = |v: &Value| -> Result<Value> {
+            Ok(Value::Array(crate::batch::sortable(&expand(v, rows)?)))
+        };
+        return binary(op, &key(l)?, &key(r)?, DataType::Varchar, rows);
+    }
     let (ld, rd) = (l.datum(), r.datum());
     let (ld, rd) = (ld.as_ref(), rd.as_ref());
     Ok(match op {
@@ -660,6 +668,50 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
     }
     if from == DataType::Decimal || to == DataType::Decimal {
         return cast_decimal(array, from, to);
+    }
+    match (from, to) {
+        (DataType::List(a), DataType::List(b)) => {
+            let list = array.as_list::<i32>();
+            return Ok(Arc::new(arrow::array::ListArray::new(
+                Arc::new(arrow::datatypes::Field::new_list_field(
+                    b.get().to_arrow(),
+                    true,
+                )),
+                list.offsets().clone(),
+                cast(list.values(), a.get(), b.get())?,
+                list.nulls().cloned(),
+            )));
+        }
+        (DataType::Varchar, DataType::List(e)) => {
+            let parsed = array
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map_or(Ok(Datum::Null), |s| crate::text::parse_array(s, e.get())))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(array_from_datums(to, parsed.iter()));
+        }
+        (DataType::List(_), _) | (_, DataType::List(_)) if to != DataType::Varchar => {
+            return Err(Error::InvalidInput(format!("cannot cast {from} to {to}")));
+        }
+        // PostgreSQL's text forms, where Arrow's differ.
+        (
+            DataType::Float32
+            | DataType::Float64
+            | DataType::Date
+            | DataType::Time
+            | DataType::Timestamp
+            | DataType::Timestamptz
+            | DataType::Interval
+            | DataType::List(_),
+            DataType::Varchar,
+        ) => {
+            return Ok(Arc::new(
+                (0..array.len())
+                    .map(|i| Datum::from_array(array.as_ref(), i).to_text())
+                    .collect::<arrow::array::StringArray>(),
+            ));
+        }
+        _ => {}
     }
     let options = CastOptions {
         safe: false,

@@ -56,6 +56,30 @@ pub enum Func {
     /// timestamp(tz): windows start at 1970-01-01 00:00 plus the offset (microseconds, the
     /// third argument) plus whole sizes.
     WindowStart,
+    /// `ARRAY[a, b, ...]`.
+    ArrayConstruct,
+    /// `a[i]` (from 1; NULL outside the array).
+    ArrayAccess,
+    /// `a || b` of two arrays.
+    ArrayCat,
+    /// `a || x`: `x` appended.
+    ArrayAppend,
+    /// `x || a`: `x` prepended.
+    ArrayPrepend,
+    /// `array_length(a, dim)`.
+    ArrayLength,
+    /// `array_upper(a, dim)`.
+    ArrayUpper,
+    /// `array_lower(a, dim)`.
+    ArrayLower,
+    /// `cardinality(a)`: elements of every dimension.
+    Cardinality,
+    /// `array_to_string(a, sep [, null_text])`.
+    ArrayToString,
+    /// `x op ANY (a)`.
+    ArrayAny(crate::expr::BinaryOp),
+    /// `x op ALL (a)`.
+    ArrayAll(crate::expr::BinaryOp),
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -198,6 +222,23 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::WindowStart
     ) {
         return eval_datetime(func, args, ty);
+    }
+    if matches!(
+        func,
+        Func::ArrayConstruct
+            | Func::ArrayAccess
+            | Func::ArrayCat
+            | Func::ArrayAppend
+            | Func::ArrayPrepend
+            | Func::ArrayLength
+            | Func::ArrayUpper
+            | Func::ArrayLower
+            | Func::Cardinality
+            | Func::ArrayToString
+            | Func::ArrayAny(_)
+            | Func::ArrayAll(_)
+    ) {
+        return crate::array::eval(func, args, ty, rows);
     }
     if func == Func::Substring {
         return each_row(args, ty, |row| {

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+mod array;
 pub mod batch;
 pub mod chunk;
 pub mod datetime;
@@ -9,6 +10,7 @@ pub mod func;
 pub mod row_codec;
 pub mod state_table;
 pub mod stream;
+pub mod text;
 pub mod types;
 
 pub use error::{Error, Result};

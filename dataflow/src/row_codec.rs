@@ -65,7 +65,7 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
             let d = Decimal::from_bytes(v).expect("numeric arrays hold valid values");
             memcomparable::encode_bytes(k, &d.key_bytes(), order)
         }),
-        DataType::Interval => {
+        DataType::Interval | DataType::List(_) => {
             for (i, key) in keys.iter_mut().enumerate() {
                 memcomparable::encode_datum(
                     key,
@@ -174,6 +174,19 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
                     r.extend_from_slice(&v.nanoseconds.to_le_bytes());
                 }
             ),
+            // An array's key bytes (see `Datum::to_key`), length first.
+            DataType::List(_) => {
+                for (i, row) in rows.iter_mut().enumerate() {
+                    match Datum::from_array(array.as_ref(), i).to_key() {
+                        epoch_mvcc::memcomparable::KeyDatum::Bytes(b) => {
+                            row.push(PRESENT);
+                            put_varint(row, b.len() as u64);
+                            row.extend_from_slice(&b);
+                        }
+                        _ => row.push(NULL),
+                    }
+                }
+            }
         }
     }
     rows
@@ -262,6 +275,13 @@ impl<'a> ValueReader<'a> {
                 days: fixed!(i32),
                 nanos: fixed!(i64),
             },
+            DataType::List(_) => {
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| Error::CorruptState("array length".into()))?;
+                let bytes = self.take(len)?.to_vec();
+                Datum::from_key(epoch_mvcc::memcomparable::KeyDatum::Bytes(bytes), ty)
+                    .ok_or_else(|| Error::CorruptState("array value".into()))?
+            }
         })
     }
 }

@@ -1,15 +1,19 @@
 //! SQL data types, single values (datums), and their Arrow representation.
 
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, FixedSizeBinaryArray, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, StringArray,
+    Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, ListArray, StringArray,
     Time64MicrosecondArray, TimestampMicrosecondArray, new_null_array,
 };
-use arrow::datatypes::{DataType as ArrowType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
-use epoch_mvcc::memcomparable::{KeyDatum, KeyType};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{
+    DataType as ArrowType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit,
+};
+use epoch_mvcc::memcomparable::{self, KeyDatum, KeyType, OrderType};
 use serde::{Deserialize, Serialize};
 
 pub use crate::decimal::{self, Decimal};
@@ -43,6 +47,67 @@ pub enum DataType {
     Timestamptz,
     /// `interval` (months, days, nanoseconds)
     Interval,
+    /// `T[]`: a one-dimensional array of `T` (which may itself be an array).
+    List(ElementType),
+}
+
+/// The element type of an array type: an interned [`DataType`], so that `DataType` stays
+/// `Copy`. There are as many distinct element types as array types ever named, a handful.
+#[derive(Clone, Copy)]
+pub struct ElementType(&'static DataType);
+
+impl ElementType {
+    /// The handle of `ty`.
+    pub fn new(ty: DataType) -> ElementType {
+        static TYPES: OnceLock<Mutex<Vec<&'static DataType>>> = OnceLock::new();
+        let mut types = TYPES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = types.iter().find(|t| ***t == ty) {
+            return ElementType(t);
+        }
+        let t: &'static DataType = Box::leak(Box::new(ty));
+        types.push(t);
+        ElementType(t)
+    }
+
+    /// The element type.
+    pub fn get(self) -> DataType {
+        *self.0
+    }
+}
+
+impl PartialEq for ElementType {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ElementType {}
+
+impl Hash for ElementType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl fmt::Debug for ElementType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for ElementType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ElementType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DataType::deserialize(d).map(ElementType::new)
+    }
 }
 
 impl DataType {
@@ -64,6 +129,22 @@ impl DataType {
                 ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
             }
             DataType::Interval => ArrowType::Interval(IntervalUnit::MonthDayNano),
+            DataType::List(e) => {
+                ArrowType::List(Arc::new(Field::new_list_field(e.get().to_arrow(), true)))
+            }
+        }
+    }
+
+    /// `elem[]`.
+    pub fn list(elem: DataType) -> DataType {
+        DataType::List(ElementType::new(elem))
+    }
+
+    /// The element type of an array type.
+    pub fn element(self) -> Option<DataType> {
+        match self {
+            DataType::List(e) => Some(e.get()),
+            _ => None,
         }
     }
 
@@ -85,6 +166,7 @@ impl DataType {
             ArrowType::Timestamp(TimeUnit::Microsecond, None) => DataType::Timestamp,
             ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::Timestamptz,
             ArrowType::Interval(IntervalUnit::MonthDayNano) => DataType::Interval,
+            ArrowType::List(f) => DataType::list(DataType::from_arrow(f.data_type())?),
             _ => return None,
         })
     }
@@ -124,12 +206,14 @@ impl DataType {
             // Months, days and nanoseconds, big-endian: orders by months first, as the
             // interval's three fields are kept apart (as in PostgreSQL's storage).
             DataType::Interval => KeyType::Bytes,
+            // Each element's key after a 1 byte, then a 0 byte (see `list_key`).
+            DataType::List(_) => KeyType::Bytes,
         }
     }
 
     /// The PostgreSQL name of the type.
-    pub fn pg_name(self) -> &'static str {
-        match self {
+    pub fn pg_name(self) -> String {
+        let name = match self {
             DataType::Boolean => "boolean",
             DataType::Int16 => "smallint",
             DataType::Int32 => "integer",
@@ -143,13 +227,15 @@ impl DataType {
             DataType::Timestamp => "timestamp without time zone",
             DataType::Timestamptz => "timestamp with time zone",
             DataType::Interval => "interval",
-        }
+            DataType::List(e) => return format!("{}[]", e.get().pg_name()),
+        };
+        name.to_string()
     }
 }
 
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.pg_name())
+        f.write_str(&self.pg_name())
     }
 }
 
@@ -191,6 +277,8 @@ pub enum Datum {
         /// Nanoseconds.
         nanos: i64,
     },
+    /// An array's elements (each NULL or of the element type).
+    List(Vec<Datum>),
 }
 
 impl Datum {
@@ -222,6 +310,14 @@ impl Datum {
             };
         }
         match DataType::from_arrow(array.data_type()).expect("arrays hold SQL types") {
+            DataType::List(_) => {
+                let items = get!(ListArray);
+                Datum::List(
+                    (0..items.len())
+                        .map(|i| Datum::from_array(items.as_ref(), i))
+                        .collect(),
+                )
+            }
             DataType::Boolean => Datum::Bool(get!(BooleanArray)),
             DataType::Int16 => Datum::Int16(get!(Int16Array)),
             DataType::Int32 => Datum::Int32(get!(Int32Array)),
@@ -282,6 +378,7 @@ impl Datum {
                 IntervalMonthDayNano::new(*months, *days, *nanos),
                 len,
             )),
+            (Datum::List(_), _) => array_from_datums(ty, std::iter::repeat_n(self, len)),
         }
     }
 
@@ -310,6 +407,7 @@ impl Datum {
                 b.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
                 KeyDatum::Bytes(b)
             }
+            Datum::List(items) => KeyDatum::Bytes(list_key(items)),
         }
     }
 
@@ -339,8 +437,38 @@ impl Datum {
                     nanos,
                 }
             }
+            (KeyDatum::Bytes(b), DataType::List(e)) => Datum::List(list_from_key(&b, e.get())?),
             _ => return None,
         })
+    }
+}
+
+/// Order-preserving bytes of an array: each element's key after a 1 byte, then a 0 byte, so
+/// arrays compare element by element and a prefix sorts first.
+fn list_key(items: &[Datum]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for item in items {
+        b.push(1);
+        memcomparable::encode_datum(&mut b, &item.to_key(), OrderType::ASC);
+    }
+    b.push(0);
+    b
+}
+
+/// The elements of an array from [`list_key`] bytes.
+fn list_from_key(mut b: &[u8], elem: DataType) -> Option<Vec<Datum>> {
+    let mut items = Vec::new();
+    loop {
+        match b.split_first()? {
+            (0, []) => return Some(items),
+            (1, rest) => {
+                let (key, used) =
+                    memcomparable::decode_datum(rest, elem.key_type(), OrderType::ASC, 0).ok()?;
+                items.push(Datum::from_key(key, elem)?);
+                b = &rest[used..];
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -364,6 +492,22 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         }};
     }
     match ty {
+        DataType::List(e) => {
+            let (mut offsets, mut valid, mut items) = (vec![0i32], Vec::new(), Vec::new());
+            for v in values {
+                if let Datum::List(l) = v {
+                    items.extend(l);
+                }
+                valid.push(matches!(v, Datum::List(_)));
+                offsets.push(items.len() as i32);
+            }
+            Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(e.get().to_arrow(), true)),
+                OffsetBuffer::new(offsets.into()),
+                array_from_datums(e.get(), items.into_iter()),
+                Some(NullBuffer::from(valid)),
+            ))
+        }
         DataType::Boolean => build!(BooleanBuilder, Bool),
         DataType::Int16 => build!(Int16Builder, Int16),
         DataType::Int32 => build!(Int32Builder, Int32),
@@ -439,6 +583,17 @@ mod tests {
                 DataType::Interval,
             ),
             (Datum::Null, DataType::Varchar),
+            (
+                Datum::List(vec![Datum::Int32(1), Datum::Null]),
+                DataType::list(DataType::Int32),
+            ),
+            (
+                Datum::List(vec![
+                    Datum::List(vec![Datum::Varchar("a".into())]),
+                    Datum::List(vec![]),
+                ]),
+                DataType::list(DataType::list(DataType::Varchar)),
+            ),
         ]
     }
 
@@ -451,5 +606,22 @@ mod tests {
             assert_eq!(Datum::from_array(array.as_ref(), 2), d);
             assert_eq!(Datum::from_key(d.to_key(), ty), Some(d.clone()));
         }
+    }
+
+    #[test]
+    fn array_keys_sort_element_by_element() {
+        let list = |v: &[i32]| Datum::List(v.iter().map(|x| Datum::Int32(*x)).collect());
+        let sorted = [
+            list(&[]),
+            list(&[-1, 5]),
+            list(&[1]),
+            list(&[1, 2]),
+            list(&[2]),
+        ];
+        let keys: Vec<_> = sorted
+            .iter()
+            .map(|d| memcomparable::encode_row(&[d.to_key()], &[OrderType::ASC]))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     }
 }

@@ -689,7 +689,7 @@ impl Database {
         let mut rows: Vec<Vec<Datum>> = table
             .columns
             .iter()
-            .map(|c| vec![text(&c.name), text(c.ty.pg_name()), Datum::Bool(c.hidden)])
+            .map(|c| vec![text(&c.name), text(&c.ty.pg_name()), Datum::Bool(c.hidden)])
             .collect();
         let pk: Vec<&str> = table
             .pk

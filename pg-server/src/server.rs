@@ -12,7 +12,8 @@ use arrow::datatypes::{
 use async_trait::async_trait;
 use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, NaiveTime};
-use dataflow::types::{DataType, Decimal};
+use dataflow::text::{format_float, format_interval, format_time, format_timestamp};
+use dataflow::types::{DataType, Datum, Decimal};
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
@@ -46,6 +47,27 @@ use crate::error::Error;
 
 fn pg_type(t: DataType) -> Type {
     match t {
+        // PostgreSQL has one array type per element type, whatever the dimensions.
+        DataType::List(mut e) => {
+            while let DataType::List(inner) = e.get() {
+                e = inner;
+            }
+            match pg_type(e.get()) {
+                Type::BOOL => Type::BOOL_ARRAY,
+                Type::INT2 => Type::INT2_ARRAY,
+                Type::INT4 => Type::INT4_ARRAY,
+                Type::INT8 => Type::INT8_ARRAY,
+                Type::FLOAT4 => Type::FLOAT4_ARRAY,
+                Type::FLOAT8 => Type::FLOAT8_ARRAY,
+                Type::NUMERIC => Type::NUMERIC_ARRAY,
+                Type::DATE => Type::DATE_ARRAY,
+                Type::TIME => Type::TIME_ARRAY,
+                Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+                Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+                Type::INTERVAL => Type::INTERVAL_ARRAY,
+                _ => Type::VARCHAR_ARRAY,
+            }
+        }
         DataType::Boolean => Type::BOOL,
         DataType::Int16 => Type::INT2,
         DataType::Int32 => Type::INT4,
@@ -82,105 +104,132 @@ fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>
     )
 }
 
-/// `interval` in PostgreSQL's default output style, e.g. `1 mon 2 days 03:04:05`.
-fn format_interval(months: i32, days: i32, nanos: i64) -> String {
-    let mut parts = Vec::new();
-    let (years, months) = (months / 12, months % 12);
-    // Only exactly one is singular: PostgreSQL prints "-1 days".
-    let plural = |n: i64, unit: &str| {
-        if n == 1 {
-            format!("{n} {unit}")
-        } else {
-            format!("{n} {unit}s")
+/// An array result value in PostgreSQL's binary form: dimensions, then each element.
+#[derive(Debug)]
+struct PgArray(Datum);
+
+impl PgArray {
+    /// Appends the binary form of `d` (non-NULL) of element type `ty`.
+    fn element(
+        d: &Datum,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match d {
+            Datum::Bool(v) => v.to_sql(ty, out),
+            Datum::Int16(v) => v.to_sql(ty, out),
+            Datum::Int32(v) => v.to_sql(ty, out),
+            Datum::Int64(v) => v.to_sql(ty, out),
+            Datum::Float32(v) => v.to_sql(ty, out),
+            Datum::Float64(v) => v.to_sql(ty, out),
+            Datum::Decimal(v) => Numeric(*v).to_sql(ty, out),
+            Datum::Date(v) => NaiveDate::from_num_days_from_ce_opt(v + 719_163)
+                .unwrap_or_default()
+                .to_sql(ty, out),
+            Datum::Time(us) => NaiveTime::from_num_seconds_from_midnight_opt(
+                (us / 1_000_000) as u32,
+                (us % 1_000_000) as u32 * 1000,
+            )
+            .unwrap_or_default()
+            .to_sql(ty, out),
+            Datum::Timestamp(us) => DateTime::from_timestamp_micros(*us)
+                .unwrap_or_default()
+                .naive_utc()
+                .to_sql(ty, out),
+            Datum::Timestamptz(us) => DateTime::from_timestamp_micros(*us)
+                .unwrap_or_default()
+                .to_sql(ty, out),
+            other => {
+                out.extend_from_slice(other.to_text().unwrap_or_default().as_bytes());
+                Ok(IsNull::No)
+            }
         }
-    };
-    if years != 0 {
-        parts.push(plural(i64::from(years), "year"));
     }
-    if months != 0 {
-        parts.push(if months == 1 {
-            format!("{months} mon")
-        } else {
-            format!("{months} mons")
-        });
-    }
-    if days != 0 {
-        parts.push(plural(i64::from(days), "day"));
-    }
-    if nanos != 0 || parts.is_empty() {
-        let sign = if nanos < 0 { "-" } else { "" };
-        let micros = (nanos / 1000).unsigned_abs();
-        let (h, m, s, us) = (
-            micros / 3_600_000_000,
-            micros / 60_000_000 % 60,
-            micros / 1_000_000 % 60,
-            micros % 1_000_000,
-        );
-        let frac = if us == 0 {
-            String::new()
-        } else {
-            format!(".{us:06}").trim_end_matches('0').to_string()
+}
+
+impl ToSql for PgArray {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let Datum::List(items) = &self.0 else {
+            return Err("not an array".into());
         };
-        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
-    }
-    parts.join(" ")
-}
-
-/// A float as PostgreSQL prints it: the shortest text that reads back exactly, in exponent
-/// form when the decimal exponent is below -4 or at least `digits` (15 for double precision,
-/// 6 for real).
-/// `.ffffff` without trailing zeros (nothing for whole seconds), as PostgreSQL prints.
-fn fraction(micros: i64) -> String {
-    if micros == 0 {
-        return String::new();
-    }
-    format!(".{micros:06}").trim_end_matches('0').to_string()
-}
-
-/// PostgreSQL's text form of a time of day.
-fn format_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    format!(
-        "{:02}:{:02}:{:02}{}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        fraction(us.rem_euclid(1_000_000))
-    )
-}
-
-/// PostgreSQL's text form of a timestamp (with the `+00` offset of UTC for timestamptz).
-fn format_timestamp(us: i64, with_zone: bool) -> String {
-    let Some(t) = DateTime::from_timestamp_micros(us) else {
-        return us.to_string();
-    };
-    format!(
-        "{}{}{}",
-        t.format("%Y-%m-%d %H:%M:%S"),
-        fraction(us.rem_euclid(1_000_000)),
-        if with_zone { "+00:00" } else { "" }
-    )
-}
-
-fn format_float(v: f64, digits: i32) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
+        let elem = match ty.kind() {
+            postgres_types::Kind::Array(e) => e.clone(),
+            _ => return Err("not an array type".into()),
         };
+        // Nested arrays are PostgreSQL's multidimensional arrays: the lengths of each
+        // dimension, then the innermost elements in order. They must be rectangular.
+        // An empty array has no dimensions.
+        let mut dims = if items.is_empty() {
+            vec![]
+        } else {
+            vec![items.len()]
+        };
+        let mut level: &[Datum] = items;
+        while let Some(Datum::List(inner)) = level.first() {
+            dims.push(inner.len());
+            level = inner;
+        }
+        let mut leaves = Vec::new();
+        fn flatten<'a>(items: &'a [Datum], dims: &[usize], out: &mut Vec<&'a Datum>) -> bool {
+            match dims {
+                [n] => {
+                    out.extend(items);
+                    items.len() == *n && !items.iter().any(|d| matches!(d, Datum::List(_)))
+                }
+                [n, rest @ ..] => {
+                    items.len() == *n
+                        && items.iter().all(|d| match d {
+                            Datum::List(inner) => flatten(inner, rest, out),
+                            _ => false,
+                        })
+                }
+                [] => items.is_empty(),
+            }
+        }
+        if !flatten(items, &dims, &mut leaves) {
+            return Err("multidimensional arrays must have sub-arrays of one length".into());
+        }
+        out.extend_from_slice(&(dims.len() as i32).to_be_bytes());
+        out.extend_from_slice(&i32::from(leaves.iter().any(|d| d.is_null())).to_be_bytes());
+        out.extend_from_slice(&elem.oid().to_be_bytes());
+        for n in &dims {
+            out.extend_from_slice(&(*n as i32).to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+        }
+        for item in leaves {
+            if item.is_null() {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let start = out.len();
+            out.extend_from_slice(&0i32.to_be_bytes());
+            Self::element(item, &elem, out)?;
+            let len = (out.len() - start - 4) as i32;
+            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(IsNull::No)
     }
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
-    let exp: i32 = exp.parse().expect("integer exponent");
-    if exp < -4 || exp >= digits {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{v}")
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(ty.kind(), postgres_types::Kind::Array(_))
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSqlText for PgArray {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.to_text().unwrap_or_default().as_bytes());
+        Ok(IsNull::No)
     }
 }
 
@@ -233,6 +282,7 @@ fn encode_batch(
             }
             let result = match DataType::from_arrow(c.data_type()).expect("results hold SQL types")
             {
+                DataType::List(_) => put!(PgArray(Datum::from_array(c, row))),
                 DataType::Boolean => put!(c.as_boolean().value(row)),
                 DataType::Int16 => put!(c.as_primitive::<Int16Type>().value(row)),
                 DataType::Int32 => put!(c.as_primitive::<Int32Type>().value(row)),
@@ -895,7 +945,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_and_intervals() {
+    fn placeholders() {
         let sql = "SELECT * FROM t WHERE a = $1 AND b = '$2' AND c = $2";
         assert_eq!(
             placeholders(sql).iter().map(|p| p.1).collect::<Vec<_>>(),
@@ -905,39 +955,6 @@ mod tests {
         assert_eq!(
             out,
             "SELECT * FROM t WHERE a = 'it''s' AND b = '$2' AND c = NULL"
-        );
-        assert_eq!(
-            format_interval(14, 3, 3_723_500_000_000),
-            "1 year 2 mons 3 days 01:02:03.5"
-        );
-        assert_eq!(format_interval(0, 0, 0), "00:00:00");
-        assert_eq!(format_interval(0, -1, -1_000_000_000), "-1 days -00:00:01");
-        let f = |v: f64| format_float(v, 15);
-        assert_eq!(
-            (
-                f(3.0),
-                f(1.5),
-                f(-0.25),
-                f(1e20),
-                f(1.5e-5),
-                f(123456789012345.0)
-            ),
-            (
-                "3".into(),
-                "1.5".into(),
-                "-0.25".into(),
-                "1e+20".into(),
-                "1.5e-05".into(),
-                "123456789012345".into()
-            )
-        );
-        assert_eq!(
-            (
-                format_float(1e6, 6),
-                format_float(f64::NAN, 15),
-                format_float(f64::NEG_INFINITY, 15)
-            ),
-            ("1e+06".into(), "NaN".into(), "-Infinity".into())
         );
     }
 }

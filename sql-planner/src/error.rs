@@ -53,6 +53,9 @@ pub enum PlanError {
     /// columns). Worded as RisingWave words it, which clients and tests match.
     #[error("Failed to run the query\n\nCaused by:\n  Invalid input syntax: {0}")]
     InvalidSetOperation(String),
+    /// A type, collation or other named object that does not exist.
+    #[error("{0}")]
+    UndefinedObject(String),
     /// Valid SQL this system does not support yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),
@@ -74,6 +77,7 @@ impl PlanError {
             PlanError::TypeMismatch(_) => "42804",
             PlanError::Grouping(_) => "42803",
             PlanError::UndefinedFunction(_) => "42883",
+            PlanError::UndefinedObject(_) => "42704",
             PlanError::InvalidLiteral { .. } => "22P02",
             PlanError::NotSupported(_) => "0A000",
         }

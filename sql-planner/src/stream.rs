@@ -213,6 +213,11 @@ impl Planner {
                         "DISTINCT ON in a materialized view".into(),
                     ));
                 }
+                if aggs.iter().any(|a| a.kind == AggKind::ArrayAgg) {
+                    return Err(PlanError::NotSupported(
+                        "array_agg and string_agg in a materialized view".into(),
+                    ));
+                }
                 let input = self.plan(*input)?;
                 let dist = if group_keys.is_empty() {
                     Dist::Single

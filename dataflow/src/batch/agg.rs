@@ -24,6 +24,8 @@ enum Acc {
     },
     Extreme(Datum),
     First(Option<Datum>),
+    /// Every value so far (`None` before the first row).
+    List(Option<Vec<Datum>>),
 }
 
 fn new_acc(call: &AggCall) -> Acc {
@@ -36,6 +38,7 @@ fn new_acc(call: &AggCall) -> Acc {
         },
         AggKind::Min | AggKind::Max => Acc::Extreme(Datum::Null),
         AggKind::FirstValue => Acc::First(None),
+        AggKind::ArrayAgg => Acc::List(None),
     }
 }
 
@@ -174,6 +177,7 @@ impl Acc {
             Acc::First(first) => {
                 first.get_or_insert_with(|| value.clone());
             }
+            Acc::List(values) => values.get_or_insert_with(Vec::new).push(value.clone()),
             Acc::Count(n) if kind == AggKind::CountStar => *n += 1,
             // Every other aggregate ignores NULLs.
             _ if value.is_null() => {}
@@ -207,6 +211,7 @@ impl Acc {
             Acc::Avg { sum, count } => avg_result(sum, *count, ret)?,
             Acc::Extreme(d) => d.clone(),
             Acc::First(d) => d.clone().unwrap_or(Datum::Null),
+            Acc::List(values) => values.clone().map_or(Datum::Null, Datum::List),
         })
     }
 }

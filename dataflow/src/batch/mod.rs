@@ -227,11 +227,11 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
     }
 }
 
-/// `array`, or for types whose Arrow order is not SQL's (numeric, interval) their ascending
+/// `array`, or for types whose Arrow order is not SQL's (numeric, interval, arrays) their ascending
 /// key bytes, which sort as the values do.
 pub(crate) fn sortable(array: &ArrayRef) -> ArrayRef {
     match DataType::from_arrow(array.data_type()) {
-        Some(DataType::Decimal | DataType::Interval) => {
+        Some(DataType::Decimal | DataType::Interval | DataType::List(_)) => {
             let mut keys = vec![Vec::new(); array.len()];
             crate::row_codec::encode_key_column(array, OrderType::ASC, &mut keys);
             let nulls = array.logical_nulls();

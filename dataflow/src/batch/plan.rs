@@ -24,6 +24,8 @@ pub enum AggKind {
     Max,
     /// The value of the first row of the group, NULL included (for `DISTINCT ON`).
     FirstValue,
+    /// `array_agg(x)`: every value, NULLs included, in input order.
+    ArrayAgg,
 }
 
 /// A ranking window function: the position of a row in its partition's order.

@@ -33,7 +33,7 @@ fn state_types(call: &AggCall) -> Vec<DataType> {
     match call.kind {
         AggKind::CountStar | AggKind::Count => vec![DataType::Int64],
         AggKind::Sum | AggKind::Avg => vec![accumulator_type(call.ret), DataType::Int64],
-        AggKind::Min | AggKind::Max | AggKind::FirstValue => vec![call.ret],
+        AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::ArrayAgg => vec![call.ret],
     }
 }
 
@@ -121,7 +121,9 @@ impl AggState {
                 sum: Datum::Null,
                 n: 0,
             },
-            AggKind::Min | AggKind::Max | AggKind::FirstValue => AggState::Extreme(Datum::Null),
+            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::ArrayAgg => {
+                AggState::Extreme(Datum::Null)
+            }
         }
     }
 

@@ -105,8 +105,43 @@ fn agg_kind(name: &str) -> Option<AggKind> {
         "avg" => AggKind::Avg,
         "min" => AggKind::Min,
         "max" => AggKind::Max,
+        "array_agg" => AggKind::ArrayAgg,
         _ => return None,
     })
+}
+
+/// Whether `name` is an aggregate: one of [`agg_kind`]'s, or `string_agg` (bound through
+/// `array_agg`, see `string_agg`).
+fn is_agg_name(name: &str) -> bool {
+    agg_kind(name).is_some() || name == "string_agg"
+}
+
+/// `string_agg(x, sep)` as `array_to_string(array_agg(x::varchar), sep)`: both skip NULL
+/// values and give NULL for no rows.
+fn string_agg(f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
+    if function_name(f) != "string_agg" {
+        return Ok(None);
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Ok(None);
+    };
+    let [x, sep] = list.args.as_slice() else {
+        return Err(PlanError::UndefinedFunction(
+            "function string_agg takes two arguments".into(),
+        ));
+    };
+    if !list.clauses.is_empty() {
+        return Err(PlanError::NotSupported("ORDER BY inside string_agg".into()));
+    }
+    let distinct = if is_distinct(f) { "DISTINCT " } else { "" };
+    let filter = f
+        .filter
+        .as_ref()
+        .map_or(String::new(), |c| format!(" FILTER (WHERE {c})"));
+    super::subquery::parse_expr(&format!(
+        "array_to_string(array_agg({distinct}CAST({x} AS varchar)){filter}, {sep})"
+    ))
+    .map(Some)
 }
 
 fn function_name(f: &ast::Function) -> String {
@@ -123,7 +158,7 @@ pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
     use ast::Expr as E;
     match e {
         E::Function(f) => {
-            agg_kind(&function_name(f)).is_some()
+            is_agg_name(&function_name(f))
                 || function_args(f)
                     .iter()
                     .any(|a| matches!(a, Arg::Expr(x) if contains_agg(x)))
@@ -312,6 +347,31 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
             DataType::Timestamptz
         }
         T::Interval { .. } => DataType::Interval,
+        T::Array(
+            ast::ArrayElemTypeDef::SquareBracket(elem, _)
+            | ast::ArrayElemTypeDef::AngleBracket(elem)
+            | ast::ArrayElemTypeDef::Parenthesis(elem)
+            | ast::ArrayElemTypeDef::Qualified(elem, _),
+        ) => DataType::list(sql_type(elem)?),
+        // `pg_catalog.int4` and the like: PostgreSQL's internal names.
+        T::Custom(name, _) => {
+            let name = name.to_string().to_lowercase();
+            match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
+                "bool" => DataType::Boolean,
+                "int2" => DataType::Int16,
+                "int4" | "oid" => DataType::Int32,
+                "int8" => DataType::Int64,
+                "float4" => DataType::Float32,
+                "float8" => DataType::Float64,
+                "text" | "varchar" | "name" | "char" | "bpchar" => DataType::Varchar,
+                "timestamptz" => DataType::Timestamptz,
+                other => {
+                    return Err(PlanError::UndefinedObject(format!(
+                        "type \"{other}\" does not exist"
+                    )));
+                }
+            }
+        }
         other => return Err(PlanError::NotSupported(format!("type {other}"))),
     })
 }
@@ -404,6 +464,11 @@ impl ExprBinder<'_, '_> {
     }
 
     pub(crate) fn bind(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
+        if let ast::Expr::Function(f) = e
+            && let Some(rewritten) = string_agg(f)?
+        {
+            return self.bind(&rewritten);
+        }
         if let Some(agg) = self.agg.as_deref_mut() {
             if let ast::Expr::Function(f) = e
                 && let Some(kind) = agg_kind(&function_name(f))
@@ -750,13 +815,123 @@ impl ExprBinder<'_, '_> {
                 })
             }
             E::Function(f) => self.bind_function(f),
+            E::Array(ast::Array { elem, .. }) => {
+                let items = elem
+                    .iter()
+                    .map(|e| self.bind(e))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                let ty = unify(items.iter())?;
+                let args = items
+                    .into_iter()
+                    .map(|e| coerce(e, ty))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                Ok(Expr::Func {
+                    func: Func::ArrayConstruct,
+                    args,
+                    ty: DataType::list(ty),
+                })
+            }
+            E::CompoundFieldAccess { root, access_chain } => {
+                let mut value = self.bind(root)?;
+                for access in access_chain {
+                    let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
+                        return Err(PlanError::NotSupported(format!("expression {e}")));
+                    };
+                    let Some(elem) = value.data_type().element() else {
+                        return Err(PlanError::TypeMismatch(format!(
+                            "cannot subscript type {} because it does not support subscripting",
+                            value.data_type()
+                        )));
+                    };
+                    let index = coerce(self.bind(index)?, DataType::Int32)?;
+                    value = Expr::Func {
+                        func: Func::ArrayAccess,
+                        args: vec![value, index],
+                        ty: elem,
+                    };
+                }
+                Ok(value)
+            }
+            E::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            } => self.bind_array_comparison(left, compare_op, right, true),
+            E::AllOp {
+                left,
+                compare_op,
+                right,
+            } => self.bind_array_comparison(left, compare_op, right, false),
+            // One collation: `COLLATE "C"` or the default changes nothing.
+            E::Collate { expr, collation } => {
+                let name = collation.to_string().to_lowercase();
+                let name = name.trim_matches('"');
+                if !matches!(
+                    name.strip_prefix("pg_catalog.")
+                        .unwrap_or(name)
+                        .trim_matches('"'),
+                    "default" | "c" | "posix" | "ucs_basic"
+                ) {
+                    return Err(PlanError::UndefinedObject(format!(
+                        "collation {collation} does not exist"
+                    )));
+                }
+                self.bind(expr)
+            }
             other => Err(PlanError::NotSupported(format!("expression {other}"))),
         }
     }
 
+    /// `x op ANY (array)` / `x op ALL (array)`.
+    fn bind_array_comparison(
+        &mut self,
+        left: &ast::Expr,
+        op: &BinaryOperator,
+        right: &ast::Expr,
+        any: bool,
+    ) -> PlanResult<Expr> {
+        let x = self.bind(left)?;
+        let mut array = self.bind(right)?;
+        if is_untyped_literal(&array) {
+            array = coerce(array, DataType::list(x.data_type()))?;
+        }
+        let Some(elem) = array.data_type().element() else {
+            return Err(PlanError::TypeMismatch(format!(
+                "op ANY/ALL (array) requires array on right side, not {}",
+                array.data_type()
+            )));
+        };
+        let compared = bind_binary(op, x, Expr::column(0, elem))?;
+        let Expr::Binary { op, left, right } = compared else {
+            return Err(PlanError::NotSupported(format!("{op} ANY/ALL")));
+        };
+        if !matches!(
+            op,
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
+        ) {
+            return Err(PlanError::NotSupported(format!("{op:?} with ANY/ALL")));
+        }
+        let array = coerce(array, DataType::list(right.data_type()))?;
+        Ok(Expr::Func {
+            func: if any {
+                Func::ArrayAny(op)
+            } else {
+                Func::ArrayAll(op)
+            },
+            args: vec![*left, array],
+            ty: DataType::Boolean,
+        })
+    }
+
     fn bind_function(&mut self, f: &ast::Function) -> PlanResult<Expr> {
         let name = function_name(f);
-        if agg_kind(&name).is_some() {
+        if is_agg_name(&name) {
             return Err(PlanError::Grouping(format!(
                 "aggregate function {name} is not allowed here"
             )));
@@ -915,6 +1090,8 @@ impl ExprBinder<'_, '_> {
                     ty,
                 })
             }
+            "array_length" | "array_upper" | "array_lower" | "cardinality" | "array_to_string"
+            | "array_append" | "array_prepend" | "array_cat" => array_function(&name, args),
             "booleq" | "boolne" if args.len() == 2 => {
                 let op = if name == "booleq" {
                     BinaryOp::Eq
@@ -1001,6 +1178,7 @@ fn bind_agg_call(
         (AggKind::Avg, Some(DataType::Float32 | DataType::Float64)) => DataType::Float64,
         (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
         (AggKind::Min | AggKind::Max, Some(t)) => t,
+        (AggKind::ArrayAgg, Some(t)) => DataType::list(t),
         (_, t) => {
             return Err(PlanError::UndefinedFunction(format!(
                 "function {}({}) does not exist",
@@ -1140,6 +1318,99 @@ fn datetime_arithmetic(op: BinaryOp, l: &Expr, r: &Expr) -> PlanResult<Option<Ex
     }))
 }
 
+/// An array function of `args`.
+fn array_function(name: &str, args: Vec<Expr>) -> PlanResult<Expr> {
+    let no_function = |args: &[Expr]| {
+        PlanError::UndefinedFunction(format!(
+            "function {name}({}) does not exist",
+            args.iter()
+                .map(|a| a.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    let array = |e: Expr| -> PlanResult<Expr> {
+        if is_untyped_literal(&e) {
+            coerce(e, DataType::list(DataType::Varchar))
+        } else if e.data_type().element().is_some() {
+            Ok(e)
+        } else {
+            Err(PlanError::UndefinedFunction(format!(
+                "function {name} does not take {}",
+                e.data_type()
+            )))
+        }
+    };
+    let (func, args, ty) = match (name, args.len()) {
+        ("array_length" | "array_upper" | "array_lower", 2) => {
+            let mut a = args.into_iter();
+            let (list, dim) = (a.next().expect("two"), a.next().expect("two"));
+            let func = match name {
+                "array_length" => Func::ArrayLength,
+                "array_upper" => Func::ArrayUpper,
+                _ => Func::ArrayLower,
+            };
+            (
+                func,
+                vec![array(list)?, coerce(dim, DataType::Int32)?],
+                DataType::Int32,
+            )
+        }
+        ("cardinality", 1) => (
+            Func::Cardinality,
+            vec![array(args.into_iter().next().expect("one"))?],
+            DataType::Int32,
+        ),
+        ("array_to_string", 2 | 3) => {
+            let mut a = args.into_iter();
+            let list = array(a.next().expect("array"))?;
+            let texts = a
+                .map(|e| coerce(e, DataType::Varchar))
+                .collect::<PlanResult<Vec<_>>>()?;
+            (
+                Func::ArrayToString,
+                std::iter::once(list).chain(texts).collect(),
+                DataType::Varchar,
+            )
+        }
+        ("array_append" | "array_prepend" | "array_cat", 2) => {
+            let mut a = args.into_iter();
+            let (l, r) = (a.next().expect("two"), a.next().expect("two"));
+            return array_concat(l, r, name).map_err(|_| no_function(&[]));
+        }
+        _ => return Err(no_function(&args)),
+    };
+    Ok(Expr::Func { func, args, ty })
+}
+
+/// `l || r` where one side is an array (or, for `name` given, that array function): arrays
+/// concatenate, an element is appended or prepended.
+fn array_concat(l: Expr, r: Expr, name: &str) -> PlanResult<Expr> {
+    let (lt, rt) = (l.data_type().element(), r.data_type().element());
+    let (func, args, ty) = match (lt, rt, name) {
+        (Some(_), Some(_), "||" | "array_cat") => {
+            let ty = common_type(&l, &r)?;
+            (Func::ArrayCat, vec![coerce(l, ty)?, coerce(r, ty)?], ty)
+        }
+        (Some(e), _, "||" | "array_append") => {
+            let ty = DataType::list(e);
+            (Func::ArrayAppend, vec![l, coerce(r, e)?], ty)
+        }
+        (_, Some(e), "||" | "array_prepend") => {
+            let ty = DataType::list(e);
+            (Func::ArrayPrepend, vec![coerce(l, e)?, r], ty)
+        }
+        _ => {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {name}({}, {}) does not exist",
+                l.data_type(),
+                r.data_type()
+            )));
+        }
+    };
+    Ok(Expr::Func { func, args, ty })
+}
+
 /// Binds `l op r` with implicit casts to a common type.
 pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<Expr> {
     use BinaryOperator as B;
@@ -1172,6 +1443,11 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
     match op {
         BinaryOp::And | BinaryOp::Or => {
             Ok(Expr::binary(op, coerce_boolean(l)?, coerce_boolean(r)?))
+        }
+        BinaryOp::Concat
+            if l.data_type().element().is_some() || r.data_type().element().is_some() =>
+        {
+            array_concat(l, r, "||")
         }
         BinaryOp::Concat | BinaryOp::RegexMatch | BinaryOp::RegexNotMatch => Ok(Expr::binary(
             op,

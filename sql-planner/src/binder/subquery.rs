@@ -49,8 +49,8 @@ fn with_outer(outer: &Scope, inner: &Scope) -> Scope {
     both
 }
 
-/// Parses an expression this module writes.
-fn parse_expr(sql: &str) -> PlanResult<ast::Expr> {
+/// Parses an expression the binder writes.
+pub(crate) fn parse_expr(sql: &str) -> PlanResult<ast::Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
