@@ -218,6 +218,11 @@ impl Planner {
                         "array_agg and string_agg in a materialized view".into(),
                     ));
                 }
+                if aggs.iter().any(|a| a.kind == AggKind::SingleValue) {
+                    return Err(PlanError::NotSupported(
+                        "this correlated subquery in a materialized view".into(),
+                    ));
+                }
                 let input = self.plan(*input)?;
                 let dist = if group_keys.is_empty() {
                     Dist::Single

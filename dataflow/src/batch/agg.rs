@@ -26,6 +26,8 @@ enum Acc {
     First(Option<Datum>),
     /// Every value so far (`None` before the first row).
     List(Option<Vec<Datum>>),
+    /// The value of the one row so far.
+    Single(Option<Datum>),
 }
 
 fn new_acc(call: &AggCall) -> Acc {
@@ -39,6 +41,7 @@ fn new_acc(call: &AggCall) -> Acc {
         AggKind::Min | AggKind::Max => Acc::Extreme(Datum::Null),
         AggKind::FirstValue => Acc::First(None),
         AggKind::ArrayAgg => Acc::List(None),
+        AggKind::SingleValue => Acc::Single(None),
     }
 }
 
@@ -178,6 +181,13 @@ impl Acc {
                 first.get_or_insert_with(|| value.clone());
             }
             Acc::List(values) => values.get_or_insert_with(Vec::new).push(value.clone()),
+            Acc::Single(one) => {
+                if one.replace(value.clone()).is_some() {
+                    return Err(Error::CardinalityViolation(
+                        "more than one row returned by a subquery used as an expression".into(),
+                    ));
+                }
+            }
             Acc::Count(n) if kind == AggKind::CountStar => *n += 1,
             // Every other aggregate ignores NULLs.
             _ if value.is_null() => {}
@@ -212,6 +222,7 @@ impl Acc {
             Acc::Extreme(d) => d.clone(),
             Acc::First(d) => d.clone().unwrap_or(Datum::Null),
             Acc::List(values) => values.clone().map_or(Datum::Null, Datum::List),
+            Acc::Single(one) => one.clone().unwrap_or(Datum::Null),
         })
     }
 }

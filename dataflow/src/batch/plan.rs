@@ -26,6 +26,8 @@ pub enum AggKind {
     FirstValue,
     /// `array_agg(x)`: every value, NULLs included, in input order.
     ArrayAgg,
+    /// The one value of the group; a second row is an error (a scalar subquery's value).
+    SingleValue,
 }
 
 /// A ranking window function: the position of a row in its partition's order.

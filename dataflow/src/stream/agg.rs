@@ -33,7 +33,11 @@ fn state_types(call: &AggCall) -> Vec<DataType> {
     match call.kind {
         AggKind::CountStar | AggKind::Count => vec![DataType::Int64],
         AggKind::Sum | AggKind::Avg => vec![accumulator_type(call.ret), DataType::Int64],
-        AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::ArrayAgg => vec![call.ret],
+        AggKind::Min
+        | AggKind::Max
+        | AggKind::FirstValue
+        | AggKind::ArrayAgg
+        | AggKind::SingleValue => vec![call.ret],
     }
 }
 
@@ -121,9 +125,11 @@ impl AggState {
                 sum: Datum::Null,
                 n: 0,
             },
-            AggKind::Min | AggKind::Max | AggKind::FirstValue | AggKind::ArrayAgg => {
-                AggState::Extreme(Datum::Null)
-            }
+            AggKind::Min
+            | AggKind::Max
+            | AggKind::FirstValue
+            | AggKind::ArrayAgg
+            | AggKind::SingleValue => AggState::Extreme(Datum::Null),
         }
     }
 

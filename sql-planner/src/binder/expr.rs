@@ -106,6 +106,8 @@ fn agg_kind(name: &str) -> Option<AggKind> {
         "min" => AggKind::Min,
         "max" => AggKind::Max,
         "array_agg" => AggKind::ArrayAgg,
+        // Written only by the binder (see `subquery.rs`).
+        "__single_value" => AggKind::SingleValue,
         _ => return None,
     })
 }
@@ -1179,6 +1181,7 @@ fn bind_agg_call(
         (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
         (AggKind::Min | AggKind::Max, Some(t)) => t,
         (AggKind::ArrayAgg, Some(t)) => DataType::list(t),
+        (AggKind::SingleValue, Some(t)) => t,
         (_, t) => {
             return Err(PlanError::UndefinedFunction(format!(
                 "function {}({}) does not exist",

@@ -838,9 +838,11 @@ impl Binder<'_> {
                 };
                 if let Some((_, cte)) = cte {
                     let mut scope = cte.scope.clone();
+                    // Columns of an enclosing query (see `subquery.rs`) keep their qualifiers.
                     scope
                         .columns
                         .iter_mut()
+                        .filter(|c| !c.outer)
                         .for_each(|c| c.table = Some(qualifier.clone()));
                     if let Some(alias) = alias {
                         apply_alias(&mut scope, alias);

@@ -20,6 +20,7 @@
 
 use dataflow::batch::plan::{BatchPlan, JoinKind};
 use dataflow::expr::{BinaryOp, Expr};
+use dataflow::types::{DataType, Datum};
 use sqlparser::ast::{self, SetExpr};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -29,6 +30,41 @@ use super::expr::{
     ExprBinder, Scope, ScopeColumn, coerce, coerce_boolean, common_type, contains_agg,
 };
 use crate::error::{PlanError, PlanResult};
+
+/// Some value of type `ty`, standing in for NULL in a null-safe join key.
+fn stand_in(ty: DataType) -> Datum {
+    match ty {
+        DataType::Boolean => Datum::Bool(false),
+        DataType::Int16 => Datum::Int16(0),
+        DataType::Int32 => Datum::Int32(0),
+        DataType::Int64 => Datum::Int64(0),
+        DataType::Float32 => Datum::Float32(0.0),
+        DataType::Float64 => Datum::Float64(0.0),
+        DataType::Decimal => Datum::Decimal(dataflow::types::Decimal::ZERO),
+        DataType::Varchar => Datum::Varchar(String::new()),
+        DataType::Date => Datum::Date(0),
+        DataType::Time => Datum::Time(0),
+        DataType::Timestamp => Datum::Timestamp(0),
+        DataType::Timestamptz => Datum::Timestamptz(0),
+        DataType::Interval => Datum::Interval {
+            months: 0,
+            days: 0,
+            nanos: 0,
+        },
+        DataType::List(_) => Datum::List(vec![]),
+    }
+}
+
+/// What becomes of a subquery's rows for each outer row.
+#[derive(Clone, Copy, PartialEq)]
+enum Collect {
+    /// Its one value (`(SELECT ...)`).
+    Scalar,
+    /// Its values as an array (`ARRAY(SELECT ...)`).
+    Array,
+    /// Whether there are any (`[NOT] EXISTS`).
+    Exists { negated: bool },
+}
 
 /// A subquery with its correlated equalities taken out.
 struct Decorrelated {
@@ -230,9 +266,19 @@ impl Binder<'_> {
     ) -> PlanResult<()> {
         use ast::Expr as E;
         match e {
-            E::Subquery(q) => *e = self.scalar_subquery(q, plan, scope)?,
+            E::Subquery(q) => *e = self.subquery_value(q, Collect::Scalar, plan, scope)?,
             E::Exists { subquery, negated } => {
-                *e = self.exists_subquery(subquery, *negated, plan, scope)?
+                let collect = Collect::Exists { negated: *negated };
+                *e = self.subquery_value(subquery, collect, plan, scope)?
+            }
+            E::Function(f) if matches!(&f.args, ast::FunctionArguments::Subquery(_)) => {
+                let ast::FunctionArguments::Subquery(q) = &f.args else {
+                    unreachable!("matched above");
+                };
+                if !f.name.to_string().eq_ignore_ascii_case("array") {
+                    return Err(PlanError::NotSupported(format!("{}(subquery)", f.name)));
+                }
+                *e = self.subquery_value(q, Collect::Array, plan, scope)?;
             }
             E::InSubquery {
                 expr,
@@ -375,7 +421,7 @@ impl Binder<'_> {
         scope: &mut Scope,
         sub: BatchPlan,
         sub_names: &[&str],
-        outer_keys: &[ast::Expr],
+        outer_keys: Vec<Expr>,
     ) -> PlanResult<usize> {
         self.subqueries += 1;
         let n = self.subqueries;
@@ -391,8 +437,7 @@ impl Binder<'_> {
             .map(|(i, t)| Expr::column(i, *t))
             .collect();
         let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
-        for (i, key) in outer_keys.iter().enumerate() {
-            let o = ExprBinder::bind_plain(scope, &self.params, key)?;
+        for (i, o) in outer_keys.into_iter().enumerate() {
             let ty = common_type(&o, &inner_exprs[i])?;
             inner_exprs[i] = coerce(inner_exprs[i].clone(), ty)?;
             left_keys.push(outer_exprs.len());
@@ -440,6 +485,230 @@ impl Binder<'_> {
         Ok(n)
     }
 
+    fn bind_keys(&self, scope: &Scope, keys: &[ast::Expr]) -> PlanResult<Vec<Expr>> {
+        keys.iter()
+            .map(|k| ExprBinder::bind_plain(scope, &self.params, k))
+            .collect()
+    }
+
+    /// A subquery by its correlated equalities, or else (other correlation, or a shape the
+    /// equalities do not cover) by the outer rows' values. A subquery that cannot be bound
+    /// either way reports the second way's error.
+    fn subquery_value(
+        &mut self,
+        q: &ast::Query,
+        collect: Collect,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let by_keys = match collect {
+            Collect::Scalar => self.scalar_subquery(q, plan, scope),
+            Collect::Exists { negated } => self.exists_subquery(q, negated, plan, scope),
+            Collect::Array => {
+                let agg = parse_query(&format!("SELECT array_agg(s.v) FROM ({q}) AS s(v)"))?;
+                self.scalar_subquery(&agg, plan, scope)
+            }
+        };
+        match by_keys {
+            Err(
+                PlanError::NotSupported(_)
+                | PlanError::UndefinedColumn(_)
+                | PlanError::UndefinedTable(_),
+            ) => self.by_outer_rows(q, collect, plan, scope),
+            other => other,
+        }
+    }
+
+    /// Plans a correlated subquery by the distinct rows of the outer input's columns (`D`):
+    /// `D` joins the subquery's FROM as a relation whose columns carry the outer names (so
+    /// correlated references anywhere in the subquery resolve to them, below its own
+    /// columns), the subquery's rows are collected per `D` row, and the outer input is
+    /// left-joined with the result on its columns, NULLs matching NULLs. Any correlation works;
+    /// the outer input is computed twice.
+    fn by_outer_rows(
+        &mut self,
+        q: &ast::Query,
+        collect: Collect,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Err(PlanError::NotSupported(
+                "a correlated subquery other than a SELECT".into(),
+            ));
+        };
+        if q.limit_clause.is_some() || q.with.is_some() || q.fetch.is_some() {
+            return Err(PlanError::NotSupported(
+                "a correlated subquery with LIMIT, FETCH or WITH".into(),
+            ));
+        }
+        let item = match (collect, select.projection.as_slice()) {
+            (Collect::Exists { .. }, _) => parse_expr("TRUE")?,
+            (_, [ast::SelectItem::UnnamedExpr(e)])
+            | (_, [ast::SelectItem::ExprWithAlias { expr: e, .. }]) => e.clone(),
+            _ => {
+                return Err(PlanError::Syntax(
+                    "subquery must return only one column".into(),
+                ));
+            }
+        };
+        self.subqueries += 1;
+        let relation = format!("__sq{}_outer", self.subqueries);
+        let outer: Vec<usize> = (0..scope.columns.len())
+            .filter(|i| !scope.columns[*i].hidden)
+            .collect();
+        let k = outer.len();
+        let column = |j: usize| Expr::column(outer[j], scope.columns[outer[j]].ty);
+        let distinct = BatchPlan::HashAgg {
+            input: Box::new(BatchPlan::Project {
+                input: Box::new(plan.clone()),
+                exprs: (0..k).map(column).collect(),
+            }),
+            group_keys: (0..k).collect(),
+            aggs: vec![],
+        };
+        // Each outer column twice: under its own name, for the subquery's references, and as
+        // `d<j>`, for this rewrite's.
+        let mut d_scope = Scope::default();
+        for j in 0..k {
+            d_scope.columns.push(ScopeColumn {
+                hidden: false,
+                outer: true,
+                ..scope.columns[outer[j]].clone()
+            });
+        }
+        for j in 0..k {
+            d_scope.columns.push(ScopeColumn {
+                table: None,
+                name: format!("d{j}"),
+                ty: scope.columns[outer[j]].ty,
+                hidden: true,
+                outer: false,
+            });
+        }
+        let d_plan = BatchPlan::Project {
+            input: Box::new(distinct),
+            exprs: (0..2 * k)
+                .map(|j| Expr::column(j % k, scope.columns[outer[j % k]].ty))
+                .collect(),
+        };
+        let d_names: Vec<String> = (0..k).map(|j| format!("d{j}")).collect();
+        let mut inner = select.as_ref().clone();
+        let SetExpr::Select(from) = parse_query(&format!("SELECT 1 FROM {relation}"))?
+            .body
+            .as_ref()
+            .clone()
+        else {
+            unreachable!("a SELECT parses as one");
+        };
+        inner.from.extend(from.from);
+        inner.projection = d_names
+            .iter()
+            .map(|d| Ok(aliased(parse_expr(&format!("{relation}.{d}"))?, d)))
+            .chain([Ok(aliased(item.clone(), "v"))])
+            .collect::<PlanResult<_>>()?;
+        let grouped = !matches!(&inner.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            || inner.having.is_some();
+        if grouped || (!matches!(collect, Collect::Exists { .. }) && contains_agg(&item)) {
+            let mut keys = match &inner.group_by {
+                ast::GroupByExpr::Expressions(g, _) => g.clone(),
+                ast::GroupByExpr::All(_) => vec![],
+            };
+            for d in &d_names {
+                keys.push(parse_expr(&format!("{relation}.{d}"))?);
+            }
+            inner.group_by = ast::GroupByExpr::Expressions(keys, vec![]);
+        }
+        let mut inner_query = query_of(inner);
+        // ORDER BY positions move past the `d` columns put first.
+        inner_query.order_by = q.order_by.clone().map(|mut o| {
+            if let ast::OrderByKind::Expressions(items) = &mut o.kind {
+                for item in items {
+                    if let ast::Expr::Value(v) = &item.expr
+                        && let ast::Value::Number(n, _) = &v.value
+                        && let Ok(n) = n.parse::<usize>()
+                    {
+                        item.expr =
+                            ast::Expr::value(ast::Value::Number((n + k).to_string(), false));
+                    }
+                }
+            }
+            o
+        });
+        let s_cols: Vec<String> = d_names.iter().map(|d| format!("s.{d}")).collect();
+        let s_cols = s_cols.join(", ");
+        let collected = match collect {
+            Collect::Exists { .. } => {
+                format!("SELECT DISTINCT {s_cols}, TRUE AS matched FROM ({inner_query}) AS s")
+            }
+            Collect::Scalar | Collect::Array => {
+                let value = if collect == Collect::Array {
+                    "array_agg(s.v)"
+                } else {
+                    "__single_value(s.v)"
+                };
+                format!(
+                    "SELECT {s_cols}, {value} AS value, TRUE AS matched \
+                     FROM ({inner_query}) AS s GROUP BY {s_cols}"
+                )
+            }
+        };
+        self.ctes.push((
+            relation,
+            super::query::BoundQuery {
+                plan: d_plan,
+                scope: d_scope,
+            },
+        ));
+        let bound = self.bind_query(&parse_query(&collected)?);
+        self.ctes.pop();
+        let bound = bound?;
+        // Null-safe keys: whether each column is NULL, and its value or a stand-in.
+        let null_safe = |c: Expr| -> Vec<Expr> {
+            let ty = c.data_type();
+            vec![
+                Expr::IsNull(Box::new(c.clone())),
+                Expr::Coalesce {
+                    args: vec![c, Expr::literal(stand_in(ty), ty)],
+                    ty,
+                },
+            ]
+        };
+        let types = bound.plan.output_types();
+        let sub = BatchPlan::Project {
+            exprs: (0..k)
+                .flat_map(|j| null_safe(Expr::column(j, types[j])))
+                .chain((k..types.len()).map(|i| Expr::column(i, types[i])))
+                .collect(),
+            input: Box::new(bound.plan),
+        };
+        let names: Vec<String> = (0..2 * k)
+            .map(|j| format!("d{j}"))
+            .chain(match collect {
+                Collect::Exists { .. } => vec!["matched".to_string()],
+                _ => vec!["value".to_string(), "matched".to_string()],
+            })
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let keys = (0..k).flat_map(|j| null_safe(column(j))).collect();
+        let n = self.join_subquery(plan, scope, sub, &names, keys)?;
+        let counts = !grouped
+            && matches!(&item, ast::Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("count"));
+        parse_expr(&match collect {
+            Collect::Exists { negated } => format!(
+                "__sq{n}_matched IS {}NULL",
+                if negated { "" } else { "NOT " }
+            ),
+            _ if counts => {
+                format!("CASE WHEN __sq{n}_matched IS NULL THEN 0 ELSE __sq{n}_value END")
+            }
+            // `ARRAY(...)` of no rows is an empty array.
+            Collect::Array => format!("COALESCE(__sq{n}_value, '{{}}')"),
+            _ => format!("__sq{n}_value"),
+        })
+    }
+
     fn scalar_subquery(
         &mut self,
         q: &ast::Query,
@@ -468,7 +737,7 @@ impl Binder<'_> {
                 }
             };
             // Named so that aggregations can read it outside GROUP BY (one value for all rows).
-            let n = self.join_subquery(plan, scope, sub, &["const"], &[])?;
+            let n = self.join_subquery(plan, scope, sub, &["const"], vec![])?;
             return parse_expr(&format!("__sq{n}_const"));
         }
         let mut select = d.select.expect("correlation needs a SELECT");
@@ -505,7 +774,8 @@ impl Binder<'_> {
             .chain(["value".to_string(), "matched".to_string()])
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let n = self.join_subquery(plan, scope, bound.plan, &names, &outer_keys)?;
+        let outer_keys = self.bind_keys(scope, &outer_keys)?;
+        let n = self.join_subquery(plan, scope, bound.plan, &names, outer_keys)?;
         // No matching rows: the aggregate over nothing (count is 0, the others NULL).
         let counts = matches!(&item, ast::Expr::Function(f)
             if f.name.to_string().eq_ignore_ascii_case("count"));
@@ -527,7 +797,7 @@ impl Binder<'_> {
         let n = if d.keys.is_empty() {
             let sub = parse_query(&format!("SELECT TRUE AS matched FROM ({q}) AS s LIMIT 1"))?;
             let bound = self.bind_query(&sub)?;
-            self.join_subquery(plan, scope, bound.plan, &["matched"], &[])?
+            self.join_subquery(plan, scope, bound.plan, &["matched"], vec![])?
         } else {
             let mut select = d.select.expect("correlation needs a SELECT");
             if is_aggregated(&select) {
@@ -548,7 +818,8 @@ impl Binder<'_> {
             select.distinct = Some(ast::Distinct::Distinct);
             let bound = self.bind_query(&query_of(select))?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            self.join_subquery(plan, scope, bound.plan, &names, &outer_keys)?
+            let outer_keys = self.bind_keys(scope, &outer_keys)?;
+            self.join_subquery(plan, scope, bound.plan, &names, outer_keys)?
         };
         parse_expr(&format!(
             "__sq{n}_matched IS {}NULL",
@@ -623,7 +894,8 @@ impl Binder<'_> {
         let counts_plan = self.bind_query(&counts)?.plan;
         let count_names = names(&["n", "values"]);
         let count_names: Vec<&str> = count_names.iter().map(String::as_str).collect();
-        let c = self.join_subquery(plan, scope, counts_plan, &count_names, &outer_keys)?;
+        let keys = self.bind_keys(scope, &outer_keys)?;
+        let c = self.join_subquery(plan, scope, counts_plan, &count_names, keys)?;
         let matches_plan = self.bind_query(&matches)?.plan;
         if matches_plan.output_types().len() != key_names.len() + 2 {
             return Err(PlanError::Syntax("subquery has too many columns".into()));
@@ -631,7 +903,8 @@ impl Binder<'_> {
         outer_keys.push(x.clone());
         let match_names = names(&["value", "matched"]);
         let match_names: Vec<&str> = match_names.iter().map(String::as_str).collect();
-        let m = self.join_subquery(plan, scope, matches_plan, &match_names, &outer_keys)?;
+        let keys = self.bind_keys(scope, &outer_keys)?;
+        let m = self.join_subquery(plan, scope, matches_plan, &match_names, keys)?;
         let found = format!(
             "CASE WHEN __sq{m}_matched IS NOT NULL THEN TRUE \
              WHEN COALESCE(__sq{c}_n, 0) = 0 THEN FALSE \
