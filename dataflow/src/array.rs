@@ -11,6 +11,9 @@ use crate::func::Func;
 use crate::types::{DataType, Datum, array_from_datums};
 use crate::{Error, Result};
 
+/// The most values one row's `generate_series` may produce.
+const MAX_SERIES: i128 = 10_000_000;
+
 /// SQL's order of two non-NULL values of one type (that of their key bytes).
 fn compare(a: &Datum, b: &Datum) -> Ordering {
     let key = |d: &Datum| memcomparable::encode_row(&[d.to_key()], &[OrderType::ASC]);
@@ -165,6 +168,45 @@ fn eval_row(func: Func, row: &[Datum]) -> Result<Datum> {
             } else {
                 Datum::Bool(!any)
             }
+        }
+        Func::SeriesArray => {
+            let int = |d: &Datum| match d {
+                Datum::Int32(v) => Some(i64::from(*v)),
+                Datum::Int64(v) => Some(*v),
+                _ => None,
+            };
+            let (Some(start), Some(stop)) = (int(&row[0]), int(&row[1])) else {
+                return Ok(Datum::Null);
+            };
+            let step = match row.get(2) {
+                None => 1,
+                Some(d) => match int(d) {
+                    Some(0) => {
+                        return Err(Error::InvalidInput("step size cannot equal zero".into()));
+                    }
+                    Some(s) => s,
+                    None => return Ok(Datum::Null),
+                },
+            };
+            let count = ((i128::from(stop) - i128::from(start)) / i128::from(step) + 1).max(0);
+            if count > MAX_SERIES {
+                return Err(Error::OutOfRange(format!(
+                    "a series of more than {MAX_SERIES} values"
+                )));
+            }
+            let small = matches!(row[0], Datum::Int32(_)) && matches!(row[1], Datum::Int32(_));
+            Datum::List(
+                (0..count as i64)
+                    .map(|i| {
+                        let v = start + i * step;
+                        if small {
+                            Datum::Int32(v as i32)
+                        } else {
+                            Datum::Int64(v)
+                        }
+                    })
+                    .collect(),
+            )
         }
         other => {
             return Err(Error::Internal(format!(

@@ -80,6 +80,8 @@ pub enum Func {
     ArrayAny(crate::expr::BinaryOp),
     /// `x op ALL (a)`.
     ArrayAll(crate::expr::BinaryOp),
+    /// `generate_series(start, stop [, step])` of integers as an array (stop included).
+    SeriesArray,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -237,6 +239,7 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::ArrayToString
             | Func::ArrayAny(_)
             | Func::ArrayAll(_)
+            | Func::SeriesArray
     ) {
         return crate::array::eval(func, args, ty, rows);
     }

@@ -184,6 +184,13 @@ fn push_down(plan: BatchPlan, mut preds: Vec<Expr>) -> BatchPlan {
             },
             preds,
         ),
+        BatchPlan::Unnest { input, list } => filtered(
+            BatchPlan::Unnest {
+                input: Box::new(push_down(*input, Vec::new())),
+                list,
+            },
+            preds,
+        ),
         leaf @ (BatchPlan::Scan { .. } | BatchPlan::Values { .. }) => filtered(leaf, preds),
     }
 }
@@ -440,6 +447,18 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                 .chain((0..calls.len()).map(|i| input_width + i))
                 .collect();
             select(plan, &produced, required, width)
+        }
+        BatchPlan::Unnest { input, list } => {
+            let width = input.output_types().len();
+            let kept: Vec<usize> = required.iter().copied().filter(|c| *c < width).collect();
+            let need = union(&kept, list.input_columns());
+            let (input, m) = prune(*input, &need);
+            let plan = BatchPlan::Unnest {
+                input: Box::new(input),
+                list: remap(list, &m),
+            };
+            let produced: Vec<usize> = need.iter().copied().chain([width]).collect();
+            select(plan, &produced, required, width + 1)
         }
         BatchPlan::MaxOneRow { input } => {
             let (input, m) = prune(*input, required);

@@ -329,6 +329,11 @@ impl Planner {
                     width: lw + rw,
                 }
             }
+            BatchPlan::Unnest { .. } => {
+                return Err(PlanError::NotSupported(
+                    "unnest and set-returning functions in a materialized view".into(),
+                ));
+            }
             BatchPlan::MaxOneRow { .. } => {
                 return Err(PlanError::NotSupported(
                     "Scalar subquery might produce more than one row (in a materialized view only aggregates without GROUP BY may be used as scalar subqueries)"

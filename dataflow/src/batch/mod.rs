@@ -89,6 +89,15 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
                 async move { Ok(arrow::compute::filter_record_batch(&batch, &mask?)?) }
             }))
         }
+        BatchPlan::Unnest { input, list } => {
+            let mut types = input.output_types();
+            types.extend(list.data_type().element());
+            let schema = schema_of(&types);
+            Box::pin(execute(*input, ctx).and_then(move |batch| {
+                let out = unnest(&batch, &list, &schema);
+                async move { out }
+            }))
+        }
         BatchPlan::Project { input, exprs } => {
             let types: Vec<DataType> = exprs.iter().map(|e| e.data_type()).collect();
             let schema = schema_of(&types);
@@ -225,6 +234,38 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
             Box::pin(stream::iter(inputs).flat_map(move |p| execute(p, Arc::clone(&ctx))))
         }
     }
+}
+
+/// The rows of `batch`, each once per element of its `list` array, followed by the element.
+fn unnest(
+    batch: &RecordBatch,
+    list: &crate::expr::Expr,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch> {
+    let lists = list.eval(batch)?;
+    let lists = arrow::array::AsArray::as_list::<i32>(&lists);
+    let (mut rows, mut elements) = (Vec::new(), Vec::new());
+    for (i, w) in lists.offsets().windows(2).enumerate() {
+        if arrow::array::Array::is_valid(lists, i) {
+            for e in w[0]..w[1] {
+                rows.push(i as u32);
+                elements.push(e as u32);
+            }
+        }
+    }
+    let rows = arrow::array::UInt32Array::from(rows);
+    let elements = arrow::array::UInt32Array::from(elements);
+    let mut columns = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &rows, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    columns.push(arrow::compute::take(
+        lists.values().as_ref(),
+        &elements,
+        None,
+    )?);
+    batch_of(Arc::clone(schema), columns, rows.len())
 }
 
 /// `array`, or for types whose Arrow order is not SQL's (numeric, interval, arrays) their ascending

@@ -111,6 +111,15 @@ pub enum BatchPlan {
         /// Boolean expression over the input.
         predicate: Expr,
     },
+    /// Each input row once per element of the array `list` computes from it, followed by that
+    /// element; rows whose array is NULL or empty are dropped (`unnest`, and set-returning
+    /// functions generally).
+    Unnest {
+        /// Input.
+        input: Box<BatchPlan>,
+        /// An array expression over the input.
+        list: Expr,
+    },
     /// New columns computed from the input.
     Project {
         /// Input.
@@ -196,6 +205,11 @@ impl BatchPlan {
             | BatchPlan::Limit { input, .. }
             | BatchPlan::MaxOneRow { input } => input.output_types(),
             BatchPlan::Project { exprs, .. } => exprs.iter().map(Expr::data_type).collect(),
+            BatchPlan::Unnest { input, list } => {
+                let mut types = input.output_types();
+                types.extend(list.data_type().element());
+                types
+            }
             BatchPlan::HashAgg {
                 input,
                 group_keys,
@@ -305,6 +319,7 @@ impl BatchPlan {
                 vec![input],
             ),
             BatchPlan::MaxOneRow { input } => ("BatchMaxOneRow".into(), vec![input]),
+            BatchPlan::Unnest { input, .. } => ("BatchUnnest".into(), vec![input]),
         };
         out.push(format!("{pad}{line}"));
         for c in children {

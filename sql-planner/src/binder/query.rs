@@ -437,6 +437,28 @@ impl Binder<'_> {
     ) -> PlanResult<(BatchPlan, Scope)> {
         let mut result: Option<(BatchPlan, Scope)> = None;
         for item in from {
+            // Set-returning functions see the items before them (as if LATERAL).
+            if item.joins.is_empty()
+                && let Some((function, list, alias)) =
+                    self.set_function_list(&item.relation, result.as_ref())?
+            {
+                let (plan, mut scope) = result.take().unwrap_or_else(one_row);
+                let ty = list
+                    .data_type()
+                    .element()
+                    .expect("set functions give arrays");
+                scope
+                    .columns
+                    .extend(series_scope(&function, ty, alias).columns);
+                result = Some((
+                    BatchPlan::Unnest {
+                        input: Box::new(plan),
+                        list,
+                    },
+                    scope,
+                ));
+                continue;
+            }
             let mut current = self.bind_table_factor(&item.relation)?;
             for join in &item.joins {
                 let right = self.bind_table_factor(&join.relation)?;
@@ -452,15 +474,125 @@ impl Binder<'_> {
             });
         }
         // No FROM: one row without columns.
-        Ok(result.unwrap_or_else(|| {
-            (
-                BatchPlan::Values {
-                    rows: vec![vec![]],
-                    types: vec![],
-                },
-                Scope::default(),
-            )
-        }))
+        Ok(result.unwrap_or_else(one_row))
+    }
+
+    /// For `unnest(array)`, and `generate_series` over more than constants, the array whose
+    /// elements are the rows, bound over `left` (the FROM items before it); `None` for other
+    /// functions, which are planned as tables.
+    fn set_function_list<'a>(
+        &mut self,
+        factor: &'a ast::TableFactor,
+        left: Option<&(BatchPlan, Scope)>,
+    ) -> PlanResult<Option<(String, Expr, Option<&'a ast::TableAlias>)>> {
+        let (function, args, alias) = match factor {
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                ..
+            } => {
+                let function = name.to_string().to_lowercase();
+                let function = function
+                    .strip_prefix("pg_catalog.")
+                    .unwrap_or(&function)
+                    .to_string();
+                let args = args
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                        other => Err(PlanError::NotSupported(format!("argument {other}"))),
+                    })
+                    .collect::<PlanResult<Vec<_>>>()?;
+                (function, args, alias.as_ref())
+            }
+            ast::TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset: false,
+                with_ordinality: false,
+                ..
+            } => (
+                "unnest".to_string(),
+                array_exprs.iter().collect(),
+                alias.as_ref(),
+            ),
+            _ => return Ok(None),
+        };
+        if !matches!(function.as_str(), "unnest" | "generate_series") {
+            return Ok(None);
+        }
+        let empty = Scope::default();
+        let scope = left.map_or(&empty, |(_, s)| s);
+        let bound = args
+            .into_iter()
+            .map(|e| ExprBinder::bind_plain(scope, &self.params, e))
+            .collect::<PlanResult<Vec<_>>>()?;
+        Ok(set_function_array(&function, bound, true)?.map(|list| (function, list, alias)))
+    }
+
+    /// A set-returning function of the select list (`SELECT unnest(a) FROM t`): an `Unnest`
+    /// over `plan` adding its rows' values as a hidden column, which the returned expression
+    /// names; `None` (changing nothing) for other functions.
+    fn bind_select_set_function(
+        &mut self,
+        f: &ast::Function,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<Option<ast::Expr>> {
+        let name = f.name.to_string().to_lowercase();
+        let name = name
+            .strip_prefix("pg_catalog.")
+            .unwrap_or(&name)
+            .to_string();
+        let ast::FunctionArguments::List(list) = &f.args else {
+            return Ok(None);
+        };
+        if f.over.is_some() || !matches!(name.as_str(), "unnest" | "generate_series") {
+            return Ok(None);
+        }
+        let args = list
+            .args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    ExprBinder::bind_plain(scope, &self.params, e)
+                }
+                other => Err(PlanError::NotSupported(format!("argument {other}"))),
+            })
+            .collect::<PlanResult<Vec<_>>>()?;
+        let Some(list) = set_function_array(&name, args, false)? else {
+            return Ok(None);
+        };
+        if scope.columns.iter().any(|c| c.name.starts_with("__srf")) {
+            return Err(PlanError::NotSupported(
+                "more than one set-returning function in a select list".into(),
+            ));
+        }
+        let ty = list
+            .data_type()
+            .element()
+            .expect("set functions give arrays");
+        let input = std::mem::replace(
+            plan,
+            BatchPlan::Values {
+                rows: vec![],
+                types: vec![],
+            },
+        );
+        *plan = BatchPlan::Unnest {
+            input: Box::new(input),
+            list,
+        };
+        scope.columns.push(ScopeColumn {
+            table: None,
+            name: "__srf".into(),
+            ty,
+            hidden: true,
+            outer: false,
+        });
+        Ok(Some(super::subquery::parse_expr("__srf")?))
     }
 
     /// A ranking window function of the select list: an `OverWindow` over `plan` adding its
@@ -1148,6 +1280,11 @@ impl Binder<'_> {
             {
                 *e = self.bind_window(f, &mut plan, &mut scope)?;
             }
+            if let ast::Expr::Function(f) = e
+                && let Some(column) = self.bind_select_set_function(f, &mut plan, &mut scope)?
+            {
+                *e = column;
+            }
         }
         let scope = scope;
         if let Some(selection) = &selection {
@@ -1437,6 +1574,66 @@ fn constant(e: Expr) -> PlanResult<Datum> {
 }
 
 /// The one column of a series, named after its function (or its alias).
+/// One row without columns (a query without FROM).
+fn one_row() -> (BatchPlan, Scope) {
+    (
+        BatchPlan::Values {
+            rows: vec![vec![]],
+            types: vec![],
+        },
+        Scope::default(),
+    )
+}
+
+/// The array a set-returning function's rows come from: `unnest(array)` its argument,
+/// `generate_series(start, stop [, step])` of integers a generated array. `None` where
+/// `generate_series` in FROM has only constant arguments (then a literal series, see
+/// `bind_series`).
+fn set_function_array(function: &str, args: Vec<Expr>, in_from: bool) -> PlanResult<Option<Expr>> {
+    let signature = |args: &[Expr]| {
+        format!(
+            "function {function}({}) does not exist",
+            args.iter()
+                .map(|a| a.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    match function {
+        "unnest" => match <[Expr; 1]>::try_from(args) {
+            Ok([a]) if a.data_type().element().is_some() => Ok(Some(a)),
+            Ok([a]) if is_untyped_literal(&a) => {
+                Ok(Some(coerce(a, DataType::list(DataType::Varchar))?))
+            }
+            Ok(a) => Err(PlanError::UndefinedFunction(signature(&a))),
+            Err(a) => Err(PlanError::UndefinedFunction(signature(&a))),
+        },
+        "generate_series" => {
+            if in_from && args.iter().all(|a| a.input_columns().is_empty()) {
+                return Ok(None);
+            }
+            if !(2..=3).contains(&args.len()) || !args.iter().all(|a| a.data_type().is_integer()) {
+                return Err(PlanError::UndefinedFunction(signature(&args)));
+            }
+            let ty = if args.iter().any(|a| a.data_type() == DataType::Int64) {
+                DataType::Int64
+            } else {
+                DataType::Int32
+            };
+            let args = args
+                .into_iter()
+                .map(|a| coerce(a, ty))
+                .collect::<PlanResult<Vec<_>>>()?;
+            Ok(Some(Expr::Func {
+                func: Func::SeriesArray,
+                args,
+                ty: DataType::list(ty),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn series_scope(function: &str, ty: DataType, alias: Option<&ast::TableAlias>) -> Scope {
     let mut scope = Scope {
         columns: vec![ScopeColumn {
@@ -1449,6 +1646,10 @@ fn series_scope(function: &str, ty: DataType, alias: Option<&ast::TableAlias>) -
     };
     if let Some(alias) = alias {
         apply_alias(&mut scope, alias);
+        // A one-column function's alias names its column too, as in PostgreSQL.
+        if alias.columns.is_empty() {
+            scope.columns[0].name = ident_name(&alias.name);
+        }
     }
     scope
 }
