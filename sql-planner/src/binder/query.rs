@@ -342,7 +342,10 @@ impl Binder<'_> {
             SetExpr::Query(q) => self.bind_query(q),
             SetExpr::Values(values) => self.bind_values(values),
             SetExpr::SetOperation {
-                op: ast::SetOperator::Union,
+                op:
+                    op @ (ast::SetOperator::Union
+                    | ast::SetOperator::Intersect
+                    | ast::SetOperator::Except),
                 set_quantifier,
                 left,
                 right,
@@ -359,9 +362,9 @@ impl Binder<'_> {
                 }
                 let (lt, rt) = (l.plan.output_types(), r.plan.output_types());
                 if lt.len() != rt.len() {
-                    return Err(PlanError::Syntax(
-                        "each UNION query must have the same number of columns".into(),
-                    ));
+                    return Err(PlanError::Syntax(format!(
+                        "each {op} query must have the same number of columns"
+                    )));
                 }
                 // A column that is an untyped literal (NULL, a string) on one side takes the
                 // other side's type, as in PostgreSQL.
@@ -373,13 +376,62 @@ impl Binder<'_> {
                         _ => common_type(&Expr::column(0, lt[i]), &Expr::column(0, rt[i])),
                     })
                     .collect::<PlanResult<Vec<_>>>()?;
-                let plan = BatchPlan::UnionAll {
-                    inputs: vec![project_to(l.plan, &types)?, project_to(r.plan, &types)?],
-                };
                 let all = matches!(
                     set_quantifier,
                     ast::SetQuantifier::All | ast::SetQuantifier::AllByName
                 );
+                let (left, right) = (project_to(l.plan, &types)?, project_to(r.plan, &types)?);
+                let plan = match op {
+                    ast::SetOperator::Union => BatchPlan::UnionAll {
+                        inputs: vec![left, right],
+                    },
+                    _ if all => {
+                        return Err(PlanError::NotSupported(format!("{op} ALL")));
+                    }
+                    // Rows of the left side with (without) an equal row on the right, NULLs
+                    // equal to NULLs: a semi (anti) join on null-safe keys.
+                    _ => {
+                        let n = types.len();
+                        let null_safe = |plan: BatchPlan| BatchPlan::Project {
+                            input: Box::new(plan),
+                            exprs: (0..n)
+                                .map(|c| Expr::column(c, types[c]))
+                                .chain((0..n).flat_map(|c| {
+                                    let col = Expr::column(c, types[c]);
+                                    [
+                                        Expr::IsNull(Box::new(col.clone())),
+                                        Expr::Coalesce {
+                                            args: vec![
+                                                col,
+                                                Expr::literal(
+                                                    super::subquery::stand_in(types[c]),
+                                                    types[c],
+                                                ),
+                                            ],
+                                            ty: types[c],
+                                        },
+                                    ]
+                                }))
+                                .collect(),
+                        };
+                        let keys: Vec<usize> = (n..3 * n).collect();
+                        BatchPlan::Project {
+                            input: Box::new(BatchPlan::HashJoin {
+                                left: Box::new(null_safe(left)),
+                                right: Box::new(null_safe(right)),
+                                kind: if matches!(op, ast::SetOperator::Intersect) {
+                                    JoinKind::LeftSemi
+                                } else {
+                                    JoinKind::LeftAnti
+                                },
+                                left_keys: keys.clone(),
+                                right_keys: keys,
+                                condition: None,
+                            }),
+                            exprs: (0..n).map(|c| Expr::column(c, types[c])).collect(),
+                        }
+                    }
+                };
                 let names = l.scope.columns.iter().map(|c| c.name.clone()).collect();
                 Ok(BoundQuery {
                     plan: if all { plan } else { distinct(plan) },

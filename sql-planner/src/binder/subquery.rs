@@ -32,7 +32,7 @@ use super::expr::{
 use crate::error::{PlanError, PlanResult};
 
 /// Some value of type `ty`, standing in for NULL in a null-safe join key.
-fn stand_in(ty: DataType) -> Datum {
+pub(crate) fn stand_in(ty: DataType) -> Datum {
     match ty {
         DataType::Boolean => Datum::Bool(false),
         DataType::Int16 => Datum::Int16(0),
