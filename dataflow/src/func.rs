@@ -82,6 +82,8 @@ pub enum Func {
     ArrayAll(crate::expr::BinaryOp),
     /// `generate_series(start, stop [, step])` of integers as an array (stop included).
     SeriesArray,
+    /// `format_type(oid, typmod)`: the SQL name of the type with PostgreSQL oid `oid`.
+    FormatType,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -242,6 +244,23 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::SeriesArray
     ) {
         return crate::array::eval(func, args, ty, rows);
+    }
+    if func == Func::FormatType {
+        return each_row(&args[..1], ty, |row| {
+            let Datum::Int32(oid) = row[0] else {
+                return Err(Error::Internal("format_type argument".into()));
+            };
+            Ok(Datum::Varchar(DataType::from_pg_oid(oid).map_or_else(
+                || "???".to_string(),
+                |t| {
+                    if oid == 25 {
+                        "text".to_string()
+                    } else {
+                        t.pg_name()
+                    }
+                },
+            )))
+        });
     }
     if func == Func::Substring {
         return each_row(args, ty, |row| {

@@ -211,6 +211,97 @@ impl DataType {
         }
     }
 
+    /// The types with PostgreSQL oids: each scalar type and its array type.
+    pub fn pg_types() -> Vec<DataType> {
+        let scalars = [
+            DataType::Boolean,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Decimal,
+            DataType::Varchar,
+            DataType::Date,
+            DataType::Time,
+            DataType::Timestamp,
+            DataType::Timestamptz,
+            DataType::Interval,
+        ];
+        scalars
+            .iter()
+            .copied()
+            .chain(scalars.iter().map(|t| DataType::list(*t)))
+            .collect()
+    }
+
+    /// The oid of the PostgreSQL type: an array of arrays has its element's array type, as
+    /// PostgreSQL's arrays have one type whatever their dimensions.
+    pub fn pg_oid(self) -> i32 {
+        match self {
+            DataType::Boolean => 16,
+            DataType::Int16 => 21,
+            DataType::Int32 => 23,
+            DataType::Int64 => 20,
+            DataType::Float32 => 700,
+            DataType::Float64 => 701,
+            DataType::Decimal => 1700,
+            DataType::Varchar => 1043,
+            DataType::Date => 1082,
+            DataType::Time => 1083,
+            DataType::Timestamp => 1114,
+            DataType::Timestamptz => 1184,
+            DataType::Interval => 1186,
+            DataType::List(e) => match e.get() {
+                DataType::Boolean => 1000,
+                DataType::Int16 => 1005,
+                DataType::Int32 => 1007,
+                DataType::Int64 => 1016,
+                DataType::Float32 => 1021,
+                DataType::Float64 => 1022,
+                DataType::Decimal => 1231,
+                DataType::Varchar => 1015,
+                DataType::Date => 1182,
+                DataType::Time => 1183,
+                DataType::Timestamp => 1115,
+                DataType::Timestamptz => 1185,
+                DataType::Interval => 1187,
+                nested @ DataType::List(_) => nested.pg_oid(),
+            },
+        }
+    }
+
+    /// The type of PostgreSQL oid `oid` (`text`, `name` and `char` read as varchar).
+    pub fn from_pg_oid(oid: i32) -> Option<DataType> {
+        match oid {
+            25 | 19 | 18 | 1042 => Some(DataType::Varchar),
+            1009 => Some(DataType::list(DataType::Varchar)),
+            26 => Some(DataType::Int32),
+            _ => DataType::pg_types().into_iter().find(|t| t.pg_oid() == oid),
+        }
+    }
+
+    /// PostgreSQL's internal name of the type (`int4`, `_int4` for its array).
+    pub fn pg_internal_name(self) -> String {
+        let name = match self {
+            DataType::Boolean => "bool",
+            DataType::Int16 => "int2",
+            DataType::Int32 => "int4",
+            DataType::Int64 => "int8",
+            DataType::Float32 => "float4",
+            DataType::Float64 => "float8",
+            DataType::Decimal => "numeric",
+            DataType::Varchar => "varchar",
+            DataType::Date => "date",
+            DataType::Time => "time",
+            DataType::Timestamp => "timestamp",
+            DataType::Timestamptz => "timestamptz",
+            DataType::Interval => "interval",
+            DataType::List(e) => return format!("_{}", e.get().pg_internal_name()),
+        };
+        name.to_string()
+    }
+
     /// The PostgreSQL name of the type.
     pub fn pg_name(self) -> String {
         let name = match self {

@@ -46,42 +46,7 @@ use crate::database::{CopyIn, Database, Session, StatementResult};
 use crate::error::Error;
 
 fn pg_type(t: DataType) -> Type {
-    match t {
-        // PostgreSQL has one array type per element type, whatever the dimensions.
-        DataType::List(mut e) => {
-            while let DataType::List(inner) = e.get() {
-                e = inner;
-            }
-            match pg_type(e.get()) {
-                Type::BOOL => Type::BOOL_ARRAY,
-                Type::INT2 => Type::INT2_ARRAY,
-                Type::INT4 => Type::INT4_ARRAY,
-                Type::INT8 => Type::INT8_ARRAY,
-                Type::FLOAT4 => Type::FLOAT4_ARRAY,
-                Type::FLOAT8 => Type::FLOAT8_ARRAY,
-                Type::NUMERIC => Type::NUMERIC_ARRAY,
-                Type::DATE => Type::DATE_ARRAY,
-                Type::TIME => Type::TIME_ARRAY,
-                Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
-                Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
-                Type::INTERVAL => Type::INTERVAL_ARRAY,
-                _ => Type::VARCHAR_ARRAY,
-            }
-        }
-        DataType::Boolean => Type::BOOL,
-        DataType::Int16 => Type::INT2,
-        DataType::Int32 => Type::INT4,
-        DataType::Int64 => Type::INT8,
-        DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal => Type::NUMERIC,
-        DataType::Varchar => Type::VARCHAR,
-        DataType::Date => Type::DATE,
-        DataType::Time => Type::TIME,
-        DataType::Timestamp => Type::TIMESTAMP,
-        DataType::Timestamptz => Type::TIMESTAMPTZ,
-        DataType::Interval => Type::INTERVAL,
-    }
+    Type::from_oid(t.pg_oid() as u32).expect("every type has a PostgreSQL oid")
 }
 
 fn to_pgwire_error(e: Error) -> PgWireError {

@@ -407,13 +407,14 @@ fn literal(v: &ast::Value) -> PlanResult<Expr> {
     })
 }
 
-/// Statement-wide binding context: inferred parameter types and catalog facts.
-#[derive(Debug, Default)]
-pub(crate) struct Params {
+/// Statement-wide binding context: inferred parameter types, and the catalog that system
+/// functions (`pg_table_is_visible`, `'t'::regclass`, ...) answer from.
+#[derive(Default)]
+pub(crate) struct Params<'c> {
     /// Inferred `$n` types, by position (`None`: not known yet).
     pub types: RefCell<Vec<Option<DataType>>>,
-    /// Oids of the tables on the search path (for `pg_table_is_visible`).
-    pub visible_tables: Vec<i32>,
+    /// The catalog (none for expressions bound outside a statement).
+    pub catalog: Option<&'c dyn crate::catalog::Catalog>,
 }
 
 /// The number of a `$n` placeholder.
@@ -443,7 +444,7 @@ pub(crate) fn note_param(params: &Params, e: &ast::Expr, ty: DataType) {
 pub(crate) struct ExprBinder<'s, 'a> {
     pub scope: &'s Scope,
     pub agg: Option<&'s mut AggContext<'a>>,
-    pub params: &'s Params,
+    pub params: &'s Params<'s>,
 }
 
 impl ExprBinder<'_, '_> {
@@ -736,8 +737,15 @@ impl ExprBinder<'_, '_> {
             E::Cast {
                 expr, data_type, ..
             } => {
-                let to = sql_type(data_type)?;
-                coerce_explicit(self.bind(expr)?, to)
+                let value = self.bind(expr)?;
+                if let Some(cast) = super::system::object_reference_cast(
+                    value.clone(),
+                    data_type,
+                    self.params.catalog,
+                ) {
+                    return cast;
+                }
+                coerce_explicit(value, sql_type(data_type)?)
             }
             E::TypedString(ts) => {
                 let to = sql_type(&ts.data_type)?;
@@ -946,26 +954,8 @@ impl ExprBinder<'_, '_> {
             })
             .collect::<PlanResult<Vec<_>>>()?;
         match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
-            // Every object is owned by the one user.
-            "pg_get_userbyid" if args.len() == 1 => Ok(Expr::literal(
-                Datum::Varchar("root".into()),
-                DataType::Varchar,
-            )),
-            "pg_table_is_visible" if args.len() == 1 => {
-                let oid = coerce(args.into_iter().next().expect("one"), DataType::Int32)?;
-                let any = self
-                    .params
-                    .visible_tables
-                    .iter()
-                    .fold(None, |acc: Option<Expr>, t| {
-                        let eq = Expr::binary(
-                            BinaryOp::Eq,
-                            oid.clone(),
-                            Expr::literal(Datum::Int32(*t), DataType::Int32),
-                        );
-                        Some(acc.map_or(eq.clone(), |a| Expr::binary(BinaryOp::Or, a, eq)))
-                    });
-                Ok(any.unwrap_or(Expr::literal(Datum::Bool(false), DataType::Boolean)))
+            system if super::system::is_system_function(system) => {
+                super::system::system_function(system, args, self.params.catalog)
             }
             "coalesce" if !args.is_empty() => {
                 let ty = unify(args.iter())?;
@@ -1093,7 +1083,9 @@ impl ExprBinder<'_, '_> {
                 })
             }
             "array_length" | "array_upper" | "array_lower" | "cardinality" | "array_to_string"
-            | "array_append" | "array_prepend" | "array_cat" => array_function(&name, args),
+            | "array_append" | "array_prepend" | "array_cat" => {
+                array_function(name.strip_prefix("pg_catalog.").unwrap_or(&name), args)
+            }
             "booleq" | "boolne" if args.len() == 2 => {
                 let op = if name == "booleq" {
                     BinaryOp::Eq
@@ -1441,6 +1433,24 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
         B::StringConcat => BinaryOp::Concat,
         B::PGRegexMatch => BinaryOp::RegexMatch,
         B::PGRegexNotMatch => BinaryOp::RegexNotMatch,
+        // `OPERATOR(pg_catalog.~)` and the like: the operator named.
+        B::PGCustomBinaryOperator(parts) => {
+            let named = match parts.last().map(String::as_str) {
+                Some("~") => B::PGRegexMatch,
+                Some("!~") => B::PGRegexNotMatch,
+                Some("=") => B::Eq,
+                Some("<>") => B::NotEq,
+                Some("<") => B::Lt,
+                Some("<=") => B::LtEq,
+                Some(">") => B::Gt,
+                Some(">=") => B::GtEq,
+                Some("+") => B::Plus,
+                Some("-") => B::Minus,
+                Some("||") => B::StringConcat,
+                _ => return Err(PlanError::NotSupported(format!("operator {op}"))),
+            };
+            return bind_binary(&named, l, r);
+        }
         other => return Err(PlanError::NotSupported(format!("operator {other}"))),
     };
     match op {

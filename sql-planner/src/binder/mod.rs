@@ -26,7 +26,7 @@ pub(crate) struct Binder<'c> {
     /// Common table expressions in scope, innermost last.
     ctes: Vec<(String, BoundQuery)>,
     /// Types inferred for `$n` parameters.
-    params: Params,
+    params: Params<'c>,
     /// Subqueries unnested so far (numbers their hidden columns).
     subqueries: usize,
     /// Window functions bound so far (numbers their hidden columns).
@@ -62,12 +62,7 @@ impl<'c> Binder<'c> {
             subqueries: 0,
             windows: 0,
             params: Params {
-                visible_tables: catalog
-                    .tables()
-                    .iter()
-                    .filter(|t| t.schema == DEFAULT_SCHEMA)
-                    .map(|t| t.id as i32)
-                    .collect(),
+                catalog: Some(catalog),
                 ..Params::default()
             },
         }

@@ -601,7 +601,8 @@ impl Binder<'_> {
         else {
             unreachable!("a SELECT parses as one");
         };
-        inner.from.extend(from.from);
+        // First, so that set-returning functions in FROM see it.
+        inner.from.splice(0..0, from.from);
         inner.projection = d_names
             .iter()
             .map(|d| Ok(aliased(parse_expr(&format!("{relation}.{d}"))?, d)))
