@@ -84,6 +84,10 @@ pub enum Func {
     SeriesArray,
     /// `format_type(oid, typmod)`: the SQL name of the type with PostgreSQL oid `oid`.
     FormatType,
+    /// `pg_size_pretty(bytes)`: `123 bytes`, `45 kB`, `6789 MB`, ...
+    SizePretty,
+    /// `quote_ident(s)`: `s` double-quoted unless it is a plain lower-case identifier.
+    QuoteIdent,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -109,6 +113,19 @@ fn substring(s: &str, start: i32, count: Option<&Datum>) -> Result<String> {
             .collect(),
         None => s.chars().skip(from).collect(),
     })
+}
+
+/// PostgreSQL's `pg_size_pretty`: the largest unit that keeps the number at 10240 or more
+/// of the next smaller one, rounded half up.
+fn size_pretty(bytes: i64) -> String {
+    let mut value = bytes;
+    for unit in ["bytes", "kB", "MB", "GB", "TB"] {
+        if value.abs() < 10 * 1024 || unit == "TB" {
+            return format!("{value} {unit}");
+        }
+        value = (value + value.signum() * 512) / 1024;
+    }
+    unreachable!("TB ends the loop")
 }
 
 /// Applies `f` to each row whose arguments are all non-NULL (NULL otherwise).
@@ -244,6 +261,32 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::SeriesArray
     ) {
         return crate::array::eval(func, args, ty, rows);
+    }
+    if func == Func::SizePretty {
+        return each_row(args, ty, |row| {
+            let Datum::Int64(bytes) = row[0] else {
+                return Err(Error::Internal("pg_size_pretty argument".into()));
+            };
+            Ok(Datum::Varchar(size_pretty(bytes)))
+        });
+    }
+    if func == Func::QuoteIdent {
+        return each_row(args, ty, |row| {
+            let Datum::Varchar(s) = &row[0] else {
+                return Err(Error::Internal("quote_ident argument".into()));
+            };
+            let plain = s
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            Ok(Datum::Varchar(if plain {
+                s.clone()
+            } else {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            }))
+        });
     }
     if func == Func::FormatType {
         return each_row(&args[..1], ty, |row| {

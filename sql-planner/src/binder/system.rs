@@ -9,14 +9,17 @@ use sqlparser::ast;
 use super::expr::coerce;
 use crate::error::{PlanError, PlanResult};
 
-use crate::catalog::{Catalog, DEFAULT_SCHEMA};
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog};
 
 /// Oids PostgreSQL gives its built-in namespaces; user schemas get oids from 16384 on.
 const PG_CATALOG_OID: i32 = 11;
 const PUBLIC_OID: i32 = 2200;
 const FIRST_USER_OID: i32 = 16384;
-/// The heap access method.
+/// The heap and btree access methods.
 const HEAP_AM_OID: i32 = 2;
+const BTREE_AM_OID: i32 = 403;
 
 /// A system table's contents.
 pub(crate) struct SystemTable {
@@ -54,6 +57,28 @@ pub(crate) fn schemas_by_oid(catalog: &dyn Catalog) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The key column names of `index`: its order, without the base table's key that follows it
+/// (which makes it unique).
+fn index_key<'t>(tables: &'t [Arc<TableCatalog>], index: &'t TableCatalog) -> Vec<&'t str> {
+    let Some(base) = tables.iter().find(|t| Some(t.id) == index.index_of()) else {
+        return vec![];
+    };
+    let mut keys: Vec<&str> = index
+        .pk
+        .iter()
+        .map(|k| index.columns[*k].name.as_str())
+        .collect();
+    let base_key: Vec<&str> = base
+        .pk
+        .iter()
+        .map(|k| base.columns[*k].name.as_str())
+        .collect();
+    while keys.len() > 1 && keys.last().is_some_and(|k| base_key.contains(k)) {
+        keys.pop();
+    }
+    keys
+}
+
 /// `CREATE INDEX` statements of the indexes, by oid (what `pg_get_indexdef` gives).
 pub(crate) fn index_definitions(catalog: &dyn Catalog) -> Vec<(i32, String)> {
     let tables = catalog.tables();
@@ -61,20 +86,7 @@ pub(crate) fn index_definitions(catalog: &dyn Catalog) -> Vec<(i32, String)> {
         .iter()
         .filter_map(|index| {
             let base = tables.iter().find(|t| Some(t.id) == index.index_of())?;
-            // The index's key is its order, then the base table's key (which makes it unique).
-            let mut keys: Vec<&str> = index
-                .pk
-                .iter()
-                .map(|k| index.columns[*k].name.as_str())
-                .collect();
-            let base_key: Vec<&str> = base
-                .pk
-                .iter()
-                .map(|k| base.columns[*k].name.as_str())
-                .collect();
-            while keys.len() > 1 && keys.last().is_some_and(|k| base_key.contains(k)) {
-                keys.pop();
-            }
+            let keys = index_key(&tables, index);
             Some((
                 index.id as i32,
                 format!(
@@ -149,7 +161,11 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                             _ => "r",
                         }),
                         int(ROOT_ROLE_OID),
-                        int(HEAP_AM_OID),
+                        int(if t.index_of().is_some() {
+                            BTREE_AM_OID
+                        } else {
+                            HEAP_AM_OID
+                        }),
                         Datum::Int16(0),
                         boolean(has_index),
                         boolean(false),
@@ -183,6 +199,9 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 ("attgenerated", V),
                 ("attcollation", I),
                 ("attlen", I16),
+                ("attstorage", V),
+                ("attcompression", V),
+                ("attstattarget", I),
             ],
             tables
                 .iter()
@@ -206,6 +225,13 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                                 text(""),
                                 int(if c.ty == V { DEFAULT_COLLATION_OID } else { 0 }),
                                 Datum::Int16(-1),
+                                // Plain storage for fixed-width values, extended otherwise.
+                                text(match c.ty {
+                                    V | DataType::Decimal | DataType::List(_) => "x",
+                                    _ => "p",
+                                }),
+                                text(""),
+                                int(-1),
                             ]
                         })
                         .collect::<Vec<_>>()
@@ -274,6 +300,10 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 ("indisvalid", B),
                 ("indisreplident", B),
                 ("indkey", smallints),
+                ("indnkeyatts", I16),
+                ("indimmediate", B),
+                ("indnullsnotdistinct", B),
+                ("indpred", V),
             ],
             tables
                 .iter()
@@ -286,6 +316,10 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         boolean(false),
                         boolean(false),
                         boolean(false),
+                        boolean(true),
+                        boolean(false),
+                        null.clone(),
+                        Datum::Int16(index_key(&tables, i).len() as i16),
                         boolean(true),
                         boolean(false),
                         null.clone(),
@@ -355,7 +389,10 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
         ),
         "pg_am" => (
             vec![("oid", I), ("amname", V)],
-            vec![vec![int(HEAP_AM_OID), text("heap")]],
+            vec![
+                vec![int(HEAP_AM_OID), text("heap")],
+                vec![int(BTREE_AM_OID), text("btree")],
+            ],
         ),
         // Features this system does not have: the tables exist, empty, so that clients'
         // catalog queries run.
@@ -486,6 +523,11 @@ pub(crate) fn is_system_function(name: &str) -> bool {
             | "pg_get_statisticsobjdef_columns"
             | "pg_relation_is_publishable"
             | "pg_encoding_to_char"
+            | "pg_size_pretty"
+            | "quote_ident"
+            | "pg_table_size"
+            | "pg_relation_size"
+            | "pg_total_relation_size"
             | "obj_description"
             | "col_description"
             | "shobj_description"
@@ -537,11 +579,51 @@ pub(crate) fn system_function(
             Some(e) => coerce(e, DataType::Varchar)?,
             None => null_text(),
         },
-        "pg_get_indexdef" => lookup(
-            first()?,
-            catalog.map(index_definitions).unwrap_or_default(),
-            null_text(),
-        ),
+        // `pg_get_indexdef(index, 0, ..)` is the index's definition, with a column number
+        // that key column's name.
+        "pg_get_indexdef" => {
+            let index = first()?;
+            let definition = lookup(
+                index.clone(),
+                catalog.map(index_definitions).unwrap_or_default(),
+                null_text(),
+            );
+            match args.get(1) {
+                None => definition,
+                Some(column) => {
+                    let column = coerce(column.clone(), DataType::Int32)?;
+                    let is = |e: &Expr, v: i32| {
+                        Expr::binary(
+                            BinaryOp::Eq,
+                            e.clone(),
+                            Expr::literal(Datum::Int32(v), DataType::Int32),
+                        )
+                    };
+                    let mut branches = vec![(is(&column, 0), definition)];
+                    for i in tables.iter().filter(|t| t.index_of().is_some()) {
+                        for (n, name) in index_key(&tables, i).iter().enumerate() {
+                            branches.push((
+                                Expr::binary(
+                                    BinaryOp::And,
+                                    is(&index, i.id as i32),
+                                    is(&column, n as i32 + 1),
+                                ),
+                                Expr::literal(Datum::Varchar(name.to_string()), DataType::Varchar),
+                            ));
+                        }
+                    }
+                    Expr::Case {
+                        branches,
+                        otherwise: Some(Box::new(null_text())),
+                        ty: DataType::Varchar,
+                    }
+                }
+            }
+        }
+        // Sizes are not tracked per relation.
+        "pg_table_size" | "pg_relation_size" | "pg_total_relation_size" => {
+            Expr::literal(Datum::Int64(0), DataType::Int64)
+        }
         "pg_get_viewdef" => lookup(
             first()?,
             tables
@@ -556,6 +638,26 @@ pub(crate) fn system_function(
             Expr::literal(Datum::Varchar(String::new()), DataType::Varchar),
         ),
         "pg_relation_is_publishable" => Expr::literal(Datum::Bool(false), DataType::Boolean),
+        "quote_ident" => Expr::Func {
+            func: Func::QuoteIdent,
+            args: vec![coerce(
+                args.into_iter().next().ok_or_else(|| {
+                    PlanError::UndefinedFunction("function quote_ident() does not exist".into())
+                })?,
+                DataType::Varchar,
+            )?],
+            ty: DataType::Varchar,
+        },
+        "pg_size_pretty" => Expr::Func {
+            func: Func::SizePretty,
+            args: vec![coerce(
+                args.into_iter().next().ok_or_else(|| {
+                    PlanError::UndefinedFunction("function pg_size_pretty() does not exist".into())
+                })?,
+                DataType::Int64,
+            )?],
+            ty: DataType::Varchar,
+        },
         // Constraints, statistics objects and comments do not exist here.
         _ => null_text(),
     })
