@@ -70,12 +70,12 @@ fn dimension_length(items: &[Datum], dim: i32) -> Option<i32> {
     }
 }
 
-/// The text of each element joined by `sep`; NULL elements are skipped, or written as
-/// `null_text` when given.
-fn to_string(items: &[Datum], sep: &str, null_text: Option<&str>, out: &mut Vec<String>) {
+/// The text of each element (of every dimension), in order; NULL elements are skipped, or
+/// written as `null_text` when given.
+fn element_texts(items: &[Datum], null_text: Option<&str>, out: &mut Vec<String>) {
     for d in items {
         match d {
-            Datum::List(inner) => to_string(inner, sep, null_text, out),
+            Datum::List(inner) => element_texts(inner, null_text, out),
             Datum::Null => out.extend(null_text.map(str::to_string)),
             other => out.extend(other.to_text()),
         }
@@ -143,7 +143,7 @@ fn eval_row(func: Func, row: &[Datum]) -> Result<Datum> {
                     _ => None,
                 };
                 let mut parts = Vec::new();
-                to_string(items, sep, null_text, &mut parts);
+                element_texts(items, null_text, &mut parts);
                 Datum::Varchar(parts.join(sep))
             }
             _ => Datum::Null,

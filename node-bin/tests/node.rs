@@ -162,14 +162,46 @@ async fn views_match_their_queries(client: &Client) {
     assert_eq!(ids(even), ids(expected));
 }
 
-#[test]
-fn psql_works_against_the_node() {
+/// Whether psql is installed (CI must have it; elsewhere its tests are skipped).
+fn has_psql() -> bool {
     if Command::new("psql").arg("--version").output().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install psql (postgresql-client)"
         );
         eprintln!("psql is not installed; skipping");
+        return false;
+    }
+    true
+}
+
+/// Runs `script` through psql (with `extra` options) against the node on `port`; returns
+/// its stdout and stderr.
+fn run_psql(port: u16, extra: &[&str], script: &str) -> (String, String) {
+    let output = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "root", "-d", "dev", "-X"])
+        .args(extra)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn psql_works_against_the_node() {
+    if !has_psql() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -188,33 +220,7 @@ fn psql_works_against_the_node() {
                   SELECT n FROM pm;\n\
                   \\dt\n\
                   \\dm\n";
-    let output = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &node.port.to_string(),
-            "-U",
-            "root",
-            "-d",
-            "dev",
-            "-X",
-            "-A",
-            "-t",
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = run_psql(node.port, &["-A", "-t"], script);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         vec![
@@ -235,6 +241,47 @@ fn psql_works_against_the_node() {
         stderr.to_lowercase().contains("division by zero"),
         "{stderr}"
     );
+}
+
+/// psql's describe commands run the catalog queries psql 15 sends (correlated subqueries,
+/// arrays, regclass casts, `OPERATOR(pg_catalog.~)`, ...) and print what PostgreSQL would.
+#[test]
+fn psql_describes_tables_views_indexes_and_databases() {
+    if !has_psql() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path());
+    let script = "CREATE TABLE p (id int PRIMARY KEY, name varchar, tags varchar[]);\n\
+                  CREATE MATERIALIZED VIEW pm AS SELECT count(*) AS n FROM p;\n\
+                  CREATE INDEX pi ON p(name);\n\
+                  \\d p\n\
+                  \\d+ pm\n\
+                  \\d pi\n\
+                  \\l\n";
+    let (stdout, stderr) = run_psql(node.port, &["-A"], script);
+    let lines: Vec<&str> = stdout.lines().collect();
+    for expected in [
+        "Table \"public.p\"",
+        "id|integer||not null|",
+        "name|character varying|||",
+        "tags|character varying[]|||",
+        "Indexes:",
+        "    \"pi\" btree (name)",
+        "Materialized view \"public.pm\"",
+        "n|bigint||||plain|||",
+        "View definition:",
+        "Index \"public.pi\"",
+        "name|character varying|yes|name",
+        "btree, for table \"public.p\"",
+        "dev|root|UTF8|C|C||libc|",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "no line {expected:?} in:\n{stdout}\nstderr: {stderr}"
+        );
+    }
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]

@@ -910,7 +910,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders() {
+    fn placeholders_are_found_and_substituted() {
         let sql = "SELECT * FROM t WHERE a = $1 AND b = '$2' AND c = $2";
         assert_eq!(
             placeholders(sql).iter().map(|p| p.1).collect::<Vec<_>>(),

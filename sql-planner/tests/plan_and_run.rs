@@ -371,7 +371,7 @@ async fn subqueries() {
         .await
         .unwrap_err();
     assert_eq!(err.sqlstate(), "21000");
-    // In WHERE, any correlation works (a semi or anti join); elsewhere only equalities.
+    // In WHERE, any correlation becomes the condition of a semi or anti join.
     for (sql, expected) in [
         (
             "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id < t.id) ORDER BY id",
@@ -388,11 +388,139 @@ async fn subqueries() {
     ] {
         assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
     }
-    let correlated_other = plan_sql(
-        "SELECT EXISTS (SELECT 1 FROM u WHERE u.id < t.id) FROM t",
+}
+
+/// Correlation the WHERE equalities do not cover is planned by the outer rows' values.
+#[tokio::test]
+async fn correlated_subqueries_of_any_shape() {
+    let (store, tables) = setup().await;
+    let (n, b) = (Datum::Null, Datum::Bool);
+    let list = |v: Vec<Datum>| Datum::List(v);
+    let cases: Vec<(&str, Vec<Vec<Datum>>)> = vec![
+        (
+            "SELECT id, EXISTS (SELECT 1 FROM u WHERE u.id < t.id) FROM t ORDER BY id",
+            vec![
+                vec![i(1), b(false)],
+                vec![i(2), b(true)],
+                vec![i(3), b(true)],
+                vec![i(4), b(true)],
+            ],
+        ),
+        (
+            "SELECT id, (SELECT tag FROM u WHERE u.id = t.id) FROM t ORDER BY id",
+            vec![
+                vec![i(1), s("x")],
+                vec![i(2), n.clone()],
+                vec![i(3), s("y")],
+                vec![i(4), n.clone()],
+            ],
+        ),
+        (
+            "SELECT id, (SELECT max(u.id) FROM u WHERE u.id < t.id) FROM t ORDER BY id",
+            vec![
+                vec![i(1), n.clone()],
+                vec![i(2), i(1)],
+                vec![i(3), i(1)],
+                vec![i(4), i(3)],
+            ],
+        ),
+        (
+            "SELECT id, ARRAY(SELECT tag FROM u WHERE u.id <= t.id ORDER BY tag DESC) FROM t \
+             WHERE id <> 2 ORDER BY id",
+            vec![
+                vec![i(1), list(vec![s("x")])],
+                vec![i(3), list(vec![s("y"), s("x")])],
+                vec![i(4), list(vec![s("y"), s("x")])],
+            ],
+        ),
+        // An outer row with a NULL still meets its own subquery rows.
+        (
+            "SELECT id, (SELECT count(*) FROM u WHERE t.v IS NULL) FROM t ORDER BY id",
+            vec![
+                vec![i(1), i(0)],
+                vec![i(2), i(0)],
+                vec![i(3), i(0)],
+                vec![i(4), i(3)],
+            ],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
+    }
+    let Plan::Query { plan, .. } = plan_sql(
+        "SELECT (SELECT tag FROM u WHERE u.id > t.id) FROM t",
         &tables,
-    );
-    assert!(matches!(correlated_other, Err(PlanError::NotSupported(_))));
+    )
+    .unwrap()
+    .remove(0) else {
+        panic!("not a query")
+    };
+    let ctx = Arc::new(BatchContext {
+        store: store.clone(),
+        epoch: Epoch(1),
+    });
+    let err = execute(plan, ctx)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "21000");
+}
+
+#[tokio::test]
+async fn arrays_set_functions_and_set_operations() {
+    let (store, tables) = setup().await;
+    let list = |v: Vec<Datum>| Datum::List(v);
+    let cases: Vec<(&str, Vec<Vec<Datum>>)> = vec![
+        (
+            "SELECT name, array_agg(id), string_agg(CAST(id AS varchar), '-') FROM t \
+             GROUP BY name ORDER BY name",
+            vec![
+                vec![s("a"), list(vec![i(1), i(3)]), s("1-3")],
+                vec![s("b"), list(vec![i(2)]), s("2")],
+                vec![s("c"), list(vec![i(4)]), s("4")],
+            ],
+        ),
+        (
+            "SELECT id, x FROM t, unnest(ARRAY[t.id, t.id * 10]) x WHERE id <= 2 ORDER BY id, x",
+            vec![
+                vec![i(1), i(1)],
+                vec![i(1), i(10)],
+                vec![i(2), i(2)],
+                vec![i(2), i(20)],
+            ],
+        ),
+        (
+            "SELECT id, unnest(ARRAY['p', 'q']) FROM t WHERE id = 1",
+            vec![vec![i(1), s("p")], vec![i(1), s("q")]],
+        ),
+        (
+            "SELECT a[2], a || 7, cardinality(a), 3 = ANY(a), array_to_string(a, ',') \
+             FROM (SELECT CAST('{1,3,NULL}' AS int[]) AS a) AS s",
+            vec![vec![
+                Datum::Int32(3),
+                list(vec![
+                    Datum::Int32(1),
+                    Datum::Int32(3),
+                    Datum::Null,
+                    Datum::Int32(7),
+                ]),
+                Datum::Int32(3),
+                Datum::Bool(true),
+                s("1,3"),
+            ]],
+        ),
+        (
+            "SELECT id FROM t INTERSECT SELECT id FROM u ORDER BY 1",
+            vec![vec![i(1)], vec![i(3)]],
+        ),
+        (
+            "SELECT id FROM t EXCEPT SELECT id FROM u ORDER BY 1",
+            vec![vec![i(2)], vec![i(4)]],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
+    }
 }
 
 #[tokio::test]

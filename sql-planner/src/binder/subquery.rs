@@ -569,23 +569,21 @@ impl Binder<'_> {
         };
         // Each outer column twice: under its own name, for the subquery's references, and as
         // `d<j>`, for this rewrite's.
-        let mut d_scope = Scope::default();
-        for j in 0..k {
-            d_scope.columns.push(ScopeColumn {
-                hidden: false,
-                outer: true,
-                ..scope.columns[outer[j]].clone()
-            });
-        }
-        for j in 0..k {
-            d_scope.columns.push(ScopeColumn {
-                table: None,
-                name: format!("d{j}"),
-                ty: scope.columns[outer[j]].ty,
-                hidden: true,
-                outer: false,
-            });
-        }
+        let named = outer.iter().map(|i| ScopeColumn {
+            hidden: false,
+            outer: true,
+            ..scope.columns[*i].clone()
+        });
+        let numbered = outer.iter().enumerate().map(|(j, i)| ScopeColumn {
+            table: None,
+            name: format!("d{j}"),
+            ty: scope.columns[*i].ty,
+            hidden: true,
+            outer: false,
+        });
+        let d_scope = Scope {
+            columns: named.chain(numbered).collect(),
+        };
         let d_plan = BatchPlan::Project {
             input: Box::new(distinct),
             exprs: (0..2 * k)
