@@ -516,3 +516,61 @@ async fn numeric_through_binary_and_text() {
     assert_eq!(bad.code().unwrap().code(), "22P02");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_and_subqueries_in_dml() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, g int, v int, tags varchar[]);
+         INSERT INTO t VALUES (1, 1, 0, '{a,b}'), (2, 1, 0, ARRAY['c']), (3, 2, 0, NULL);
+         CREATE TABLE s (g int, w int);
+         INSERT INTO s VALUES (1, 10), (1, 20), (2, 5);
+         UPDATE t SET v = (SELECT sum(w) FROM s WHERE s.g = t.g) WHERE id < 3;
+         UPDATE t SET (g, v) = (SELECT 7, max(w) FROM s) WHERE id = 3;",
+    )
+    .await
+    .unwrap();
+    // Binary results: the driver decodes PostgreSQL's array form.
+    let rows = c
+        .query(
+            "SELECT id, g, v, tags, ARRAY[id, NULL] FROM t ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    type Row = (i32, i32, i32, Option<Vec<Option<String>>>, Vec<Option<i32>>);
+    let got: Vec<Row> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let text = |v: &[&str]| Some(v.iter().map(|s| Some(s.to_string())).collect());
+    assert_eq!(
+        got,
+        vec![
+            (1, 1, 30, text(&["a", "b"]), vec![Some(1), None]),
+            (2, 1, 30, text(&["c"]), vec![Some(2), None]),
+            (3, 7, 20, None, vec![Some(3), None]),
+        ]
+    );
+    // Row 3 (v = 20 = 4 * 5) goes by EXISTS, row 2 (30 - 10 = 20) by IN.
+    c.batch_execute(
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM s WHERE s.w * 4 = t.v);
+         DELETE FROM t WHERE v - 10 IN (SELECT w FROM s) AND id = 2;",
+    )
+    .await
+    .unwrap();
+    let left = c.query("SELECT id FROM t ORDER BY id", &[]).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
+        vec![1]
+    );
+    let err = c
+        .batch_execute("UPDATE t SET v = (SELECT w FROM s WHERE s.g = t.g)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("21000"));
+    node.stop().await;
+}

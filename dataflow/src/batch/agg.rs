@@ -184,7 +184,7 @@ impl Acc {
             Acc::Single(one) => {
                 if one.replace(value.clone()).is_some() {
                     return Err(Error::CardinalityViolation(
-                        "more than one row returned by a subquery used as an expression".into(),
+                        "Scalar subquery produced more than one row".into(),
                     ));
                 }
             }

@@ -441,19 +441,33 @@ impl<'c> Binder<'c> {
         }
     }
 
+    /// The rows of `table` that `selection` keeps, with subqueries in it unnested as in a
+    /// SELECT's WHERE; the plan and `scope` may have hidden columns after the table's.
     fn filtered_scan(
-        &self,
+        &mut self,
         table: &TableCatalog,
-        scope: &Scope,
+        scope: &mut Scope,
         selection: Option<&ast::Expr>,
     ) -> PlanResult<BatchPlan> {
         let mut plan = BatchPlan::Scan {
             table: table.desc(),
             columns: (0..table.columns.len()).collect(),
         };
-        if let Some(selection) = selection {
+        let Some(selection) = selection else {
+            return Ok(plan);
+        };
+        let mut conjuncts = Vec::new();
+        subquery::split_and(selection, &mut conjuncts);
+        let mut rest = Vec::new();
+        for c in conjuncts {
+            if !self.semi_join(&c, &mut plan, scope)? {
+                rest.push(c);
+            }
+        }
+        if let Some(selection) = subquery::and_all(rest) {
+            let selection = self.unnest_subqueries(&selection, &mut plan, scope)?;
             let predicate = coerce(
-                ExprBinder::bind_plain(scope, &self.params, selection)?,
+                ExprBinder::bind_plain(scope, &self.params, &selection)?,
                 DataType::Boolean,
             )?;
             plan = BatchPlan::Filter {
@@ -462,6 +476,20 @@ impl<'c> Binder<'c> {
             };
         }
         Ok(plan)
+    }
+
+    /// `plan` with only the first `n` columns of `scope` (a table's, without hidden columns
+    /// that subqueries added).
+    fn table_columns(plan: BatchPlan, scope: &Scope, n: usize) -> BatchPlan {
+        if scope.columns.len() == n {
+            return plan;
+        }
+        BatchPlan::Project {
+            input: Box::new(plan),
+            exprs: (0..n)
+                .map(|i| Expr::column(i, scope.columns[i].ty))
+                .collect(),
+        }
     }
 
     fn bind_delete(&mut self, delete: &ast::Delete) -> PlanResult<Plan> {
@@ -484,8 +512,9 @@ impl<'c> Binder<'c> {
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
-        let scope = Self::table_scope(&table, &qualifier);
-        let rows = self.filtered_scan(&table, &scope, delete.selection.as_ref())?;
+        let mut scope = Self::table_scope(&table, &qualifier);
+        let rows = self.filtered_scan(&table, &mut scope, delete.selection.as_ref())?;
+        let rows = Self::table_columns(rows, &scope, table.columns.len());
         Ok(Plan::Delete { table, rows })
     }
 
@@ -500,7 +529,8 @@ impl<'c> Binder<'c> {
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
-        let scope = Self::table_scope(&table, &qualifier);
+        let mut scope = Self::table_scope(&table, &qualifier);
+        let mut input = self.filtered_scan(&table, &mut scope, update.selection.as_ref())?;
         let mut new_values: Vec<Expr> = table
             .columns
             .iter()
@@ -509,21 +539,38 @@ impl<'c> Binder<'c> {
             .collect();
         let mut assigned = std::collections::HashSet::new();
         for assignment in &update.assignments {
-            // `SET c = e`, or `SET (a, b) = (x, y)`: pairs of target columns and values.
-            let pairs: Vec<(&ast::ObjectName, &ast::Expr)> = match (
+            // `SET c = e`, `SET (a, b) = (x, y)` or `SET (a, b) = (SELECT x, y ...)`: pairs
+            // of target columns and values.
+            let mismatch =
+                || PlanError::Syntax("number of columns does not match number of values".into());
+            let pairs: Vec<(&ast::ObjectName, ast::Expr)> = match (
                 &assignment.target,
                 &assignment.value,
             ) {
-                (ast::AssignmentTarget::ColumnName(col), value) => vec![(col, value)],
+                (ast::AssignmentTarget::ColumnName(col), value) => vec![(col, value.clone())],
                 (ast::AssignmentTarget::Tuple(cols), ast::Expr::Tuple(values))
                     if cols.len() == values.len() =>
                 {
-                    cols.iter().zip(values).collect()
+                    cols.iter().zip(values.iter().cloned()).collect()
                 }
-                (ast::AssignmentTarget::Tuple(_), ast::Expr::Tuple(_)) => {
-                    return Err(PlanError::Syntax(
-                        "number of columns does not match number of values".into(),
-                    ));
+                (ast::AssignmentTarget::Tuple(_), ast::Expr::Tuple(_)) => return Err(mismatch()),
+                // Each column from its own scalar subquery over the row subquery.
+                (ast::AssignmentTarget::Tuple(cols), ast::Expr::Subquery(q)) => {
+                    let names: Vec<String> = (0..cols.len()).map(|k| format!("__c{k}")).collect();
+                    let width = self.bind_query(q).map(|b| b.plan.output_types().len());
+                    if width.is_ok_and(|w| w != cols.len()) {
+                        return Err(mismatch());
+                    }
+                    cols.iter()
+                        .zip(&names)
+                        .map(|(col, name)| {
+                            let value = subquery::parse_expr(&format!(
+                                "(SELECT {name} FROM ({q}) AS __row({}))",
+                                names.join(", ")
+                            ))?;
+                            Ok((col, value))
+                        })
+                        .collect::<PlanResult<_>>()?
                 }
                 _ => {
                     return Err(PlanError::NotSupported(
@@ -549,17 +596,17 @@ impl<'c> Binder<'c> {
                     )));
                 }
                 // `SET c = DEFAULT` (the parser sees an identifier).
-                let is_default = matches!(value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
+                let is_default = matches!(&value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
                 if is_default {
                     new_values[i] = table.columns[i].default_value();
                     continue;
                 }
-                note_param(&self.params, value, table.columns[i].ty);
-                let bound = ExprBinder::bind_plain(&scope, &self.params, value)?;
+                note_param(&self.params, &value, table.columns[i].ty);
+                let value = self.unnest_subqueries(&value, &mut input, &mut scope)?;
+                let bound = ExprBinder::bind_plain(&scope, &self.params, &value)?;
                 new_values[i] = coerce(bound, table.columns[i].ty)?;
             }
         }
-        let input = self.filtered_scan(&table, &scope, update.selection.as_ref())?;
         let mut exprs: Vec<Expr> = table
             .columns
             .iter()
