@@ -487,7 +487,10 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                 .collect();
             let need = union(
                 &group_keys,
-                kept_aggs.iter().filter_map(|a| aggs[*a].arg).collect(),
+                kept_aggs
+                    .iter()
+                    .flat_map(|a| aggs[*a].arg.into_iter().chain(aggs[*a].filter))
+                    .collect(),
             );
             let (input, m) = prune(*input, &need);
             let plan = BatchPlan::HashAgg {
@@ -501,6 +504,7 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                     .map(|a| {
                         let mut call = aggs[*a].clone();
                         call.arg = call.arg.map(|c| m[c].expect("argument kept"));
+                        call.filter = call.filter.map(|c| m[c].expect("filter kept"));
                         call
                     })
                     .collect(),

@@ -480,6 +480,17 @@ async fn arrays_set_functions_and_set_operations() {
                 vec![s("c"), list(vec![i(4)]), s("4")],
             ],
         ),
+        // Ordered aggregates; FILTER drops rows from an array (which keeps NULLs).
+        (
+            "SELECT string_agg(name, '-' ORDER BY id DESC), \
+             array_agg(v ORDER BY id DESC) FILTER (WHERE id > 1), \
+             string_agg(name, CAST(id AS varchar) ORDER BY id DESC) FROM t",
+            vec![vec![
+                s("c-a-b-a"),
+                list(vec![Datum::Null, i(30), i(20)]),
+                s("c3a2b1a"),
+            ]],
+        ),
         (
             "SELECT id, x FROM t, unnest(ARRAY[t.id, t.id * 10]) x WHERE id <= 2 ORDER BY id, x",
             vec![

@@ -276,6 +276,11 @@ pub(crate) fn hash_agg(
                 next
             });
             for (a, call) in aggs.iter().enumerate() {
+                if let Some(f) = call.filter
+                    && Datum::from_array(batch.column(f).as_ref(), row) != Datum::Bool(true)
+                {
+                    continue;
+                }
                 let value = call.arg.map_or(Datum::Null, |c| {
                     Datum::from_array(batch.column(c).as_ref(), row)
                 });

@@ -383,18 +383,21 @@ mod tests {
                     arg: None,
                     distinct: false,
                     ret: DataType::Int64,
+                    filter: None,
                 },
                 AggCall {
                     kind: AggKind::Sum,
                     arg: Some(2),
                     distinct: false,
                     ret: DataType::Int64,
+                    filter: None,
                 },
                 AggCall {
                     kind: AggKind::Max,
                     arg: Some(2),
                     distinct: false,
                     ret: DataType::Int64,
+                    filter: None,
                 },
             ],
         };
@@ -427,12 +430,14 @@ mod tests {
                     arg: None,
                     distinct: false,
                     ret: DataType::Int64,
+                    filter: None,
                 },
                 AggCall {
                     kind: AggKind::Sum,
                     arg: Some(0),
                     distinct: false,
                     ret: DataType::Int64,
+                    filter: None,
                 },
             ],
         };

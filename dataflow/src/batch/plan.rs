@@ -52,6 +52,11 @@ pub struct AggCall {
     pub distinct: bool,
     /// Result type.
     pub ret: DataType,
+    /// A boolean input column: only rows where it is true are aggregated (`FILTER (WHERE
+    /// ...)` of `array_agg`, which keeps NULLs; other aggregates skip NULLs, and their filter
+    /// is a CASE of their argument instead).
+    #[serde(default)]
+    pub filter: Option<usize>,
 }
 
 /// Kinds of joins.

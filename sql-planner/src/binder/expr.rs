@@ -7,6 +7,7 @@ use dataflow::datetime::DateField;
 use dataflow::expr::{BinaryOp, Expr, cast};
 use dataflow::func::Func;
 use dataflow::types::{DataType, Datum, Decimal};
+use epoch_mvcc::memcomparable::OrderType;
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 
 use crate::error::{PlanError, PlanResult};
@@ -79,6 +80,10 @@ pub(crate) struct BoundAgg {
     pub arg: Option<Expr>,
     pub distinct: bool,
     pub ret: DataType,
+    /// `array_agg(x ORDER BY ...)`: the order its values are taken in.
+    pub order_by: Vec<(Expr, OrderType)>,
+    /// `array_agg(x) FILTER (WHERE c)`: `c` (see `AggCall::filter`).
+    pub filter: Option<Expr>,
 }
 
 /// Aggregation context: expressions are bound over the output of a grouping, where group
@@ -118,8 +123,9 @@ fn is_agg_name(name: &str) -> bool {
     agg_kind(name).is_some() || name == "string_agg"
 }
 
-/// `string_agg(x, sep)` as `array_to_string(array_agg(x::varchar), sep)`: both skip NULL
-/// values and give NULL for no rows.
+/// `string_agg(x, sep)` through `array_agg` of each row's separator and value: NULL values
+/// (and their separators) are skipped, no values give NULL, and the separator before the
+/// first value is cut off.
 fn string_agg(f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
     if function_name(f) != "string_agg" {
         return Ok(None);
@@ -132,16 +138,22 @@ fn string_agg(f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
             "function string_agg takes two arguments".into(),
         ));
     };
-    if !list.clauses.is_empty() {
-        return Err(PlanError::NotSupported("ORDER BY inside string_agg".into()));
-    }
-    let distinct = if is_distinct(f) { "DISTINCT " } else { "" };
+    let clauses: String = list.clauses.iter().map(|c| format!(" {c}")).collect();
     let filter = f
         .filter
         .as_ref()
-        .map_or(String::new(), |c| format!(" FILTER (WHERE {c})"));
+        .map_or(String::new(), |c| format!("({c}) AND "));
+    // Each value after its own row's separator; the first value's separator is cut off.
+    // DISTINCT applies to (separator, value) pairs, as the separator is an argument too.
+    let distinct = if is_distinct(f) { "DISTINCT " } else { "" };
+    let piece = format!("COALESCE(CAST({sep} AS varchar), '') || CAST({x} AS varchar)");
+    let first_sep = format!(
+        "(array_agg(COALESCE(CAST({sep} AS varchar), ''){clauses}) \
+         FILTER (WHERE {filter}({x}) IS NOT NULL))[1]"
+    );
     super::subquery::parse_expr(&format!(
-        "array_to_string(array_agg({distinct}CAST({x} AS varchar)){filter}, {sep})"
+        "substring(array_to_string(array_agg({distinct}{piece}{clauses}) \
+         FILTER (WHERE {filter}TRUE), '') FROM char_length({first_sep}) + 1)"
     ))
     .map(Some)
 }
@@ -175,6 +187,22 @@ pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
             expr, low, high, ..
         } => contains_agg(expr) || contains_agg(low) || contains_agg(high),
         E::InList { expr, list, .. } => contains_agg(expr) || list.iter().any(contains_agg),
+        E::CompoundFieldAccess { root, .. } => contains_agg(root),
+        E::Collate { expr, .. } => contains_agg(expr),
+        E::Array(ast::Array { elem, .. }) => elem.iter().any(contains_agg),
+        E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } => {
+            contains_agg(left) || contains_agg(right)
+        }
+        E::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            contains_agg(expr)
+                || substring_from.as_deref().is_some_and(contains_agg)
+                || substring_for.as_deref().is_some_and(contains_agg)
+        }
         E::Case {
             operand,
             conditions,
@@ -493,6 +521,8 @@ impl ExprBinder<'_, '_> {
                         arg: Some(bound.clone()),
                         distinct: false,
                         ret: *ty,
+                        order_by: vec![],
+                        filter: None,
                     };
                     let i = match agg.aggs.iter().position(|a| *a == call) {
                         Some(i) => i,
@@ -1133,8 +1163,21 @@ fn bind_agg_call(
     };
     // `agg(x) FILTER (WHERE c)` is `agg(CASE WHEN c THEN x END)`: every aggregate but
     // count(*) skips NULLs, and count(*) becomes a count of a constant.
+    let mut row_filter = None;
     let (kind, arg) = match &f.filter {
         None => (kind, arg),
+        // Arrays keep NULLs: the filter must drop rows, not values.
+        Some(filter) if kind == AggKind::ArrayAgg => {
+            if contains_agg(filter) {
+                return Err(PlanError::Grouping(
+                    "aggregate functions are not allowed in FILTER".into(),
+                ));
+            }
+            row_filter = Some(coerce_boolean(ExprBinder::bind_plain(
+                agg.input, params, filter,
+            )?)?);
+            (kind, arg)
+        }
         Some(filter) => {
             if contains_agg(filter) {
                 return Err(PlanError::Grouping(
@@ -1182,11 +1225,33 @@ fn bind_agg_call(
             )));
         }
     };
+    // Only an array's values depend on their order.
+    let mut order_by = Vec::new();
+    if let ast::FunctionArguments::List(list) = &f.args {
+        for clause in &list.clauses {
+            match clause {
+                ast::FunctionArgumentClause::OrderBy(items) if kind == AggKind::ArrayAgg => {
+                    for item in items {
+                        let e = ExprBinder::bind_plain(agg.input, params, &item.expr)?;
+                        order_by.push((e, super::query::order_type(&item.options)));
+                    }
+                }
+                ast::FunctionArgumentClause::OrderBy(_) => {}
+                other => {
+                    return Err(PlanError::NotSupported(format!(
+                        "{other} in an aggregate call"
+                    )));
+                }
+            }
+        }
+    }
     let bound = BoundAgg {
         kind,
         arg,
         distinct: is_distinct(f),
         ret,
+        order_by,
+        filter: row_filter,
     };
     let index = match agg.aggs.iter().position(|a| *a == bound) {
         Some(i) => i,

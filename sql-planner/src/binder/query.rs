@@ -230,7 +230,7 @@ fn distinct(plan: BatchPlan) -> BatchPlan {
     }
 }
 
-fn order_type(o: &ast::OrderByOptions) -> OrderType {
+pub(crate) fn order_type(o: &ast::OrderByOptions) -> OrderType {
     let descending = matches!(o.sort, Some(ast::OrderBySort::Desc));
     OrderType {
         descending,
@@ -1525,9 +1525,30 @@ impl Binder<'_> {
             // Pre-project group keys and aggregate arguments, aggregate, then filter by HAVING.
             let g = group_exprs.len();
             let mut pre: Vec<Expr> = group_exprs.clone();
+            // Aggregates with ORDER BY see each group's rows in that order: the hash
+            // aggregation keeps input order within a group, so the input is sorted first.
+            let mut orders = aggs.iter().map(|a| &a.order_by).filter(|o| !o.is_empty());
+            let order = orders.next().cloned().unwrap_or_default();
+            if orders.any(|o| *o != order) {
+                return Err(PlanError::NotSupported(
+                    "aggregates with different ORDER BY in one query".into(),
+                ));
+            }
+            let mut sort = Vec::new();
+            for (e, o) in order {
+                pre.push(e);
+                sort.push(SortKey {
+                    column: pre.len() - 1,
+                    order: o,
+                });
+            }
             let mut calls = Vec::new();
             for a in &aggs {
                 let arg = a.arg.clone().map(|e| {
+                    pre.push(e);
+                    pre.len() - 1
+                });
+                let filter = a.filter.clone().map(|e| {
                     pre.push(e);
                     pre.len() - 1
                 });
@@ -1536,12 +1557,19 @@ impl Binder<'_> {
                     arg,
                     distinct: a.distinct,
                     ret: a.ret,
+                    filter,
                 });
             }
             plan = BatchPlan::Project {
                 input: Box::new(plan),
                 exprs: pre,
             };
+            if !sort.is_empty() {
+                plan = BatchPlan::Sort {
+                    input: Box::new(plan),
+                    keys: sort,
+                };
+            }
             plan = BatchPlan::HashAgg {
                 input: Box::new(plan),
                 group_keys: (0..g).collect(),
@@ -1583,6 +1611,7 @@ impl Binder<'_> {
                     arg: Some(c),
                     distinct: false,
                     ret: types[c],
+                    filter: None,
                 })
                 .collect();
             plan = BatchPlan::HashAgg {
