@@ -779,6 +779,7 @@ impl Database {
                 columns,
                 pk,
                 if_not_exists,
+                append_only,
             } => {
                 let table = TableCatalog {
                     id: 0,
@@ -787,6 +788,7 @@ impl Database {
                     columns,
                     pk,
                     view: None,
+                    append_only,
                 };
                 self.create_table(session, table, if_not_exists).await
             }
@@ -1232,6 +1234,7 @@ impl Database {
                     next_table_id: planned.next_table_id,
                     index_of: index.map(|(table, _)| table),
                 }),
+                append_only: false,
             });
             catalog
                 .tables

@@ -61,6 +61,9 @@ pub struct TableCatalog {
     /// Set for a materialized view: how it is maintained.
     #[serde(default)]
     pub view: Option<ViewCatalog>,
+    /// An `APPEND ONLY` table: rows are only inserted (UPDATE and DELETE are refused).
+    #[serde(default)]
+    pub append_only: bool,
 }
 
 /// What makes a table a materialized view.

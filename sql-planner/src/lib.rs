@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+mod append_only;
 mod binder;
 pub mod catalog;
 mod corresponding;
@@ -40,6 +41,8 @@ pub enum Plan {
         pk: Vec<usize>,
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
+        /// `APPEND ONLY`: rows are only inserted.
+        append_only: bool,
     },
     /// `DROP TABLE`.
     DropTable {
@@ -113,6 +116,7 @@ pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
 /// Parses `sql` into statements without binding them.
 pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
     let sql = corresponding::rewrite(sql)?;
+    let sql = append_only::rewrite(&sql)?;
     Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
 }
 

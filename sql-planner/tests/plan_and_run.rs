@@ -51,6 +51,7 @@ async fn setup() -> (LsmStore, Tables) {
         ],
         pk: vec![0],
         view: None,
+        append_only: false,
     };
     let u = TableCatalog {
         id: 2,
@@ -59,6 +60,7 @@ async fn setup() -> (LsmStore, Tables) {
         columns: vec![col("id", DataType::Int64), col("tag", DataType::Varchar)],
         pk: vec![0],
         view: None,
+        append_only: false,
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),

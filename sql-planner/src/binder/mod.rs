@@ -79,6 +79,18 @@ impl<'c> Binder<'c> {
     }
 
     /// The table a DML statement writes: a table, not a view.
+    /// A table whose existing rows may change (UPDATE, DELETE): not a view, not append-only.
+    fn changeable_table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
+        let table = self.writable_table(name)?;
+        if table.append_only {
+            return Err(PlanError::WrongObjectType(format!(
+                "table \"{}\" is append-only: its rows cannot be updated or deleted",
+                table.name
+            )));
+        }
+        Ok(table)
+    }
+
     fn writable_table(&self, name: &ast::ObjectName) -> PlanResult<Arc<TableCatalog>> {
         let name = qualified_name(name);
         let table = self
@@ -338,12 +350,31 @@ impl<'c> Binder<'c> {
                 ..ColumnCatalog::new(ROW_ID_COLUMN, DataType::Int64)
             });
         }
+        let mut append_only = false;
+        if let ast::CreateTableOptions::With(options) = &ct.table_options {
+            for option in options {
+                match option {
+                    ast::SqlOption::KeyValue { key, value }
+                        if ident_name(key) == crate::append_only::OPTION =>
+                    {
+                        append_only = value.to_string().eq_ignore_ascii_case("true");
+                    }
+                    ast::SqlOption::KeyValue { key, .. } if ident_name(key) == "connector" => {
+                        return Err(PlanError::NotSupported("tables with a connector".into()));
+                    }
+                    // RisingWave's other table options (retention, ...) have no meaning
+                    // here.
+                    _ => {}
+                }
+            }
+        }
         Ok(Plan::CreateTable {
             schema,
             name,
             columns,
             pk,
             if_not_exists: ct.if_not_exists,
+            append_only,
         })
     }
 
@@ -508,7 +539,7 @@ impl<'c> Binder<'c> {
         if !joins.is_empty() {
             return Err(PlanError::NotSupported("DELETE with joins".into()));
         }
-        let table = self.writable_table(name)?;
+        let table = self.changeable_table(name)?;
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
@@ -525,7 +556,7 @@ impl<'c> Binder<'c> {
         if update.from.is_some() || !update.table.joins.is_empty() {
             return Err(PlanError::NotSupported("UPDATE ... FROM".into()));
         }
-        let table = self.writable_table(name)?;
+        let table = self.changeable_table(name)?;
         let qualifier = alias
             .as_ref()
             .map_or(table.name.clone(), |a| ident_name(&a.name));
