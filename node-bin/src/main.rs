@@ -41,6 +41,9 @@ struct Args {
     /// non-loopback address.
     #[arg(long, env = "STREAMDB_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Address to serve Prometheus metrics on, at /metrics (off when not given).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -93,6 +96,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
+    if let Some(addr) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(listen = %addr, "serving metrics at /metrics");
+        tokio::spawn(serve_metrics(metrics, db.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, object_store = %url, committed_epoch = %db.committed_epoch(), "node started");
     tokio::select! {
@@ -103,4 +111,42 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     db.shutdown();
     store.close().await;
     Ok(())
+}
+
+/// Answers `GET /metrics` with the node's metrics in Prometheus' text format (anything else
+/// with 404), one request per connection.
+async fn serve_metrics(listener: tokio::net::TcpListener, db: Database) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let db = db.clone();
+        tokio::spawn(async move {
+            // The request head, up to a bound and a deadline.
+            let mut head = vec![0u8; 8192];
+            let mut n = 0;
+            while n < head.len() && !head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut head[n..]))
+                    .await
+                {
+                    Ok(Ok(read)) if read > 0 => n += read,
+                    _ => return,
+                }
+            }
+            let request_line = String::from_utf8_lossy(&head[..n]);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("");
+            let get = request_line.starts_with("GET ");
+            let (status, body) = if get && path.split('?').next() == Some("/metrics") {
+                ("200 OK", db.metrics_text())
+            } else {
+                ("404 Not Found", "metrics are at GET /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        });
+    }
 }

@@ -12,13 +12,22 @@ struct NodeProcess {
     port: u16,
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl NodeProcess {
     fn start(data_dir: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_node-bin"))
             .args([
                 "--data-dir",
@@ -27,6 +36,7 @@ impl NodeProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(["--barrier-interval-ms", "200"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -282,6 +292,45 @@ fn psql_describes_tables_views_indexes_and_databases() {
         );
     }
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// `GET /metrics` on the metrics port: Prometheus text with checkpoint and storage metrics
+/// that move as the node works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_in_prometheus_format() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let node = NodeProcess::start_with(
+        dir.path(),
+        &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
+    );
+    let c = node.client().await;
+    c.batch_execute("CREATE TABLE m (id int); INSERT INTO m VALUES (1), (2); FLUSH;")
+        .await
+        .unwrap();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    };
+    let response = get("/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let value = |name: &str| -> f64 {
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {response}"))
+    };
+    assert!(value("streamdb_epochs_committed_total") >= 1.0);
+    assert!(value("streamdb_barrier_latency_seconds_count") >= 1.0);
+    assert!(value("streamdb_lsm_ingested_bytes_total") > 0.0);
+    assert!(value("streamdb_object_store_requests_total{op=\"put\"}") > 0.0);
+    assert!(response.contains("# TYPE streamdb_barrier_latency_seconds histogram"));
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
 
 #[test]

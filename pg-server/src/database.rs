@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
@@ -221,6 +221,8 @@ struct Inner {
     job_options: JobOptions,
     /// Set when a streaming job failed: nothing commits any more until a restart.
     fatal: parking_lot::Mutex<Option<String>>,
+    /// Checkpoint counters for `/metrics`.
+    barrier_metrics: Arc<crate::metrics::BarrierMetrics>,
 }
 
 /// A running database over an [`LsmStore`].
@@ -316,6 +318,7 @@ impl Database {
                 cache_bytes: options.state_cache_bytes,
             },
             fatal: parking_lot::Mutex::new(None),
+            barrier_metrics: Arc::default(),
         });
         let database = Database { inner };
         database.recover_jobs(committed, writable).await?;
@@ -384,17 +387,21 @@ impl Database {
     /// Seals the writable epoch on every tick or request; a separate task syncs sealed epochs
     /// in order, so sealing never waits behind an upload.
     fn spawn_barrier_loop(inner: &Arc<Inner>, interval: Duration, committed: watch::Sender<Epoch>) {
-        let (sealed_tx, mut sealed_rx) = mpsc::unbounded_channel::<Epoch>();
+        // Sealed epochs with the time their barrier was injected.
+        let (sealed_tx, mut sealed_rx) = mpsc::unbounded_channel::<(Epoch, Instant)>();
         let store = inner.store.clone();
         let failure = Arc::clone(&inner.commit_failure);
+        let metrics = Arc::clone(&inner.barrier_metrics);
         tokio::spawn(async move {
-            while let Some(epoch) = sealed_rx.recv().await {
+            while let Some((epoch, injected)) = sealed_rx.recv().await {
                 match store.sync(epoch).await {
                     Ok(()) => {
                         *failure.lock() = None;
                         committed.send_replace(epoch);
+                        metrics.committed(injected.elapsed());
                     }
                     Err(e) => {
+                        metrics.commit_failed();
                         tracing::error!(error = %e, ?epoch, "epoch commit failed");
                         // A later sync retries the same sealed data; until one succeeds,
                         // statements waiting for these epochs get the error.
@@ -419,6 +426,7 @@ impl Database {
                     _ = stop.changed() => return,
                 }
                 let mut writable = inner.writable.write().await;
+                let injected = Instant::now();
                 let sealed = *writable;
                 let prepared = inner.streams.prepare_barrier(sealed, sealed.next());
                 *writable = sealed.next();
@@ -452,7 +460,7 @@ impl Database {
                     inner.fail(format!("sealing failed: {e}"));
                     return;
                 }
-                if sealed_tx.send(sealed).is_err() {
+                if sealed_tx.send((sealed, injected)).is_err() {
                     return;
                 }
             }
@@ -463,6 +471,11 @@ impl Database {
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
         self.inner.streams.shutdown();
+    }
+
+    /// The node's metrics in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.inner.barrier_metrics, &self.inner.store.stats())
     }
 
     /// The newest committed epoch.

@@ -2,6 +2,7 @@
 mod copy;
 mod database;
 mod error;
+mod metrics;
 mod server;
 mod streaming;
 
