@@ -80,6 +80,21 @@ async fn setup() -> (LsmStore, Tables) {
     (store, tables)
 }
 
+/// The error running query `sql` fails with.
+async fn execution_error(store: &LsmStore, tables: &Tables, sql: &str) -> dataflow::Error {
+    let Plan::Query { plan, .. } = plan_sql(sql, tables).unwrap().remove(0) else {
+        panic!("not a query")
+    };
+    let ctx = Arc::new(BatchContext {
+        store: store.clone(),
+        epoch: Epoch(1),
+    });
+    execute(plan, ctx)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err()
+}
+
 async fn query(store: &LsmStore, tables: &Tables, sql: &str) -> (Vec<String>, Vec<Vec<Datum>>) {
     let mut plans = plan_sql(sql, tables).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let Plan::Query { plan, columns } = plans.remove(0) else {
@@ -358,20 +373,7 @@ async fn subqueries() {
     for (sql, expected) in cases {
         assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
     }
-    let many = plan_sql("SELECT (SELECT id FROM u)", &tables)
-        .unwrap()
-        .remove(0);
-    let Plan::Query { plan, .. } = many else {
-        panic!("not a query")
-    };
-    let ctx = Arc::new(BatchContext {
-        store: store.clone(),
-        epoch: Epoch(1),
-    });
-    let err = execute(plan, ctx)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_err();
+    let err = execution_error(&store, &tables, "SELECT (SELECT id FROM u)").await;
     assert_eq!(err.sqlstate(), "21000");
     // In WHERE, any correlation becomes the condition of a semi or anti join.
     for (sql, expected) in [
@@ -449,23 +451,11 @@ async fn correlated_subqueries_of_any_shape() {
     for (sql, expected) in cases {
         assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
     }
-    let Plan::Query { plan, .. } = plan_sql(
-        "SELECT (SELECT tag FROM u WHERE u.id > t.id) FROM t",
-        &tables,
-    )
-    .unwrap()
-    .remove(0) else {
-        panic!("not a query")
-    };
-    let ctx = Arc::new(BatchContext {
-        store: store.clone(),
-        epoch: Epoch(1),
-    });
-    let err = execute(plan, ctx)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_err();
-    assert_eq!(err.sqlstate(), "21000");
+    let sql = "SELECT (SELECT tag FROM u WHERE u.id > t.id) FROM t";
+    assert_eq!(
+        execution_error(&store, &tables, sql).await.sqlstate(),
+        "21000"
+    );
 }
 
 #[tokio::test]
