@@ -69,6 +69,43 @@ fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>
     )
 }
 
+/// An `interval` result value: text is PostgreSQL's output style, binary its 16 bytes
+/// (microseconds, days, months).
+#[derive(Debug)]
+struct Interval {
+    months: i32,
+    days: i32,
+    nanos: i64,
+}
+
+impl ToSql for Interval {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&(self.nanos / 1000).to_be_bytes());
+        out.extend_from_slice(&self.days.to_be_bytes());
+        out.extend_from_slice(&self.months.to_be_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(INTERVAL);
+    to_sql_checked!();
+}
+
+impl ToSqlText for Interval {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(format_interval(self.months, self.days, self.nanos).as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 /// An array result value in PostgreSQL's binary form: dimensions, then each element.
 #[derive(Debug)]
 struct PgArray(Datum);
@@ -104,6 +141,16 @@ impl PgArray {
             Datum::Timestamptz(us) => DateTime::from_timestamp_micros(*us)
                 .unwrap_or_default()
                 .to_sql(ty, out),
+            Datum::Interval {
+                months,
+                days,
+                nanos,
+            } => Interval {
+                months: *months,
+                days: *days,
+                nanos: *nanos,
+            }
+            .to_sql(ty, out),
             other => {
                 out.extend_from_slice(other.to_text().unwrap_or_default().as_bytes());
                 Ok(IsNull::No)
@@ -308,7 +355,11 @@ fn encode_batch(
                 }
                 DataType::Interval => {
                     let v = c.as_primitive::<IntervalMonthDayNanoType>().value(row);
-                    put!(format_interval(v.months, v.days, v.nanoseconds))
+                    put!(Interval {
+                        months: v.months,
+                        days: v.days,
+                        nanos: v.nanoseconds,
+                    })
                 }
             };
             if let Err(e) = result {

@@ -56,4 +56,14 @@ with psycopg.connect(host="127.0.0.1", port=port, user="root", dbname="dev", aut
         bcur.execute("SELECT sum(amount), 'NaN'::numeric FROM money WHERE amount > %s", (Decimal("-1"),))
         total, nan = bcur.fetchone()
         assert total == Decimal("12.499") and str(total) == "12.499" and nan.is_nan(), (total, nan)
+    # intervals and arrays, in text and binary.
+    for binary in (False, True):
+        with conn.cursor(binary=binary) as c:
+            c.execute("SELECT interval '1 month 1 day 2 hours 0.5 seconds', ARRAY[1, NULL], "
+                      "ARRAY[interval '-1 hour'], ARRAY[ARRAY['a'], ARRAY['b c']]")
+            got = c.fetchone()
+            hour = datetime.timedelta(hours=1)
+            want = (datetime.timedelta(days=31, hours=2, milliseconds=500), [1, None], [-hour],
+                    [["a"], ["b c"]])
+            assert got == want, (binary, got)
 print("psycopg: ok")
