@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use epoch_mvcc::{
@@ -137,6 +137,8 @@ struct StoreInner {
     /// SSTs uploaded but not yet in a committed version.
     in_flight: Mutex<HashSet<u64>>,
     next_task_id: AtomicU64,
+    /// The task published for remote compactors, and when.
+    remote_task: Mutex<Option<(compaction::CompactionTask, Instant)>>,
     wake_compactor: Arc<Notify>,
     shutdown: Arc<AtomicBool>,
     shutdown_signal: Arc<Notify>,
@@ -162,7 +164,7 @@ impl std::fmt::Debug for LsmStore {
 
 /// A fresh SST id: milliseconds in the high bits, randomness below; uploads are create-only,
 /// so the rare collision is detected and retried with another id.
-fn new_sst_id() -> u64 {
+pub(crate) fn new_sst_id() -> u64 {
     (physical_now_ms() << 22) | u64::from(rand::random::<u32>() & 0x3f_ffff)
 }
 
@@ -210,13 +212,19 @@ impl LsmStore {
             fenced: Mutex::new(None),
             counters: Counters::default(),
             in_flight: Mutex::new(HashSet::new()),
-            next_task_id: AtomicU64::new(1),
+            // Task ids of this process start after any an earlier one may have published.
+            next_task_id: AtomicU64::new(physical_now_ms() << 12),
+            remote_task: Mutex::new(None),
             wake_compactor: Arc::new(Notify::new()),
             shutdown: Arc::new(AtomicBool::new(false)),
             shutdown_signal: Arc::new(Notify::new()),
             background: Mutex::new(Vec::new()),
         });
         let store = LsmStore { inner };
+        if store.inner.options.compaction.remote {
+            // Tasks of an earlier process: never applied; their outputs become garbage.
+            compaction::remote::retire_all(store.inner.object_store.as_ref()).await?;
+        }
         store.spawn_background();
         Ok(store)
     }
@@ -694,22 +702,29 @@ impl LsmStore {
 
     // ---- compaction and garbage collection ----
 
-    /// Runs the most urgent compaction, if any; returns whether it changed the tree.
+    /// The most urgent compaction task, if any.
+    fn pick_task(&self) -> Option<compaction::CompactionTask> {
+        let options = &self.inner.options;
+        compaction::pick(
+            &self.version(),
+            &options.compaction,
+            self.inner.epochs.safe_epoch().0,
+            options.sst.target_file_size,
+            self.inner.next_task_id.fetch_add(1, Relaxed),
+        )
+    }
+
+    /// Runs the most urgent compaction, if any (or with remote compaction, applies a
+    /// finished task or publishes the next); returns whether it changed the tree.
     pub async fn compact(&self) -> Result<bool> {
         self.check_writable()?;
-        let version = self.version();
-        let task_id = self.inner.next_task_id.fetch_add(1, Relaxed);
-        let options = &self.inner.options;
-        let safe_epoch = self.inner.epochs.safe_epoch().0;
-        let Some(task) = compaction::pick(
-            &version,
-            &options.compaction,
-            safe_epoch,
-            options.sst.target_file_size,
-            task_id,
-        ) else {
+        if self.inner.options.compaction.remote {
+            return self.compact_remotely().await;
+        }
+        let Some(task) = self.pick_task() else {
             return Ok(false);
         };
+        let options = &self.inner.options;
         let prefix_lens = self.inner.prefix_lens.read().clone();
         let uploaded = Mutex::new(Vec::new());
         let result = compaction::run(
@@ -734,6 +749,56 @@ impl LsmStore {
             .lock()
             .retain(|id| !uploaded.contains(id));
         applied
+    }
+
+    /// One step of remote compaction: applies the published task's result when a compactor
+    /// has written it, or publishes the most urgent task when none is out. A result must
+    /// arrive within half the garbage collection grace period, so that its outputs (which
+    /// the collector only spares while they are young) are still there when it is applied;
+    /// a task that takes longer is withdrawn and picked anew.
+    async fn compact_remotely(&self) -> Result<bool> {
+        let objects = self.inner.object_store.as_ref();
+        let deadline = self.inner.options.gc.grace_period / 2;
+        let pending = self.inner.remote_task.lock().clone();
+        if let Some((task, published)) = pending {
+            let result = compaction::remote::result(objects, task.id).await?;
+            if result.is_none() && published.elapsed() < deadline {
+                return Ok(false);
+            }
+            *self.inner.remote_task.lock() = None;
+            let applied = match result {
+                Some(result) if published.elapsed() < deadline => {
+                    self.apply_compaction(&task, result).await?
+                }
+                _ => {
+                    tracing::warn!(task = task.id, "remote compaction task timed out");
+                    false
+                }
+            };
+            compaction::remote::retire(objects, task.id).await?;
+            return Ok(applied);
+        }
+        let Some(task) = self.pick_task() else {
+            return Ok(false);
+        };
+        if task.trivial_move {
+            let moved = compaction::CompactionResult {
+                task_id: task.id,
+                outputs: vec![],
+                bytes_read: 0,
+                bytes_written: 0,
+            };
+            return self.apply_compaction(&task, moved).await;
+        }
+        let remote = compaction::remote::RemoteTask {
+            task: task.clone(),
+            prefix_lens: self.inner.prefix_lens.read().clone(),
+            sst: self.inner.options.sst.clone(),
+        };
+        compaction::remote::publish(objects, &remote).await?;
+        tracing::debug!(task = task.id, "published a compaction task");
+        *self.inner.remote_task.lock() = Some((task, Instant::now()));
+        Ok(false)
     }
 
     async fn apply_compaction(

@@ -44,6 +44,19 @@ struct Args {
     /// Address to serve Prometheus metrics on, at /metrics (off when not given).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Where compaction runs: in this process, or in compactor-bin processes sharing the
+    /// object store (this node then publishes tasks and applies their results).
+    #[arg(long, value_enum, default_value_t = Compaction::InProcess)]
+    compaction: Compaction,
+}
+
+/// Where compaction runs.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Compaction {
+    /// In the node.
+    InProcess,
+    /// In remote compactors (compactor-bin).
+    Remote,
 }
 
 #[tokio::main]
@@ -76,13 +89,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let object_store = object_store_from_url(&url).await?;
+    let defaults = LsmStoreOptions::default();
     let options = LsmStoreOptions {
         cache: CacheOptions {
             block_cache_bytes: args.block_cache_bytes,
             disk_cache_dir: args.cache_dir.clone(),
             ..CacheOptions::default()
         },
-        ..LsmStoreOptions::default()
+        compaction: lsm_store::compaction::CompactionOptions {
+            remote: matches!(args.compaction, Compaction::Remote),
+            ..defaults.compaction.clone()
+        },
+        ..defaults
     };
     let store = LsmStore::open(object_store, options).await?;
     let db = Database::open(

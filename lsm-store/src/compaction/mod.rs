@@ -3,6 +3,7 @@
 
 mod executor;
 mod picker;
+pub mod remote;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,8 @@ pub struct CompactionOptions {
     pub background: bool,
     /// How often the background compactor looks for work when not woken by a flush.
     pub interval: std::time::Duration,
+    /// Publish tasks for remote compactors (see [`remote`]) instead of running them here.
+    pub remote: bool,
 }
 
 impl Default for CompactionOptions {
@@ -36,6 +39,7 @@ impl Default for CompactionOptions {
             level_multiplier: 10,
             background: true,
             interval: std::time::Duration::from_secs(1),
+            remote: false,
         }
     }
 }

@@ -17,6 +17,10 @@ use super::{ObjectError, ObjectMeta, ObjectResult, ObjectStore, ObjectUpload, va
 
 const TMP_DIR: &str = ".tmp";
 
+/// Temporary files older than this are a crashed writer's leftovers. Younger ones may be
+/// uploads in flight in another process sharing the directory (a node and its compactors).
+const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Objects stored as files under a root directory.
 #[derive(Clone, Debug)]
 pub struct LocalObjectStore {
@@ -25,7 +29,7 @@ pub struct LocalObjectStore {
 
 impl LocalObjectStore {
     /// Opens (creating if needed) a store rooted at `dir`, and clears temporary files that a
-    /// crashed writer may have left.
+    /// crashed writer left (those older than an hour).
     pub fn open(dir: impl AsRef<Path>) -> crate::Result<Self> {
         let root = dir.as_ref().to_path_buf();
         let tmp = root.join(TMP_DIR);
@@ -34,7 +38,16 @@ impl LocalObjectStore {
         };
         fs::create_dir_all(&tmp).map_err(io_err)?;
         for entry in fs::read_dir(&tmp).map_err(io_err)? {
-            let _ = fs::remove_file(entry.map_err(io_err)?.path());
+            let entry = entry.map_err(io_err)?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STALE_TMP_AGE);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
         }
         Ok(LocalObjectStore {
             root: Arc::new(root),

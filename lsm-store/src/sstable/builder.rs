@@ -12,7 +12,7 @@ use super::format::{
 };
 
 /// How SSTs are laid out.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SstOptions {
     /// Target size of a data block before it is closed.
     pub block_size: usize,
