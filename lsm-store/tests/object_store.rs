@@ -23,19 +23,6 @@ async fn local_backend() {
     check_object_store(&LocalObjectStore::open(dir.path()).unwrap()).await;
 }
 
-#[tokio::test]
-async fn local_backend_clears_leftover_temp_files() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join(".tmp")).unwrap();
-    std::fs::write(dir.path().join(".tmp").join("partial"), b"x").unwrap();
-    let store = LocalObjectStore::open(dir.path()).unwrap();
-    assert!(store.list("").await.unwrap().is_empty());
-    assert_eq!(
-        std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
-        0
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_backend() {
     let server = s3_server();

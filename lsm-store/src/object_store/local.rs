@@ -293,12 +293,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn leftover_temp_files_are_cleared_on_open() {
+    async fn stale_temp_files_are_cleared_on_open_and_fresh_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join(TMP_DIR)).unwrap();
-        fs::write(dir.path().join(TMP_DIR).join("partial"), b"x").unwrap();
+        let tmp = dir.path().join(TMP_DIR);
+        fs::create_dir_all(&tmp).unwrap();
+        // A crashed writer's leftover, and an upload in flight in another process.
+        fs::write(tmp.join("crashed"), b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(tmp.join("crashed"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_TMP_AGE)
+            .unwrap();
+        fs::write(tmp.join("in-flight"), b"y").unwrap();
         let store = LocalObjectStore::open(dir.path()).unwrap();
         assert!(store.list("").await.unwrap().is_empty());
-        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("in-flight")]);
     }
 }
