@@ -437,6 +437,17 @@ async fn correlated_subqueries_of_any_shape() {
                 vec![i(4), list(vec![s("y"), s("x")])],
             ],
         ),
+        // Correlation two levels out, and in a join's ON inside the subquery.
+        (
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id \
+             AND u.tag IN (SELECT tag FROM u AS u2 WHERE u2.id = t.id)) ORDER BY id",
+            vec![vec![i(1)], vec![i(3)]],
+        ),
+        (
+            "SELECT id FROM t WHERE EXISTS \
+             (SELECT 1 FROM u JOIN u AS u2 ON u.id = u2.id AND u.id = t.id) ORDER BY id",
+            vec![vec![i(1)], vec![i(3)]],
+        ),
         // An outer row with a NULL still meets its own subquery rows.
         (
             "SELECT id, (SELECT count(*) FROM u WHERE t.v IS NULL) FROM t ORDER BY id",

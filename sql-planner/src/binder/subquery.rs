@@ -179,15 +179,24 @@ impl Binder<'_> {
         {
             return Ok(false);
         }
-        let (mut right, mut inner) = self.bind_from(&select.from)?;
+        // A FROM that refers to this query's columns (in a join's ON): planned by this
+        // query's rows instead (see `by_outer_rows`).
+        let Ok((mut right, mut inner)) = self.bind_from(&select.from) else {
+            return Ok(false);
+        };
         let outer_width = scope.columns.len();
         let mut conjuncts = Vec::new();
         if let Some(selection) = &select.selection {
             split_and(selection, &mut conjuncts);
         }
-        // Subqueries nested in the subquery's conditions unnest into its own input.
+        // Subqueries nested in the subquery's conditions unnest into its own input. One that
+        // also refers to this query's columns cannot: then the whole subquery is planned by
+        // this query's rows instead (see `by_outer_rows`).
         for c in &mut conjuncts {
-            *c = self.unnest_subqueries(c, &mut right, &mut inner)?;
+            match self.unnest_subqueries(c, &mut right, &mut inner) {
+                Ok(unnested) => *c = unnested,
+                Err(_) => return Ok(false),
+            }
         }
         // The join's columns: the outer query's, then the subquery's, which shadow them.
         let both = with_outer(scope, &inner);
@@ -599,8 +608,35 @@ impl Binder<'_> {
         else {
             unreachable!("a SELECT parses as one");
         };
-        // First, so that set-returning functions in FROM see it.
-        inner.from.splice(0..0, from.from);
+        // First, so that set-returning functions in FROM and the ON conditions of the first
+        // item's joins see it: `D CROSS JOIN a JOIN b ON ...` (unless a right or full join
+        // there would give rows without a D row).
+        let mut outer_item = from.from;
+        let keeps_rows = |j: &ast::Join| {
+            !matches!(
+                j.join_operator,
+                ast::JoinOperator::Right(_)
+                    | ast::JoinOperator::RightOuter(_)
+                    | ast::JoinOperator::FullOuter(_)
+            )
+        };
+        match inner.from.first_mut() {
+            Some(first) if first.joins.iter().all(keeps_rows) => {
+                let relation =
+                    std::mem::replace(&mut first.relation, outer_item.remove(0).relation);
+                first.joins.insert(
+                    0,
+                    ast::Join {
+                        relation,
+                        global: false,
+                        join_operator: ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
+                    },
+                );
+            }
+            _ => {
+                inner.from.splice(0..0, outer_item);
+            }
+        }
         inner.projection = d_names
             .iter()
             .map(|d| Ok(aliased(parse_expr(&format!("{relation}.{d}"))?, d)))
