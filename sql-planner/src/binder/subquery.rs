@@ -608,9 +608,9 @@ impl Binder<'_> {
         else {
             unreachable!("a SELECT parses as one");
         };
-        // First, so that set-returning functions in FROM and the ON conditions of the first
-        // item's joins see it: `D CROSS JOIN a JOIN b ON ...` (unless a right or full join
-        // there would give rows without a D row).
+        // First, so that set-returning functions in FROM see it (as a FROM item of its own)
+        // and so do the ON conditions of the first item's joins: `D CROSS JOIN a JOIN b ON
+        // ...` (unless a right or full join there would give rows without a D row).
         let mut outer_item = from.from;
         let keeps_rows = |j: &ast::Join| {
             !matches!(
@@ -621,7 +621,7 @@ impl Binder<'_> {
             )
         };
         match inner.from.first_mut() {
-            Some(first) if first.joins.iter().all(keeps_rows) => {
+            Some(first) if !first.joins.is_empty() && first.joins.iter().all(keeps_rows) => {
                 let relation =
                     std::mem::replace(&mut first.relation, outer_item.remove(0).relation);
                 first.joins.insert(
