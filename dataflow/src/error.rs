@@ -15,6 +15,14 @@ pub enum Error {
     /// A cast of a value that has no representation in the target type.
     #[error("invalid input syntax: {0}")]
     InvalidInput(String),
+    /// Text that does not read as a value of the type (a cast from text).
+    #[error("invalid input syntax for type {ty}: \"{value}\"")]
+    InvalidText {
+        /// The type.
+        ty: String,
+        /// The text.
+        value: String,
+    },
     /// A regular expression that does not compile.
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
@@ -38,7 +46,7 @@ impl Error {
         match self {
             Error::DivisionByZero => "22012",
             Error::OutOfRange(_) => "22003",
-            Error::InvalidInput(_) => "22P02",
+            Error::InvalidInput(_) | Error::InvalidText { .. } => "22P02",
             Error::InvalidRegex(_) => "2201B",
             Error::CardinalityViolation(_) => "21000",
             Error::Store(_) | Error::CorruptState(_) => "XX001",

@@ -746,10 +746,40 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
         _ => Arc::clone(array),
     };
     cast_with_options(&rounded, &to.to_arrow(), &options).map_err(|e| match e {
-        arrow::error::ArrowError::CastError(m) if integer && from != DataType::Varchar => {
-            Error::OutOfRange(format!("{to}: {m}"))
+        // PostgreSQL's "integer out of range".
+        arrow::error::ArrowError::CastError(_) if integer && from != DataType::Varchar => {
+            Error::OutOfRange(to.to_string())
+        }
+        _ if from == DataType::Varchar => {
+            text_cast_error(array, &rounded, to, &options).unwrap_or_else(|| e.into())
         }
         other => other.into(),
+    })
+}
+
+/// PostgreSQL's error for the first text of `original` that does not read as `to` (tried
+/// one at a time in its `prepared` form): out of range for an integer that does not fit,
+/// invalid input syntax otherwise.
+fn text_cast_error(
+    original: &ArrayRef,
+    prepared: &ArrayRef,
+    to: DataType,
+    options: &CastOptions,
+) -> Option<Error> {
+    let (original, prepared) = (original.as_string::<i32>(), prepared.as_string::<i32>());
+    let bad = (0..prepared.len()).find(|i| {
+        prepared.is_valid(*i) && {
+            let one: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![prepared.value(*i)]));
+            cast_with_options(&one, &to.to_arrow(), options).is_err()
+        }
+    })?;
+    let text = original.value(bad);
+    if to.is_integer() && text.trim().parse::<i128>().is_ok() {
+        return Some(Error::OutOfRange(to.to_string()));
+    }
+    Some(Error::InvalidText {
+        ty: to.to_string(),
+        value: text.to_string(),
     })
 }
 
@@ -839,8 +869,23 @@ mod tests {
             expr: Box::new(col(3, DataType::Varchar)),
             to: DataType::Int32,
         };
-        assert!(matches!(bad.eval(&batch()), Err(Error::InvalidInput(_))));
+        // The first text that is not a number, as PostgreSQL words it.
+        assert_eq!(
+            bad.eval(&batch()).unwrap_err().to_string(),
+            "invalid input syntax for type integer: \"a\""
+        );
         assert_eq!(bad.eval(&batch()).unwrap_err().sqlstate(), "22P02");
+        let big = Expr::Cast {
+            expr: Box::new(Expr::literal(
+                Datum::Varchar("99999999999".into()),
+                DataType::Varchar,
+            )),
+            to: DataType::Int32,
+        };
+        assert_eq!(
+            big.eval(&batch()).unwrap_err().to_string(),
+            "integer out of range"
+        );
         let regex = |pattern: &str| {
             Expr::binary(
                 BinaryOp::RegexMatch,

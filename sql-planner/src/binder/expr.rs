@@ -337,9 +337,7 @@ pub(crate) fn coerce(e: Expr, to: DataType) -> PlanResult<Expr> {
             };
             let array = value.to_array(ty, 1);
             let converted = cast(&array, ty, to).map_err(|e| match e {
-                dataflow::Error::OutOfRange(m) => {
-                    PlanError::TypeMismatch(format!("{to} out of range: {m}"))
-                }
+                dataflow::Error::OutOfRange(_) => PlanError::TypeMismatch(e.to_string()),
                 _ => PlanError::InvalidLiteral {
                     ty: to.to_string(),
                     value: text,
