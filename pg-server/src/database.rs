@@ -817,6 +817,25 @@ impl Database {
                 definition,
                 index,
             } => {
+                // A view of no table is constant: its rows, computed once, are its input.
+                let query = if query.reads_tables() {
+                    query
+                } else {
+                    let types = query.output_types();
+                    let batches = self.run(query, self.committed_epoch()).await?;
+                    BatchPlan::Values {
+                        rows: dataflow::chunk::rows_of(&batches)
+                            .into_iter()
+                            .map(|row| {
+                                row.into_iter()
+                                    .zip(&types)
+                                    .map(|(d, t)| dataflow::expr::Expr::literal(d, *t))
+                                    .collect()
+                            })
+                            .collect(),
+                        types,
+                    }
+                };
                 let spec = ViewSpec {
                     schema,
                     name,

@@ -574,3 +574,37 @@ async fn arrays_and_subqueries_in_dml() {
     assert_eq!(err.code().map(|c| c.code()), Some("21000"));
     node.stop().await;
 }
+
+/// A view that reads no table is computed once, with everything batch queries support
+/// (aggregates without a streaming form, window functions, functions in FROM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constant_views_hold_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW agg AS SELECT min(1) AS m, string_agg('abc', ',') AS s;
+         CREATE MATERIALIZED VIEW w AS
+           SELECT x, lag(x) OVER (PARTITION BY 0::int) AS l FROM (VALUES (1), (2)) AS t(x);
+         CREATE MATERIALIZED VIEW f AS SELECT * FROM abs(-1);",
+    )
+    .await
+    .unwrap();
+    let rows = simple_rows(
+        c.simple_query("SELECT m, s FROM agg; SELECT x, l FROM w ORDER BY x; SELECT * FROM f")
+            .await
+            .unwrap(),
+    );
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![some("1"), some("abc")],
+            vec![some("1"), None],
+            vec![some("2"), some("1")],
+            vec![some("1")],
+        ]
+    );
+    node.stop().await;
+}

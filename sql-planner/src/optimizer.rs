@@ -423,6 +423,7 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                     .filter(|c| **c < input_width)
                     .copied()
                     .chain(order_by.iter().map(|k| k.column))
+                    .chain(calls.iter().filter_map(|c| c.input_column()))
                     .collect(),
             );
             let (input, m) = prune(*input, &need);
@@ -439,7 +440,10 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                         k
                     })
                     .collect(),
-                calls: calls.clone(),
+                calls: calls
+                    .iter()
+                    .map(|c| c.map_column(|i| m[i].expect("argument column kept")))
+                    .collect(),
             };
             let produced: Vec<usize> = need
                 .iter()

@@ -8,7 +8,7 @@
 //! single actor). The distribution key is always part of the stream key, so all changes of
 //! one row take one path and stay in order.
 
-use dataflow::batch::plan::{AggKind, BatchPlan, RankKind, SortKey};
+use dataflow::batch::plan::{AggKind, BatchPlan, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::stream::plan::StreamPlan;
 use dataflow::types::{DataType, Datum};
@@ -360,7 +360,7 @@ impl Planner {
                         input: Box::new(input.plan),
                         group_key: vec![],
                         order,
-                        rank: RankKind::RowNumber,
+                        rank: WindowFunc::RowNumber,
                         limit,
                         offset,
                         output_rank: false,
@@ -387,7 +387,7 @@ impl Planner {
         input: BatchPlan,
         partition_by: Vec<usize>,
         order: Vec<SortKey>,
-        calls: Vec<RankKind>,
+        calls: Vec<WindowFunc>,
         predicate: Expr,
     ) -> PlanResult<Node> {
         let unsupported = || {
@@ -397,7 +397,9 @@ impl Planner {
                     .into(),
             )
         };
-        let [rank] = calls.as_slice() else {
+        let [rank @ (WindowFunc::RowNumber | WindowFunc::Rank | WindowFunc::DenseRank)] =
+            calls.as_slice()
+        else {
             return Err(unsupported());
         };
         let rank_column = input.output_types().len();

@@ -605,7 +605,7 @@ async fn branches_share_the_common_type() {
 }
 
 #[tokio::test]
-async fn ranking_window_functions() {
+async fn window_functions() {
     let (store, tables) = setup().await;
     // t: (1 a 10) (2 b 20) (3 a 30) (4 c NULL); NULLs sort last ascending.
     let (names, rows) = query(
@@ -632,6 +632,30 @@ async fn ranking_window_functions() {
     )
     .await;
     assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
+    // lag and lead within partitions, in order; NULL past the partition's ends.
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id, lag(id) OVER (PARTITION BY name ORDER BY id), \
+         lead(v, 2) OVER (ORDER BY id) FROM t ORDER BY id",
+    )
+    .await;
+    let n = Datum::Null;
+    assert_eq!(
+        rows,
+        vec![
+            vec![i(1), n.clone(), i(30)],
+            vec![i(2), n.clone(), n.clone()],
+            vec![i(3), i(1), n.clone()],
+            vec![i(4), n.clone(), n.clone()],
+        ]
+    );
+    // A scalar function in FROM is one row.
+    let (names, rows) = query(&store, &tables, "SELECT * FROM abs(-3) AS a").await;
+    assert_eq!(
+        (names, rows),
+        (vec!["a".to_string()], vec![vec![Datum::Int32(3)]])
+    );
 }
 
 #[tokio::test]

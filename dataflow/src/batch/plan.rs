@@ -30,15 +30,63 @@ pub enum AggKind {
     SingleValue,
 }
 
-/// A ranking window function: the position of a row in its partition's order.
+/// A window function over a row's partition in its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RankKind {
+pub enum WindowFunc {
     /// `row_number()`: 1, 2, 3, ... (ties in any order).
     RowNumber,
     /// `rank()`: ties share a rank, gaps follow (1, 1, 3).
     Rank,
     /// `dense_rank()`: ties share a rank, no gaps (1, 1, 2).
     DenseRank,
+    /// `lag(column, offset)`: the value `offset` rows before in the partition (NULL before
+    /// its start).
+    Lag {
+        /// Input column.
+        column: usize,
+        /// Rows back.
+        offset: usize,
+    },
+    /// `lead(column, offset)`: the value `offset` rows after in the partition.
+    Lead {
+        /// Input column.
+        column: usize,
+        /// Rows ahead.
+        offset: usize,
+    },
+}
+
+impl WindowFunc {
+    /// The input column the function reads, if any.
+    pub fn input_column(self) -> Option<usize> {
+        match self {
+            WindowFunc::Lag { column, .. } | WindowFunc::Lead { column, .. } => Some(column),
+            _ => None,
+        }
+    }
+
+    /// The function with its input column renumbered by `f`.
+    pub fn map_column(self, f: impl Fn(usize) -> usize) -> WindowFunc {
+        match self {
+            WindowFunc::Lag { column, offset } => WindowFunc::Lag {
+                column: f(column),
+                offset,
+            },
+            WindowFunc::Lead { column, offset } => WindowFunc::Lead {
+                column: f(column),
+                offset,
+            },
+            other => other,
+        }
+    }
+
+    /// The type of the function's values over input columns of `types`.
+    pub fn output_type(self, types: &[DataType]) -> DataType {
+        match self {
+            WindowFunc::Lag { column, .. } | WindowFunc::Lead { column, .. } => types[column],
+            _ => DataType::Int64,
+        }
+    }
 }
 
 /// One aggregate of a hash aggregation.
@@ -184,7 +232,7 @@ pub enum BatchPlan {
         /// The order within a partition.
         order_by: Vec<SortKey>,
         /// The functions.
-        calls: Vec<RankKind>,
+        calls: Vec<WindowFunc>,
     },
     /// The input's rows, failing with a cardinality error if there are more than one (a
     /// scalar subquery).
@@ -238,7 +286,8 @@ impl BatchPlan {
             }
             BatchPlan::OverWindow { input, calls, .. } => {
                 let mut t = input.output_types();
-                t.extend(calls.iter().map(|_| DataType::Int64));
+                let values: Vec<DataType> = calls.iter().map(|c| c.output_type(&t)).collect();
+                t.extend(values);
                 t
             }
             BatchPlan::UnionAll { inputs } => inputs
@@ -255,9 +304,23 @@ impl BatchPlan {
         out
     }
 
+    /// Whether the plan reads any table (a plan that does not computes constant rows).
+    pub fn reads_tables(&self) -> bool {
+        matches!(self, BatchPlan::Scan { .. })
+            || self.describe().1.into_iter().any(BatchPlan::reads_tables)
+    }
+
     fn explain_into(&self, depth: usize, out: &mut Vec<String>) {
-        let pad = "  ".repeat(depth);
-        let (line, children): (String, Vec<&BatchPlan>) = match self {
+        let (line, children) = self.describe();
+        out.push(format!("{}{line}", "  ".repeat(depth)));
+        for c in children {
+            c.explain_into(depth + 1, out);
+        }
+    }
+
+    /// The node's EXPLAIN line and its inputs.
+    fn describe(&self) -> (String, Vec<&BatchPlan>) {
+        match self {
             BatchPlan::Values { rows, .. } => {
                 (format!("BatchValues {{ rows: {} }}", rows.len()), vec![])
             }
@@ -325,10 +388,6 @@ impl BatchPlan {
             ),
             BatchPlan::MaxOneRow { input } => ("BatchMaxOneRow".into(), vec![input]),
             BatchPlan::Unnest { input, .. } => ("BatchUnnest".into(), vec![input]),
-        };
-        out.push(format!("{pad}{line}"));
-        for c in children {
-            c.explain_into(depth + 1, out);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Ranking window functions (`row_number`, `rank`, `dense_rank`) over whole partitions.
+//! Window functions (`row_number`, `rank`, `dense_rank`, `lag`, `lead`) over whole partitions.
 
 use std::sync::Arc;
 
@@ -6,23 +6,23 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take};
 use epoch_mvcc::memcomparable::OrderType;
 
-use super::plan::{RankKind, SortKey};
+use super::plan::{SortKey, WindowFunc};
 use super::sortable;
 use crate::Result;
 use crate::chunk::{batch_of, schema_of};
 use crate::row_codec::encode_keys;
 use crate::types::DataType;
 
-/// The rows of `batches` with one rank column per call appended, in partition order.
+/// The rows of `batches` with one column per call appended, in partition order.
 pub(crate) fn rank(
     batches: &[RecordBatch],
     types: &[DataType],
     partition_by: &[usize],
     order_by: &[SortKey],
-    calls: &[RankKind],
+    calls: &[WindowFunc],
 ) -> Result<RecordBatch> {
     let mut out_types = types.to_vec();
-    out_types.extend(calls.iter().map(|_| DataType::Int64));
+    out_types.extend(calls.iter().map(|c| c.output_type(types)));
     let schema = schema_of(types);
     let rebased = batches
         .iter()
@@ -47,11 +47,15 @@ pub(crate) fn rank(
             }),
         }))
         .collect();
-    let indices: UInt32Array = if sort_columns.is_empty() {
-        (0..n as u32).collect()
-    } else {
-        lexsort_to_indices(&sort_columns, None)?
-    };
+    // Ties keep their input order (the sort is not stable by itself), so that lag and lead
+    // over an unordered window follow the rows as they came.
+    let mut sort_columns = sort_columns;
+    let arrival: ArrayRef = Arc::new((0..n as u32).collect::<UInt32Array>());
+    sort_columns.push(SortColumn {
+        values: arrival,
+        options: None,
+    });
+    let indices = lexsort_to_indices(&sort_columns, None)?;
     // Rows compare by their encoded keys: partition, and peers (equal order values).
     let partitions = encode_keys(
         &all,
@@ -64,38 +68,63 @@ pub(crate) fn rank(
         &order_columns,
         &vec![OrderType::ASC; order_columns.len()],
     );
+    let sorted: Vec<usize> = indices.values().iter().map(|i| *i as usize).collect();
+    // Where each sorted position's partition starts and ends (exclusive).
+    let mut bounds = vec![(0, n); n];
+    let mut start = 0;
+    for p in 1..=n {
+        if p == n || partitions[sorted[p]] != partitions[sorted[p - 1]] {
+            for b in &mut bounds[start..p] {
+                *b = (start, p);
+            }
+            start = p;
+        }
+    }
     let mut ranks: Vec<Vec<i64>> = vec![Vec::with_capacity(n); calls.len()];
+    // For lag and lead: the input row whose value each output row takes (None: NULL).
+    let mut sources: Vec<Vec<Option<u32>>> = vec![Vec::with_capacity(n); calls.len()];
     let (mut row_number, mut rank, mut dense) = (0i64, 0i64, 0i64);
-    let mut previous: Option<usize> = None;
-    for &i in indices.values() {
-        let i = i as usize;
-        let same_partition = previous.is_some_and(|p| partitions[p] == partitions[i]);
-        if !same_partition {
+    for (p, &i) in sorted.iter().enumerate() {
+        let (first, end) = bounds[p];
+        if p == first {
             (row_number, rank, dense) = (0, 0, 0);
         }
         row_number += 1;
-        if !same_partition || previous.is_some_and(|p| peers[p] != peers[i]) {
+        if p == first || peers[sorted[p - 1]] != peers[i] {
             rank = row_number;
             dense += 1;
         }
-        for (call, out) in calls.iter().zip(&mut ranks) {
-            out.push(match call {
-                RankKind::RowNumber => row_number,
-                RankKind::Rank => rank,
-                RankKind::DenseRank => dense,
-            });
+        for (c, call) in calls.iter().enumerate() {
+            match call {
+                WindowFunc::RowNumber => ranks[c].push(row_number),
+                WindowFunc::Rank => ranks[c].push(rank),
+                WindowFunc::DenseRank => ranks[c].push(dense),
+                WindowFunc::Lag { offset, .. } => sources[c].push(
+                    p.checked_sub(*offset)
+                        .filter(|q| *q >= first)
+                        .map(|q| sorted[q] as u32),
+                ),
+                WindowFunc::Lead { offset, .. } => sources[c].push(
+                    Some(p + offset)
+                        .filter(|q| *q < end)
+                        .map(|q| sorted[q] as u32),
+                ),
+            }
         }
-        previous = Some(i);
     }
     let mut columns: Vec<ArrayRef> = all
         .columns()
         .iter()
         .map(|c| Ok(take(c.as_ref(), &indices, None)?))
         .collect::<Result<_>>()?;
-    columns.extend(
-        ranks
-            .into_iter()
-            .map(|r| Arc::new(Int64Array::from(r)) as ArrayRef),
-    );
+    for (c, call) in calls.iter().enumerate() {
+        columns.push(match call {
+            WindowFunc::Lag { column, .. } | WindowFunc::Lead { column, .. } => {
+                let from = UInt32Array::from(std::mem::take(&mut sources[c]));
+                take(all.column(*column).as_ref(), &from, None)?
+            }
+            _ => Arc::new(Int64Array::from(std::mem::take(&mut ranks[c]))),
+        });
+    }
     batch_of(schema_of(&out_types), columns, n)
 }

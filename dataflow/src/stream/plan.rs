@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::plan::{AggCall, JoinKind, RankKind, SortKey};
+use crate::batch::plan::{AggCall, JoinKind, SortKey, WindowFunc};
 use crate::expr::Expr;
 use crate::state_table::TableDesc;
 use crate::types::DataType;
@@ -90,7 +90,7 @@ pub enum StreamPlan {
         /// Sort keys within a group.
         order: Vec<SortKey>,
         /// How ranks count ties.
-        rank: RankKind,
+        rank: WindowFunc,
         /// Ranks to keep after the skipped ones; all if `None`.
         limit: Option<u64>,
         /// Ranks to skip.
@@ -257,7 +257,7 @@ impl StreamPlan {
                 limit,
                 offset,
                 ..
-            } if group_key.is_empty() && *rank == RankKind::RowNumber => format!(
+            } if group_key.is_empty() && *rank == WindowFunc::RowNumber => format!(
                 "StreamTopN {{ order: {:?}, limit: {limit:?}, offset: {offset} }}",
                 order.iter().map(|k| k.column).collect::<Vec<_>>()
             ),

@@ -15,7 +15,7 @@ use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
 use super::{Message, MessageStream};
-use crate::batch::plan::{RankKind, SortKey};
+use crate::batch::plan::{SortKey, WindowFunc};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
@@ -32,7 +32,7 @@ pub(crate) struct TopNSpec {
     /// The order within a group.
     pub order: Vec<SortKey>,
     /// How ranks count ties.
-    pub rank: RankKind,
+    pub rank: WindowFunc,
     /// Ranks to skip.
     pub offset: u64,
     /// Ranks to keep after the skipped ones; all if `None`.
@@ -77,7 +77,7 @@ async fn top<S: StateStore>(
     let end = spec.limit.map(|l| l.saturating_add(spec.offset));
     // Row numbers stop at the last kept row; ties may stretch ranks, so those read the group.
     let read = match (spec.rank, end) {
-        (RankKind::RowNumber, Some(end)) => end as usize,
+        (WindowFunc::RowNumber, Some(end)) => end as usize,
         _ => usize::MAX,
     };
     let rows = table.rows_with_prefix(group, read).await?;
@@ -91,9 +91,12 @@ async fn top<S: StateStore>(
             dense += 1;
         }
         let r = match spec.rank {
-            RankKind::RowNumber => i as u64 + 1,
-            RankKind::Rank => rank,
-            RankKind::DenseRank => dense,
+            WindowFunc::Rank => rank,
+            WindowFunc::DenseRank => dense,
+            // The planner ranks top-N only by row number, rank or dense rank.
+            WindowFunc::RowNumber | WindowFunc::Lag { .. } | WindowFunc::Lead { .. } => {
+                i as u64 + 1
+            }
         };
         if end.is_some_and(|e| r > e) {
             break;

@@ -1,6 +1,6 @@
 //! Binding queries into batch plans.
 
-use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, RankKind, SortKey};
+use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::func::Func;
 use dataflow::types::{DataType, Datum};
@@ -169,7 +169,7 @@ fn fetch_first(plan: BatchPlan, fetch: &ast::Fetch) -> PlanResult<BatchPlan> {
         input,
         partition_by: vec![],
         order_by: keys.clone(),
-        calls: vec![RankKind::Rank],
+        calls: vec![WindowFunc::Rank],
     };
     let rank = Expr::column(types.len(), DataType::Int64);
     let top = BatchPlan::Filter {
@@ -656,27 +656,10 @@ impl Binder<'_> {
         scope: &mut Scope,
     ) -> PlanResult<ast::Expr> {
         let name = f.name.to_string().to_lowercase();
-        let kind = match name.as_str() {
-            "row_number" => RankKind::RowNumber,
-            "rank" => RankKind::Rank,
-            "dense_rank" => RankKind::DenseRank,
-            _ => {
-                return Err(PlanError::NotSupported(format!(
-                    "window function {name} (row_number, rank and dense_rank are)"
-                )));
-            }
-        };
-        if !matches!(&f.args, ast::FunctionArguments::List(l) if l.args.is_empty())
-            && !matches!(f.args, ast::FunctionArguments::None)
-        {
-            return Err(PlanError::UndefinedFunction(format!(
-                "function {name} takes no arguments"
-            )));
-        }
         let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
             return Err(PlanError::NotSupported("named windows".into()));
         };
-        // Partition and order expressions become (hidden) columns of the input.
+        // Arguments, partition and order expressions become (hidden) columns of the input.
         let width = scope.columns.len();
         let mut exprs: Vec<Expr> = (0..width)
             .map(|i| Expr::column(i, scope.columns[i].ty))
@@ -688,6 +671,58 @@ impl Binder<'_> {
                     exprs.push(other);
                     exprs.len() - 1
                 }
+            }
+        };
+        let args: Vec<&ast::Expr> = match &f.args {
+            ast::FunctionArguments::List(l) => l
+                .args
+                .iter()
+                .map(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                    other => Err(PlanError::NotSupported(format!("argument {other}"))),
+                })
+                .collect::<PlanResult<_>>()?,
+            _ => vec![],
+        };
+        let kind = match (name.as_str(), args.as_slice()) {
+            ("row_number", []) => WindowFunc::RowNumber,
+            ("rank", []) => WindowFunc::Rank,
+            ("dense_rank", []) => WindowFunc::DenseRank,
+            ("lag" | "lead", [value, offset @ ..]) if offset.len() <= 1 => {
+                let value = ExprBinder::bind_plain(scope, &self.params, value)?;
+                let column = column_of(value, &mut exprs);
+                let offset = match offset.first() {
+                    None => 1,
+                    Some(e) => {
+                        match constant(coerce(
+                            ExprBinder::bind_plain(scope, &self.params, e)?,
+                            DataType::Int64,
+                        )?)? {
+                            Datum::Int64(n) if n >= 0 => n as usize,
+                            _ => {
+                                return Err(PlanError::InvalidArgument(format!(
+                                    "the offset of {name} must be a constant, not negative"
+                                )));
+                            }
+                        }
+                    }
+                };
+                if name == "lag" {
+                    WindowFunc::Lag { column, offset }
+                } else {
+                    WindowFunc::Lead { column, offset }
+                }
+            }
+            ("row_number" | "rank" | "dense_rank" | "lag" | "lead", _) => {
+                return Err(PlanError::UndefinedFunction(format!(
+                    "function {name} with {} arguments does not exist",
+                    args.len()
+                )));
+            }
+            _ => {
+                return Err(PlanError::NotSupported(format!(
+                    "window function {name} (row_number, rank, dense_rank, lag and lead are)"
+                )));
             }
         };
         let mut partition_by = Vec::new();
@@ -739,9 +774,10 @@ impl Binder<'_> {
                 .columns
                 .push(hidden(format!("__window{n}_key{i}"), ty));
         }
+        let value_type = *plan.output_types().last().expect("the window's value");
         scope
             .columns
-            .push(hidden(format!("__window{n}"), DataType::Int64));
+            .push(hidden(format!("__window{n}"), value_type));
         Ok(ast::Expr::Identifier(ast::Ident::new(format!(
             "__window{n}"
         ))))
@@ -1000,9 +1036,28 @@ impl Binder<'_> {
                 match function.strip_prefix("pg_catalog.").unwrap_or(&function) {
                     f @ ("generate_series" | "range") => self.bind_series(f, args, alias.as_ref()),
                     f @ ("tumble" | "hop") => self.bind_time_window(f, args, alias.as_ref()),
-                    _ => Err(PlanError::UndefinedFunction(format!(
-                        "table function {function} does not exist"
-                    ))),
+                    // A scalar function in FROM: one row, one column named after it.
+                    _ => {
+                        let call = super::subquery::parse_expr(&format!(
+                            "{name}({})",
+                            args.args
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))?;
+                        let value = ExprBinder::bind_plain(&Scope::default(), &self.params, &call)?;
+                        let ty = value.data_type();
+                        let column = function.rsplit('.').next().unwrap_or(&function).to_string();
+                        let (plan, _) = one_row();
+                        Ok((
+                            BatchPlan::Project {
+                                input: Box::new(plan),
+                                exprs: vec![value],
+                            },
+                            series_scope(&column, ty, alias.as_ref()),
+                        ))
+                    }
                 }
             }
             ast::TableFactor::Table { name, alias, .. } => {
