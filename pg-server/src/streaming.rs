@@ -23,6 +23,9 @@ struct Job {
     materialize_actors: usize,
     barrier_inputs: Vec<Sender>,
     progress: Arc<JobProgress>,
+    /// Set once a barrier has connected the job; barriers collected before that say nothing
+    /// about it.
+    connected: bool,
     /// Set at the first collected barrier after which the backfill was done.
     backfilled: bool,
     /// The epoch as of which the view is complete, once it is.
@@ -116,6 +119,7 @@ impl Streams {
                 materialize_actors: built.materialize_actors,
                 barrier_inputs: built.barrier_inputs,
                 progress: built.progress,
+                connected: false,
                 backfilled: false,
                 created,
                 stopped: watch::channel(false).0,
@@ -170,6 +174,9 @@ impl Streams {
         let state = &mut *state;
         let mut mutation = Mutation::default();
         for (job, inputs) in std::mem::take(&mut state.to_connect) {
+            if let Some(connected) = state.jobs.get_mut(&job) {
+                connected.connected = true;
+            }
             for input in inputs {
                 if state.jobs.contains_key(&input.upstream_id) {
                     mutation
@@ -251,7 +258,7 @@ impl Streams {
             }
         }
         for job in state.jobs.values_mut() {
-            if job.created.borrow().is_some() || !job.progress.is_backfilled() {
+            if !job.connected || job.created.borrow().is_some() || !job.progress.is_backfilled() {
                 continue;
             }
             // Done in the barrier before this one: everything up to `epoch` is in the view.
