@@ -100,6 +100,16 @@ impl ManifestStore {
         decode_version(&data, &path).map(Some)
     }
 
+    /// Version `id`, or `None` when it does not exist (yet, or any more).
+    pub(crate) async fn load(&self, id: u64) -> Result<Option<Version>> {
+        let path = manifest_path(id);
+        match self.object_store.get(&path).await {
+            Ok(data) => decode_version(&data, &path).map(Some),
+            Err(ObjectError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes `version` create-only; [`Error::Fenced`] if that number is taken.
     pub(crate) async fn commit(&self, version: &Version) -> Result<()> {
         let path = manifest_path(version.id);

@@ -98,6 +98,10 @@ struct ReadState {
     /// Ascending epoch.
     sealed: Vec<Arc<ImmBatch>>,
     version: Arc<Version>,
+    /// A follower's earlier versions by committed epoch, kept while a snapshot at their epoch
+    /// is pinned: the writer compacts without knowing a follower's readers, so a newer
+    /// version may no longer hold what an older epoch saw.
+    followed: BTreeMap<u64, Arc<Version>>,
 }
 
 /// The layers a read at one epoch consults, newest first.
@@ -131,6 +135,12 @@ struct StoreInner {
     buffer_freed: Notify,
     prefix_lens: RwLock<BTreeMap<u32, usize>>,
     fenced: Mutex<Option<String>>,
+    /// Opened with [`LsmStore::open_follower`]: reads what a writer commits, never writes.
+    follower: bool,
+    /// When a follower last listed the manifest (it otherwise only probes the next id).
+    last_manifest_list: Mutex<Instant>,
+    /// SSTs no version references any more, with when this process first saw that.
+    unreferenced_since: Mutex<BTreeMap<u64, Instant>>,
     counters: Counters,
     /// Every version installed; the ones still alive (held by readers) keep their SSTs.
     installed_versions: Mutex<Vec<Weak<Version>>>,
@@ -162,6 +172,9 @@ impl std::fmt::Debug for LsmStore {
     }
 }
 
+/// How often a follower lists the manifest to catch up past versions already collected.
+const FOLLOWER_LIST_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A fresh SST id: milliseconds in the high bits, randomness below; uploads are create-only,
 /// so the rare collision is detected and retried with another id.
 pub(crate) fn new_sst_id() -> u64 {
@@ -190,8 +203,47 @@ impl LsmStore {
             ..latest
         };
         manifest.commit(&owned).await?;
+        let store =
+            Self::with_version(object_store, object_stats, manifest, owned, options, false).await?;
+        if store.inner.options.compaction.remote {
+            // Tasks of an earlier process: never applied; their outputs become garbage.
+            compaction::remote::retire_all(store.inner.object_store.as_ref()).await?;
+        }
+        store.spawn_background();
+        Ok(store)
+    }
+
+    /// Opens a read-only follower of the writer that owns `object_store`: it serves reads at
+    /// the newest version it has seen and moves to newer ones on [`LsmStore::refresh`]. It
+    /// never writes to the bucket (no commits, compaction or garbage collection), so any
+    /// number of followers can run beside one writer.
+    pub async fn open_follower(
+        object_store: Arc<dyn ObjectStore>,
+        options: LsmStoreOptions,
+    ) -> Result<Self> {
+        if options.sst.block_size == 0 || options.sst.target_file_size == 0 {
+            return Err(Error::InvalidOptions(
+                "block and file sizes must be positive".into(),
+            ));
+        }
+        let instrumented = InstrumentedObjectStore::new(object_store);
+        let object_stats = instrumented.stats();
+        let object_store: Arc<dyn ObjectStore> = Arc::new(instrumented);
+        let manifest = ManifestStore::new(Arc::clone(&object_store));
+        let latest = manifest.load_latest().await?.unwrap_or_else(Version::empty);
+        Self::with_version(object_store, object_stats, manifest, latest, options, true).await
+    }
+
+    async fn with_version(
+        object_store: Arc<dyn ObjectStore>,
+        object_stats: Arc<ObjectStoreStats>,
+        manifest: ManifestStore,
+        version: Version,
+        options: LsmStoreOptions,
+        follower: bool,
+    ) -> Result<Self> {
         let sst_store = Arc::new(SstStore::new(Arc::clone(&object_store), &options.cache).await?);
-        let version = Arc::new(owned);
+        let version = Arc::new(version);
         let inner = Arc::new(StoreInner {
             epochs: EpochManager::new(version.committed_epoch()),
             prefix_lens: RwLock::new(options.table_prefix_lens.clone()),
@@ -200,6 +252,7 @@ impl LsmStore {
                 memtables: BTreeMap::new(),
                 sealed: Vec::new(),
                 version,
+                followed: BTreeMap::new(),
             }),
             options,
             object_store,
@@ -210,6 +263,9 @@ impl LsmStore {
             buffer_used: AtomicUsize::new(0),
             buffer_freed: Notify::new(),
             fenced: Mutex::new(None),
+            follower,
+            last_manifest_list: Mutex::new(Instant::now()),
+            unreferenced_since: Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
             in_flight: Mutex::new(HashSet::new()),
             // Task ids of this process start after any an earlier one may have published.
@@ -220,13 +276,67 @@ impl LsmStore {
             shutdown_signal: Arc::new(Notify::new()),
             background: Mutex::new(Vec::new()),
         });
-        let store = LsmStore { inner };
-        if store.inner.options.compaction.remote {
-            // Tasks of an earlier process: never applied; their outputs become garbage.
-            compaction::remote::retire_all(store.inner.object_store.as_ref()).await?;
+        Ok(LsmStore { inner })
+    }
+
+    /// Whether this store is a read-only follower.
+    pub fn is_follower(&self) -> bool {
+        self.inner.follower
+    }
+
+    /// A follower moves to the newest version the writer committed; returns whether its
+    /// committed epoch advanced. Probes the next manifest id (one GET) and lists the
+    /// manifest only now and then, in case it fell behind garbage collection.
+    pub async fn refresh(&self) -> Result<bool> {
+        if !self.inner.follower {
+            return Err(Error::InvalidOptions(
+                "only a follower refreshes; a writer owns its versions".into(),
+            ));
         }
-        store.spawn_background();
-        Ok(store)
+        let current = self.version();
+        let mut newest = None;
+        let mut next = current.id + 1;
+        while let Some(v) = self.inner.manifest.load(next).await? {
+            next += 1;
+            newest = Some(v);
+        }
+        let listed_long_ago =
+            self.inner.last_manifest_list.lock().elapsed() > FOLLOWER_LIST_INTERVAL;
+        if newest.is_none() && listed_long_ago {
+            *self.inner.last_manifest_list.lock() = Instant::now();
+            newest = self
+                .inner
+                .manifest
+                .load_latest()
+                .await?
+                .filter(|v| v.id > current.id);
+        }
+        let Some(newest) = newest else {
+            return Ok(false);
+        };
+        let epoch = Epoch(newest.committed_epoch);
+        let advanced = epoch > self.inner.epochs.committed();
+        {
+            let mut state = self.inner.state.write();
+            if advanced {
+                self.inner.epochs.seal(epoch)?;
+                self.inner.epochs.commit(epoch);
+            }
+            let previous = Arc::clone(&state.version);
+            state.followed.insert(previous.committed_epoch, previous);
+            self.install(&mut state, newest);
+            // Keep the versions a pinned snapshot may still read at, and none below.
+            let oldest_pinned = self.inner.epochs.safe_epoch().0;
+            let keep_from = state
+                .followed
+                .range(..=oldest_pinned)
+                .next_back()
+                .map_or(oldest_pinned, |(e, _)| *e);
+            state.followed = state.followed.split_off(&keep_from);
+            let newest_epoch = state.version.committed_epoch;
+            state.followed.remove(&newest_epoch);
+        }
+        Ok(advanced)
     }
 
     fn spawn_background(&self) {
@@ -307,6 +417,11 @@ impl LsmStore {
     }
 
     fn check_writable(&self) -> Result<()> {
+        if self.inner.follower {
+            return Err(Error::Epoch(epoch_mvcc::StoreError::ReadOnly(
+                "a follower only reads what the writer commits".into(),
+            )));
+        }
         match &*self.inner.fenced.lock() {
             Some(msg) => Err(Error::Fenced(msg.clone())),
             None if self.inner.shutdown.load(Relaxed) => Err(Error::Epoch(
@@ -529,7 +644,12 @@ impl LsmStore {
 
     fn read_snapshot(&self, read_epoch: Epoch) -> Result<ReadSnapshot> {
         let state = self.inner.state.read();
-        let version = Arc::clone(&state.version);
+        let mut version = Arc::clone(&state.version);
+        if read_epoch.0 < version.safe_epoch
+            && let Some((_, older)) = state.followed.range(..=read_epoch.0).next_back()
+        {
+            version = Arc::clone(older);
+        }
         if read_epoch.0 < version.safe_epoch {
             return Err(Error::Epoch(epoch_mvcc::StoreError::EpochTooOld {
                 read: read_epoch,
@@ -852,8 +972,9 @@ impl LsmStore {
         live
     }
 
-    /// Deletes SSTs no live version or in-flight upload references, and old manifest
-    /// versions, once they are older than the grace period.
+    /// Deletes SSTs that no live version or in-flight upload has referenced for the grace
+    /// period (followers may still read an older version that does), and old manifest
+    /// versions older than the grace period.
     pub async fn collect_garbage(&self) -> Result<GcReport> {
         if self.check_writable().is_err() {
             // A fenced writer no longer owns the bucket and must not delete anything.
@@ -867,15 +988,31 @@ impl LsmStore {
         // already in the version read afterwards.
         let listed = self.inner.object_store.list("sst/").await?;
         let live = self.live_sst_ids();
-        for obj in listed {
-            let Some(id) = sst_id_from_path(&obj.path) else {
-                continue;
-            };
-            if !live.contains(&id) && old_enough(obj.last_modified) {
-                self.inner.object_store.delete(&obj.path).await?;
-                self.inner.sst_store.forget(id);
-                report.deleted_ssts += 1;
+        let now = Instant::now();
+        let mut deletable = Vec::new();
+        {
+            let mut unreferenced = self.inner.unreferenced_since.lock();
+            let mut seen = BTreeMap::new();
+            for obj in listed {
+                let Some(id) = sst_id_from_path(&obj.path) else {
+                    continue;
+                };
+                if live.contains(&id) {
+                    continue;
+                }
+                let since = unreferenced.get(&id).copied().unwrap_or(now);
+                seen.insert(id, since);
+                if old_enough(obj.last_modified) && now.duration_since(since) >= grace {
+                    deletable.push((id, obj.path));
+                }
             }
+            *unreferenced = seen;
+        }
+        for (id, path) in deletable {
+            self.inner.object_store.delete(&path).await?;
+            self.inner.sst_store.forget(id);
+            self.inner.unreferenced_since.lock().remove(&id);
+            report.deleted_ssts += 1;
         }
         let current = self.version().id;
         let keep = self.inner.options.gc.keep_manifests;

@@ -48,6 +48,19 @@ struct Args {
     /// object store (this node then publishes tasks and applies their results).
     #[arg(long, value_enum, default_value_t = Compaction::InProcess)]
     compaction: Compaction,
+    /// What this node does: the one writer of its object store, or a read-only serving node
+    /// that follows the writer's commits on the same object store.
+    #[arg(long, value_enum, default_value_t = Role::Writer)]
+    role: Role,
+}
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Takes writes and DDL, runs the materialized views and commits epochs.
+    Writer,
+    /// Serves queries at the newest epoch the writer committed; refuses writes and DDL.
+    Serving,
 }
 
 /// Where compaction runs.
@@ -88,6 +101,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             format!("file://{}", args.data_dir.canonicalize()?.display())
         }
     };
+    if args.role == Role::Serving && url.starts_with("memory://") {
+        return Err(
+            "a serving node follows a writer through a shared object store; memory:// is \
+                    private to one process"
+                .into(),
+        );
+    }
     let object_store = object_store_from_url(&url).await?;
     let defaults = LsmStoreOptions::default();
     let options = LsmStoreOptions {
@@ -102,7 +122,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..defaults
     };
-    let store = LsmStore::open(object_store, options).await?;
+    let store = match args.role {
+        Role::Writer => LsmStore::open(object_store, options).await?,
+        Role::Serving => LsmStore::open_follower(object_store, options).await?,
+    };
     let db = Database::open(
         store.clone(),
         DatabaseOptions {
@@ -120,7 +143,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(serve_metrics(metrics, db.clone()));
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, object_store = %url, committed_epoch = %db.committed_epoch(), "node started");
+    tracing::info!(listen = %args.listen, object_store = %url, role = ?args.role, committed_epoch = %db.committed_epoch(), "node started");
     tokio::select! {
         served = pg_server::serve(listener, db.clone(), auth) => served?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

@@ -46,6 +46,9 @@ pub struct DatabaseOptions {
     pub parallelism: usize,
     /// Cache budget of each streaming operator's state table, in bytes.
     pub state_cache_bytes: usize,
+    /// On a serving node (a database over a follower store): how often to look for an epoch
+    /// the writer committed since.
+    pub follow_interval: Duration,
 }
 
 impl Default for DatabaseOptions {
@@ -54,6 +57,7 @@ impl Default for DatabaseOptions {
             barrier_interval: Duration::from_secs(1),
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             state_cache_bytes: 4 << 20,
+            follow_interval: Duration::from_millis(200),
         }
     }
 }
@@ -262,49 +266,77 @@ fn schema_key(name: &str) -> Bytes {
     table_key(CATALOG_TABLE_ID, 1, name.as_bytes())
 }
 
+/// A statement's command for messages: `INSERT`, `CREATE MATERIALIZED VIEW`, ...
+fn command_name(stmt: &Statement) -> String {
+    let text = stmt.to_string().to_uppercase();
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or_default().to_string();
+    if !matches!(first.as_str(), "CREATE" | "DROP" | "ALTER") {
+        return first;
+    }
+    let mut name = vec![first];
+    for word in words {
+        let modifier = matches!(word, "OR" | "REPLACE" | "UNIQUE" | "MATERIALIZED");
+        if !modifier || word == "MATERIALIZED" {
+            name.push(word.to_string());
+        }
+        if !modifier {
+            break;
+        }
+    }
+    name.join(" ")
+}
+
+/// The catalog as of `epoch`.
+async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
+    let mut tables = HashMap::new();
+    let mut next_table_id = FIRST_TABLE_ID;
+    let start = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID));
+    let end = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID + 1));
+    let mut iter = store
+        .iter(
+            (
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ),
+            epoch,
+            Direction::Forward,
+        )
+        .await?;
+    let mut schemas = BTreeSet::from([DEFAULT_SCHEMA.to_string()]);
+    let corrupt = |e: serde_json::Error| Error::sql("XX001", format!("corrupt catalog entry: {e}"));
+    while let Some((key, value)) = iter.next().await? {
+        if epoch_mvcc::vnode_of(&key) == Some(1) {
+            schemas.insert(serde_json::from_slice(&value).map_err(corrupt)?);
+            continue;
+        }
+        let table: TableCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
+        next_table_id = next_table_id.max(table.id + 1);
+        if let Some(view) = &table.view {
+            next_table_id = next_table_id.max(view.next_table_id);
+        }
+        tables.insert(table.qualified_name(), Arc::new(table));
+    }
+    Ok(CatalogState {
+        tables,
+        schemas,
+        next_table_id,
+    })
+}
+
 impl Database {
-    /// Recovers the catalog at the store's committed epoch and starts the barrier loop.
+    /// Recovers the catalog at the store's committed epoch and starts the barrier loop, or
+    /// over a follower store ([`LsmStore::open_follower`]) runs a read-only serving node that
+    /// moves to each epoch the writer commits.
     pub async fn open(store: LsmStore, options: DatabaseOptions) -> Result<Database> {
         let committed = store.committed_epoch();
-        let mut tables = HashMap::new();
-        let mut next_table_id = FIRST_TABLE_ID;
-        let start = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID));
-        let end = Bytes::copy_from_slice(&epoch_mvcc::table_prefix(CATALOG_TABLE_ID + 1));
-        let mut iter = store
-            .iter(
-                (
-                    std::ops::Bound::Included(start),
-                    std::ops::Bound::Excluded(end),
-                ),
-                committed,
-                Direction::Forward,
-            )
-            .await?;
-        let mut schemas = BTreeSet::from([DEFAULT_SCHEMA.to_string()]);
-        let corrupt =
-            |e: serde_json::Error| Error::sql("XX001", format!("corrupt catalog entry: {e}"));
-        while let Some((key, value)) = iter.next().await? {
-            if epoch_mvcc::vnode_of(&key) == Some(1) {
-                schemas.insert(serde_json::from_slice(&value).map_err(corrupt)?);
-                continue;
-            }
-            let table: TableCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
-            next_table_id = next_table_id.max(table.id + 1);
-            if let Some(view) = &table.view {
-                next_table_id = next_table_id.max(view.next_table_id);
-            }
-            tables.insert(table.qualified_name(), Arc::new(table));
-        }
+        let catalog = load_catalog(&store, committed).await?;
         let writable = committed.next();
         let (committed_tx, committed_rx) = watch::channel(committed);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             store,
-            catalog: RwLock::new(CatalogState {
-                tables,
-                schemas,
-                next_table_id,
-            }),
+            catalog: RwLock::new(catalog),
             writable: tokio::sync::RwLock::new(writable),
             committed: committed_rx,
             commit_failure: Arc::default(),
@@ -321,9 +353,65 @@ impl Database {
             barrier_metrics: Arc::default(),
         });
         let database = Database { inner };
-        database.recover_jobs(committed, writable).await?;
-        Self::spawn_barrier_loop(&database.inner, options.barrier_interval, committed_tx);
+        if database.is_serving() {
+            Self::spawn_follow_loop(&database.inner, options.follow_interval, committed_tx);
+        } else {
+            database.recover_jobs(committed, writable).await?;
+            Self::spawn_barrier_loop(&database.inner, options.barrier_interval, committed_tx);
+        }
         Ok(database)
+    }
+
+    /// Whether this is a read-only serving node.
+    pub fn is_serving(&self) -> bool {
+        self.inner.store.is_follower()
+    }
+
+    /// A serving node's error for a statement that would write.
+    fn check_writer(&self, command: &str) -> Result<()> {
+        if self.is_serving() {
+            return Err(Error::sql(
+                "25006",
+                format!(
+                    "cannot execute {command} on a serving node: it only reads what the writer \
+                     commits; send writes and DDL to the writer"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves a serving node to the newest epoch the writer committed, with the catalog as of
+    /// it; returns whether it moved.
+    async fn follow(inner: &Inner, committed: &watch::Sender<Epoch>) -> Result<bool> {
+        if !inner.store.refresh().await? {
+            return Ok(false);
+        }
+        let epoch = inner.store.committed_epoch();
+        let catalog = load_catalog(&inner.store, epoch).await?;
+        *inner.catalog.write() = catalog;
+        committed.send_replace(epoch);
+        Ok(true)
+    }
+
+    /// A serving node looks for newly committed epochs every `interval`.
+    fn spawn_follow_loop(inner: &Arc<Inner>, interval: Duration, committed: watch::Sender<Epoch>) {
+        let weak = Arc::downgrade(inner);
+        let mut stop = inner.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = Self::follow(&inner, &committed).await {
+                        tracing::warn!(error = %e, "following the writer failed; retrying");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        });
     }
 
     /// Restarts the job of every view from its state at the committed epoch: one barrier
@@ -483,8 +571,12 @@ impl Database {
         *self.inner.committed.borrow()
     }
 
-    /// Waits until everything written so far is committed.
+    /// Waits until everything written so far is committed (at once on a serving node,
+    /// which writes nothing).
     pub async fn flush(&self) -> Result<()> {
+        if self.is_serving() {
+            return Ok(());
+        }
         let epoch = *self.inner.writable.read().await;
         self.wait_committed(epoch).await
     }
@@ -726,6 +818,21 @@ impl Database {
         session: &mut Session,
         stmt: &Statement,
     ) -> Result<StatementResult> {
+        let writes = matches!(
+            stmt,
+            Statement::CreateTable(_)
+                | Statement::CreateView(_)
+                | Statement::CreateIndex(_)
+                | Statement::CreateSchema { .. }
+                | Statement::AlterTable { .. }
+                | Statement::Drop { .. }
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+        );
+        if writes {
+            self.check_writer(&command_name(stmt))?;
+        }
         match stmt {
             Statement::Set(set) => return self.set(session, set),
             Statement::ShowVariable { variable } => {
@@ -1048,6 +1155,7 @@ impl Database {
         else {
             return Ok(None);
         };
+        self.check_writer("COPY FROM")?;
         let CopySource::Table {
             table_name,
             columns,
