@@ -1,42 +1,15 @@
-//! A node with `--compaction remote` and two compactor-bin processes on one local bucket:
+//! A node with `--compaction remote` and two compactor-bin processes on one bucket (the test
+//! script's S3-compatible server, else a local directory):
 //! the compactors keep L0 bounded under a write load, one of them killed midway, and every
 //! row stays readable.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "../../node-bin/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// node-bin, built beside this package's binary by the workspace build.
-fn node_bin() -> PathBuf {
-    let compactor = PathBuf::from(env!("CARGO_BIN_EXE_compactor-bin"));
-    let node = compactor.with_file_name("node-bin");
-    assert!(
-        node.exists(),
-        "build node-bin first (cargo build -p node-bin)"
-    );
-    node
-}
+use common::{NodeProcess, Process, free_port, http_get, metric_value, test_object_store};
 
 fn compactor(store: &str, name: &str) -> Process {
     Process(
@@ -52,47 +25,27 @@ fn compactor(store: &str, name: &str) -> Process {
 
 /// The value of metric `name` from the node's /metrics.
 fn metric(port: u16, name: &str) -> f64 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {response}"))
+    metric_value(&http_get(port, "/metrics"), name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compactors_keep_l0_bounded_for_a_remote_compaction_node() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let (port, metrics_port) = (free_port(), free_port());
-    let _node = Process(
-        Command::new(node_bin())
-            .args(["--object-store", &store, "--compaction", "remote"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--barrier-interval-ms", "50"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node-bin"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "node did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let store = test_object_store(dir.path(), "compactors");
+    let metrics_port = free_port();
+    let node = NodeProcess::start(&[
+        "--object-store",
+        &store,
+        "--compaction",
+        "remote",
+        "--metrics-listen",
+        &format!("127.0.0.1:{metrics_port}"),
+        "--barrier-interval-ms",
+        "50",
+    ]);
     let mut first = Some(compactor(&store, "first"));
     let _second = compactor(&store, "second");
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=root dbname=dev"),
-        NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let client = node.client().await;
     client
         .batch_execute("CREATE TABLE w (id int PRIMARY KEY, v varchar)")
         .await

@@ -2,81 +2,26 @@
 //! load, after which every acknowledged write is still there and every materialized view is
 //! consistent with its table and keeps updating.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use tokio_postgres::{Client, NoTls};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct NodeProcess {
-    child: Child,
-    port: u16,
-}
+use common::{NodeProcess, free_port, http_get, metric_value};
+use tokio_postgres::Client;
 
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl NodeProcess {
-    fn start(data_dir: &std::path::Path) -> Self {
-        Self::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_node-bin"))
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(["--barrier-interval-ms", "200"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node-bin");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "node did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        NodeProcess { child, port }
-    }
-
-    async fn client(&self) -> Client {
-        let (client, connection) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=root dbname=dev", self.port),
-            NoTls,
-        )
-        .await
-        .unwrap();
-        tokio::spawn(connection);
-        client
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A node on the local directory `data_dir`, with `extra` options.
+fn start_node(data_dir: &std::path::Path, extra: &[&str]) -> NodeProcess {
+    let dir = data_dir.to_str().unwrap();
+    let mut args = vec!["--data-dir", dir, "--barrier-interval-ms", "200"];
+    args.extend_from_slice(extra);
+    NodeProcess::start(&args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(dir.path());
+    let node = start_node(dir.path(), &[]);
     let client = node.client().await;
     client
         .batch_execute(
@@ -111,7 +56,7 @@ async fn kill_9_loses_no_acknowledged_write() {
         "the load must have run before the kill"
     );
 
-    let node = NodeProcess::start(dir.path());
+    let node = start_node(dir.path(), &[]);
     let client = node.client().await;
     let rows = client
         .query("SELECT id, v FROM acked ORDER BY id", &[])
@@ -215,7 +160,7 @@ fn psql_works_against_the_node() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(dir.path());
+    let node = start_node(dir.path(), &[]);
     let script = "CREATE TABLE p (id int PRIMARY KEY, name varchar);\n\
                   INSERT INTO p VALUES (1, 'one'), (2, 'two');\n\
                   SELECT name FROM p WHERE id = 2;\n\
@@ -261,7 +206,7 @@ fn psql_describes_tables_views_indexes_and_databases() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(dir.path());
+    let node = start_node(dir.path(), &[]);
     let script = "CREATE TABLE p (id int PRIMARY KEY, name varchar, tags varchar[]);\n\
                   CREATE MATERIALIZED VIEW pm AS SELECT count(*) AS n FROM p;\n\
                   CREATE INDEX pi ON p(name);\n\
@@ -298,10 +243,9 @@ fn psql_describes_tables_views_indexes_and_databases() {
 /// that move as the node works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_in_prometheus_format() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
-    let node = NodeProcess::start_with(
+    let node = start_node(
         dir.path(),
         &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
     );
@@ -309,28 +253,15 @@ async fn metrics_are_served_in_prometheus_format() {
     c.batch_execute("CREATE TABLE m (id int); INSERT INTO m VALUES (1), (2); FLUSH;")
         .await
         .unwrap();
-    let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        response
-    };
-    let response = get("/metrics");
+    let response = http_get(metrics_port, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    let value = |name: &str| -> f64 {
-        response
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {response}"))
-    };
+    let value = |name: &str| metric_value(&response, name);
     assert!(value("streamdb_epochs_committed_total") >= 1.0);
     assert!(value("streamdb_barrier_latency_seconds_count") >= 1.0);
     assert!(value("streamdb_lsm_ingested_bytes_total") > 0.0);
     assert!(value("streamdb_object_store_requests_total{op=\"put\"}") > 0.0);
     assert!(response.contains("# TYPE streamdb_barrier_latency_seconds histogram"));
-    assert!(get("/other").starts_with("HTTP/1.1 404"));
+    assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));
 }
 
 #[test]
@@ -365,7 +296,7 @@ fn psycopg_works_against_the_node() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(dir.path());
+    let node = start_node(dir.path(), &[]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/psycopg_client.py"

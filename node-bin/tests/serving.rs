@@ -2,79 +2,24 @@
 //! script started, else a local directory): the serving node sees each committed epoch within
 //! a bounded time, never half of one, follows DDL, and refuses writes and DDL.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use common::{NodeProcess, test_object_store};
+use tokio_postgres::Client;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_node(store: &str, role: &str) -> (Process, Client) {
-    let port = free_port();
-    let process = Process(
-        Command::new(env!("CARGO_BIN_EXE_node-bin"))
-            .args(["--object-store", store, "--role", role])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--barrier-interval-ms", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node-bin"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the {role} node did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=root dbname=dev"),
-        NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    (process, client)
-}
-
-/// A fresh bucket on the S3-compatible server at `AWS_ENDPOINT_URL` (the test script's
-/// moto, which takes an unsigned `PUT /bucket`), as an `s3://` URL.
-fn s3_bucket(endpoint: &str) -> String {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .expect("a plain-http test endpoint")
-        .trim_end_matches('/');
-    let bucket = format!("serving-{}", std::process::id());
-    let mut s = std::net::TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "creating bucket {bucket}: {response}"
-    );
-    format!("s3://{bucket}/db")
+async fn start_node(store: &str, role: &str) -> (NodeProcess, Client) {
+    let node = NodeProcess::start(&[
+        "--object-store",
+        store,
+        "--role",
+        role,
+        "--barrier-interval-ms",
+        "100",
+    ]);
+    let client = node.client().await;
+    (node, client)
 }
 
 /// Waits (bounded) until `query` on `client` succeeds with a first value satisfying `done`.
@@ -98,10 +43,7 @@ async fn eventually(client: &Client, query: &str, done: impl Fn(i64) -> bool) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_serving_node_follows_the_writer_on_one_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let store = match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(endpoint) => s3_bucket(&endpoint),
-        Err(_) => format!("file://{}", dir.path().display()),
-    };
+    let store = test_object_store(dir.path(), "serving");
     let (_writer_process, writer) = start_node(&store, "writer").await;
     writer
         .batch_execute(
