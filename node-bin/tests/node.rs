@@ -250,15 +250,19 @@ async fn metrics_are_served_in_prometheus_format() {
         &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
     );
     let c = node.client().await;
-    c.batch_execute("CREATE TABLE m (id int); INSERT INTO m VALUES (1), (2); FLUSH;")
-        .await
-        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE m (id int); CREATE MATERIALIZED VIEW mv AS SELECT id FROM m;
+         INSERT INTO m VALUES (1), (2); FLUSH;",
+    )
+    .await
+    .unwrap();
     let response = http_get(metrics_port, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     let value = |name: &str| metric_value(&response, name);
     assert!(value("streamdb_epochs_committed_total") >= 1.0);
     assert!(value("streamdb_barrier_latency_seconds_count") >= 1.0);
     assert!(value("streamdb_lsm_ingested_bytes_total") > 0.0);
+    assert_eq!(value("streamdb_view_changes_total{view=\"mv\"}"), 2.0);
     assert!(value("streamdb_object_store_requests_total{op=\"put\"}") > 0.0);
     assert!(response.contains("# TYPE streamdb_barrier_latency_seconds histogram"));
     assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));

@@ -563,7 +563,11 @@ impl Database {
 
     /// The node's metrics in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
-        crate::metrics::render(&self.inner.barrier_metrics, &self.inner.store.stats())
+        crate::metrics::render(
+            &self.inner.barrier_metrics,
+            &self.inner.streams.changes_written(),
+            &self.inner.store.stats(),
+        )
     }
 
     /// The newest committed epoch.

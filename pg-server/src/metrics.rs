@@ -45,6 +45,14 @@ impl BarrierMetrics {
     }
 }
 
+/// `value` escaped for a label value: backslash, double quote and newline.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// One metric family: its help and type lines, then its samples.
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -55,7 +63,11 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 }
 
 /// The text of every metric.
-pub(crate) fn render(barriers: &BarrierMetrics, store: &LsmStats) -> String {
+pub(crate) fn render(
+    barriers: &BarrierMetrics,
+    view_changes: &[(String, u64)],
+    store: &LsmStats,
+) -> String {
     let mut out = String::new();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     family(
@@ -89,6 +101,18 @@ pub(crate) fn render(barriers: &BarrierMetrics, store: &LsmStats) -> String {
         out,
         "streamdb_barrier_latency_seconds_bucket{{le=\"+Inf\"}} {cumulative}\nstreamdb_barrier_latency_seconds_sum {}\nstreamdb_barrier_latency_seconds_count {cumulative}",
         load(&barriers.latency_sum_us) / 1e6
+    );
+    let views: Vec<(String, f64)> = view_changes
+        .iter()
+        .map(|(view, n)| (format!("{{view=\"{}\"}}", label_value(view)), *n as f64))
+        .collect();
+    let views: Vec<(&str, f64)> = views.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    family(
+        &mut out,
+        "streamdb_view_changes_total",
+        "counter",
+        "Row changes each materialized view's job has written (its throughput).",
+        &views,
     );
     let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
         family(out, name, "gauge", help, &[("", value)]);

@@ -270,6 +270,16 @@ impl Streams {
         }
     }
 
+    /// Every view with the row changes its job has written, by name.
+    pub(crate) fn changes_written(&self) -> Vec<(String, u64)> {
+        self.state
+            .lock()
+            .jobs
+            .values()
+            .map(|j| (j.name.clone(), j.progress.changes_written()))
+            .collect()
+    }
+
     /// Jobs whose views are not complete yet.
     pub(crate) fn creating(&self) -> Vec<JobStatus> {
         self.state

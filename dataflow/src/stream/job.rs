@@ -318,6 +318,7 @@ pub fn build_job<S: StateStore>(
             actor_index: actor,
             table: builder.table(view.clone()),
             collector: collector.clone(),
+            progress: Arc::clone(&builder.progress),
         };
         spawn_actor(job, collector.clone(), materialize.run(input));
     }

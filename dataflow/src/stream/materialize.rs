@@ -3,9 +3,12 @@
 
 use epoch_mvcc::StateStore;
 use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{Collected, Message, MessageStream, Sender};
+use super::{Collected, JobProgress, Message, MessageStream, Sender};
 use crate::Result;
 use crate::state_table::StateTable;
 
@@ -16,6 +19,8 @@ pub(crate) struct Materialize<S: StateStore> {
     pub(crate) actor_index: usize,
     pub(crate) table: StateTable<S>,
     pub(crate) collector: UnboundedSender<Collected>,
+    /// Where the changes written are counted.
+    pub(crate) progress: Arc<JobProgress>,
 }
 
 impl<S: StateStore> Materialize<S> {
@@ -28,6 +33,9 @@ impl<S: StateStore> Materialize<S> {
             match message? {
                 Message::Chunk(chunk) => {
                     self.table.write_chunk(&chunk);
+                    self.progress
+                        .changes
+                        .fetch_add(chunk.cardinality() as u64, Ordering::Relaxed);
                     for (_, output) in &outputs {
                         let _ = output.send(Message::Chunk(chunk.clone())).await;
                     }

@@ -126,17 +126,23 @@ pub enum Collected {
 }
 
 /// How far a job's backfill has come, for `SHOW JOBS` and for `CREATE MATERIALIZED VIEW`
-/// to wait on.
+/// to wait on, and how many changes it has written (its throughput, for metrics).
 #[derive(Debug, Default)]
 pub struct JobProgress {
     rows: AtomicU64,
     scans_pending: AtomicUsize,
+    changes: AtomicU64,
 }
 
 impl JobProgress {
     /// Snapshot rows read so far.
     pub fn rows_read(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Row changes the job's materialize actors have written to its view.
+    pub fn changes_written(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// Whether every snapshot read is done: the view is complete.
