@@ -24,8 +24,8 @@ struct Args {
     /// Milliseconds between looks for work when there was none.
     #[arg(long, default_value_t = 500)]
     poll_interval_ms: u64,
-    /// Seconds a claim lasts; a task still running after it may be taken by another
-    /// compactor (the first result wins).
+    /// Seconds a claim lasts; it is renewed every third of that while the task runs, so
+    /// only a compactor that died (or stalled that long) loses its task to another.
     #[arg(long, default_value_t = 60)]
     lease_secs: u64,
 }

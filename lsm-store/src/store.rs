@@ -147,8 +147,8 @@ struct StoreInner {
     /// SSTs uploaded but not yet in a committed version.
     in_flight: Mutex<HashSet<u64>>,
     next_task_id: AtomicU64,
-    /// The task published for remote compactors, and when.
-    remote_task: Mutex<Option<(compaction::CompactionTask, Instant)>>,
+    /// The tasks published for remote compactors, with when.
+    remote_tasks: Mutex<Vec<(compaction::CompactionTask, Instant)>>,
     wake_compactor: Arc<Notify>,
     shutdown: Arc<AtomicBool>,
     shutdown_signal: Arc<Notify>,
@@ -270,7 +270,7 @@ impl LsmStore {
             in_flight: Mutex::new(HashSet::new()),
             // Task ids of this process start after any an earlier one may have published.
             next_task_id: AtomicU64::new(physical_now_ms() << 12),
-            remote_task: Mutex::new(None),
+            remote_tasks: Mutex::new(Vec::new()),
             wake_compactor: Arc::new(Notify::new()),
             shutdown: Arc::new(AtomicBool::new(false)),
             shutdown_signal: Arc::new(Notify::new()),
@@ -822,8 +822,8 @@ impl LsmStore {
 
     // ---- compaction and garbage collection ----
 
-    /// The most urgent compaction task, if any.
-    fn pick_task(&self) -> Option<compaction::CompactionTask> {
+    /// The most urgent compaction task that touches no SST in `busy`, if any.
+    fn pick_task(&self, busy: &HashSet<u64>) -> Option<compaction::CompactionTask> {
         let options = &self.inner.options;
         compaction::pick(
             &self.version(),
@@ -831,6 +831,7 @@ impl LsmStore {
             self.inner.epochs.safe_epoch().0,
             options.sst.target_file_size,
             self.inner.next_task_id.fetch_add(1, Relaxed),
+            busy,
         )
     }
 
@@ -841,7 +842,7 @@ impl LsmStore {
         if self.inner.options.compaction.remote {
             return self.compact_remotely().await;
         }
-        let Some(task) = self.pick_task() else {
+        let Some(task) = self.pick_task(&HashSet::new()) else {
             return Ok(false);
         };
         let options = &self.inner.options;
@@ -871,22 +872,28 @@ impl LsmStore {
         applied
     }
 
-    /// One step of remote compaction: applies the published task's result when a compactor
-    /// has written it, or publishes the most urgent task when none is out. A result must
-    /// arrive within half the garbage collection grace period, so that its outputs (which
-    /// the collector only spares while they are young) are still there when it is applied;
-    /// a task that takes longer is withdrawn and picked anew.
+    /// One step of remote compaction: applies the results compactors have written for the
+    /// published tasks, then publishes the most urgent tasks that share no SST with those
+    /// still out, up to [`CompactionOptions::max_remote_tasks`] (trivial moves are applied at
+    /// once). A result must arrive within half the garbage collection grace period, so that
+    /// its outputs (which the collector spares only while they are young) are still there
+    /// when it is applied; a task that takes longer is withdrawn and picked anew. Returns
+    /// whether the tree changed.
     async fn compact_remotely(&self) -> Result<bool> {
         let objects = self.inner.object_store.as_ref();
         let deadline = self.inner.options.gc.grace_period / 2;
-        let pending = self.inner.remote_task.lock().clone();
-        if let Some((task, published)) = pending {
+        let pending = self.inner.remote_tasks.lock().clone();
+        let mut changed = false;
+        for (task, published) in pending {
             let result = compaction::remote::result(objects, task.id).await?;
             if result.is_none() && published.elapsed() < deadline {
-                return Ok(false);
+                continue;
             }
-            *self.inner.remote_task.lock() = None;
-            let applied = match result {
+            self.inner
+                .remote_tasks
+                .lock()
+                .retain(|(t, _)| t.id != task.id);
+            changed |= match result {
                 Some(result) if published.elapsed() < deadline => {
                     self.apply_compaction(&task, result).await?
                 }
@@ -896,29 +903,41 @@ impl LsmStore {
                 }
             };
             compaction::remote::retire(objects, task.id).await?;
-            return Ok(applied);
         }
-        let Some(task) = self.pick_task() else {
-            return Ok(false);
-        };
-        if task.trivial_move {
-            let moved = compaction::CompactionResult {
-                task_id: task.id,
-                outputs: vec![],
-                bytes_read: 0,
-                bytes_written: 0,
+        loop {
+            let busy: HashSet<u64> = {
+                let tasks = self.inner.remote_tasks.lock();
+                if tasks.len() >= self.inner.options.compaction.max_remote_tasks.max(1) {
+                    break;
+                }
+                tasks
+                    .iter()
+                    .flat_map(|(t, _)| t.input_ssts().map(|s| s.id))
+                    .collect()
             };
-            return self.apply_compaction(&task, moved).await;
+            let Some(task) = self.pick_task(&busy) else {
+                break;
+            };
+            if task.trivial_move {
+                let moved = compaction::CompactionResult {
+                    task_id: task.id,
+                    outputs: vec![],
+                    bytes_read: 0,
+                    bytes_written: 0,
+                };
+                changed |= self.apply_compaction(&task, moved).await?;
+                continue;
+            }
+            let remote = compaction::remote::RemoteTask {
+                task: task.clone(),
+                prefix_lens: self.inner.prefix_lens.read().clone(),
+                sst: self.inner.options.sst.clone(),
+            };
+            compaction::remote::publish(objects, &remote).await?;
+            tracing::debug!(task = task.id, "published a compaction task");
+            self.inner.remote_tasks.lock().push((task, Instant::now()));
         }
-        let remote = compaction::remote::RemoteTask {
-            task: task.clone(),
-            prefix_lens: self.inner.prefix_lens.read().clone(),
-            sst: self.inner.options.sst.clone(),
-        };
-        compaction::remote::publish(objects, &remote).await?;
-        tracing::debug!(task = task.id, "published a compaction task");
-        *self.inner.remote_task.lock() = Some((task, Instant::now()));
-        Ok(false)
+        Ok(changed)
     }
 
     async fn apply_compaction(

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use common::{Model, key, s3_bucket, s3_server, small_options};
 use epoch_mvcc::{Epoch, StateStore, Value};
 use lsm_store::compaction::remote::{Claim, RemoteCompactor};
-use lsm_store::object_store::ObjectStore;
+use lsm_store::object_store::{
+    MemoryObjectStore, ObjectMeta, ObjectResult, ObjectStore, ObjectUpload,
+};
 use lsm_store::version::sst_id_from_path;
 use lsm_store::{CacheOptions, LsmStore};
 
@@ -133,4 +135,101 @@ async fn remote_compactors_share_only_the_bucket() {
     assert_eq!(left, live, "only live SSTs remain after garbage collection");
     check_reads(&reopened, &model, epoch).await;
     reopened.close().await;
+}
+
+/// An object store whose SST reads are slow, so a task outlives its compactor's lease.
+#[derive(Debug)]
+struct SlowSstReads(Arc<dyn ObjectStore>);
+
+#[async_trait::async_trait]
+impl ObjectStore for SlowSstReads {
+    async fn get(&self, path: &str) -> ObjectResult<Bytes> {
+        if path.starts_with("sst/") {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        self.0.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> ObjectResult<Bytes> {
+        if path.starts_with("sst/") {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        self.0.get_range(path, range).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> ObjectResult<()> {
+        self.0.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> ObjectResult<()> {
+        self.0.put_if_absent(path, data).await
+    }
+    async fn upload(&self, path: &str) -> ObjectResult<Box<dyn ObjectUpload>> {
+        self.0.upload(path).await
+    }
+    async fn delete(&self, path: &str) -> ObjectResult<()> {
+        self.0.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> ObjectResult<Vec<ObjectMeta>> {
+        self.0.list(prefix).await
+    }
+    async fn head(&self, path: &str) -> ObjectResult<ObjectMeta> {
+        self.0.head(path).await
+    }
+}
+
+/// A compactor renews its claim while a task runs longer than the lease, so no other
+/// compactor takes the task over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_compactor_renews_its_claim() {
+    let bucket: Arc<dyn ObjectStore> = Arc::new(MemoryObjectStore::new());
+    let mut options = small_options();
+    options.compaction.remote = true;
+    options.gc.grace_period = Duration::from_secs(3600);
+    let node = LsmStore::open(Arc::clone(&bucket), options).await.unwrap();
+    let mut model = Model::default();
+    for e in 1..=4u64 {
+        let batch: Vec<(Bytes, Value)> = (0..KEYS)
+            .map(|k| (key(k), Value::Put(Bytes::from(vec![e as u8; 20]))))
+            .collect();
+        for (k, v) in &batch {
+            model.write(Epoch(e), k.clone(), v.as_put().cloned());
+        }
+        node.ingest_batch(Epoch(e), batch).await.unwrap();
+        node.seal_epoch(Epoch(e)).unwrap();
+        node.sync(Epoch(e)).await.unwrap();
+    }
+    node.compact().await.unwrap();
+    assert!(!bucket.list("compaction/task/").await.unwrap().is_empty());
+    let lease = Duration::from_millis(600);
+    let slow: Arc<dyn ObjectStore> = Arc::new(SlowSstReads(Arc::clone(&bucket)));
+    let cache = CacheOptions::default();
+    let holder = RemoteCompactor::new(slow, &cache, "slow", lease)
+        .await
+        .unwrap();
+    let other = RemoteCompactor::new(Arc::clone(&bucket), &cache, "other", lease)
+        .await
+        .unwrap();
+    let running = tokio::spawn(async move { holder.run_once().await.unwrap() });
+    let started = Instant::now();
+    while bucket.list("compaction/claim/").await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no claim");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut tries = 0;
+    while !running.is_finished() {
+        assert_eq!(
+            other.run_once().await.unwrap(),
+            None,
+            "the task was taken over"
+        );
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(running.await.unwrap().is_some());
+    assert!(
+        started.elapsed() > lease * 2 && tries > 5,
+        "the task outlived its lease ({:?}, {tries} tries)",
+        started.elapsed()
+    );
+    assert!(node.compact().await.unwrap(), "the result was applied");
+    check_reads(&node, &model, Epoch(4)).await;
+    node.close().await;
 }

@@ -29,6 +29,8 @@ pub struct CompactionOptions {
     pub interval: std::time::Duration,
     /// Publish tasks for remote compactors (see [`remote`]) instead of running them here.
     pub remote: bool,
+    /// At most this many remote tasks are out at once (they never share an SST).
+    pub max_remote_tasks: usize,
 }
 
 impl Default for CompactionOptions {
@@ -40,6 +42,7 @@ impl Default for CompactionOptions {
             background: true,
             interval: std::time::Duration::from_secs(1),
             remote: false,
+            max_remote_tasks: 4,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Chooses the next compaction: L0 by sub-level count, L1..L6 by size against dynamic level
 //! targets (as RocksDB's `level_compaction_dynamic_level_bytes`).
 
+use std::collections::HashSet;
+
 use crate::compaction::{CompactionOptions, CompactionTask, InputLevel};
 use crate::version::{MAX_LEVEL, SstInfo, Version};
 
@@ -34,10 +36,21 @@ pub fn level_targets(version: &Version, options: &CompactionOptions) -> LevelTar
     }
 }
 
+/// The SSTs of `level` that overlap the key span from the smallest to the largest key of
+/// `inputs`. The span, not each input: outputs of a merge can stretch across a gap between
+/// inputs, and must never overlap an SST left in the target level.
 fn overlapping(level: &[SstInfo], inputs: &[&SstInfo]) -> Vec<SstInfo> {
+    let Some(smallest) = inputs.iter().map(|s| s.smallest_user_key()).min() else {
+        return Vec::new();
+    };
+    let largest = inputs
+        .iter()
+        .map(|s| s.largest_user_key())
+        .max()
+        .unwrap_or(smallest);
     level
         .iter()
-        .filter(|s| inputs.iter().any(|i| i.overlaps(s)))
+        .filter(|s| s.smallest_user_key() <= largest && smallest <= s.largest_user_key())
         .cloned()
         .collect()
 }
@@ -66,17 +79,23 @@ fn task(
     }
 }
 
-/// The most urgent compaction, if any level is over its trigger.
+/// The most urgent compaction that touches no SST in `busy` (the inputs of tasks still
+/// running), if any level is over its trigger. Tasks that share no SST can run at once:
+/// each one's outputs stay inside the key span its inputs cover in the target level.
 pub fn pick(
     version: &Version,
     options: &CompactionOptions,
     safe_epoch: u64,
     target_file_size: usize,
     task_id: u64,
+    busy: &HashSet<u64>,
 ) -> Option<CompactionTask> {
     let targets = level_targets(version, options);
     let l0_score = version.l0.len() as f64 / options.l0_sub_level_trigger.max(1) as f64;
-    let mut best: Option<(f64, usize)> = (l0_score >= 1.0).then_some((l0_score, 0));
+    let mut candidates: Vec<(f64, usize)> = Vec::new();
+    if l0_score >= 1.0 {
+        candidates.push((l0_score, 0));
+    }
     for level in 1..MAX_LEVEL {
         let bytes = version.level_bytes(level);
         if bytes == 0 {
@@ -88,15 +107,44 @@ pub fn pick(
         } else {
             bytes as f64 / targets.target_bytes[level - 1].max(1) as f64
         };
-        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, level));
+        if score >= 1.0 {
+            candidates.push((score, level));
         }
     }
-    let (_, level) = best?;
+    // Most urgent first; among equals, the shallower level.
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    candidates.into_iter().find_map(|(_, level)| {
+        pick_level(
+            version,
+            level,
+            &targets,
+            safe_epoch,
+            target_file_size,
+            task_id,
+            busy,
+        )
+    })
+}
+
+/// A task compacting `level` that touches no SST in `busy`.
+fn pick_level(
+    version: &Version,
+    level: usize,
+    targets: &LevelTargets,
+    safe_epoch: u64,
+    target_file_size: usize,
+    task_id: u64,
+    busy: &HashSet<u64>,
+) -> Option<CompactionTask> {
+    let is_busy = |ssts: &[SstInfo]| ssts.iter().any(|s| busy.contains(&s.id));
     if level == 0 {
         let target_level = targets.base_level;
         let l0_inputs: Vec<&SstInfo> = version.l0.iter().flat_map(|s| &s.ssts).collect();
         let below = overlapping(version.level(target_level), &l0_inputs);
+        // L0 is taken whole, so one L0 task at a time.
+        if l0_inputs.iter().any(|s| busy.contains(&s.id)) || is_busy(&below) {
+            return None;
+        }
         let mut inputs = vec![InputLevel {
             level: 0,
             sub_level_ids: version.l0.iter().map(|s| s.id).collect(),
@@ -121,15 +169,16 @@ pub fn pick(
     // Ln: the SST whose compaction rewrites the least of the level below per byte moved.
     let target_level = level + 1;
     let below = version.level(target_level);
-    let chosen = version.level(level).iter().min_by_key(|s| {
-        let overlap: u64 = below
-            .iter()
-            .filter(|b| b.overlaps(s))
-            .map(|b| b.file_size)
-            .sum();
-        (overlap.saturating_mul(1024) / s.file_size.max(1), s.id)
-    })?;
-    let below = overlapping(below, &[chosen]);
+    let (chosen, below) = version
+        .level(level)
+        .iter()
+        .filter(|s| !busy.contains(&s.id))
+        .map(|s| (s, overlapping(below, &[s])))
+        .filter(|(_, overlap)| !is_busy(overlap))
+        .min_by_key(|(s, overlap)| {
+            let overlap: u64 = overlap.iter().map(|b| b.file_size).sum();
+            (overlap.saturating_mul(1024) / s.file_size.max(1), s.id)
+        })?;
     let mut inputs = vec![InputLevel {
         level,
         sub_level_ids: vec![],
@@ -243,7 +292,7 @@ mod tests {
             v = v.with_flush(vec![sst(10 + i, b"c", b"f", 10)], Epoch(i + 1));
         }
         v.levels[5] = vec![sst(1, b"a", b"b", 10), sst(2, b"d", b"e", 10)];
-        let t = pick(&v, &opts(), 3, 1 << 20, 7).unwrap();
+        let t = pick(&v, &opts(), 3, 1 << 20, 7, &HashSet::new()).unwrap();
         assert_eq!(t.target_level, 6);
         assert_eq!(t.inputs[0].runs.len(), 4);
         assert_eq!(
@@ -263,11 +312,58 @@ mod tests {
     }
 
     #[test]
+    fn l0_takes_every_base_sst_inside_its_span() {
+        let mut v = Version::empty();
+        for (i, (lo, hi)) in [(b"a", b"b"), (b"y", b"z")].into_iter().enumerate() {
+            for epoch in 0..2 {
+                let id = 10 + 2 * i as u64 + epoch;
+                v = v.with_flush(vec![sst(id, lo, hi, 10)], Epoch(id));
+            }
+        }
+        v.levels[5] = vec![sst(1, b"m", b"n", 10)];
+        let t = pick(&v, &opts(), 3, 1 << 20, 7, &HashSet::new()).unwrap();
+        // An output may hold keys from a..b and y..z, so it would overlap m..n.
+        assert_eq!(
+            t.inputs[1].runs[0].iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        apply(&v, &t, vec![sst(99, b"a", b"z", 40)])
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn tasks_that_share_no_sst_are_picked_beside_running_ones() {
+        let mut v = Version::empty();
+        // L5 (levels[4]) is over its target; L6 holds one SST spanning everything.
+        v.levels[5] = vec![sst(1, b"a", b"z", 100_000)];
+        v.levels[4] = vec![
+            sst(2, b"a", b"c", 5_000),
+            sst(3, b"d", b"f", 5_000),
+            sst(4, b"g", b"i", 5_000),
+        ];
+        let first = pick(&v, &opts(), 0, 1 << 20, 1, &HashSet::new()).unwrap();
+        let busy: HashSet<u64> = first.input_ssts().map(|s| s.id).collect();
+        assert!(busy.contains(&1), "L5 into L6 takes the one L6 SST");
+        // Every other L5 SST overlaps the busy L6 SST: nothing else can run.
+        assert!(pick(&v, &opts(), 0, 1 << 20, 2, &busy).is_none());
+
+        v.levels[5] = vec![sst(1, b"a", b"c", 50_000), sst(5, b"g", b"z", 50_000)];
+        let first = pick(&v, &opts(), 0, 1 << 20, 1, &HashSet::new()).unwrap();
+        let busy: HashSet<u64> = first.input_ssts().map(|s| s.id).collect();
+        let second = pick(&v, &opts(), 0, 1 << 20, 2, &busy).unwrap();
+        assert!(second.input_ssts().all(|s| !busy.contains(&s.id)));
+        let both = apply(&v, &first, vec![]).and_then(|v| apply(&v, &second, vec![]));
+        both.unwrap().validate().unwrap();
+    }
+
+    #[test]
     fn non_overlapping_level_file_moves_trivially() {
         let mut v = Version::empty();
         v.levels[5] = vec![sst(1, b"a", b"b", 100_000)];
         v.levels[3] = vec![sst(2, b"x", b"y", 5_000)];
-        let t = pick(&v, &opts(), 0, 1 << 20, 1).unwrap();
+        let t = pick(&v, &opts(), 0, 1 << 20, 1, &HashSet::new()).unwrap();
         assert_eq!((t.target_level, t.trivial_move), (5, true));
         let next = apply(&v, &t, vec![]).unwrap();
         assert_eq!(next.levels[4][0].id, 2);

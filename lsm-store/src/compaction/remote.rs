@@ -157,9 +157,12 @@ impl RemoteCompactor {
             else {
                 continue;
             };
-            if result(self.store.as_ref(), id).await?.is_some() || !self.claim(id).await? {
+            if result(self.store.as_ref(), id).await?.is_some() {
                 continue;
             }
+            let Some(mut generation) = self.claim(id).await? else {
+                continue;
+            };
             let data = match self.store.get(&object.path).await {
                 Ok(data) => data,
                 // Retired meanwhile (the node applied or gave up on it).
@@ -168,15 +171,31 @@ impl RemoteCompactor {
             };
             let remote: RemoteTask = parse(&object.path, &data)?;
             tracing::info!(task = id, compactor = %self.name, "running compaction task");
-            let outcome = super::run(
+            let work = super::run(
                 &remote.task,
                 &self.sst_store,
                 &remote.sst,
                 &remote.prefix_lens,
                 crate::store::new_sst_id,
                 |_| {},
-            )
-            .await?;
+            );
+            tokio::pin!(work);
+            // The claim is renewed (its next generation created) every third of the lease
+            // while the task runs, so a long task is not taken over by another compactor.
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome?,
+                    _ = tokio::time::sleep(self.lease / 3) => {
+                        generation += 1;
+                        if !self.create_claim(id, generation).await? {
+                            // Our claim lapsed and another compactor holds the task now;
+                            // what we uploaded so far is garbage for the collector.
+                            tracing::warn!(task = id, compactor = %self.name, "lost the claim; giving up the task");
+                            return Ok(None);
+                        }
+                    }
+                }
+            };
             match self
                 .store
                 .put_if_absent(&result_path(id), json(&outcome))
@@ -192,8 +211,9 @@ impl RemoteCompactor {
     }
 
     /// Claims task `id`: creates the first claim, or the next generation after an expired
-    /// one. False when someone else holds it (or won the race to claim it).
-    async fn claim(&self, id: u64) -> Result<bool> {
+    /// one, and returns its generation. `None` when someone else holds it (or won the race to
+    /// claim it).
+    async fn claim(&self, id: u64) -> Result<Option<u64>> {
         let prefix = claims_prefix(id);
         let mut claims = self.store.list(&prefix).await?;
         claims.sort_by(|a, b| a.path.cmp(&b.path));
@@ -202,12 +222,12 @@ impl RemoteCompactor {
             Some(latest) => {
                 let data = match self.store.get(&latest.path).await {
                     Ok(data) => data,
-                    Err(ObjectError::NotFound { .. }) => return Ok(false),
+                    Err(ObjectError::NotFound { .. }) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 };
                 let claim: Claim = parse(&latest.path, &data)?;
                 if claim.expires_at_ms > now_ms() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let n: u64 = latest
                     .path
@@ -217,15 +237,21 @@ impl RemoteCompactor {
                 n + 1
             }
         };
+        Ok(self
+            .create_claim(id, generation)
+            .await?
+            .then_some(generation))
+    }
+
+    /// Creates generation `generation` of this compactor's claim on task `id`, valid for a
+    /// lease from now; false when that generation exists (another compactor made it).
+    async fn create_claim(&self, id: u64, generation: u64) -> Result<bool> {
         let claim = Claim {
             compactor: self.name.clone(),
             expires_at_ms: now_ms() + self.lease.as_millis() as u64,
         };
-        match self
-            .store
-            .put_if_absent(&format!("{prefix}{generation:010}"), json(&claim))
-            .await
-        {
+        let path = format!("{}{generation:010}", claims_prefix(id));
+        match self.store.put_if_absent(&path, json(&claim)).await {
             Ok(()) => Ok(true),
             Err(ObjectError::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
