@@ -37,6 +37,12 @@ struct Args {
     /// Bytes of memory for data blocks.
     #[arg(long, default_value_t = 256 << 20)]
     block_cache_bytes: usize,
+    /// Bytes of memory for SST indexes and bloom filters.
+    #[arg(long, default_value_t = 64 << 20)]
+    meta_cache_bytes: usize,
+    /// Bytes of disk the block cache's disk tier may use (with --cache-dir).
+    #[arg(long, default_value_t = 1 << 30)]
+    disk_cache_bytes: usize,
     /// Require this password (SCRAM-SHA-256) from every client; needed to listen on a
     /// non-loopback address.
     #[arg(long, env = "STREAMDB_PASSWORD", hide_env_values = true)]
@@ -113,8 +119,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let options = LsmStoreOptions {
         cache: CacheOptions {
             block_cache_bytes: args.block_cache_bytes,
+            meta_cache_bytes: args.meta_cache_bytes,
             disk_cache_dir: args.cache_dir.clone(),
-            ..CacheOptions::default()
+            disk_cache_bytes: args.disk_cache_bytes,
         },
         compaction: lsm_store::compaction::CompactionOptions {
             remote: matches!(args.compaction, Compaction::Remote),
