@@ -1377,6 +1377,7 @@ impl Database {
                     plan: planned.plan,
                     next_table_id: planned.next_table_id,
                     index_of: index.map(|(table, _)| table),
+                    singleton: planned.singleton,
                 }),
                 append_only: false,
             });

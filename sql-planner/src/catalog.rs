@@ -79,6 +79,10 @@ pub struct ViewCatalog {
     /// keyed by the index columns).
     #[serde(default)]
     pub index_of: Option<u32>,
+    /// One actor computes every row, so the rows are stored under one vnode and a scan
+    /// returns them in key order (a view of `VALUES` lists its rows in the order written).
+    #[serde(default)]
+    pub singleton: bool,
 }
 
 impl TableCatalog {
@@ -94,14 +98,20 @@ impl TableCatalog {
             .is_some_and(|c| c.hidden && c.name == ROW_ID_COLUMN)
     }
 
-    /// The storage layout: keyed by primary key, distributed by it.
+    /// The storage layout: keyed by primary key, distributed by it (a singleton view's rows
+    /// all in vnode 0).
     pub fn desc(&self) -> TableDesc {
+        let singleton = self.view.as_ref().is_some_and(|v| v.singleton);
         TableDesc {
             table_id: self.id,
             types: self.types(),
             pk: self.pk.clone(),
             pk_orders: vec![OrderType::ASC; self.pk.len()],
-            dist_key_in_pk: (0..self.pk.len()).collect(),
+            dist_key_in_pk: if singleton {
+                Vec::new()
+            } else {
+                (0..self.pk.len()).collect()
+            },
         }
     }
 

@@ -53,6 +53,8 @@ pub struct ViewPlan {
     pub pk: Vec<usize>,
     /// Ids used for the operators' state tables: `first_state_table..next_table_id`.
     pub next_table_id: u32,
+    /// One actor computes every row (see [`crate::ViewCatalog::singleton`]).
+    pub singleton: bool,
 }
 
 struct Planner {
@@ -621,6 +623,7 @@ pub fn plan_view(
     let mut pk = order.to_vec();
     pk.extend(node.key.iter().filter(|k| !order.contains(k)));
     Ok(ViewPlan {
+        singleton: matches!(node.dist, Dist::Single),
         plan: node.plan,
         columns: catalog_columns,
         pk,
