@@ -88,6 +88,14 @@ pub enum Func {
     SizePretty,
     /// `quote_ident(s)`: `s` double-quoted unless it is a plain lower-case identifier.
     QuoteIdent,
+    /// `to_char(t, format)` of a timestamp or timestamptz (see [`crate::string::to_char`]).
+    ToChar,
+    /// `split_part(s, delimiter, n)`.
+    SplitPart,
+    /// `replace(s, from, to)`.
+    Replace,
+    /// `regexp_match(s, pattern [, flags])`: text[] of the first match's groups.
+    RegexpMatch,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -224,6 +232,49 @@ fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef
     })
 }
 
+/// The functions of [`crate::string`], a row at a time.
+fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
+    use crate::string;
+    let regexes = string::RegexCache::default();
+    each_row(args, ty, |row| {
+        let text = |i: usize| match row.get(i) {
+            Some(Datum::Varchar(s)) => Ok(s.as_str()),
+            other => Err(Error::Internal(format!("{func:?} argument {other:?}"))),
+        };
+        Ok(match func {
+            Func::ToChar => match &row[0] {
+                Datum::Timestamp(us) => Datum::Varchar(string::to_char(*us, text(1)?, "")?),
+                Datum::Timestamptz(us) => Datum::Varchar(string::to_char(*us, text(1)?, "UTC")?),
+                other => return Err(Error::Internal(format!("to_char of {other:?}"))),
+            },
+            Func::SplitPart => {
+                let Datum::Int32(n) = row[2] else {
+                    return Err(Error::Internal("split_part position".into()));
+                };
+                Datum::Varchar(string::split_part(text(0)?, text(1)?, n)?)
+            }
+            Func::Replace => Datum::Varchar(string::replace(text(0)?, text(1)?, text(2)?)),
+            Func::RegexpMatch => {
+                let flags = if row.len() > 2 { text(2)? } else { "" };
+                match regexes.regexp_match(text(0)?, text(1)?, flags)? {
+                    Some(groups) => Datum::List(
+                        groups
+                            .into_iter()
+                            .map(|g| g.map_or(Datum::Null, Datum::Varchar))
+                            .collect(),
+                    ),
+                    None => Datum::Null,
+                }
+            }
+            other => {
+                return Err(Error::Internal(format!(
+                    "{other:?} is not a string function"
+                )));
+            }
+        })
+    })
+}
+
 /// Applies `func` to argument arrays of length `rows`.
 pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> Result<ArrayRef> {
     if func == Func::Now {
@@ -261,6 +312,12 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             | Func::SeriesArray
     ) {
         return crate::array::eval(func, args, ty, rows);
+    }
+    if matches!(
+        func,
+        Func::ToChar | Func::SplitPart | Func::Replace | Func::RegexpMatch
+    ) {
+        return eval_string(func, args, ty);
     }
     if func == Func::SizePretty {
         return each_row(args, ty, |row| {

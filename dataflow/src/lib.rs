@@ -10,6 +10,7 @@ pub mod func;
 pub mod row_codec;
 pub mod state_table;
 pub mod stream;
+pub mod string;
 pub mod text;
 pub mod types;
 

@@ -50,12 +50,17 @@ pub fn format_interval(months: i32, days: i32, nanos: i64) -> String {
     parts.join(" ")
 }
 
-/// `.ffffff` without trailing zeros (nothing for whole seconds), as PostgreSQL prints.
+/// Fractional seconds of a time or timestamp as RisingWave prints them: milliseconds
+/// (`.210`) when they are exact, else microseconds, and nothing for whole seconds.
+/// PostgreSQL trims every trailing zero (`.21`); both read back the same.
 fn fraction(micros: i64) -> String {
     if micros == 0 {
-        return String::new();
+        String::new()
+    } else if micros % 1000 == 0 {
+        format!(".{:03}", micros / 1000)
+    } else {
+        format!(".{micros:06}")
     }
-    format!(".{micros:06}").trim_end_matches('0').to_string()
 }
 
 /// PostgreSQL's text form of a time of day.

@@ -632,6 +632,14 @@ async fn window_functions() {
     )
     .await;
     assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
+    // WHERE filters the rows before the window numbers them.
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id, row_number() OVER (ORDER BY id) FROM t WHERE id > 2 ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![i(3), i(1)], vec![i(4), i(2)]]);
     // lag and lead within partitions, in order; NULL past the partition's ends.
     let (_, rows) = query(
         &store,

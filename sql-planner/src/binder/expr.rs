@@ -1090,6 +1090,56 @@ impl ExprBinder<'_, '_> {
                     ty: DataType::Varchar,
                 })
             }
+            "to_char" if args.len() == 2 => {
+                let mut args = args.into_iter();
+                let t = args.next().expect("two");
+                let t = match t.data_type() {
+                    DataType::Timestamp | DataType::Timestamptz => t,
+                    DataType::Date => coerce(t, DataType::Timestamp)?,
+                    other => {
+                        return Err(PlanError::UndefinedFunction(format!(
+                            "function to_char({other}, character varying) does not exist"
+                        )));
+                    }
+                };
+                let format = coerce(args.next().expect("two"), DataType::Varchar)?;
+                Ok(Expr::Func {
+                    func: Func::ToChar,
+                    args: vec![t, format],
+                    ty: DataType::Varchar,
+                })
+            }
+            "split_part" | "replace" if args.len() == 3 => {
+                let (func, types) = if name == "split_part" {
+                    (
+                        Func::SplitPart,
+                        [DataType::Varchar, DataType::Varchar, DataType::Int32],
+                    )
+                } else {
+                    (Func::Replace, [DataType::Varchar; 3])
+                };
+                let args = args
+                    .into_iter()
+                    .zip(types)
+                    .map(|(a, t)| coerce(a, t))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                Ok(Expr::Func {
+                    func,
+                    args,
+                    ty: DataType::Varchar,
+                })
+            }
+            "regexp_match" if (2..=3).contains(&args.len()) => {
+                let args = args
+                    .into_iter()
+                    .map(|a| coerce(a, DataType::Varchar))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                Ok(Expr::Func {
+                    func: Func::RegexpMatch,
+                    args,
+                    ty: DataType::list(DataType::Varchar),
+                })
+            }
             "random" if args.is_empty() => Ok(Expr::Func {
                 func: Func::Random,
                 args,

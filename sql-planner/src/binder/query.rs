@@ -1363,6 +1363,33 @@ impl Binder<'_> {
             .as_ref()
             .map(|e| self.unnest_subqueries(e, &mut plan, &mut scope))
             .transpose()?;
+        // WHERE filters the FROM rows before window and set-returning functions see them.
+        if let Some(selection) = &selection {
+            if contains_agg(selection) {
+                return Err(PlanError::Grouping(
+                    "aggregate functions are not allowed in WHERE".into(),
+                ));
+            }
+            let predicate = ExprBinder::bind_plain(&scope, &self.params, selection)?;
+            if predicate.data_type() != DataType::Boolean
+                && !matches!(
+                    predicate,
+                    Expr::Literal {
+                        value: Datum::Null,
+                        ..
+                    }
+                )
+            {
+                return Err(PlanError::TypeMismatch(format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    predicate.data_type()
+                )));
+            }
+            plan = BatchPlan::Filter {
+                input: Box::new(plan),
+                predicate: coerce(predicate, DataType::Boolean)?,
+            };
+        }
         let mut projection = s.projection.clone();
         // An unnamed item keeps the name its expression had before the rewrite.
         let mut unnamed_names = Vec::with_capacity(projection.len());
@@ -1394,32 +1421,6 @@ impl Binder<'_> {
             }
         }
         let scope = scope;
-        if let Some(selection) = &selection {
-            if contains_agg(selection) {
-                return Err(PlanError::Grouping(
-                    "aggregate functions are not allowed in WHERE".into(),
-                ));
-            }
-            let predicate = ExprBinder::bind_plain(&scope, &self.params, selection)?;
-            if predicate.data_type() != DataType::Boolean
-                && !matches!(
-                    predicate,
-                    Expr::Literal {
-                        value: Datum::Null,
-                        ..
-                    }
-                )
-            {
-                return Err(PlanError::TypeMismatch(format!(
-                    "argument of WHERE must be type boolean, not type {}",
-                    predicate.data_type()
-                )));
-            }
-            plan = BatchPlan::Filter {
-                input: Box::new(plan),
-                predicate: coerce(predicate, DataType::Boolean)?,
-            };
-        }
         // The select list: (expression, output name).
         let mut items: Vec<(&ast::Expr, String)> = Vec::new();
         let mut star_columns: Vec<(usize, usize)> = Vec::new(); // (item position, scope column)

@@ -1,0 +1,337 @@
+//! String functions that need more than a kernel: `to_char` of dates and times, `split_part`,
+//! `replace` and `regexp_match`, as PostgreSQL defines them.
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
+use regex::Regex;
+
+use crate::{Error, Result};
+
+/// PostgreSQL's `to_char(timestamp, format)`: the template patterns of PostgreSQL's
+/// formatting functions (YYYY, MM, DD, HH24, MI, SS, Month, Dy, AM, ...; `FM` suppresses
+/// padding, `"..."` is literal text, `\"` a double quote), applied to a time in UTC.
+/// `zone` is what `TZ`/`tz` print.
+pub fn to_char(micros: i64, format: &str, zone: &str) -> Result<String> {
+    let t: NaiveDateTime = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| Error::InvalidInput("timestamp out of range".into()))?
+        .naive_utc();
+    let mut out = String::new();
+    let mut rest = format;
+    let mut fill_mode = false;
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("FM").or_else(|| rest.strip_prefix("fm")) {
+            fill_mode = true;
+            rest = r;
+            continue;
+        }
+        if c == '"' {
+            let body = &rest[1..];
+            let end = body.find('"').unwrap_or(body.len());
+            out.push_str(&body[..end]);
+            rest = body.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("\\\"") {
+            out.push('"');
+            rest = r;
+            continue;
+        }
+        match PATTERNS.iter().find(|p| rest.starts_with(**p)) {
+            Some(pattern) => {
+                format_pattern(&mut out, pattern, &t, fill_mode, zone);
+                rest = &rest[pattern.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        fill_mode = false;
+    }
+    Ok(out)
+}
+
+/// Template patterns, longest first where one is a prefix of another.
+const PATTERNS: &[&str] = &[
+    "HH24", "hh24", "HH12", "hh12", "HH", "hh", "MI", "mi", "SSSS", "ssss", "SS", "ss", "MS", "ms",
+    "US", "us", "A.M.", "a.m.", "P.M.", "p.m.", "AM", "am", "PM", "pm", "Y,YYY", "y,yyy", "YYYY",
+    "yyyy", "YYY", "yyy", "YY", "yy", "IYYY", "iyyy", "IW", "iw", "ID", "id", "Y", "y", "MONTH",
+    "Month", "month", "MON", "Mon", "mon", "MM", "mm", "DAY", "Day", "day", "DY", "Dy", "dy",
+    "DDD", "ddd", "DD", "dd", "D", "d", "WW", "ww", "W", "w", "Q", "q", "CC", "cc", "J", "j", "TZ",
+    "tz",
+];
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// `name` in the capitalization of `pattern` (`MONTH`, `Month` or `month`), blank-padded to
+/// `width` unless in fill mode.
+fn push_name(out: &mut String, pattern: &str, name: &str, width: usize, fill_mode: bool) {
+    let upper = pattern
+        .chars()
+        .nth(1)
+        .is_some_and(|c| c.is_ascii_uppercase());
+    let lower = pattern.starts_with(|c: char| c.is_ascii_lowercase());
+    let text = if upper {
+        name.to_uppercase()
+    } else if lower {
+        name.to_lowercase()
+    } else {
+        name.to_string()
+    };
+    if fill_mode {
+        out.push_str(&text);
+    } else {
+        out.push_str(&format!("{text:<width$}"));
+    }
+}
+
+fn push_number(out: &mut String, value: i64, width: usize, fill_mode: bool) {
+    if fill_mode {
+        out.push_str(&value.to_string());
+    } else {
+        out.push_str(&format!("{value:0width$}"));
+    }
+}
+
+fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, zone: &str) {
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    let pm = t.hour() >= 12;
+    let year = i64::from(t.year());
+    let weekday = t.weekday().num_days_from_sunday() as usize;
+    let month = t.month0() as usize;
+    match pattern {
+        "HH24" | "hh24" => push_number(out, i64::from(t.hour()), 2, fm),
+        "HH12" | "hh12" | "HH" | "hh" => push_number(out, i64::from(hour12), 2, fm),
+        "MI" | "mi" => push_number(out, i64::from(t.minute()), 2, fm),
+        "SSSS" | "ssss" => push_number(out, i64::from(t.num_seconds_from_midnight()), 1, fm),
+        "SS" | "ss" => push_number(out, i64::from(t.second()), 2, fm),
+        "MS" | "ms" => push_number(out, i64::from(t.nanosecond() / 1_000_000), 3, fm),
+        "US" | "us" => push_number(out, i64::from(t.nanosecond() / 1_000), 6, fm),
+        "AM" | "PM" => out.push_str(if pm { "PM" } else { "AM" }),
+        "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
+        "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
+        "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
+        "Y,YYY" | "y,yyy" => out.push_str(&format!("{},{:03}", year / 1000, year % 1000)),
+        "YYYY" | "yyyy" => push_number(out, year, 4, fm),
+        "YYY" | "yyy" => push_number(out, year % 1000, 3, fm),
+        "YY" | "yy" => push_number(out, year % 100, 2, fm),
+        "Y" | "y" => push_number(out, year % 10, 1, fm),
+        "IYYY" | "iyyy" => push_number(out, i64::from(t.iso_week().year()), 4, fm),
+        "IW" | "iw" => push_number(out, i64::from(t.iso_week().week()), 2, fm),
+        "ID" | "id" => push_number(out, i64::from(t.weekday().number_from_monday()), 1, fm),
+        "MONTH" | "Month" | "month" => push_name(out, pattern, MONTHS[month], 9, fm),
+        "MON" | "Mon" | "mon" => push_name(out, pattern, &MONTHS[month][..3], 3, fm),
+        "MM" | "mm" => push_number(out, i64::from(t.month()), 2, fm),
+        "DAY" | "Day" | "day" => push_name(out, pattern, DAYS[weekday], 9, fm),
+        "DY" | "Dy" | "dy" => push_name(out, pattern, &DAYS[weekday][..3], 3, fm),
+        "DDD" | "ddd" => push_number(out, i64::from(t.ordinal()), 3, fm),
+        "DD" | "dd" => push_number(out, i64::from(t.day()), 2, fm),
+        "D" | "d" => push_number(out, weekday as i64 + 1, 1, fm),
+        "WW" | "ww" => push_number(out, i64::from(t.ordinal0() / 7 + 1), 2, fm),
+        "W" | "w" => push_number(out, i64::from(t.day0() / 7 + 1), 1, fm),
+        "Q" | "q" => push_number(out, i64::from(t.month0() / 3 + 1), 1, fm),
+        "CC" | "cc" => {
+            let century = if year > 0 {
+                (year - 1) / 100 + 1
+            } else {
+                year / 100 - 1
+            };
+            push_number(out, century, 2, fm);
+        }
+        // Days since November 24, 4714 BC (the Julian Day of PostgreSQL's calendar).
+        "J" | "j" => push_number(
+            out,
+            i64::from(t.date().num_days_from_ce()) + 1_721_425,
+            1,
+            fm,
+        ),
+        "TZ" => out.push_str(&zone.to_uppercase()),
+        "tz" => out.push_str(&zone.to_lowercase()),
+        other => out.push_str(other),
+    }
+}
+
+/// PostgreSQL's `split_part(s, delimiter, n)`: the `n`th field (from 1; negative counts from
+/// the end), or an empty string past the last.
+pub fn split_part(s: &str, delimiter: &str, n: i32) -> Result<String> {
+    if n == 0 {
+        return Err(Error::InvalidInput(
+            "field position must not be zero".into(),
+        ));
+    }
+    let fields: Vec<&str> = if delimiter.is_empty() {
+        vec![s]
+    } else {
+        s.split(delimiter).collect()
+    };
+    let index = if n > 0 {
+        usize::try_from(n - 1).ok()
+    } else {
+        fields.len().checked_sub(n.unsigned_abs() as usize)
+    };
+    Ok(index
+        .and_then(|i| fields.get(i))
+        .map_or_else(String::new, |f| (*f).to_string()))
+}
+
+/// PostgreSQL's `replace(s, from, to)`: every occurrence of `from` replaced (none when empty).
+pub fn replace(s: &str, from: &str, to: &str) -> String {
+    if from.is_empty() {
+        s.to_string()
+    } else {
+        s.replace(from, to)
+    }
+}
+
+/// Compiled regular expressions by pattern and flags, reused across the rows of one call.
+#[derive(Default)]
+pub struct RegexCache {
+    last: RefCell<Option<(String, String, Regex)>>,
+}
+
+impl RegexCache {
+    /// `regexp_match(s, pattern [, flags])`: the first match's capture groups (or the whole
+    /// match when the pattern has none), `None` without a match.
+    pub fn regexp_match(
+        &self,
+        s: &str,
+        pattern: &str,
+        flags: &str,
+    ) -> Result<Option<Vec<Option<String>>>> {
+        let mut last = self.last.borrow_mut();
+        let cached = last
+            .as_ref()
+            .is_some_and(|(p, f, _)| p == pattern && f == flags);
+        if !cached {
+            *last = Some((pattern.into(), flags.into(), compile(pattern, flags)?));
+        }
+        let (_, _, regex) = last.as_ref().expect("compiled above");
+        let Some(captures) = regex.captures(s) else {
+            return Ok(None);
+        };
+        let group = |i| captures.get(i).map(|m| m.as_str().to_string());
+        Ok(Some(if captures.len() == 1 {
+            vec![group(0)]
+        } else {
+            (1..captures.len()).map(group).collect()
+        }))
+    }
+}
+
+/// A pattern with PostgreSQL's flags: `i` (case-insensitive), `c` (case-sensitive, the
+/// default), `n`/`m` (newline-sensitive), `s` (dot matches newline); `g` is refused.
+fn compile(pattern: &str, flags: &str) -> Result<Regex> {
+    let mut builder = regex::RegexBuilder::new(pattern);
+    for flag in flags.chars() {
+        match flag {
+            'i' => builder.case_insensitive(true),
+            'c' => builder.case_insensitive(false),
+            'n' | 'm' => builder.multi_line(true),
+            's' => builder.dot_matches_new_line(true),
+            'g' => {
+                return Err(Error::InvalidInput(
+                    "regexp_match() does not support the \"global\" option".into(),
+                ));
+            }
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "invalid regular expression option: \"{other}\""
+                )));
+            }
+        };
+    }
+    builder
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("invalid regular expression: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn to_char_follows_postgres_patterns() {
+        let t = at("2015-07-05 15:04:09.123456");
+        let f = |fmt: &str| to_char(t, fmt, "UTC").unwrap();
+        assert_eq!(f("YYYY-MM-DD"), "2015-07-05");
+        assert_eq!(f("HH:MI"), "03:04");
+        assert_eq!(f("HH24:MI:SS.MS US"), "15:04:09.123 123456");
+        assert_eq!(f("HH:mm"), "03:07");
+        assert_eq!(
+            f("Month|FMMonth|MON|Dy|FMDay|day"),
+            "July     |July|JUL|Sun|Sunday|sunday   "
+        );
+        assert_eq!(f("AM a.m. DDD D ID Q WW IW"), "PM p.m. 186 1 7 3 27 27");
+        assert_eq!(
+            f("\"YYYY\" \\MM \\\" FMDD CC J"),
+            "YYYY \\07 \" 5 21 2457209"
+        );
+        assert_eq!(f("Y,YYY YY TZ"), "2,015 15 UTC");
+        assert_eq!(
+            to_char(at("2000-01-01 00:00:00"), "HH12 am", "").unwrap(),
+            "12 am"
+        );
+    }
+
+    #[test]
+    fn split_part_counts_from_either_end() {
+        let url = "https://www.nexmark.com/abc/def/item.htm";
+        assert_eq!(split_part(url, "/", 4).unwrap(), "abc");
+        assert_eq!(split_part(url, "/", -1).unwrap(), "item.htm");
+        assert_eq!(split_part(url, "/", 9).unwrap(), "");
+        assert_eq!(split_part("abc", "", 1).unwrap(), "abc");
+        assert!(split_part(url, "/", 0).is_err());
+    }
+
+    #[test]
+    fn regexp_match_returns_groups_or_the_match() {
+        let cache = RegexCache::default();
+        let groups = cache
+            .regexp_match("a=1&channel_id=9z&b", "(&|^)channel_id=([^&]*)", "")
+            .unwrap();
+        assert_eq!(groups, Some(vec![Some("&".into()), Some("9z".into())]));
+        assert_eq!(
+            cache.regexp_match("foobar", "O+", "i").unwrap(),
+            Some(vec![Some("oo".into())])
+        );
+        assert_eq!(cache.regexp_match("foobar", "x", "").unwrap(), None);
+        assert!(cache.regexp_match("a", "(", "").is_err());
+        assert!(cache.regexp_match("a", "a", "g").is_err());
+        assert_eq!(replace("abcabc", "b", "XY"), "aXYcaXYc");
+        assert_eq!(replace("abc", "", "X"), "abc");
+    }
+}
