@@ -24,7 +24,9 @@ use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_n
 use futures::TryStreamExt;
 use lsm_store::LsmStore;
 use parking_lot::RwLock;
-use sql_planner::{Catalog, DEFAULT_SCHEMA, Plan, PlanError, TableCatalog, ViewCatalog};
+use sql_planner::{
+    Catalog, DEFAULT_SCHEMA, FunctionCatalog, Plan, PlanError, TableCatalog, ViewCatalog,
+};
 use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
@@ -189,6 +191,8 @@ struct CommitFailure {
 struct CatalogState {
     /// Tables by qualified name (`schema.name`).
     tables: HashMap<String, Arc<TableCatalog>>,
+    /// SQL functions by qualified name.
+    functions: HashMap<String, Arc<FunctionCatalog>>,
     schemas: BTreeSet<String>,
     next_table_id: u32,
 }
@@ -204,6 +208,10 @@ impl Catalog for CatalogState {
 
     fn schemas(&self) -> Vec<String> {
         self.schemas.iter().cloned().collect()
+    }
+
+    fn function(&self, name: &str) -> Option<Arc<FunctionCatalog>> {
+        self.functions.get(name).cloned()
     }
 }
 
@@ -251,7 +259,8 @@ impl Inner {
     }
 }
 
-/// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name.
+/// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name,
+/// SQL functions under vnode 2 keyed by qualified name.
 fn catalog_key(id: u32) -> Bytes {
     table_key(CATALOG_TABLE_ID, 0, &id.to_be_bytes())
 }
@@ -264,6 +273,10 @@ fn catalog_put(table: &TableCatalog) -> (Bytes, Value) {
 
 fn schema_key(name: &str) -> Bytes {
     table_key(CATALOG_TABLE_ID, 1, name.as_bytes())
+}
+
+fn function_key(qualified: &str) -> Bytes {
+    table_key(CATALOG_TABLE_ID, 2, qualified.as_bytes())
 }
 
 /// A statement's command for messages: `INSERT`, `CREATE MATERIALIZED VIEW`, ...
@@ -304,11 +317,20 @@ async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
         )
         .await?;
     let mut schemas = BTreeSet::from([DEFAULT_SCHEMA.to_string()]);
+    let mut functions = HashMap::new();
     let corrupt = |e: serde_json::Error| Error::sql("XX001", format!("corrupt catalog entry: {e}"));
     while let Some((key, value)) = iter.next().await? {
-        if epoch_mvcc::vnode_of(&key) == Some(1) {
-            schemas.insert(serde_json::from_slice(&value).map_err(corrupt)?);
-            continue;
+        match epoch_mvcc::vnode_of(&key) {
+            Some(1) => {
+                schemas.insert(serde_json::from_slice(&value).map_err(corrupt)?);
+                continue;
+            }
+            Some(2) => {
+                let function: FunctionCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
+                functions.insert(function.qualified_name(), Arc::new(function));
+                continue;
+            }
+            _ => {}
         }
         let table: TableCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
         next_table_id = next_table_id.max(table.id + 1);
@@ -319,6 +341,7 @@ async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
     }
     Ok(CatalogState {
         tables,
+        functions,
         schemas,
         next_table_id,
     })
@@ -828,6 +851,8 @@ impl Database {
                 | Statement::CreateView(_)
                 | Statement::CreateIndex(_)
                 | Statement::CreateSchema { .. }
+                | Statement::CreateFunction(_)
+                | Statement::DropFunction(_)
                 | Statement::AlterTable { .. }
                 | Statement::Drop { .. }
                 | Statement::Insert(_)
@@ -965,6 +990,13 @@ impl Database {
             Plan::Insert { table, source } => self.insert(session, &table, source).await,
             Plan::Delete { table, rows } => self.delete(session, &table, rows).await,
             Plan::Update { table, rows } => self.update(session, &table, rows).await,
+            Plan::CreateFunction {
+                function,
+                or_replace,
+            } => self.create_function(session, function, or_replace).await,
+            Plan::DropFunction { names, if_exists } => {
+                self.drop_functions(session, names, if_exists).await
+            }
             Plan::Transaction => {
                 let tag = stmt
                     .to_string()
@@ -1108,6 +1140,68 @@ impl Database {
             .await
     }
 
+    async fn create_function(
+        &self,
+        session: &Session,
+        function: FunctionCatalog,
+        or_replace: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let name = function.qualified_name();
+        {
+            let mut catalog = self.inner.catalog.write();
+            if !catalog.schemas.contains(&function.schema) {
+                return Err(Error::sql(
+                    "3F000",
+                    format!("schema \"{}\" does not exist", function.schema),
+                ));
+            }
+            if !or_replace && catalog.functions.contains_key(&name) {
+                return Err(Error::sql(
+                    "42723",
+                    format!("function \"{}\" already exists", function.name),
+                ));
+            }
+            catalog
+                .functions
+                .insert(name.clone(), Arc::new(function.clone()));
+        }
+        let value = serde_json::to_vec(&function).expect("functions serialize");
+        let writes = vec![(function_key(&name), Value::Put(Bytes::from(value)))];
+        self.commit_writes(session, writes, None, "CREATE FUNCTION", None)
+            .await
+    }
+
+    /// Drops SQL functions. Views that call one keep working: calls are inlined into them.
+    async fn drop_functions(
+        &self,
+        session: &Session,
+        names: Vec<String>,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
+        let _dml = self.inner.dml.lock().await;
+        let mut writes = Vec::new();
+        {
+            let mut catalog = self.inner.catalog.write();
+            if let Some(missing) = names.iter().find(|n| !catalog.functions.contains_key(*n))
+                && !if_exists
+            {
+                let bare = missing.rsplit('.').next().unwrap_or(missing);
+                return Err(Error::sql(
+                    "42883",
+                    format!("function {bare} does not exist"),
+                ));
+            }
+            for name in names {
+                if catalog.functions.remove(&name).is_some() {
+                    writes.push((function_key(&name), Value::Delete));
+                }
+            }
+        }
+        self.commit_writes(session, writes, None, "DROP FUNCTION", None)
+            .await
+    }
+
     async fn drop_schemas(
         &self,
         session: &Session,
@@ -1128,7 +1222,9 @@ impl Database {
                         format!("schema \"{name}\" does not exist"),
                     ));
                 }
-                if catalog.tables.values().any(|t| t.schema == *name) {
+                if catalog.tables.values().any(|t| t.schema == *name)
+                    || catalog.functions.values().any(|f| f.schema == *name)
+                {
                     return Err(Error::sql(
                         "2BP01",
                         format!("cannot drop schema {name} because other objects depend on it"),

@@ -608,3 +608,64 @@ async fn constant_views_hold_their_rows() {
     );
     node.stop().await;
 }
+
+/// SQL functions: inlined into queries and views, persisted with the catalog, dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_functions_are_inlined_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE FUNCTION count_char(s varchar, c varchar) RETURNS int LANGUAGE SQL AS
+           $$SELECT LENGTH(s) - LENGTH(REPLACE(s, c, ''))$$;
+         CREATE FUNCTION twice(x int) RETURNS int RETURN x * 2;
+         CREATE TABLE words (w varchar);
+         CREATE MATERIALIZED VIEW counts AS SELECT w, twice(count_char(w, 'a')) AS n FROM words;
+         INSERT INTO words VALUES ('banana'), ('kiwi');",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .batch_execute("CREATE FUNCTION twice(x int) RETURNS int RETURN x")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42723"));
+    let err = c
+        .batch_execute("CREATE FUNCTION bad(x int) RETURNS int RETURN y")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42703"));
+    node.stop().await;
+
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    let rows = simple_rows(
+        c.simple_query(
+            "SELECT w, n FROM counts ORDER BY w; SELECT twice('21'), count_char(NULL, 'a')",
+        )
+        .await
+        .unwrap(),
+    );
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![some("banana"), some("6")],
+            vec![some("kiwi"), some("0")],
+            vec![some("42"), None],
+        ]
+    );
+    c.batch_execute("DROP FUNCTION twice; INSERT INTO words VALUES ('aa')")
+        .await
+        .unwrap();
+    let err = c.batch_execute("SELECT twice(1)").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42883"));
+    // The view inlined the call: it keeps working.
+    let rows = c
+        .query("SELECT n FROM counts WHERE w = 'aa'", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 4);
+    node.stop().await;
+}

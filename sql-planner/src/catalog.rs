@@ -157,7 +157,30 @@ pub fn qualified(schema: &str, name: &str) -> String {
     format!("{schema}.{name}")
 }
 
-/// Looks up tables by schema-qualified name (`schema.name`).
+/// A SQL function (`CREATE FUNCTION ... LANGUAGE SQL`): its body is one expression over its
+/// arguments, inlined wherever it is called.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCatalog {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Argument names and types, in order.
+    pub args: Vec<(String, DataType)>,
+    /// The result type.
+    pub returns: DataType,
+    /// The body: one SQL expression over the arguments (by name).
+    pub body: String,
+}
+
+impl FunctionCatalog {
+    /// `schema.name`, the key functions are looked up by.
+    pub fn qualified_name(&self) -> String {
+        qualified(&self.schema, &self.name)
+    }
+}
+
+/// Looks up tables (and functions) by schema-qualified name (`schema.name`).
 pub trait Catalog {
     /// The table with qualified name `qualified` (see [`qualified`]), if it exists.
     fn table(&self, qualified: &str) -> Option<Arc<TableCatalog>>;
@@ -167,4 +190,11 @@ pub trait Catalog {
 
     /// Every schema name, `public` included.
     fn schemas(&self) -> Vec<String>;
+
+    /// The SQL function with qualified name `qualified`, if it exists (a catalog without
+    /// functions has none).
+    fn function(&self, qualified: &str) -> Option<Arc<FunctionCatalog>> {
+        let _ = qualified;
+        None
+    }
 }

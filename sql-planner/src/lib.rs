@@ -15,7 +15,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use catalog::{
-    Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, ViewCatalog, qualified,
+    Catalog, ColumnCatalog, DEFAULT_SCHEMA, FunctionCatalog, ROW_ID_COLUMN, TableCatalog,
+    ViewCatalog, qualified,
 };
 pub use error::{PlanError, PlanResult};
 
@@ -98,6 +99,20 @@ pub enum Plan {
         table: Arc<TableCatalog>,
         /// The updated rows.
         rows: BatchPlan,
+    },
+    /// `CREATE FUNCTION ... LANGUAGE SQL`.
+    CreateFunction {
+        /// The function.
+        function: FunctionCatalog,
+        /// `OR REPLACE`.
+        or_replace: bool,
+    },
+    /// `DROP FUNCTION`.
+    DropFunction {
+        /// Qualified function names (`schema.name`).
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
     },
     /// `EXPLAIN`: the plan, one line per node.
     Explain(Vec<String>),

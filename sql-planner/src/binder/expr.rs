@@ -441,6 +441,8 @@ pub(crate) struct Params<'c> {
     pub types: RefCell<Vec<Option<DataType>>>,
     /// The catalog (none for expressions bound outside a statement).
     pub catalog: Option<&'c dyn crate::catalog::Catalog>,
+    /// How many SQL function bodies enclose the expression being bound.
+    pub function_depth: usize,
 }
 
 /// The number of a `$n` placeholder.
@@ -1173,6 +1175,18 @@ impl ExprBinder<'_, '_> {
                 let mut args = args.into_iter().map(coerce_boolean);
                 let (l, r) = (args.next().expect("two")?, args.next().expect("two")?);
                 Ok(Expr::binary(op, l, r))
+            }
+            _ if let Some(function) = self.params.catalog.and_then(|c| {
+                let qualified = if name.contains('.') {
+                    name.clone()
+                } else {
+                    crate::catalog::qualified(crate::catalog::DEFAULT_SCHEMA, &name)
+                };
+                c.function(&qualified)
+                    .filter(|f| f.args.len() == args.len())
+            }) =>
+            {
+                super::function::inline(&function, args, self.params)
             }
             _ => Err(PlanError::UndefinedFunction(format!(
                 "function {name}({}) does not exist",

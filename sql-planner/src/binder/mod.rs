@@ -1,6 +1,7 @@
 //! Binding statements: names resolved against the catalog, types checked, plans built.
 
 pub(crate) mod expr;
+mod function;
 mod query;
 mod subquery;
 mod system;
@@ -157,6 +158,15 @@ impl<'c> Binder<'c> {
                 if_exists: *if_exists,
             }),
             Statement::CreateView(cv) => self.bind_create_view(cv),
+            Statement::CreateFunction(cf) => function::bind_create_function(cf, &self.params),
+            Statement::DropFunction(df) => Ok(Plan::DropFunction {
+                names: df
+                    .func_desc
+                    .iter()
+                    .map(|f| qualified_name(&f.name))
+                    .collect(),
+                if_exists: df.if_exists,
+            }),
             Statement::CreateIndex(ci) => self.bind_create_index(ci),
             Statement::Insert(insert) => self.bind_insert(insert),
             Statement::Delete(delete) => self.bind_delete(delete),
