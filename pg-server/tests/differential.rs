@@ -100,6 +100,13 @@ const VIEWS: &[(&str, &str)] = &[
         "v_nopk_join",
         "SELECT t3.x, t3.y, t1.b FROM t3 JOIN t1 ON t3.x = t1.k",
     ),
+    // Window functions over partitions (orders are total, so results are deterministic).
+    (
+        "v_window",
+        "SELECT k, a, sum(b) OVER (PARTITION BY a ORDER BY k) AS s, \
+         avg(b) OVER (PARTITION BY a ORDER BY k ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS m, \
+         lag(b) OVER (PARTITION BY a ORDER BY k) AS l, count(*) OVER () AS n FROM t1",
+    ),
 ];
 
 async fn open(objects: Arc<dyn ObjectStore>) -> (Database, LsmStore) {

@@ -165,7 +165,7 @@ impl Planner {
             }
             // A filter on ranks, possibly below a projection choosing columns (as pruning
             // leaves it).
-            BatchPlan::Filter { input, predicate } if is_ranking(&input) => {
+            BatchPlan::Filter { input, predicate } if is_group_top_n(&input, &predicate) => {
                 let (over, exprs) = match *input {
                     BatchPlan::Project { input, exprs } => (*input, Some(exprs)),
                     over => (over, None),
@@ -371,12 +371,51 @@ impl Planner {
                     ..input
                 }
             }
-            BatchPlan::OverWindow { .. } => {
-                return Err(PlanError::NotSupported(
-                    "window functions in a materialized view, except a ranking filtered by \
-                     `rank <= N` (group top-N)"
-                        .into(),
-                ));
+            BatchPlan::OverWindow {
+                input,
+                partition_by,
+                order_by,
+                calls,
+            } => {
+                let input = self.plan(*input)?;
+                let dist = if partition_by.is_empty() {
+                    Dist::Single
+                } else {
+                    Dist::Hash(partition_by.clone())
+                };
+                let input = self.exchange(input, dist.clone());
+                let (all, w, n) = (input.types().len(), input.width, calls.len());
+                let mut key_with_partition = partition_by.clone();
+                key_with_partition.extend(input.key.iter().filter(|c| !partition_by.contains(c)));
+                let over = StreamPlan::OverWindow {
+                    input_key: input.key.clone(),
+                    input: Box::new(input.plan),
+                    partition_by,
+                    order_by,
+                    calls,
+                    state_table: self.table_id(),
+                };
+                // The functions' columns go right after the query's, before the key extras.
+                let types = over.output_types();
+                let order_of: Vec<usize> = (0..w).chain(all..all + n).chain(w..all).collect();
+                Node {
+                    plan: StreamPlan::Project {
+                        input: Box::new(over),
+                        exprs: order_of
+                            .iter()
+                            .map(|c| Expr::column(*c, types[*c]))
+                            .collect(),
+                    },
+                    // A row whose partition changes leaves one partition's actor and enters
+                    // another's: the partition key is part of the stream key, so the two
+                    // halves are different rows downstream.
+                    key: key_with_partition
+                        .iter()
+                        .map(|c| if *c < w { *c } else { c + n })
+                        .collect(),
+                    dist,
+                    width: w + n,
+                }
             }
             BatchPlan::UnionAll { inputs } => self.union(inputs)?,
         })
@@ -537,16 +576,35 @@ impl Planner {
     }
 }
 
-/// Whether `plan` is window functions, or a projection choosing some of their columns.
-fn is_ranking(plan: &BatchPlan) -> bool {
-    match plan {
-        BatchPlan::OverWindow { .. } => true,
-        BatchPlan::Project { input, exprs } => {
-            matches!(**input, BatchPlan::OverWindow { .. })
-                && exprs.iter().all(|e| matches!(e, Expr::Column { .. }))
+/// Whether `predicate` over `plan` is a group top-N: `plan` is one ranking window function
+/// (or a projection choosing columns of it) and `predicate` bounds the rank from above.
+fn is_group_top_n(plan: &BatchPlan, predicate: &Expr) -> bool {
+    let (over, exprs) = match plan {
+        BatchPlan::Project { input, exprs }
+            if exprs.iter().all(|e| matches!(e, Expr::Column { .. })) =>
+        {
+            (&**input, Some(exprs))
         }
-        _ => false,
+        other => (other, None),
+    };
+    let BatchPlan::OverWindow { input, calls, .. } = over else {
+        return false;
+    };
+    if !matches!(
+        calls.as_slice(),
+        [WindowFunc::RowNumber | WindowFunc::Rank | WindowFunc::DenseRank]
+    ) {
+        return false;
     }
+    let predicate = match exprs {
+        Some(exprs) => predicate.clone().substitute(exprs),
+        None => predicate.clone(),
+    };
+    let rank_column = input.output_types().len();
+    predicate.conjuncts().iter().any(|c| {
+        rank_bound(c, rank_column)
+            .is_some_and(|(op, _)| !matches!(op, BinaryOp::Gt | BinaryOp::GtEq))
+    })
 }
 
 /// `rank op n` (or `n op rank`, flipped) for the rank column and an integer constant.

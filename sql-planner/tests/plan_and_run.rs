@@ -632,6 +632,25 @@ async fn window_functions() {
     )
     .await;
     assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
+    // Aggregates over frames: the default (partition start to the row's last peer), ROWS
+    // offsets, the whole partition; count(*).
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT id, sum(v) OVER (ORDER BY name), \
+         max(v) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), \
+         count(*) OVER (PARTITION BY name), min(id) OVER () FROM t ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![i(1), dec("40"), i(10), i(2), i(1)],
+            vec![i(2), dec("60"), i(20), i(1), i(1)],
+            vec![i(3), dec("40"), i(30), i(2), i(1)],
+            vec![i(4), dec("60"), i(30), i(1), i(1)],
+        ]
+    );
     // WHERE filters the rows before the window numbers them.
     let (_, rows) = query(
         &store,

@@ -30,8 +30,36 @@ enum Acc {
     Single(Option<Datum>),
 }
 
-fn new_acc(call: &AggCall) -> Acc {
-    match call.kind {
+/// One aggregate's running state outside a hash aggregation (a window frame's).
+pub(crate) struct Accumulator {
+    acc: Acc,
+    kind: AggKind,
+    ret: DataType,
+}
+
+impl Accumulator {
+    /// An empty `kind` aggregate returning `ret`.
+    pub(crate) fn new(kind: AggKind, ret: DataType) -> Self {
+        Accumulator {
+            acc: new_acc(kind),
+            kind,
+            ret,
+        }
+    }
+
+    /// Adds one input value (count(*) takes any).
+    pub(crate) fn update(&mut self, value: &Datum) -> Result<()> {
+        self.acc.update(self.kind, self.ret, value)
+    }
+
+    /// The aggregate of the values so far.
+    pub(crate) fn finish(&self) -> Result<Datum> {
+        self.acc.finish(self.ret)
+    }
+}
+
+fn new_acc(kind: AggKind) -> Acc {
+    match kind {
         AggKind::CountStar | AggKind::Count => Acc::Count(0),
         AggKind::Sum => Acc::Sum(Datum::Null),
         AggKind::Avg => Acc::Avg {
@@ -241,7 +269,7 @@ pub(crate) fn hash_agg(
     if group_keys.is_empty() {
         groups.insert(Vec::new(), 0);
         key_rows.push(Vec::new());
-        accs.push(aggs.iter().map(new_acc).collect());
+        accs.push(aggs.iter().map(|a| new_acc(a.kind)).collect());
         seen.push(vec![HashSet::new(); aggs.len()]);
     }
     for batch in batches {
@@ -271,7 +299,7 @@ pub(crate) fn hash_agg(
                         .map(|k| Datum::from_array(batch.column(*k).as_ref(), row).into_group_key())
                         .collect(),
                 );
-                accs.push(aggs.iter().map(new_acc).collect());
+                accs.push(aggs.iter().map(|a| new_acc(a.kind)).collect());
                 seen.push(vec![HashSet::new(); aggs.len()]);
                 next
             });

@@ -6,7 +6,7 @@
 pub(crate) mod agg;
 mod join;
 pub mod plan;
-mod window;
+pub(crate) mod window;
 
 use std::sync::Arc;
 

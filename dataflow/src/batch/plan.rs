@@ -54,6 +54,53 @@ pub enum WindowFunc {
         /// Rows ahead.
         offset: usize,
     },
+    /// An aggregate (count, sum, avg, min, max) over each row's frame.
+    Aggregate {
+        /// The aggregate.
+        kind: AggKind,
+        /// Input column (none for `count(*)`).
+        column: Option<usize>,
+        /// Result type.
+        ret: DataType,
+        /// The rows around each row it aggregates.
+        frame: Frame,
+    },
+}
+
+/// Which rows of its partition a row's window aggregate covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// `ROWS` (bounds count rows) rather than `RANGE` (`CURRENT ROW` takes the row's peers).
+    pub rows: bool,
+    /// Where the frame starts.
+    pub start: FrameBound,
+    /// Where it ends (inclusive).
+    pub end: FrameBound,
+}
+
+impl Frame {
+    /// The default: the partition's start up to the row and its peers (all of the partition
+    /// when there is no order).
+    pub const DEFAULT: Frame = Frame {
+        rows: false,
+        start: FrameBound::UnboundedPreceding,
+        end: FrameBound::CurrentRow,
+    };
+}
+
+/// One end of a [`Frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FrameBound {
+    /// The partition's first row.
+    UnboundedPreceding,
+    /// This many rows before.
+    Preceding(u64),
+    /// The row (with `RANGE`, its first or last peer).
+    CurrentRow,
+    /// This many rows after.
+    Following(u64),
+    /// The partition's last row.
+    UnboundedFollowing,
 }
 
 impl WindowFunc {
@@ -61,6 +108,7 @@ impl WindowFunc {
     pub fn input_column(self) -> Option<usize> {
         match self {
             WindowFunc::Lag { column, .. } | WindowFunc::Lead { column, .. } => Some(column),
+            WindowFunc::Aggregate { column, .. } => column,
             _ => None,
         }
     }
@@ -76,6 +124,17 @@ impl WindowFunc {
                 column: f(column),
                 offset,
             },
+            WindowFunc::Aggregate {
+                kind,
+                column,
+                ret,
+                frame,
+            } => WindowFunc::Aggregate {
+                kind,
+                column: column.map(f),
+                ret,
+                frame,
+            },
             other => other,
         }
     }
@@ -84,6 +143,7 @@ impl WindowFunc {
     pub fn output_type(self, types: &[DataType]) -> DataType {
         match self {
             WindowFunc::Lag { column, .. } | WindowFunc::Lead { column, .. } => types[column],
+            WindowFunc::Aggregate { ret, .. } => ret,
             _ => DataType::Int64,
         }
     }

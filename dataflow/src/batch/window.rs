@@ -1,4 +1,5 @@
-//! Window functions (`row_number`, `rank`, `dense_rank`, `lag`, `lead`) over whole partitions.
+//! Window functions (`row_number`, `rank`, `dense_rank`, `lag`, `lead`, and aggregates over
+//! frames) over whole partitions.
 
 use std::sync::Arc;
 
@@ -6,12 +7,42 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take};
 use epoch_mvcc::memcomparable::OrderType;
 
-use super::plan::{SortKey, WindowFunc};
+use super::agg::Accumulator;
+use super::plan::{Frame, FrameBound, SortKey, WindowFunc};
 use super::sortable;
 use crate::Result;
 use crate::chunk::{batch_of, schema_of};
 use crate::row_codec::encode_keys;
-use crate::types::DataType;
+use crate::types::{DataType, Datum, array_from_datums};
+
+/// The positions `[lo, hi)` of the frame of position `p` in a partition `[first, end)`
+/// whose peers of `p` are `peers`.
+fn frame_bounds(
+    frame: Frame,
+    p: usize,
+    (first, end): (usize, usize),
+    peers: (usize, usize),
+) -> (usize, usize) {
+    let back = |k: u64| p.saturating_sub(usize::try_from(k).unwrap_or(usize::MAX));
+    let ahead = |k: u64| p.saturating_add(usize::try_from(k).unwrap_or(usize::MAX));
+    let lo = match frame.start {
+        FrameBound::UnboundedPreceding => first,
+        FrameBound::Preceding(k) => back(k).max(first),
+        FrameBound::CurrentRow if frame.rows => p,
+        FrameBound::CurrentRow => peers.0,
+        FrameBound::Following(k) => ahead(k).min(end),
+        FrameBound::UnboundedFollowing => end,
+    };
+    let hi = match frame.end {
+        FrameBound::UnboundedPreceding => first,
+        FrameBound::Preceding(k) => (back(k) + 1).max(first).min(p + 1),
+        FrameBound::CurrentRow if frame.rows => p + 1,
+        FrameBound::CurrentRow => peers.1,
+        FrameBound::Following(k) => ahead(k).saturating_add(1).min(end),
+        FrameBound::UnboundedFollowing => end,
+    };
+    (lo, hi.max(lo))
+}
 
 /// The rows of `batches` with one column per call appended, in partition order.
 pub(crate) fn rank(
@@ -80,6 +111,60 @@ pub(crate) fn rank(
             start = p;
         }
     }
+    // Where each sorted position's peer group (same partition and order values) starts and
+    // ends.
+    let mut peer_bounds = vec![(0, n); n];
+    let mut start = 0;
+    for p in 1..=n {
+        let new_group = p == n || bounds[p].0 == p || peers[sorted[p]] != peers[sorted[p - 1]];
+        if new_group {
+            for b in &mut peer_bounds[start..p] {
+                *b = (start, p);
+            }
+            start = p;
+        }
+    }
+    // Aggregates: each sorted position's value over its frame. A frame from the partition's
+    // start only grows, so it is accumulated once; others are aggregated row by row.
+    let mut aggregated: Vec<Vec<Datum>> = vec![Vec::new(); calls.len()];
+    for (c, call) in calls.iter().enumerate() {
+        let WindowFunc::Aggregate {
+            kind,
+            column,
+            ret,
+            frame,
+        } = *call
+        else {
+            continue;
+        };
+        let value = |p: usize| match column {
+            Some(col) => Datum::from_array(all.column(col).as_ref(), sorted[p]),
+            None => Datum::Null,
+        };
+        let out = &mut aggregated[c];
+        let mut running = Accumulator::new(kind, ret);
+        let mut fed = 0;
+        for p in 0..n {
+            let (lo, hi) = frame_bounds(frame, p, bounds[p], peer_bounds[p]);
+            if frame.start == FrameBound::UnboundedPreceding {
+                if p == bounds[p].0 {
+                    running = Accumulator::new(kind, ret);
+                    fed = p;
+                }
+                while fed < hi {
+                    running.update(&value(fed))?;
+                    fed += 1;
+                }
+                out.push(running.finish()?);
+            } else {
+                let mut acc = Accumulator::new(kind, ret);
+                for q in lo..hi {
+                    acc.update(&value(q))?;
+                }
+                out.push(acc.finish()?);
+            }
+        }
+    }
     let mut ranks: Vec<Vec<i64>> = vec![Vec::with_capacity(n); calls.len()];
     // For lag and lead: the input row whose value each output row takes (None: NULL).
     let mut sources: Vec<Vec<Option<u32>>> = vec![Vec::with_capacity(n); calls.len()];
@@ -109,6 +194,7 @@ pub(crate) fn rank(
                         .filter(|q| *q < end)
                         .map(|q| sorted[q] as u32),
                 ),
+                WindowFunc::Aggregate { .. } => {}
             }
         }
     }
@@ -123,6 +209,7 @@ pub(crate) fn rank(
                 let from = UInt32Array::from(std::mem::take(&mut sources[c]));
                 take(all.column(*column).as_ref(), &from, None)?
             }
+            WindowFunc::Aggregate { ret, .. } => array_from_datums(*ret, aggregated[c].iter()),
             _ => Arc::new(Int64Array::from(std::mem::take(&mut ranks[c]))),
         });
     }

@@ -16,6 +16,7 @@ use super::backfill::{backfill, progress_desc};
 use super::dispatch::HashDispatcher;
 use super::join::{JoinSpec, hash_join};
 use super::materialize::Materialize;
+use super::over_window::{OverWindowSpec, over_window};
 use super::plan::StreamPlan;
 use super::simple::{filter, project};
 use super::top_n::{TopNSpec, top_n};
@@ -223,6 +224,27 @@ impl<S: StateStore> Builder<'_, S> {
                     offset: *offset,
                     limit: *limit,
                     output_rank: *output_rank,
+                    input_key: input_key.clone(),
+                    state_table: *state_table,
+                },
+                cache,
+            ),
+            StreamPlan::OverWindow {
+                input,
+                partition_by,
+                order_by,
+                calls,
+                input_key,
+                state_table,
+            } => over_window(
+                job,
+                self.store.clone(),
+                self.stream(input, actor),
+                OverWindowSpec {
+                    types: input.output_types(),
+                    partition_by: partition_by.clone(),
+                    order_by: order_by.clone(),
+                    calls: calls.clone(),
                     input_key: input_key.clone(),
                     state_table: *state_table,
                 },

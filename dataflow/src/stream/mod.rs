@@ -17,6 +17,7 @@ mod dispatch;
 mod job;
 mod join;
 mod materialize;
+mod over_window;
 pub mod plan;
 mod simple;
 mod top_n;

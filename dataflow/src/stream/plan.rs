@@ -102,6 +102,22 @@ pub enum StreamPlan {
         /// State table of every input row, in output order.
         state_table: u32,
     },
+    /// Window functions over each row's partition: the input's rows, each with one column
+    /// per call.
+    OverWindow {
+        /// Input.
+        input: Box<StreamPlan>,
+        /// Partition key columns (empty: the whole input is one partition).
+        partition_by: Vec<usize>,
+        /// Sort keys within a partition.
+        order_by: Vec<SortKey>,
+        /// The functions.
+        calls: Vec<WindowFunc>,
+        /// The input's stream key (ties are broken by it).
+        input_key: Vec<usize>,
+        /// State table of every input row.
+        state_table: u32,
+    },
     /// The changes of every input (same column types).
     Union {
         /// Inputs.
@@ -129,6 +145,12 @@ impl StreamPlan {
             StreamPlan::Values { types, .. } => types.clone(),
             StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => {
                 input.output_types()
+            }
+            StreamPlan::OverWindow { input, calls, .. } => {
+                let mut t = input.output_types();
+                let input_types = t.clone();
+                t.extend(calls.iter().map(|c| c.output_type(&input_types)));
+                t
             }
             StreamPlan::TopN {
                 input, output_rank, ..
@@ -187,9 +209,9 @@ impl StreamPlan {
         let mut out = Vec::new();
         self.visit(&mut |p| match p {
             StreamPlan::Scan { progress_table, .. } => out.push(*progress_table),
-            StreamPlan::Values { state_table, .. } | StreamPlan::TopN { state_table, .. } => {
-                out.push(*state_table)
-            }
+            StreamPlan::Values { state_table, .. }
+            | StreamPlan::TopN { state_table, .. }
+            | StreamPlan::OverWindow { state_table, .. } => out.push(*state_table),
             StreamPlan::HashAgg { tables, .. } => out.extend(tables),
             StreamPlan::HashJoin { tables, .. } => out.extend(tables),
             _ => {}
@@ -204,6 +226,7 @@ impl StreamPlan {
             | StreamPlan::Project { input, .. }
             | StreamPlan::HashAgg { input, .. }
             | StreamPlan::TopN { input, .. }
+            | StreamPlan::OverWindow { input, .. }
             | StreamPlan::Exchange { input, .. } => vec![input],
             StreamPlan::HashJoin { left, right, .. } => vec![left, right],
             StreamPlan::Union { inputs } => inputs.iter().collect(),
@@ -271,6 +294,15 @@ impl StreamPlan {
             } => format!(
                 "StreamGroupTopN {{ group_key: {group_key:?}, order: {:?}, rank: {rank:?}, limit: {limit:?}, offset: {offset} }}",
                 order.iter().map(|k| k.column).collect::<Vec<_>>()
+            ),
+            StreamPlan::OverWindow {
+                partition_by,
+                order_by,
+                calls,
+                ..
+            } => format!(
+                "StreamOverWindow {{ partition_by: {partition_by:?}, order_by: {:?}, calls: {calls:?} }}",
+                order_by.iter().map(|k| k.column).collect::<Vec<_>>()
             ),
             StreamPlan::Union { .. } => "StreamUnion".into(),
             StreamPlan::Exchange { dist, .. } if dist.is_empty() => {

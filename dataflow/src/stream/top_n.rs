@@ -94,9 +94,10 @@ async fn top<S: StateStore>(
             WindowFunc::Rank => rank,
             WindowFunc::DenseRank => dense,
             // The planner ranks top-N only by row number, rank or dense rank.
-            WindowFunc::RowNumber | WindowFunc::Lag { .. } | WindowFunc::Lead { .. } => {
-                i as u64 + 1
-            }
+            WindowFunc::RowNumber
+            | WindowFunc::Lag { .. }
+            | WindowFunc::Lead { .. }
+            | WindowFunc::Aggregate { .. } => i as u64 + 1,
         };
         if end.is_some_and(|e| r > e) {
             break;

@@ -103,7 +103,7 @@ pub(crate) fn ident_name(ident: &ast::Ident) -> String {
     }
 }
 
-fn agg_kind(name: &str) -> Option<AggKind> {
+pub(crate) fn agg_kind(name: &str) -> Option<AggKind> {
     Some(match name {
         "count" => AggKind::Count,
         "sum" => AggKind::Sum,
@@ -113,6 +113,25 @@ fn agg_kind(name: &str) -> Option<AggKind> {
         "array_agg" => AggKind::ArrayAgg,
         // Written only by the binder (see `subquery.rs`).
         "__single_value" => AggKind::SingleValue,
+        _ => return None,
+    })
+}
+
+/// The result type of aggregate `kind` over values of type `arg` (none for count(*)), if it
+/// is defined for them.
+pub(crate) fn agg_return_type(kind: AggKind, arg: Option<DataType>) -> Option<DataType> {
+    Some(match (kind, arg) {
+        (AggKind::CountStar | AggKind::Count, _) => DataType::Int64,
+        // As in PostgreSQL: sums of small integers are bigint, of bigint or numeric numeric;
+        // averages of integers and numeric are numeric, of floats double precision.
+        (AggKind::Sum, Some(DataType::Int16 | DataType::Int32)) => DataType::Int64,
+        (AggKind::Sum, Some(DataType::Int64 | DataType::Decimal)) => DataType::Decimal,
+        (AggKind::Sum, Some(t @ (DataType::Float32 | DataType::Float64 | DataType::Interval))) => t,
+        (AggKind::Avg, Some(DataType::Float32 | DataType::Float64)) => DataType::Float64,
+        (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
+        (AggKind::Min | AggKind::Max, Some(t)) => t,
+        (AggKind::ArrayAgg, Some(t)) => DataType::list(t),
+        (AggKind::SingleValue, Some(t)) => t,
         _ => return None,
     })
 }
@@ -1267,26 +1286,13 @@ fn bind_agg_call(
         }
     };
     let arg_ty = arg.as_ref().map(Expr::data_type);
-    let ret = match (kind, arg_ty) {
-        (AggKind::CountStar | AggKind::Count, _) => DataType::Int64,
-        // As in PostgreSQL: sums of small integers are bigint, of bigint or numeric numeric;
-        // averages of integers and numeric are numeric, of floats double precision.
-        (AggKind::Sum, Some(DataType::Int16 | DataType::Int32)) => DataType::Int64,
-        (AggKind::Sum, Some(DataType::Int64 | DataType::Decimal)) => DataType::Decimal,
-        (AggKind::Sum, Some(t @ (DataType::Float32 | DataType::Float64 | DataType::Interval))) => t,
-        (AggKind::Avg, Some(DataType::Float32 | DataType::Float64)) => DataType::Float64,
-        (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
-        (AggKind::Min | AggKind::Max, Some(t)) => t,
-        (AggKind::ArrayAgg, Some(t)) => DataType::list(t),
-        (AggKind::SingleValue, Some(t)) => t,
-        (_, t) => {
-            return Err(PlanError::UndefinedFunction(format!(
-                "function {}({}) does not exist",
-                function_name(f),
-                t.map_or(String::new(), |t| t.to_string())
-            )));
-        }
-    };
+    let ret = agg_return_type(kind, arg_ty).ok_or_else(|| {
+        PlanError::UndefinedFunction(format!(
+            "function {}({}) does not exist",
+            function_name(f),
+            arg_ty.map_or(String::new(), |t| t.to_string())
+        ))
+    })?;
     // Only an array's values depend on their order.
     let mut order_by = Vec::new();
     if let ast::FunctionArguments::List(list) = &f.args {

@@ -1,6 +1,8 @@
 //! Binding queries into batch plans.
 
-use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
+use dataflow::batch::plan::{
+    AggCall, AggKind, BatchPlan, Frame, FrameBound, JoinKind, SortKey, WindowFunc,
+};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::func::Func;
 use dataflow::types::{DataType, Datum};
@@ -9,8 +11,8 @@ use sqlparser::ast::{self, SetExpr};
 
 use super::Binder;
 use super::expr::{
-    AggContext, ExprBinder, Params, Scope, ScopeColumn, coerce, common_type, contains_agg,
-    ident_name, is_untyped_literal, unify,
+    AggContext, ExprBinder, Params, Scope, ScopeColumn, agg_kind, agg_return_type, coerce,
+    common_type, contains_agg, ident_name, is_untyped_literal, unify,
 };
 use super::subquery::{and_all as and_all_ast, split_and};
 use crate::corresponding;
@@ -673,10 +675,18 @@ impl Binder<'_> {
                 }
             }
         };
+        // `count(*)`: no argument.
+        let mut star = false;
         let args: Vec<&ast::Expr> = match &f.args {
             ast::FunctionArguments::List(l) => l
                 .args
                 .iter()
+                .filter(|a| {
+                    let wildcard =
+                        matches!(a, ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard));
+                    star |= wildcard;
+                    !wildcard
+                })
                 .map(|a| match a {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
                     other => Err(PlanError::NotSupported(format!("argument {other}"))),
@@ -713,6 +723,40 @@ impl Binder<'_> {
                     WindowFunc::Lead { column, offset }
                 }
             }
+            (aggregate, _)
+                if matches!(
+                    agg_kind(aggregate),
+                    Some(
+                        AggKind::Count | AggKind::Sum | AggKind::Avg | AggKind::Min | AggKind::Max
+                    )
+                ) && args.len() + usize::from(star) == 1 =>
+            {
+                let (kind, column, arg_ty) = match (agg_kind(aggregate), args.first()) {
+                    (Some(AggKind::Count), None) => (AggKind::CountStar, None, None),
+                    (Some(kind), Some(arg)) => {
+                        let value = ExprBinder::bind_plain(scope, &self.params, arg)?;
+                        let ty = value.data_type();
+                        (kind, Some(column_of(value, &mut exprs)), Some(ty))
+                    }
+                    _ => {
+                        return Err(PlanError::UndefinedFunction(format!(
+                            "function {name}(*) does not exist"
+                        )));
+                    }
+                };
+                let ret = agg_return_type(kind, arg_ty).ok_or_else(|| {
+                    PlanError::UndefinedFunction(format!(
+                        "function {name}({}) does not exist",
+                        arg_ty.map_or(String::new(), |t| t.to_string())
+                    ))
+                })?;
+                WindowFunc::Aggregate {
+                    kind,
+                    column,
+                    ret,
+                    frame: self.window_frame(spec.window_frame.as_ref(), scope)?,
+                }
+            }
             ("row_number" | "rank" | "dense_rank" | "lag" | "lead", _) => {
                 return Err(PlanError::UndefinedFunction(format!(
                     "function {name} with {} arguments does not exist",
@@ -721,7 +765,8 @@ impl Binder<'_> {
             }
             _ => {
                 return Err(PlanError::NotSupported(format!(
-                    "window function {name} (row_number, rank, dense_rank, lag and lead are)"
+                    "window function {name} (row_number, rank, dense_rank, lag, lead, count, \
+                     sum, avg, min and max are)"
                 )));
             }
         };
@@ -781,6 +826,59 @@ impl Binder<'_> {
         Ok(ast::Expr::Identifier(ast::Ident::new(format!(
             "__window{n}"
         ))))
+    }
+
+    /// A window's frame clause (the default frame when there is none). `RANGE` takes
+    /// `UNBOUNDED` and `CURRENT ROW` bounds; `ROWS` also constant row counts.
+    fn window_frame(&self, frame: Option<&ast::WindowFrame>, scope: &Scope) -> PlanResult<Frame> {
+        let Some(frame) = frame else {
+            return Ok(Frame::DEFAULT);
+        };
+        let rows = match frame.units {
+            ast::WindowFrameUnits::Rows => true,
+            ast::WindowFrameUnits::Range => false,
+            ast::WindowFrameUnits::Groups => {
+                return Err(PlanError::NotSupported("GROUPS window frames".into()));
+            }
+        };
+        let offset = |e: &ast::Expr| -> PlanResult<u64> {
+            if !rows {
+                return Err(PlanError::NotSupported(
+                    "RANGE frames with an offset (ROWS frames take one)".into(),
+                ));
+            }
+            let value = coerce(
+                ExprBinder::bind_plain(scope, &self.params, e)?,
+                DataType::Int64,
+            )?;
+            match constant(value)? {
+                Datum::Int64(n) if n >= 0 => Ok(n as u64),
+                _ => Err(PlanError::InvalidArgument(
+                    "frame offsets must be constants, not negative or NULL".into(),
+                )),
+            }
+        };
+        let bound = |b: &ast::WindowFrameBound, start: bool| -> PlanResult<FrameBound> {
+            Ok(match b {
+                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                ast::WindowFrameBound::Preceding(None) if start => FrameBound::UnboundedPreceding,
+                ast::WindowFrameBound::Following(None) if !start => FrameBound::UnboundedFollowing,
+                ast::WindowFrameBound::Preceding(Some(e)) => FrameBound::Preceding(offset(e)?),
+                ast::WindowFrameBound::Following(Some(e)) => FrameBound::Following(offset(e)?),
+                other => {
+                    return Err(PlanError::Syntax(format!(
+                        "frame {} cannot be {other}",
+                        if start { "start" } else { "end" }
+                    )));
+                }
+            })
+        };
+        let start = bound(&frame.start_bound, true)?;
+        let end = match &frame.end_bound {
+            Some(b) => bound(b, false)?,
+            None => FrameBound::CurrentRow,
+        };
+        Ok(Frame { rows, start, end })
     }
 
     /// `TUMBLE(relation, time_col, size)` and `HOP(relation, time_col, slide, size)`: the
