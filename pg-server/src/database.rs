@@ -778,6 +778,9 @@ impl Database {
                 Some(rows_of(vec![("Name".into(), DataType::Varchar)], rows))
             }
             ["describe" | "desc", name] => Some(self.describe_relation(name)?),
+            ["show", "create", kind @ .., name] if !kind.is_empty() => {
+                Some(self.show_create(&kind.join(" "), name)?)
+            }
             ["show", "jobs"] => {
                 let rows = self
                     .inner
@@ -803,6 +806,46 @@ impl Database {
             }
             _ => None,
         })
+    }
+
+    /// `SHOW CREATE TABLE | MATERIALIZED VIEW | VIEW | INDEX name`: the name and the
+    /// statement that created it.
+    fn show_create(&self, kind: &str, name: &str) -> Result<StatementResult> {
+        let (schema, bare) = match name.split_once('.') {
+            Some((schema, bare)) => (schema, bare),
+            None => (DEFAULT_SCHEMA, name),
+        };
+        let qualified = sql_planner::qualified(schema, bare);
+        let table = self.inner.catalog.read().table(&qualified);
+        let definition = match (kind, table.as_deref()) {
+            ("table", Some(t)) if t.view.is_none() => t.definition.clone(),
+            ("materialized view" | "view", Some(t)) if t.is_view() => t
+                .view
+                .as_ref()
+                .map(|v| v.definition.clone())
+                .unwrap_or_default(),
+            ("index", Some(t)) if t.index_of().is_some() => t
+                .view
+                .as_ref()
+                .map(|v| v.definition.clone())
+                .unwrap_or_default(),
+            ("table" | "materialized view" | "view" | "index", _) => {
+                return Err(PlanError::UndefinedTable(bare.to_string()).into());
+            }
+            _ => {
+                return Err(Error::sql(
+                    "42601",
+                    format!("SHOW CREATE {} is not supported", kind.to_uppercase()),
+                ));
+            }
+        };
+        Ok(rows_of(
+            vec![
+                ("Name".into(), DataType::Varchar),
+                ("Create Sql".into(), DataType::Varchar),
+            ],
+            vec![vec![Datum::Varchar(qualified), Datum::Varchar(definition)]],
+        ))
     }
 
     /// `DESCRIBE name`: the columns of a table, view or index, then its primary key.
@@ -929,6 +972,7 @@ impl Database {
                 pk,
                 if_not_exists,
                 append_only,
+                definition,
             } => {
                 let table = TableCatalog {
                     id: 0,
@@ -938,6 +982,7 @@ impl Database {
                     pk,
                     view: None,
                     append_only,
+                    definition,
                 };
                 self.create_table(session, table, if_not_exists).await
             }
@@ -1476,6 +1521,7 @@ impl Database {
                     singleton: planned.singleton,
                 }),
                 append_only: false,
+                definition: String::new(),
             });
             catalog
                 .tables

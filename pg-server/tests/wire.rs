@@ -669,3 +669,36 @@ async fn sql_functions_are_inlined_and_persisted() {
     assert_eq!(rows[0].get::<_, i32>(0), 4);
     node.stop().await;
 }
+
+/// `SHOW CREATE` gives back the statement that made a table or view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_create_returns_the_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "create table t(v int, w varchar); create materialized view m as select sum(v) from t",
+    )
+    .await
+    .unwrap();
+    let rows = simple_rows(
+        c.simple_query("SHOW CREATE TABLE t; SHOW CREATE MATERIALIZED VIEW m")
+            .await
+            .unwrap(),
+    );
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![some("public.t"), some("CREATE TABLE t (v INT, w VARCHAR)")],
+            vec![
+                some("public.m"),
+                some("CREATE MATERIALIZED VIEW m AS SELECT sum(v) FROM t")
+            ],
+        ]
+    );
+    let err = c.batch_execute("SHOW CREATE TABLE m").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
+    node.stop().await;
+}

@@ -64,6 +64,10 @@ pub struct TableCatalog {
     /// An `APPEND ONLY` table: rows are only inserted (UPDATE and DELETE are refused).
     #[serde(default)]
     pub append_only: bool,
+    /// The `CREATE TABLE` statement of a table (for `SHOW CREATE TABLE`; a view's is in its
+    /// [`ViewCatalog`]).
+    #[serde(default)]
+    pub definition: String,
 }
 
 /// What makes a table a materialized view.

@@ -44,6 +44,8 @@ pub enum Plan {
         if_not_exists: bool,
         /// `APPEND ONLY`: rows are only inserted.
         append_only: bool,
+        /// The statement, for the catalog.
+        definition: String,
     },
     /// `DROP TABLE`.
     DropTable {

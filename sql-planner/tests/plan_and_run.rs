@@ -52,6 +52,7 @@ async fn setup() -> (LsmStore, Tables) {
         pk: vec![0],
         view: None,
         append_only: false,
+        definition: String::new(),
     };
     let u = TableCatalog {
         id: 2,
@@ -61,6 +62,7 @@ async fn setup() -> (LsmStore, Tables) {
         pk: vec![0],
         view: None,
         append_only: false,
+        definition: String::new(),
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),

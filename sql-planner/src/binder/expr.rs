@@ -1185,6 +1185,25 @@ impl ExprBinder<'_, '_> {
             | "array_append" | "array_prepend" | "array_cat" => {
                 array_function(name.strip_prefix("pg_catalog.").unwrap_or(&name), args)
             }
+            // RisingWave's name for array_to_string.
+            "array_join" => array_function("array_to_string", args),
+            // concat(a, b, ...): the arguments as text, NULLs left out.
+            "concat" if !args.is_empty() => {
+                let text = |a: Expr| -> PlanResult<Expr> {
+                    Ok(Expr::Coalesce {
+                        args: vec![
+                            coerce(a, DataType::Varchar)?,
+                            Expr::literal(Datum::Varchar(String::new()), DataType::Varchar),
+                        ],
+                        ty: DataType::Varchar,
+                    })
+                };
+                let mut parts = args.into_iter().map(text);
+                let first = parts.next().expect("not empty")?;
+                parts.try_fold(first, |acc, part| {
+                    Ok(Expr::binary(BinaryOp::Concat, acc, part?))
+                })
+            }
             "booleq" | "boolne" if args.len() == 2 => {
                 let op = if name == "booleq" {
                     BinaryOp::Eq

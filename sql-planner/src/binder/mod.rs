@@ -385,6 +385,7 @@ impl<'c> Binder<'c> {
             pk,
             if_not_exists: ct.if_not_exists,
             append_only,
+            definition: ct.to_string(),
         })
     }
 
