@@ -35,6 +35,9 @@ pub enum Error {
     /// Stored state does not decode: a bug or a corrupt store.
     #[error("corrupt state: {0}")]
     CorruptState(String),
+    /// Something valid that this system does not do.
+    #[error("not supported: {0}")]
+    NotSupported(String),
     /// A violated internal invariant.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +53,7 @@ impl Error {
             Error::InvalidRegex(_) => "2201B",
             Error::CardinalityViolation(_) => "21000",
             Error::Store(_) | Error::CorruptState(_) => "XX001",
+            Error::NotSupported(_) => "0A000",
             Error::Internal(_) => "XX000",
         }
     }

@@ -8,6 +8,7 @@ mod error;
 pub mod expr;
 pub mod func;
 pub mod row_codec;
+pub mod source;
 pub mod state_table;
 pub mod stream;
 pub mod string;

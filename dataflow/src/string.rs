@@ -261,7 +261,7 @@ fn compile(pattern: &str, flags: &str) -> Result<Regex> {
                 ));
             }
             other => {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::InvalidRegex(format!(
                     "invalid regular expression option: \"{other}\""
                 )));
             }
@@ -269,7 +269,7 @@ fn compile(pattern: &str, flags: &str) -> Result<Regex> {
     }
     builder
         .build()
-        .map_err(|e| Error::InvalidInput(format!("invalid regular expression: {e}")))
+        .map_err(|e| Error::InvalidRegex(e.to_string()))
 }
 
 #[cfg(test)]

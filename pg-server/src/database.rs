@@ -818,7 +818,8 @@ impl Database {
         let qualified = sql_planner::qualified(schema, bare);
         let table = self.inner.catalog.read().table(&qualified);
         let definition = match (kind, table.as_deref()) {
-            ("table", Some(t)) if t.view.is_none() => t.definition.clone(),
+            ("table", Some(t)) if t.view.is_none() && t.source.is_none() => t.definition.clone(),
+            ("source", Some(t)) if t.source.is_some() => t.definition.clone(),
             ("materialized view" | "view", Some(t)) if t.is_view() => t
                 .view
                 .as_ref()
@@ -829,7 +830,7 @@ impl Database {
                 .as_ref()
                 .map(|v| v.definition.clone())
                 .unwrap_or_default(),
-            ("table" | "materialized view" | "view" | "index", _) => {
+            ("table" | "source" | "materialized view" | "view" | "index", _) => {
                 return Err(PlanError::UndefinedTable(bare.to_string()).into());
             }
             _ => {
@@ -973,6 +974,7 @@ impl Database {
                 if_not_exists,
                 append_only,
                 definition,
+                source,
             } => {
                 let table = TableCatalog {
                     id: 0,
@@ -983,6 +985,7 @@ impl Database {
                     view: None,
                     append_only,
                     definition,
+                    source,
                 };
                 self.create_table(session, table, if_not_exists).await
             }
@@ -1130,6 +1133,11 @@ impl Database {
         if_not_exists: bool,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
+        let tag = if table.source.is_some() {
+            "CREATE SOURCE"
+        } else {
+            "CREATE TABLE"
+        };
         let table = {
             let mut catalog = self.inner.catalog.write();
             if !catalog.schemas.contains(&table.schema) {
@@ -1141,7 +1149,7 @@ impl Database {
             if catalog.tables.contains_key(&table.qualified_name()) {
                 if if_not_exists {
                     return Ok(StatementResult::Command {
-                        tag: "CREATE TABLE".into(),
+                        tag: tag.into(),
                         rows: None,
                     });
                 }
@@ -1156,8 +1164,7 @@ impl Database {
             table
         };
         let writes = vec![catalog_put(&table)];
-        self.commit_writes(session, writes, None, "CREATE TABLE", None)
-            .await
+        self.commit_writes(session, writes, None, tag, None).await
     }
 
     async fn create_schema(
@@ -1522,6 +1529,7 @@ impl Database {
                 }),
                 append_only: false,
                 definition: String::new(),
+                source: None,
             });
             catalog
                 .tables

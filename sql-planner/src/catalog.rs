@@ -68,6 +68,10 @@ pub struct TableCatalog {
     /// [`ViewCatalog`]).
     #[serde(default)]
     pub definition: String,
+    /// Set for a source (`CREATE SOURCE`): its rows come from a connector, are stored
+    /// nowhere, and only materialized views read them.
+    #[serde(default)]
+    pub source: Option<dataflow::source::SourceSpec>,
 }
 
 /// What makes a table a materialized view.

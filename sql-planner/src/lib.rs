@@ -5,6 +5,7 @@ pub mod catalog;
 mod corresponding;
 mod error;
 mod optimizer;
+mod source;
 pub mod stream;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub enum Plan {
         append_only: bool,
         /// The statement, for the catalog.
         definition: String,
+        /// For `CREATE SOURCE`: the source.
+        source: Option<dataflow::source::SourceSpec>,
     },
     /// `DROP TABLE`.
     DropTable {
@@ -134,6 +137,7 @@ pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
 pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
     let sql = corresponding::rewrite(sql)?;
     let sql = append_only::rewrite(&sql)?;
+    let sql = source::rewrite(&sql)?;
     Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
 }
 

@@ -191,7 +191,9 @@ fn push_down(plan: BatchPlan, mut preds: Vec<Expr>) -> BatchPlan {
             },
             preds,
         ),
-        leaf @ (BatchPlan::Scan { .. } | BatchPlan::Values { .. }) => filtered(leaf, preds),
+        leaf @ (BatchPlan::Scan { .. } | BatchPlan::Values { .. } | BatchPlan::Source { .. }) => {
+            filtered(leaf, preds)
+        }
     }
 }
 
@@ -346,6 +348,13 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
         BatchPlan::Scan { table, columns } => (
             BatchPlan::Scan {
                 table,
+                columns: required.iter().map(|c| columns[*c]).collect(),
+            },
+            mapping(required),
+        ),
+        BatchPlan::Source { source, columns } => (
+            BatchPlan::Source {
+                source,
                 columns: required.iter().map(|c| columns[*c]).collect(),
             },
             mapping(required),

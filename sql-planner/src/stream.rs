@@ -142,6 +142,41 @@ impl Planner {
                     width,
                 }
             }
+            // A source's rows are new on every read: its row id (the event's offset) keys
+            // them, and there is one generating actor.
+            BatchPlan::Source {
+                source,
+                mut columns,
+            } => {
+                let width = columns.len();
+                let row_id = source.types().len() - 1;
+                let key = vec![
+                    columns
+                        .iter()
+                        .position(|c| *c == row_id)
+                        .unwrap_or_else(|| {
+                            columns.push(row_id);
+                            columns.len() - 1
+                        }),
+                ];
+                let types = source.types();
+                let plan = StreamPlan::Source {
+                    source,
+                    state_table: self.table_id(),
+                };
+                Node {
+                    plan: StreamPlan::Project {
+                        input: Box::new(plan),
+                        exprs: columns
+                            .iter()
+                            .map(|c| Expr::column(*c, types[*c]))
+                            .collect(),
+                    },
+                    key,
+                    dist: Dist::Single,
+                    width,
+                }
+            }
             BatchPlan::Scan { table, mut columns } => {
                 let width = columns.len();
                 let mut key = Vec::new();

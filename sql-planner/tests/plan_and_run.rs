@@ -53,6 +53,7 @@ async fn setup() -> (LsmStore, Tables) {
         view: None,
         append_only: false,
         definition: String::new(),
+        source: None,
     };
     let u = TableCatalog {
         id: 2,
@@ -63,6 +64,7 @@ async fn setup() -> (LsmStore, Tables) {
         view: None,
         append_only: false,
         definition: String::new(),
+        source: None,
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),

@@ -64,6 +64,11 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
         BatchPlan::Values { rows, types } => Box::pin(stream::once(async move {
             literal_rows(&rows, &types, |e, b| e.eval(b))
         })),
+        BatchPlan::Source { .. } => Box::pin(stream::once(async {
+            Err(Error::NotSupported(
+                "querying a source: create a materialized view over it".into(),
+            ))
+        })),
         BatchPlan::Scan { table, columns } => {
             let start = async move {
                 let scan = TableScan::new(&ctx.store, &table, ctx.epoch, BATCH_ROWS).await?;

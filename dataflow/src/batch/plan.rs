@@ -305,6 +305,13 @@ pub enum BatchPlan {
         /// Inputs.
         inputs: Vec<BatchPlan>,
     },
+    /// A source's rows (only a materialized view reads them: a source has no stored rows).
+    Source {
+        /// The source.
+        source: crate::source::SourceSpec,
+        /// Which of its columns to output.
+        columns: Vec<usize>,
+    },
 }
 
 impl BatchPlan {
@@ -313,6 +320,10 @@ impl BatchPlan {
         match self {
             BatchPlan::Values { types, .. } => types.clone(),
             BatchPlan::Scan { table, columns } => columns.iter().map(|c| table.types[*c]).collect(),
+            BatchPlan::Source { source, columns } => {
+                let types = source.types();
+                columns.iter().map(|c| types[*c]).collect()
+            }
             BatchPlan::Filter { input, .. }
             | BatchPlan::Sort { input, .. }
             | BatchPlan::Limit { input, .. }
@@ -366,7 +377,7 @@ impl BatchPlan {
 
     /// Whether the plan reads any table (a plan that does not computes constant rows).
     pub fn reads_tables(&self) -> bool {
-        matches!(self, BatchPlan::Scan { .. })
+        matches!(self, BatchPlan::Scan { .. } | BatchPlan::Source { .. })
             || self.describe().1.into_iter().any(BatchPlan::reads_tables)
     }
 
@@ -388,6 +399,13 @@ impl BatchPlan {
                 format!(
                     "BatchScan {{ table_id: {}, columns: {columns:?} }}",
                     table.table_id
+                ),
+                vec![],
+            ),
+            BatchPlan::Source { source, columns } => (
+                format!(
+                    "BatchSource {{ connector: nexmark, table: {:?}, columns: {columns:?} }}",
+                    source.nexmark.table
                 ),
                 vec![],
             ),

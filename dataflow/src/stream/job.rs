@@ -58,7 +58,7 @@ pub struct BuiltJob {
 
 fn fragment_parallelism(plan: &StreamPlan, n: usize) -> usize {
     match plan {
-        StreamPlan::Scan { .. } | StreamPlan::Values { .. } => 1,
+        StreamPlan::Scan { .. } | StreamPlan::Values { .. } | StreamPlan::Source { .. } => 1,
         StreamPlan::Exchange { dist, .. } if dist.is_empty() => 1,
         StreamPlan::Exchange { .. } => n,
         other => other
@@ -155,6 +155,15 @@ impl<S: StateStore> Builder<'_, S> {
                 self.barrier_inputs.push(tx);
                 let state = self.table(values_desc(*state_table));
                 values(job, rows.clone(), types.clone(), state, receiver_stream(rx))
+            }
+            StreamPlan::Source {
+                source,
+                state_table,
+            } => {
+                let (tx, rx) = channel();
+                self.barrier_inputs.push(tx);
+                let state = self.table(crate::source::offset_desc(*state_table));
+                crate::source::source(job, source.clone(), state, receiver_stream(rx))
             }
             StreamPlan::Filter { input, predicate } => {
                 filter(self.stream(input, actor), predicate.clone())

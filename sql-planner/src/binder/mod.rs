@@ -104,6 +104,12 @@ impl<'c> Binder<'c> {
                 table.name
             )));
         }
+        if table.source.is_some() {
+            return Err(PlanError::WrongObjectType(format!(
+                "cannot change source \"{}\": its rows come from its connector",
+                table.name
+            )));
+        }
         Ok(table)
     }
 
@@ -361,6 +367,8 @@ impl<'c> Binder<'c> {
             });
         }
         let mut append_only = false;
+        let mut connector_options = Vec::new();
+        let mut is_source = false;
         if let ast::CreateTableOptions::With(options) = &ct.table_options {
             for option in options {
                 match option {
@@ -369,8 +377,20 @@ impl<'c> Binder<'c> {
                     {
                         append_only = value.to_string().eq_ignore_ascii_case("true");
                     }
-                    ast::SqlOption::KeyValue { key, .. } if ident_name(key) == "connector" => {
-                        return Err(PlanError::NotSupported("tables with a connector".into()));
+                    ast::SqlOption::KeyValue { key, .. }
+                        if ident_name(key) == crate::source::OPTION =>
+                    {
+                        is_source = true;
+                    }
+                    ast::SqlOption::KeyValue { key, value } => {
+                        let value = match value {
+                            ast::Expr::Value(v) => match &v.value {
+                                ast::Value::SingleQuotedString(s) => s.clone(),
+                                other => other.to_string(),
+                            },
+                            other => other.to_string(),
+                        };
+                        connector_options.push((key.value.to_lowercase(), value));
                     }
                     // RisingWave's other table options (retention, ...) have no meaning
                     // here.
@@ -378,14 +398,38 @@ impl<'c> Binder<'c> {
                 }
             }
         }
+        let has_connector = connector_options.iter().any(|(k, _)| k == "connector");
+        if has_connector && !is_source {
+            return Err(PlanError::NotSupported(
+                "tables with a connector (CREATE SOURCE makes a source)".into(),
+            ));
+        }
+        let source = if is_source {
+            if ct
+                .constraints
+                .iter()
+                .any(|c| matches!(c, ast::TableConstraint::PrimaryKey(_)))
+                || columns.iter().filter(|c| !c.hidden).count() + 1 != columns.len()
+            {
+                return Err(PlanError::NotSupported("a primary key on a source".into()));
+            }
+            Some(crate::source::spec(&connector_options, &columns)?)
+        } else {
+            None
+        };
         Ok(Plan::CreateTable {
             schema,
             name,
             columns,
             pk,
             if_not_exists: ct.if_not_exists,
-            append_only,
-            definition: ct.to_string(),
+            append_only: append_only || source.is_some(),
+            definition: if source.is_some() {
+                crate::source::definition(ct)
+            } else {
+                ct.to_string()
+            },
+            source,
         })
     }
 

@@ -1242,9 +1242,16 @@ impl Binder<'_> {
                 if let Some(alias) = alias {
                     apply_alias(&mut scope, alias);
                 }
-                let plan = BatchPlan::Scan {
-                    columns: (0..table.columns.len()).collect(),
-                    table: table.desc(),
+                let columns = (0..table.columns.len()).collect();
+                let plan = match &table.source {
+                    Some(source) => BatchPlan::Source {
+                        source: source.clone(),
+                        columns,
+                    },
+                    None => BatchPlan::Scan {
+                        columns,
+                        table: table.desc(),
+                    },
                 };
                 Ok((plan, scope))
             }
