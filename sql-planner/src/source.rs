@@ -84,12 +84,9 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
                                 keyword: sqlparser::keywords::Keyword::NoKeyword,
                             });
                             out[solid[m]] = quoted.to_string();
-                            for k in m + 1..=last {
-                                out[solid[k]] = String::new();
-                            }
-                            // Whitespace between the parts goes too.
-                            for i in solid[m] + 1..solid[last] {
-                                out[i] = String::new();
+                            // The other parts, and whitespace between them, go.
+                            for piece in &mut out[solid[m] + 1..=solid[last]] {
+                                piece.clear();
                             }
                         }
                         m = last + 1;
