@@ -6,6 +6,8 @@
 //! keeps its offset in a state table committed with each epoch, so after a restart it resumes
 //! exactly after the last committed event: nothing is lost or generated twice.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use epoch_mvcc::memcomparable::OrderType;
@@ -18,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{StreamChunk, batch_of, schema_of};
 use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
-use crate::stream::{Message, MessageStream};
+use crate::stream::{JobProgress, Message, MessageStream};
 use crate::types::{DataType, Datum};
 use crate::{Error, Result};
 
@@ -269,9 +271,11 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
     spec: SourceSpec,
     mut state: StateTable<S>,
     mut barriers: MessageStream,
+    progress: Arc<JobProgress>,
 ) -> MessageStream {
     Box::pin(async_stream::try_stream! {
         let mut generator: Option<Generator> = None;
+        let mut counted_done = false;
         loop {
             let ready = generator.as_ref().filter(|g| !g.exhausted()).map(Generator::wait);
             // Between barriers, emit due rows; a barrier waiting goes first.
@@ -284,7 +288,15 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                 None => Some(barriers.next().await),
             };
             let Some(message) = next else {
-                let chunk = generator.as_mut().expect("ready").chunk()?;
+                let g = generator.as_mut().expect("ready");
+                let chunk = g.chunk()?;
+                progress
+                    .source_events
+                    .fetch_add(chunk.cardinality() as u64, Ordering::Relaxed);
+                if g.exhausted() && !counted_done {
+                    counted_done = true;
+                    progress.sources_running.fetch_sub(1, Ordering::AcqRel);
+                }
                 if !chunk.is_empty() {
                     yield Message::Chunk(chunk);
                 }
@@ -308,7 +320,13 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                         },
                         None => 0,
                     };
-                    generator = Some(Generator::new(spec.clone(), offset));
+                    let g = Generator::new(spec.clone(), offset);
+                    // Resumed after its last event: nothing left.
+                    if g.exhausted() {
+                        counted_done = true;
+                        progress.sources_running.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    generator = Some(g);
                 }
                 Some(g) => {
                     let offset = i64::try_from(g.offset).unwrap_or(i64::MAX);

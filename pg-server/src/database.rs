@@ -588,9 +588,20 @@ impl Database {
     pub fn metrics_text(&self) -> String {
         crate::metrics::render(
             &self.inner.barrier_metrics,
-            &self.inner.streams.changes_written(),
+            &self.inner.streams.progress(),
             &self.inner.store.stats(),
         )
+    }
+
+    /// The progress of the job maintaining view `name` (in any schema): its backfill, the
+    /// changes it wrote, and its sources' events.
+    pub fn view_progress(&self, name: &str) -> Option<Arc<dataflow::stream::JobProgress>> {
+        self.inner
+            .streams
+            .progress()
+            .into_iter()
+            .find(|(view, _)| view == name)
+            .map(|(_, progress)| progress)
     }
 
     /// The newest committed epoch.

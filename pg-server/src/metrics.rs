@@ -65,7 +65,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 /// The text of every metric.
 pub(crate) fn render(
     barriers: &BarrierMetrics,
-    view_changes: &[(String, u64)],
+    views: &[(String, std::sync::Arc<dataflow::stream::JobProgress>)],
     store: &LsmStats,
 ) -> String {
     let mut out = String::new();
@@ -102,18 +102,29 @@ pub(crate) fn render(
         "streamdb_barrier_latency_seconds_bucket{{le=\"+Inf\"}} {cumulative}\nstreamdb_barrier_latency_seconds_sum {}\nstreamdb_barrier_latency_seconds_count {cumulative}",
         load(&barriers.latency_sum_us) / 1e6
     );
-    let views: Vec<(String, f64)> = view_changes
-        .iter()
-        .map(|(view, n)| (format!("{{view=\"{}\"}}", label_value(view)), *n as f64))
-        .collect();
-    let views: Vec<(&str, f64)> = views.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    family(
-        &mut out,
-        "streamdb_view_changes_total",
-        "counter",
-        "Row changes each materialized view's job has written (its throughput).",
-        &views,
-    );
+    let per_view = |value: &dyn Fn(&dataflow::stream::JobProgress) -> f64| -> Vec<(String, f64)> {
+        views
+            .iter()
+            .map(|(view, p)| (format!("{{view=\"{}\"}}", label_value(view)), value(p)))
+            .collect()
+    };
+    for (name, kind, help, samples) in [
+        (
+            "streamdb_view_changes_total",
+            "counter",
+            "Row changes each materialized view's job has written (its throughput).",
+            per_view(&|p| p.changes_written() as f64),
+        ),
+        (
+            "streamdb_source_events_total",
+            "counter",
+            "Events the sources of each materialized view's job have generated.",
+            per_view(&|p| p.source_events() as f64),
+        ),
+    ] {
+        let samples: Vec<(&str, f64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family(&mut out, name, kind, help, &samples);
+    }
     let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
         family(out, name, "gauge", help, &[("", value)]);
     };

@@ -270,13 +270,13 @@ impl Streams {
         }
     }
 
-    /// Every view with the row changes its job has written, by name.
-    pub(crate) fn changes_written(&self) -> Vec<(String, u64)> {
+    /// Every view's name with its job's progress.
+    pub(crate) fn progress(&self) -> Vec<(String, Arc<JobProgress>)> {
         self.state
             .lock()
             .jobs
             .values()
-            .map(|j| (j.name.clone(), j.progress.changes_written()))
+            .map(|j| (j.name.clone(), Arc::clone(&j.progress)))
             .collect()
     }
 

@@ -163,7 +163,14 @@ impl<S: StateStore> Builder<'_, S> {
                 let (tx, rx) = channel();
                 self.barrier_inputs.push(tx);
                 let state = self.table(crate::source::offset_desc(*state_table));
-                crate::source::source(job, source.clone(), state, receiver_stream(rx))
+                self.progress.sources_running.fetch_add(1, Ordering::AcqRel);
+                crate::source::source(
+                    job,
+                    source.clone(),
+                    state,
+                    receiver_stream(rx),
+                    Arc::clone(&self.progress),
+                )
             }
             StreamPlan::Filter { input, predicate } => {
                 filter(self.stream(input, actor), predicate.clone())

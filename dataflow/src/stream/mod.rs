@@ -133,12 +133,27 @@ pub struct JobProgress {
     rows: AtomicU64,
     scans_pending: AtomicUsize,
     changes: AtomicU64,
+    /// Events the job's sources have generated.
+    pub(crate) source_events: AtomicU64,
+    /// The job's sources that have events left.
+    pub(crate) sources_running: AtomicUsize,
 }
 
 impl JobProgress {
     /// Snapshot rows read so far.
     pub fn rows_read(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Events the job's sources have generated so far.
+    pub fn source_events(&self) -> u64 {
+        self.source_events.load(Ordering::Relaxed)
+    }
+
+    /// Whether the job's sources have all generated every event they have (a job without
+    /// sources has none left).
+    pub fn sources_exhausted(&self) -> bool {
+        self.sources_running.load(Ordering::Acquire) == 0
     }
 
     /// Row changes the job's materialize actors have written to its view.
