@@ -100,6 +100,18 @@ const VIEWS: &[(&str, &str)] = &[
         "v_nopk_join",
         "SELECT t3.x, t3.y, t1.b FROM t3 JOIN t1 ON t3.x = t1.k",
     ),
+    // Unnest: a row per element, equal elements kept apart by their position.
+    (
+        "v_unnest",
+        "SELECT k, x FROM t1, unnest(ARRAY[a, b, a]) AS x",
+    ),
+    // Hopping windows over a time made from the key.
+    (
+        "v_hop",
+        "SELECT window_start, count(*) AS n, sum(a) AS s FROM HOP((SELECT k, a, \
+         TIMESTAMP '2020-01-01 00:00:00' + k * INTERVAL '1 minute' AS t FROM t1) AS x, t, \
+         INTERVAL '2 minutes', INTERVAL '6 minutes') GROUP BY window_start",
+    ),
     // Window functions over partitions (orders are total, so results are deterministic).
     (
         "v_window",

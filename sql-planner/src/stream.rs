@@ -366,10 +366,37 @@ impl Planner {
                     width: lw + rw,
                 }
             }
-            BatchPlan::Unnest { .. } => {
-                return Err(PlanError::NotSupported(
-                    "unnest and set-returning functions in a materialized view".into(),
-                ));
+            BatchPlan::Unnest { input, list } => {
+                no_clock([&list])?;
+                let input = self.plan(*input)?;
+                let (all, w) = (input.types().len(), input.width);
+                let unnest = StreamPlan::Unnest {
+                    input: Box::new(input.plan),
+                    list,
+                };
+                // The element goes right after the query's columns; the input's key extras
+                // and the element's position (which with the input's key keys a row) after.
+                let types = unnest.output_types();
+                let order_of: Vec<usize> =
+                    (0..w).chain([all]).chain(w..all).chain([all + 1]).collect();
+                let moved = |c: &usize| if *c < w { *c } else { c + 1 };
+                let mut key: Vec<usize> = input.key.iter().map(moved).collect();
+                key.push(all + 1);
+                Node {
+                    plan: StreamPlan::Project {
+                        input: Box::new(unnest),
+                        exprs: order_of
+                            .iter()
+                            .map(|c| Expr::column(*c, types[*c]))
+                            .collect(),
+                    },
+                    key,
+                    dist: match input.dist {
+                        Dist::Hash(d) => Dist::Hash(d.iter().map(moved).collect()),
+                        other => other,
+                    },
+                    width: w + 1,
+                }
             }
             BatchPlan::MaxOneRow { .. } => {
                 return Err(PlanError::NotSupported(

@@ -99,7 +99,8 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
             types.extend(list.data_type().element());
             let schema = schema_of(&types);
             Box::pin(execute(*input, ctx).and_then(move |batch| {
-                let out = unnest(&batch, &list, &schema);
+                let out = unnest(&batch, &list)
+                    .and_then(|(columns, rows)| batch_of(Arc::clone(&schema), columns, rows.len()));
                 async move { out }
             }))
         }
@@ -242,19 +243,22 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
 }
 
 /// The rows of `batch`, each once per element of its `list` array, followed by the element.
-fn unnest(
+/// Each row of `batch` once per element of the array `list` computes from it, followed by
+/// that element (rows whose array is NULL or empty are dropped): the output columns, and for
+/// each output row the input row it came from and its element's position in the array.
+pub(crate) fn unnest(
     batch: &RecordBatch,
     list: &crate::expr::Expr,
-    schema: &arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch> {
+) -> Result<(Vec<ArrayRef>, Vec<(u32, u32)>)> {
     let lists = list.eval(batch)?;
     let lists = arrow::array::AsArray::as_list::<i32>(&lists);
-    let (mut rows, mut elements) = (Vec::new(), Vec::new());
+    let (mut rows, mut elements, mut origins) = (Vec::new(), Vec::new(), Vec::new());
     for (i, w) in lists.offsets().windows(2).enumerate() {
         if arrow::array::Array::is_valid(lists, i) {
             for e in w[0]..w[1] {
                 rows.push(i as u32);
                 elements.push(e as u32);
+                origins.push((i as u32, (e - w[0]) as u32));
             }
         }
     }
@@ -270,7 +274,7 @@ fn unnest(
         &elements,
         None,
     )?);
-    batch_of(Arc::clone(schema), columns, rows.len())
+    Ok((columns, origins))
 }
 
 /// `array`, or for types whose Arrow order is not SQL's (numeric, interval, arrays) their ascending

@@ -175,6 +175,11 @@ impl<S: StateStore> Builder<'_, S> {
             StreamPlan::Filter { input, predicate } => {
                 filter(self.stream(input, actor), predicate.clone())
             }
+            StreamPlan::Unnest { input, list } => super::simple::unnest(
+                self.stream(input, actor),
+                list.clone(),
+                input.output_types(),
+            ),
             StreamPlan::Project { input, exprs } => {
                 project(self.stream(input, actor), exprs.clone())
             }

@@ -47,6 +47,14 @@ pub enum StreamPlan {
         /// Boolean expression over the input.
         predicate: Expr,
     },
+    /// Each input row once per element of the array `list` computes from it, followed by the
+    /// element and its position in the array (the input's key and the position key a row).
+    Unnest {
+        /// Input.
+        input: Box<StreamPlan>,
+        /// An array expression over the input.
+        list: Expr,
+    },
     /// Changes with new columns computed from the input.
     Project {
         /// Input.
@@ -171,6 +179,12 @@ impl StreamPlan {
                 t
             }
             StreamPlan::Project { exprs, .. } => exprs.iter().map(Expr::data_type).collect(),
+            StreamPlan::Unnest { input, list } => {
+                let mut t = input.output_types();
+                t.extend(list.data_type().element());
+                t.push(DataType::Int64);
+                t
+            }
             StreamPlan::HashAgg {
                 input,
                 group_keys,
@@ -236,6 +250,7 @@ impl StreamPlan {
             }
             StreamPlan::Filter { input, .. }
             | StreamPlan::Project { input, .. }
+            | StreamPlan::Unnest { input, .. }
             | StreamPlan::HashAgg { input, .. }
             | StreamPlan::TopN { input, .. }
             | StreamPlan::OverWindow { input, .. }
@@ -272,6 +287,7 @@ impl StreamPlan {
                 source.nexmark.table
             ),
             StreamPlan::Filter { .. } => "StreamFilter".into(),
+            StreamPlan::Unnest { .. } => "StreamUnnest".into(),
             StreamPlan::Project { exprs, .. } => {
                 format!("StreamProject {{ exprs: {} }}", exprs.len())
             }

@@ -1,4 +1,4 @@
-//! Stateless operators: filter and project.
+//! Stateless operators: filter, project and unnest.
 //!
 //! A streaming job must not stop because one row's expression fails (a division by zero in
 //! some row of a table): like PostgreSQL's views would fail only the query that reads it, a
@@ -11,9 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{Message, MessageStream};
 use crate::Result;
-use crate::chunk::schema_of;
+use crate::chunk::{Op, StreamChunk, schema_of};
 use crate::expr::Expr;
-use crate::types::{Datum, array_from_datums};
+use crate::types::{DataType, Datum, array_from_datums};
 
 /// Evaluates `expr`; rows whose evaluation fails get NULL.
 pub(crate) fn eval_lenient(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
@@ -74,6 +74,37 @@ pub(crate) fn project(input: MessageStream, exprs: Vec<Expr>) -> MessageStream {
                 Ok(Message::Chunk(
                     chunk.with_columns(Arc::clone(&schema), columns)?,
                 ))
+            }
+            barrier => Ok(barrier),
+        }
+    }))
+}
+
+/// Each input row once per element of the array `list` computes from it, followed by the
+/// element and its position in the array (with the input's key, the position keys the
+/// output row). An update's halves become a delete and an insert.
+pub(crate) fn unnest(
+    input: MessageStream,
+    list: Expr,
+    input_types: Vec<DataType>,
+) -> MessageStream {
+    let mut types = input_types;
+    types.extend(list.data_type().element());
+    types.push(DataType::Int64);
+    let schema = schema_of(&types);
+    Box::pin(input.map(move |m| -> Result<Message> {
+        match m? {
+            Message::Chunk(chunk) => {
+                let (mut columns, origins) = crate::batch::unnest(chunk.data(), &list)?;
+                let positions: arrow::array::Int64Array =
+                    origins.iter().map(|(_, p)| Some(i64::from(*p))).collect();
+                columns.push(Arc::new(positions));
+                let ops: Vec<Op> = origins
+                    .iter()
+                    .map(|(row, _)| chunk.ops()[*row as usize].normalize())
+                    .collect();
+                let data = crate::chunk::batch_of(Arc::clone(&schema), columns, ops.len())?;
+                Ok(Message::Chunk(StreamChunk::new(ops, data)))
             }
             barrier => Ok(barrier),
         }

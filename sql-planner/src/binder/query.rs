@@ -884,7 +884,7 @@ impl Binder<'_> {
     /// `TUMBLE(relation, time_col, size)` and `HOP(relation, time_col, slide, size)`: the
     /// relation's rows with `window_start` and `window_end` of each fixed-size window (aligned
     /// to 1970-01-01) holding `time_col` — one for tumbling windows, `size / slide` for hopping
-    /// ones (a union of one projection per window offset).
+    /// ones (the relation unnested over an array of its row's window starts).
     fn bind_time_window(
         &mut self,
         function: &str,
@@ -997,25 +997,34 @@ impl Binder<'_> {
             ty,
         };
         let types = input.output_types();
-        let branches: Vec<BatchPlan> = (0..size / slide)
-            .map(|j| {
-                let start = add(aligned.clone(), -j * slide);
-                let mut exprs: Vec<Expr> = types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| Expr::column(i, *t))
-                    .collect();
-                exprs.push(start.clone());
-                exprs.push(add(start, size));
-                BatchPlan::Project {
-                    input: Box::new(input.clone()),
-                    exprs,
-                }
-            })
+        let mut exprs: Vec<Expr> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Expr::column(i, *t))
             .collect();
-        let plan = match <[BatchPlan; 1]>::try_from(branches) {
-            Ok([one]) => one,
-            Err(many) => BatchPlan::UnionAll { inputs: many },
+        // A hopping window's row goes to each of its `size / slide` windows: the input read
+        // once, then unnested over an array of the window starts.
+        let (input, start) = if size == slide {
+            (input, aligned)
+        } else {
+            let starts = Expr::Func {
+                func: Func::ArrayConstruct,
+                args: (0..size / slide)
+                    .map(|j| add(aligned.clone(), -j * slide))
+                    .collect(),
+                ty: DataType::list(ty),
+            };
+            let unnested = BatchPlan::Unnest {
+                input: Box::new(input),
+                list: starts,
+            };
+            (unnested, Expr::column(types.len(), ty))
+        };
+        exprs.push(start.clone());
+        exprs.push(add(start, size));
+        let plan = BatchPlan::Project {
+            input: Box::new(input),
+            exprs,
         };
         let table = scope.columns.first().and_then(|c| c.table.clone());
         for name in ["window_start", "window_end"] {
