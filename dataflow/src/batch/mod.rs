@@ -243,13 +243,14 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
 }
 
 /// The rows of `batch`, each once per element of its `list` array, followed by the element.
+/// The output columns of an unnest, and for each output row its input row and its element's
+/// position in the array.
+pub(crate) type Unnested = (Vec<ArrayRef>, Vec<(u32, u32)>);
+
 /// Each row of `batch` once per element of the array `list` computes from it, followed by
 /// that element (rows whose array is NULL or empty are dropped): the output columns, and for
 /// each output row the input row it came from and its element's position in the array.
-pub(crate) fn unnest(
-    batch: &RecordBatch,
-    list: &crate::expr::Expr,
-) -> Result<(Vec<ArrayRef>, Vec<(u32, u32)>)> {
+pub(crate) fn unnest(batch: &RecordBatch, list: &crate::expr::Expr) -> Result<Unnested> {
     let lists = list.eval(batch)?;
     let lists = arrow::array::AsArray::as_list::<i32>(&lists);
     let (mut rows, mut elements, mut origins) = (Vec::new(), Vec::new(), Vec::new());
