@@ -40,6 +40,17 @@ pub struct TableDesc {
 }
 
 impl TableDesc {
+    /// The position, one past the stored columns, that a scan's column list uses for each
+    /// row's commit time: when its last change was committed (`_rw_timestamp` in SQL).
+    pub fn commit_time_column(&self) -> usize {
+        self.types.len()
+    }
+
+    /// The type of column `c`, the commit time included.
+    pub fn column_type(&self, c: usize) -> DataType {
+        self.types.get(c).copied().unwrap_or(DataType::Timestamptz)
+    }
+
     fn dist_key_columns(&self) -> Vec<usize> {
         self.dist_key_in_pk.iter().map(|i| self.pk[*i]).collect()
     }
@@ -322,6 +333,7 @@ pub struct TableScan<S: StateStore> {
     types: Vec<DataType>,
     iter: S::Iter,
     batch_rows: usize,
+    commit_time: bool,
 }
 
 impl<S: StateStore> TableScan<S> {
@@ -334,7 +346,15 @@ impl<S: StateStore> TableScan<S> {
             types: desc.types.clone(),
             iter,
             batch_rows: batch_rows.max(1),
+            commit_time: false,
         })
+    }
+
+    /// Each row followed by its commit time (see [`TableDesc::commit_time_column`]).
+    pub fn with_commit_time(mut self) -> Self {
+        self.commit_time = true;
+        self.types.push(DataType::Timestamptz);
+        self
     }
 
     /// The next batch, or `None` at the end.
@@ -347,7 +367,15 @@ impl<S: StateStore> TableScan<S> {
             match self.iter.next().await? {
                 Some((key, value)) => {
                     debug_assert!(key.len() >= TABLE_KEY_HEADER_LEN);
-                    rows.push(decode_value(&value, &self.types)?);
+                    if self.commit_time {
+                        let stored = &self.types[..self.types.len() - 1];
+                        let mut row = decode_value(&value, stored)?;
+                        let ms = i64::try_from(self.iter.epoch().unix_ms()).unwrap_or(i64::MAX);
+                        row.push(Datum::Timestamptz(ms.saturating_mul(1000)));
+                        rows.push(row);
+                    } else {
+                        rows.push(decode_value(&value, &self.types)?);
+                    }
                 }
                 None => break,
             }

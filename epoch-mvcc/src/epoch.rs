@@ -40,6 +40,11 @@ impl Epoch {
         self.0 >> EPOCH_SEQ_BITS
     }
 
+    /// The physical time part, in milliseconds since the Unix epoch.
+    pub fn unix_ms(self) -> u64 {
+        self.physical_ms() + EPOCH_BASE_UNIX_MS
+    }
+
     /// The next epoch after `self` by the wall clock.
     ///
     /// Always greater than `self`, even if the clock stepped back: then the sequence part is
@@ -108,6 +113,11 @@ mod tests {
         assert_eq!(same_ms, Epoch(e.0 + 2));
         let forward = same_ms.next_at(1_001);
         assert_eq!(forward, Epoch::from_physical_ms(1_001));
+    }
+
+    #[test]
+    fn unix_time_adds_the_base() {
+        assert_eq!(Epoch::from_physical_ms(5).unix_ms(), EPOCH_BASE_UNIX_MS + 5);
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub struct MvccIter<C> {
     direction: Direction,
     range: KeyRange,
     last_user_key: Option<Vec<u8>>,
+    last_epoch: Epoch,
 }
 
 impl<C: VersionCursor> MvccIter<C> {
@@ -87,7 +88,13 @@ impl<C: VersionCursor> MvccIter<C> {
             direction,
             range,
             last_user_key: None,
+            last_epoch: Epoch(0),
         }
+    }
+
+    /// The epoch that wrote the value `next` returned last.
+    pub fn epoch(&self) -> Epoch {
+        self.last_epoch
     }
 
     /// The next visible `(user key, value)`, or `None` at the end of the range.
@@ -113,10 +120,12 @@ impl<C: VersionCursor> MvccIter<C> {
             }
             // First visible version of a new user key: it decides what the reader sees.
             let user_key = key.user_key.to_vec();
+            let epoch = key.epoch;
             let value = self.cursor.value();
             self.last_user_key = Some(user_key.clone());
             self.cursor.next().await?;
             if let Value::Put(v) = value {
+                self.last_epoch = epoch;
                 return Ok(Some((Bytes::from(user_key), v)));
             }
         }
@@ -134,12 +143,14 @@ impl<C: VersionCursor> MvccIter<C> {
             let after_end = !within_end(&self.range, &user_key, Direction::Forward);
             let mut visible = None;
             while self.cursor.is_valid() && self.cursor.key().user_key == user_key.as_slice() {
-                if self.cursor.key().epoch <= self.read_epoch {
-                    visible = Some(self.cursor.value());
+                let epoch = self.cursor.key().epoch;
+                if epoch <= self.read_epoch {
+                    visible = Some((self.cursor.value(), epoch));
                 }
                 self.cursor.next().await?;
             }
-            if let (Some(Value::Put(v)), false) = (visible, after_end) {
+            if let (Some((Value::Put(v), epoch)), false) = (visible, after_end) {
+                self.last_epoch = epoch;
                 return Ok(Some((Bytes::from(user_key), v)));
             }
         }
@@ -292,6 +303,25 @@ mod tests {
             collect(data, Epoch(1), Direction::Backward),
             vec![kv("b", "b1"), kv("a", "a1")]
         );
+    }
+
+    #[test]
+    fn reports_the_epoch_that_wrote_each_visible_value() {
+        let data = vec![put("a", 1, "a1"), put("a", 3, "a3"), put("b", 2, "b2")];
+        for (dir, expected) in [
+            (Direction::Forward, vec![3, 2]),
+            (Direction::Backward, vec![2, 3]),
+        ] {
+            let cursor = VecCursor::new(data.clone(), dir);
+            let mut it = MvccIter::new(cursor, Epoch(9), dir, (Bound::Unbounded, Bound::Unbounded));
+            let mut epochs = Vec::new();
+            futures::executor::block_on(async {
+                while it.next().await.unwrap().is_some() {
+                    epochs.push(it.epoch().0);
+                }
+            });
+            assert_eq!(epochs, expected);
+        }
     }
 
     #[test]

@@ -60,4 +60,7 @@ pub trait StateStore: Clone + Send + Sync + 'static {
 pub trait StateStoreIter: Send {
     /// The next pair, or `None` at the end.
     fn next(&mut self) -> impl Future<Output = StoreResult<Option<(Bytes, Bytes)>>> + Send;
+
+    /// The epoch that wrote the pair `next` returned last: when its row was last changed.
+    fn epoch(&self) -> Epoch;
 }

@@ -1137,6 +1137,10 @@ impl StateStoreIter for LsmIter {
     async fn next(&mut self) -> StoreResult<Option<(Bytes, Bytes)>> {
         Ok(self.inner.next().await?)
     }
+
+    fn epoch(&self) -> Epoch {
+        self.inner.epoch()
+    }
 }
 
 impl StateStore for LsmStore {

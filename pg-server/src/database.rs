@@ -788,7 +788,8 @@ impl Database {
                 let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
                 Some(rows_of(vec![("Name".into(), DataType::Varchar)], rows))
             }
-            ["describe" | "desc", name] => Some(self.describe_relation(name)?),
+            ["describe" | "desc", name] => Some(self.describe_relation(name, true)?),
+            ["show", "columns", "from" | "in", name] => Some(self.describe_relation(name, false)?),
             ["show", "create", kind @ .., name] if !kind.is_empty() => {
                 Some(self.show_create(&kind.join(" "), name)?)
             }
@@ -860,8 +861,10 @@ impl Database {
         ))
     }
 
-    /// `DESCRIBE name`: the columns of a table, view or index, then its primary key.
-    fn describe_relation(&self, name: &str) -> Result<StatementResult> {
+    /// `DESCRIBE name` and `SHOW COLUMNS FROM name`, as RisingWave prints them: each column
+    /// (hidden ones too, with the row id as `serial` and the commit-time pseudo-column), then
+    /// for `DESCRIBE` (`keys`) the primary and distribution keys and the relation's name.
+    fn describe_relation(&self, name: &str, keys: bool) -> Result<StatementResult> {
         let (schema, bare) = match name.split_once('.') {
             Some((schema, bare)) => (schema, bare),
             None => (DEFAULT_SCHEMA, name),
@@ -873,22 +876,54 @@ impl Database {
             .table(&sql_planner::qualified(schema, bare))
             .ok_or_else(|| PlanError::UndefinedTable(bare.to_string()))?;
         let text = |s: &str| Datum::Varchar(s.to_string());
+        let row =
+            |name: &str, ty: &str, hidden: Datum| vec![text(name), text(ty), hidden, Datum::Null];
+        let flag = |hidden: bool| text(if hidden { "true" } else { "false" });
+        let row_id = table.has_row_id().then(|| table.columns.len() - 1);
         let mut rows: Vec<Vec<Datum>> = table
             .columns
             .iter()
-            .map(|c| vec![text(&c.name), text(&c.ty.pg_name()), Datum::Bool(c.hidden)])
+            .enumerate()
+            .map(|(i, c)| {
+                let ty = if Some(i) == row_id {
+                    "serial".to_string()
+                } else {
+                    c.ty.pg_name()
+                };
+                row(&c.name, &ty, flag(c.hidden))
+            })
             .collect();
-        let pk: Vec<&str> = table
-            .pk
-            .iter()
-            .map(|i| table.columns[*i].name.as_str())
-            .collect();
-        rows.push(vec![text("primary key"), text(&pk.join(", ")), Datum::Null]);
+        if table.source.is_none() {
+            rows.push(row(
+                sql_planner::catalog::COMMIT_TIME_COLUMN,
+                &DataType::Timestamptz.pg_name(),
+                flag(true),
+            ));
+        }
+        if keys {
+            let names = |columns: &[usize]| -> String {
+                columns
+                    .iter()
+                    .map(|i| table.columns[*i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !table.pk.is_empty() {
+                rows.push(row("primary key", &names(&table.pk), Datum::Null));
+            }
+            let desc = table.desc();
+            let dist: Vec<usize> = desc.dist_key_in_pk.iter().map(|i| desc.pk[*i]).collect();
+            if !dist.is_empty() {
+                rows.push(row("distribution key", &names(&dist), Datum::Null));
+            }
+            rows.push(row("table description", &table.name, Datum::Null));
+        }
         Ok(rows_of(
             vec![
                 ("Name".into(), DataType::Varchar),
                 ("Type".into(), DataType::Varchar),
-                ("Is Hidden".into(), DataType::Boolean),
+                ("Is Hidden".into(), DataType::Varchar),
+                ("Description".into(), DataType::Varchar),
             ],
             rows,
         ))

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use sqlparser::dialect::PostgreSqlDialect;
+use crate::dialect::StreamDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -18,7 +18,7 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("append") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+    let tokens = Tokenizer::new(&StreamDialect, sql)
         .tokenize()
         .map_err(|e| PlanError::Syntax(e.to_string()))?;
     let word = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Name of the hidden row-id column of tables without a primary key.
 pub const ROW_ID_COLUMN: &str = "_row_id";
 
+/// Name of the pseudo-column every table and view has in queries: when each row was last
+/// changed (the commit time of the epoch that wrote it).
+pub const COMMIT_TIME_COLUMN: &str = "_rw_timestamp";
+
 /// One column of a table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ColumnCatalog {

@@ -6,8 +6,8 @@
 
 use std::borrow::Cow;
 
+use crate::dialect::StreamDialect;
 use sqlparser::ast::{self, SetExpr};
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
@@ -22,7 +22,7 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("corresponding") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+    let tokens = Tokenizer::new(&StreamDialect, sql)
         .tokenize()
         .map_err(|e| PlanError::Syntax(e.to_string()))?;
     let is_space = |t: &Token| matches!(t, Token::Whitespace(_));

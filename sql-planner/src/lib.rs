@@ -3,6 +3,7 @@ mod append_only;
 mod binder;
 pub mod catalog;
 mod corresponding;
+pub mod dialect;
 mod error;
 mod optimizer;
 mod source;
@@ -10,9 +11,9 @@ pub mod stream;
 
 use std::sync::Arc;
 
+use crate::dialect::StreamDialect;
 use dataflow::batch::plan::BatchPlan;
 use dataflow::types::DataType;
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use catalog::{
@@ -138,7 +139,8 @@ pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
     let sql = corresponding::rewrite(sql)?;
     let sql = append_only::rewrite(&sql)?;
     let sql = source::rewrite(&sql)?;
-    Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
+    let sql = dialect::rewrite(&sql)?;
+    Parser::parse_sql(&StreamDialect, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
 }
 
 /// Plans one parsed statement.

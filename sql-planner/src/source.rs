@@ -5,9 +5,9 @@
 
 use std::borrow::Cow;
 
+use crate::dialect::StreamDialect;
 use dataflow::source::{NexmarkSource, NexmarkTable, SourceSpec};
 use sqlparser::ast;
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer, Word};
 
 use crate::catalog::ColumnCatalog;
@@ -25,7 +25,7 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("source") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+    let tokens = Tokenizer::new(&StreamDialect, sql)
         .tokenize()
         .map_err(|e| PlanError::Syntax(e.to_string()))?;
     let solid: Vec<usize> = (0..tokens.len())

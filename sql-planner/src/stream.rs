@@ -178,6 +178,12 @@ impl Planner {
                 }
             }
             BatchPlan::Scan { table, mut columns } => {
+                if columns.contains(&table.commit_time_column()) {
+                    return Err(PlanError::NotSupported(format!(
+                        "{} in a materialized view",
+                        crate::catalog::COMMIT_TIME_COLUMN
+                    )));
+                }
                 let width = columns.len();
                 let mut key = Vec::new();
                 for pk in &table.pk {

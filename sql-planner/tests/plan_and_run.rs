@@ -452,6 +452,44 @@ async fn correlated_subqueries_of_any_shape() {
              (SELECT 1 FROM u JOIN u AS u2 ON u.id = u2.id AND u.id = t.id) ORDER BY id",
             vec![vec![i(1)], vec![i(3)]],
         ),
+        // A derived table referring to the enclosing query.
+        (
+            "SELECT id FROM t WHERE EXISTS \
+             (SELECT 1 FROM (SELECT id FROM u WHERE u.id = t.id) AS x) ORDER BY id",
+            vec![vec![i(1)], vec![i(3)]],
+        ),
+        // IN by a condition other than equalities: NULL where nothing matched but NULL was
+        // compared.
+        (
+            "SELECT id, v IN (SELECT u.id * 10 FROM u WHERE u.id <= t.id) FROM t ORDER BY id",
+            vec![
+                vec![i(1), b(true)],
+                vec![i(2), b(false)],
+                vec![i(3), b(true)],
+                vec![i(4), n.clone()],
+            ],
+        ),
+        // LATERAL: an aggregate gives every left row one row, others as many as they find.
+        (
+            "SELECT t.id, x.n FROM t, LATERAL (SELECT count(*) AS n FROM u WHERE u.id < t.id) \
+             AS x ORDER BY 1",
+            vec![
+                vec![i(1), i(0)],
+                vec![i(2), i(1)],
+                vec![i(3), i(1)],
+                vec![i(4), i(2)],
+            ],
+        ),
+        (
+            "SELECT t.id, x.tag FROM t CROSS JOIN LATERAL \
+             (SELECT tag FROM u WHERE u.id = t.id) AS x ORDER BY 1",
+            vec![vec![i(1), s("x")], vec![i(3), s("y")]],
+        ),
+        (
+            "SELECT t.id, x.tag FROM t LEFT JOIN LATERAL \
+             (SELECT tag FROM u WHERE u.id = t.id) AS x ON TRUE WHERE t.id < 3 ORDER BY 1",
+            vec![vec![i(1), s("x")], vec![i(2), n.clone()]],
+        ),
         // An outer row with a NULL still meets its own subquery rows.
         (
             "SELECT id, (SELECT count(*) FROM u WHERE t.v IS NULL) FROM t ORDER BY id",
@@ -464,6 +502,30 @@ async fn correlated_subqueries_of_any_shape() {
         ),
     ];
     for (sql, expected) in cases {
+        assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
+    }
+    let other_cases: Vec<(&str, Vec<Vec<Datum>>)> = vec![
+        (
+            "SELECT * EXCEPT (name), t.* EXCEPT (t.id, v) FROM t WHERE id = 1",
+            vec![vec![i(1), i(10), s("a")]],
+        ),
+        (
+            "SELECT id FROM t WHERE v IS DISTINCT FROM 10 ORDER BY id",
+            vec![vec![i(2)], vec![i(3)], vec![i(4)]],
+        ),
+        (
+            "SELECT id FROM t WHERE v IS NOT DISTINCT FROM NULL",
+            vec![vec![i(4)]],
+        ),
+        // Each row's commit time: the rows were written in epoch 1.
+        (
+            "SELECT _rw_timestamp FROM t WHERE id = 1",
+            vec![vec![Datum::Timestamptz(
+                i64::try_from(Epoch(1).unix_ms()).unwrap() * 1000,
+            )]],
+        ),
+    ];
+    for (sql, expected) in other_cases {
         assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
     }
     let sql = "SELECT (SELECT tag FROM u WHERE u.id > t.id) FROM t";

@@ -71,7 +71,10 @@ pub fn execute<S: StateStore>(plan: BatchPlan, ctx: Arc<BatchContext<S>>) -> Bat
         })),
         BatchPlan::Scan { table, columns } => {
             let start = async move {
-                let scan = TableScan::new(&ctx.store, &table, ctx.epoch, BATCH_ROWS).await?;
+                let mut scan = TableScan::new(&ctx.store, &table, ctx.epoch, BATCH_ROWS).await?;
+                if columns.contains(&table.commit_time_column()) {
+                    scan = scan.with_commit_time();
+                }
                 Ok::<_, Error>((scan, columns))
             };
             Box::pin(

@@ -214,7 +214,8 @@ pub enum BatchPlan {
     Scan {
         /// The table.
         table: TableDesc,
-        /// Which of its columns to output.
+        /// Which of its columns to output ([`TableDesc::commit_time_column`]: each row's
+        /// commit time).
         columns: Vec<usize>,
     },
     /// Rows where `predicate` is true.
@@ -319,7 +320,9 @@ impl BatchPlan {
     pub fn output_types(&self) -> Vec<DataType> {
         match self {
             BatchPlan::Values { types, .. } => types.clone(),
-            BatchPlan::Scan { table, columns } => columns.iter().map(|c| table.types[*c]).collect(),
+            BatchPlan::Scan { table, columns } => {
+                columns.iter().map(|c| table.column_type(*c)).collect()
+            }
             BatchPlan::Source { source, columns } => {
                 let types = source.types();
                 columns.iter().map(|c| types[*c]).collect()

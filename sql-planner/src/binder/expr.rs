@@ -196,7 +196,9 @@ pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
                     .iter()
                     .any(|a| matches!(a, Arg::Expr(x) if contains_agg(x)))
         }
-        E::BinaryOp { left, right, .. } => contains_agg(left) || contains_agg(right),
+        E::BinaryOp { left, right, .. }
+        | E::IsDistinctFrom(left, right)
+        | E::IsNotDistinctFrom(left, right) => contains_agg(left) || contains_agg(right),
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
         | E::IsNull(expr)
@@ -759,6 +761,30 @@ impl ExprBinder<'_, '_> {
                 bind_binary(op, l, r)
             }
             E::IsNull(inner) => Ok(Expr::IsNull(Box::new(self.bind(inner)?))),
+            E::IsDistinctFrom(left, right) | E::IsNotDistinctFrom(left, right) => {
+                let (l, r) = (self.bind(left)?, self.bind(right)?);
+                let Expr::Binary { left, right, .. } = bind_binary(&BinaryOperator::NotEq, l, r)?
+                else {
+                    unreachable!("a comparison binds to a binary expression");
+                };
+                // NULL is not distinct from NULL, and distinct from any value.
+                let distinct = Expr::Case {
+                    branches: vec![
+                        (Expr::IsNull(left.clone()), Expr::IsNotNull(right.clone())),
+                        (
+                            Expr::IsNull(right.clone()),
+                            Expr::literal(Datum::Bool(true), DataType::Boolean),
+                        ),
+                    ],
+                    otherwise: Some(Box::new(Expr::binary(BinaryOp::NotEq, *left, *right))),
+                    ty: DataType::Boolean,
+                };
+                Ok(if matches!(e, E::IsDistinctFrom(..)) {
+                    distinct
+                } else {
+                    Expr::Not(Box::new(distinct))
+                })
+            }
             // Boolean tests never return NULL: NULL is neither true nor false.
             // `IS UNKNOWN` is `IS NULL` for booleans only.
             E::IsUnknown(inner) => Ok(Expr::IsNull(Box::new(coerce_boolean(self.bind(inner)?)?))),

@@ -2,9 +2,9 @@
 //! $$SELECT expr$$` (or `RETURN expr`). A call is the body's expression with the arguments in
 //! place of their names, bound like any expression.
 
+use crate::dialect::StreamDialect;
 use dataflow::expr::Expr;
 use sqlparser::ast;
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::expr::{ExprBinder, Params, Scope, ScopeColumn, coerce, ident_name, sql_type};
@@ -57,7 +57,7 @@ pub(crate) fn bind_create_function(cf: &ast::CreateFunction, params: &Params) ->
             ast::CreateFunctionBody::AsBeforeOptions { body, .. }
             | ast::CreateFunctionBody::AsAfterOptions(body),
         ) => select_expression(
-            &Parser::parse_sql(&PostgreSqlDialect {}, string_of(body)?)
+            &Parser::parse_sql(&StreamDialect, string_of(body)?)
                 .map_err(|e| PlanError::Syntax(format!("function body: {e}")))?,
         )?,
         Some(ast::CreateFunctionBody::Return(e) | ast::CreateFunctionBody::AsReturnExpr(e)) => {
@@ -163,7 +163,7 @@ pub(crate) fn inline(
             })
             .collect(),
     };
-    let body = Parser::new(&PostgreSqlDialect {})
+    let body = Parser::new(&StreamDialect)
         .try_with_sql(&function.body)
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| PlanError::Syntax(format!("body of function {}: {e}", function.name)))?;

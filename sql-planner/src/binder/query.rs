@@ -197,7 +197,7 @@ fn fetch_first(plan: BatchPlan, fetch: &ast::Fetch) -> PlanResult<BatchPlan> {
 
 /// `AS name(a, b, ...)`: the relation's columns get `name` as qualifier and the leading ones
 /// the listed names.
-fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
+pub(crate) fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
     let name = ident_name(&alias.name);
     let mut renames = alias.columns.iter();
     for c in scope.columns.iter_mut().filter(|c| !c.hidden) {
@@ -513,22 +513,116 @@ impl Binder<'_> {
                 ));
                 continue;
             }
-            let mut current = self.bind_table_factor(&item.relation)?;
-            for join in &item.joins {
-                let right = self.bind_table_factor(&join.relation)?;
-                current = self.bind_join(current, right, &join.join_operator)?;
-            }
-            result = Some(match result {
-                None => current,
-                Some(left) => self.bind_join(
-                    left,
-                    current,
-                    &ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
-                )?,
-            });
+            let cross = ast::JoinOperator::CrossJoin(ast::JoinConstraint::None);
+            let mut current = match result.take() {
+                // A derived table that may refer to the items before it joins them first.
+                Some(left)
+                    if matches!(item.relation, ast::TableFactor::Derived { .. })
+                        && item.joins.iter().all(|j| keeps_left_rows(&j.join_operator)) =>
+                {
+                    self.bind_joined_factor(left, &item.relation, &cross)?
+                }
+                left => {
+                    let current = self.bind_table_factor(&item.relation)?;
+                    match left {
+                        Some(left) => {
+                            let current = self.bind_joins(current, &item.joins)?;
+                            result = Some(self.bind_join(left, current, &cross)?);
+                            continue;
+                        }
+                        None => current,
+                    }
+                }
+            };
+            current = self.bind_joins(current, &item.joins)?;
+            result = Some(current);
         }
         // No FROM: one row without columns.
         Ok(result.unwrap_or_else(one_row))
+    }
+
+    /// The columns of `scope` that a wildcard's `EXCLUDE (...)` (written `EXCEPT (...)`, see
+    /// `dialect.rs`) leaves out.
+    fn excluded_columns(
+        &self,
+        scope: &Scope,
+        options: &ast::WildcardAdditionalOptions,
+    ) -> PlanResult<Vec<usize>> {
+        let ast::WildcardAdditionalOptions {
+            opt_exclude,
+            opt_ilike: None,
+            opt_except: None,
+            opt_replace: None,
+            opt_rename: None,
+            ..
+        } = options
+        else {
+            return Err(PlanError::NotSupported(format!("* {options}")));
+        };
+        let names = match opt_exclude {
+            None => return Ok(vec![]),
+            Some(ast::ExcludeSelectItem::Single(name)) => std::slice::from_ref(name),
+            Some(ast::ExcludeSelectItem::Multiple(names)) => names.as_slice(),
+        };
+        names
+            .iter()
+            .map(|name| {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .map(|p| p.as_ident().map_or(p.to_string(), ident_name))
+                    .collect();
+                match parts.as_slice() {
+                    [column] => scope.resolve(None, column),
+                    [.., table, column] => scope.resolve(Some(table), column),
+                    [] => Err(PlanError::Syntax("an empty column name".into())),
+                }
+            })
+            .collect()
+    }
+
+    /// `left` joined with each of `joins` in turn.
+    fn bind_joins(
+        &mut self,
+        mut left: (BatchPlan, Scope),
+        joins: &[ast::Join],
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        for join in joins {
+            left = self.bind_joined_factor(left, &join.relation, &join.join_operator)?;
+        }
+        Ok(left)
+    }
+
+    /// `left` joined with `factor` by `op`. A derived table may refer to `left`'s columns:
+    /// with `LATERAL` to any, without only to an enclosing query's (which a correlated
+    /// subquery's rewrite puts in FROM); see `bind_lateral`.
+    fn bind_joined_factor(
+        &mut self,
+        left: (BatchPlan, Scope),
+        factor: &ast::TableFactor,
+        op: &ast::JoinOperator,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        if let ast::TableFactor::Derived {
+            lateral,
+            subquery,
+            alias,
+            ..
+        } = factor
+        {
+            if *lateral {
+                return self.bind_lateral(left, subquery, alias.as_ref(), op, false);
+            }
+            if left.1.columns.iter().any(|c| c.outer) {
+                match self.bind_table_factor(factor) {
+                    Err(PlanError::UndefinedTable(_) | PlanError::UndefinedColumn(_)) => {
+                        return self.bind_lateral(left, subquery, alias.as_ref(), op, true);
+                    }
+                    right => return self.bind_join(left, right?, op),
+                }
+            }
+        }
+        let right = self.bind_table_factor(factor)?;
+        self.bind_join(left, right, op)
     }
 
     /// For `unnest(array)`, and `generate_series` over more than constants, the array whose
@@ -913,7 +1007,7 @@ impl Binder<'_> {
         if exprs.len() != arity && exprs.len() != arity + 1 {
             return Err(usage());
         }
-        let relation = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        let relation = sqlparser::parser::Parser::new(&crate::dialect::StreamDialect)
             .try_with_sql(&exprs[0].to_string())
             .and_then(|mut p| p.parse_table_factor())
             .map_err(|_| usage())?;
@@ -1251,24 +1345,37 @@ impl Binder<'_> {
                 if let Some(alias) = alias {
                     apply_alias(&mut scope, alias);
                 }
-                let columns = (0..table.columns.len()).collect();
+                let mut columns: Vec<usize> = (0..table.columns.len()).collect();
                 let plan = match &table.source {
                     Some(source) => BatchPlan::Source {
                         source: source.clone(),
                         columns,
                     },
-                    None => BatchPlan::Scan {
-                        columns,
-                        table: table.desc(),
-                    },
+                    None => {
+                        // Each row's commit time, as the hidden `_rw_timestamp` (pruned when
+                        // unused).
+                        let desc = table.desc();
+                        columns.push(desc.commit_time_column());
+                        scope.columns.push(ScopeColumn {
+                            table: Some(qualifier.clone()),
+                            name: crate::catalog::COMMIT_TIME_COLUMN.into(),
+                            ty: DataType::Timestamptz,
+                            hidden: true,
+                            outer: false,
+                        });
+                        BatchPlan::Scan {
+                            columns,
+                            table: desc,
+                        }
+                    }
                 };
                 Ok((plan, scope))
             }
+            ast::TableFactor::Derived { lateral: true, .. } => Err(PlanError::NotSupported(
+                "LATERAL as the first item of FROM".into(),
+            )),
             ast::TableFactor::Derived {
-                subquery,
-                alias,
-                lateral: false,
-                ..
+                subquery, alias, ..
             } => {
                 let bound = self.bind_query(subquery)?;
                 let mut scope = bound.scope;
@@ -1546,7 +1653,9 @@ impl Binder<'_> {
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     items.push((expr, ident_name(alias)))
                 }
-                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                ast::SelectItem::Wildcard(options)
+                | ast::SelectItem::QualifiedWildcard(_, options) => {
+                    let excluded = self.excluded_columns(&scope, options)?;
                     let qualifier = match item {
                         ast::SelectItem::QualifiedWildcard(
                             ast::SelectItemQualifiedWildcardKind::ObjectName(n),
@@ -1561,6 +1670,7 @@ impl Binder<'_> {
                     let before = star_columns.len();
                     for (i, c) in scope.columns.iter().enumerate() {
                         if !c.hidden
+                            && !excluded.contains(&i)
                             && qualifier
                                 .as_ref()
                                 .is_none_or(|q| c.table.as_ref() == Some(q))
@@ -1815,6 +1925,16 @@ impl Binder<'_> {
 }
 
 /// The value of an expression without column references.
+/// Whether a join by `op` keeps every row of its left side.
+pub(crate) fn keeps_left_rows(op: &ast::JoinOperator) -> bool {
+    !matches!(
+        op,
+        ast::JoinOperator::Right(_)
+            | ast::JoinOperator::RightOuter(_)
+            | ast::JoinOperator::FullOuter(_)
+    )
+}
+
 fn constant(e: Expr) -> PlanResult<Datum> {
     let empty = dataflow::chunk::batch_of(dataflow::chunk::schema_of(&[]), vec![], 1)
         .map_err(|e| PlanError::NotSupported(e.to_string()))?;

@@ -18,17 +18,18 @@
 //! Correlation other than equalities in WHERE, and correlated subqueries that are not of these
 //! shapes, are reported as not supported.
 
+use crate::dialect::StreamDialect;
 use dataflow::batch::plan::{BatchPlan, JoinKind};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::types::{DataType, Datum};
 use sqlparser::ast::{self, SetExpr};
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::Binder;
 use super::expr::{
     ExprBinder, Scope, ScopeColumn, coerce, coerce_boolean, common_type, contains_agg,
 };
+use super::query::{apply_alias, keeps_left_rows};
 use crate::error::{PlanError, PlanResult};
 
 /// Some value of type `ty`, standing in for NULL in a null-safe join key.
@@ -87,7 +88,7 @@ fn with_outer(outer: &Scope, inner: &Scope) -> Scope {
 
 /// Parses an expression the binder writes.
 pub(crate) fn parse_expr(sql: &str) -> PlanResult<ast::Expr> {
-    Parser::new(&PostgreSqlDialect {})
+    Parser::new(&StreamDialect)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| PlanError::Syntax(e.to_string()))
@@ -95,7 +96,7 @@ pub(crate) fn parse_expr(sql: &str) -> PlanResult<ast::Expr> {
 
 /// Parses a query this module writes.
 fn parse_query(sql: &str) -> PlanResult<ast::Query> {
-    Parser::new(&PostgreSqlDialect {})
+    Parser::new(&StreamDialect)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_query())
         .map(|q| *q)
@@ -147,6 +148,97 @@ fn is_aggregated(s: &ast::Select) -> bool {
             }
             _ => false,
         })
+}
+
+/// The distinct rows of some columns of an outer input, as a relation (bound under the name
+/// `relation`) that a subquery planned by those rows puts first in its FROM.
+struct OuterRows {
+    relation: String,
+    /// The positions of the columns in the outer scope.
+    columns: Vec<usize>,
+    bound: super::query::BoundQuery,
+}
+
+/// The names `d0, d1, ...` under which the rows of an [`OuterRows`] relation number its
+/// columns.
+fn d_names(k: usize) -> Vec<String> {
+    (0..k).map(|j| format!("d{j}")).collect()
+}
+
+/// `c` as two join keys on which NULL matches NULL: whether it is NULL, and its value or a
+/// stand-in.
+fn null_safe(c: Expr) -> [Expr; 2] {
+    let ty = c.data_type();
+    [
+        Expr::IsNull(Box::new(c.clone())),
+        Expr::Coalesce {
+            args: vec![c, Expr::literal(stand_in(ty), ty)],
+            ty,
+        },
+    ]
+}
+
+/// `select` evaluated for each row of the `k`-column relation `relation` (see [`OuterRows`]):
+/// the relation joins its FROM first, its `d` columns come before `projection`, and an
+/// `aggregated` select is grouped by them too.
+fn per_outer_row(
+    select: &ast::Select,
+    relation: &str,
+    k: usize,
+    projection: Vec<ast::SelectItem>,
+    aggregated: bool,
+) -> PlanResult<ast::Select> {
+    let mut inner = select.clone();
+    let SetExpr::Select(from) = parse_query(&format!("SELECT 1 FROM {relation}"))?
+        .body
+        .as_ref()
+        .clone()
+    else {
+        unreachable!("a SELECT parses as one");
+    };
+    // First, so that set-returning functions in FROM see it (as a FROM item of its own) and
+    // so do the ON conditions of the first item's joins: `D CROSS JOIN a JOIN b ON ...`
+    // (unless a right or full join there would give rows without a D row).
+    let mut outer_item = from.from;
+    match inner.from.first_mut() {
+        Some(first)
+            if !first.joins.is_empty()
+                && first
+                    .joins
+                    .iter()
+                    .all(|j| keeps_left_rows(&j.join_operator)) =>
+        {
+            let relation = std::mem::replace(&mut first.relation, outer_item.remove(0).relation);
+            first.joins.insert(
+                0,
+                ast::Join {
+                    relation,
+                    global: false,
+                    join_operator: ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
+                },
+            );
+        }
+        _ => {
+            inner.from.splice(0..0, outer_item);
+        }
+    }
+    let d_names = d_names(k);
+    inner.projection = d_names
+        .iter()
+        .map(|d| Ok(aliased(parse_expr(&format!("{relation}.{d}"))?, d)))
+        .chain(projection.into_iter().map(Ok))
+        .collect::<PlanResult<_>>()?;
+    if aggregated {
+        let mut keys = match &inner.group_by {
+            ast::GroupByExpr::Expressions(g, _) => g.clone(),
+            ast::GroupByExpr::All(_) => vec![],
+        };
+        for d in &d_names {
+            keys.push(parse_expr(&format!("{relation}.{d}"))?);
+        }
+        inner.group_by = ast::GroupByExpr::Expressions(keys, vec![]);
+    }
+    Ok(inner)
 }
 
 impl Binder<'_> {
@@ -295,7 +387,14 @@ impl Binder<'_> {
                 negated,
             } => {
                 self.rewrite(expr, plan, scope)?;
-                *e = self.in_subquery(expr, subquery, *negated, plan, scope)?;
+                *e = match self.in_subquery(expr, subquery, *negated, plan, scope) {
+                    Err(
+                        PlanError::NotSupported(_)
+                        | PlanError::UndefinedColumn(_)
+                        | PlanError::UndefinedTable(_),
+                    ) => self.in_by_outer_rows(expr, subquery, *negated, plan, scope)?,
+                    other => other?,
+                };
             }
             E::BinaryOp { left, right, .. } => {
                 self.rewrite(left, plan, scope)?;
@@ -528,6 +627,224 @@ impl Binder<'_> {
         }
     }
 
+    /// The distinct rows of `columns` of `plan` (over `scope`) as a relation: each column
+    /// under its own name, for those that `named` accepts (hidden, and marked outer so that a
+    /// subquery's own columns shadow them), then all as `d0, d1, ...`.
+    fn outer_rows(
+        &mut self,
+        plan: &BatchPlan,
+        scope: &Scope,
+        columns: Vec<usize>,
+        named: impl Fn(&ScopeColumn) -> bool,
+        what: &str,
+    ) -> OuterRows {
+        self.subqueries += 1;
+        let relation = format!("__sq{}_{what}", self.subqueries);
+        let k = columns.len();
+        let ty = |j: usize| scope.columns[columns[j]].ty;
+        let distinct = BatchPlan::HashAgg {
+            input: Box::new(BatchPlan::Project {
+                input: Box::new(plan.clone()),
+                exprs: (0..k).map(|j| Expr::column(columns[j], ty(j))).collect(),
+            }),
+            group_keys: (0..k).collect(),
+            aggs: vec![],
+        };
+        let named: Vec<usize> = (0..k)
+            .filter(|j| named(&scope.columns[columns[*j]]))
+            .collect();
+        let named_columns = named.iter().map(|j| ScopeColumn {
+            hidden: true,
+            outer: true,
+            ..scope.columns[columns[*j]].clone()
+        });
+        let numbered = (0..k).map(|j| ScopeColumn {
+            table: None,
+            name: format!("d{j}"),
+            ty: ty(j),
+            hidden: true,
+            outer: false,
+        });
+        let bound = super::query::BoundQuery {
+            plan: BatchPlan::Project {
+                input: Box::new(distinct),
+                exprs: named
+                    .iter()
+                    .copied()
+                    .chain(0..k)
+                    .map(|j| Expr::column(j, ty(j)))
+                    .collect(),
+            },
+            scope: Scope {
+                columns: named_columns.chain(numbered).collect(),
+            },
+        };
+        OuterRows {
+            relation,
+            columns,
+            bound,
+        }
+    }
+
+    /// A derived table in FROM whose query refers to the columns of the items before it
+    /// (`left`): `LATERAL (...)`, or — with `outer_only`, where only those resolve — one that
+    /// refers to an enclosing query's columns, which the rewrite of a correlated subquery (see
+    /// `by_outer_rows`) puts in FROM before it. The query is planned for each distinct row of
+    /// `left`, like a correlated subquery, and joined back to `left` on all its columns,
+    /// NULLs matching NULLs.
+    pub(crate) fn bind_lateral(
+        &mut self,
+        left: (BatchPlan, Scope),
+        q: &ast::Query,
+        alias: Option<&ast::TableAlias>,
+        op: &ast::JoinOperator,
+        outer_only: bool,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        use ast::JoinOperator as J;
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return Err(PlanError::NotSupported(
+                "a correlated derived table other than a SELECT".into(),
+            ));
+        };
+        if q.order_by.is_some() || q.limit_clause.is_some() || q.with.is_some() || q.fetch.is_some()
+        {
+            return Err(PlanError::NotSupported(
+                "a correlated derived table with ORDER BY, LIMIT, FETCH or WITH".into(),
+            ));
+        }
+        let (on, keeps_left) = match op {
+            J::Join(c) | J::Inner(c) | J::CrossJoin(c) => (c, false),
+            J::Left(c) | J::LeftOuter(c) => (c, true),
+            other => {
+                return Err(PlanError::NotSupported(format!(
+                    "{other:?} with a correlated derived table"
+                )));
+            }
+        };
+        let on = match on {
+            ast::JoinConstraint::On(e) => Some(e),
+            ast::JoinConstraint::None => None,
+            _ => {
+                return Err(PlanError::NotSupported(
+                    "USING or NATURAL with a correlated derived table".into(),
+                ));
+            }
+        };
+        let (mut plan, mut scope) = left;
+        let rows = self.outer_rows(
+            &plan,
+            &scope,
+            (0..scope.columns.len()).collect(),
+            |c| !outer_only || c.outer,
+            "lateral",
+        );
+        let k = rows.columns.len();
+        let inner = per_outer_row(
+            select,
+            &rows.relation,
+            k,
+            select.projection.clone(),
+            is_aggregated(select),
+        )?;
+        self.ctes.push((rows.relation, rows.bound));
+        let bound = self.bind_query(&query_of(inner));
+        self.ctes.pop();
+        let bound = bound?;
+        let types = bound.plan.output_types();
+        let outputs = types.len() - k;
+        let sub = BatchPlan::Project {
+            exprs: (0..k)
+                .flat_map(|j| null_safe(Expr::column(j, types[j])))
+                .chain((k..types.len()).map(|i| Expr::column(i, types[i])))
+                .chain([Expr::literal(Datum::Bool(true), DataType::Boolean)])
+                .collect(),
+            input: Box::new(bound.plan),
+        };
+        let names: Vec<String> = d_names(2 * k)
+            .into_iter()
+            .chain((0..outputs).map(|i| format!("c{i}")))
+            .chain(["matched".to_string()])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let keys = (0..k)
+            .flat_map(|j| null_safe(Expr::column(j, scope.columns[j].ty)))
+            .collect();
+        self.join_subquery(&mut plan, &mut scope, sub, &names, keys)?;
+        // The query's columns, named as it names them.
+        let first = scope.columns.len() - 1 - outputs;
+        let mut named = Scope {
+            columns: bound.scope.columns[k..].to_vec(),
+        };
+        if let Some(alias) = alias {
+            apply_alias(&mut named, alias);
+        }
+        for (column, name) in scope.columns[first..].iter_mut().zip(named.columns) {
+            *column = ScopeColumn {
+                ty: column.ty,
+                ..name
+            };
+        }
+        let matched = Expr::column(scope.columns.len() - 1, DataType::Boolean);
+        // An aggregation without GROUP BY has one row for every left row: where nothing
+        // matched, its aggregates over no rows (count is 0, the others NULL).
+        let one_row = matches!(&select.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            && select.having.is_none()
+            && is_aggregated(select);
+        if one_row {
+            let counts: Vec<bool> = select
+                .projection
+                .iter()
+                .map(|item| {
+                    matches!(item, ast::SelectItem::UnnamedExpr(ast::Expr::Function(f))
+                        | ast::SelectItem::ExprWithAlias { expr: ast::Expr::Function(f), .. }
+                        if f.name.to_string().eq_ignore_ascii_case("count"))
+                })
+                .collect();
+            let exprs = (0..scope.columns.len())
+                .map(|i| {
+                    let column = Expr::column(i, scope.columns[i].ty);
+                    if i >= first && i - first < outputs && counts[i - first] {
+                        Expr::Coalesce {
+                            args: vec![column, Expr::literal(Datum::Int64(0), DataType::Int64)],
+                            ty: DataType::Int64,
+                        }
+                    } else {
+                        column
+                    }
+                })
+                .collect();
+            plan = BatchPlan::Project {
+                input: Box::new(plan),
+                exprs,
+            };
+        }
+        let on = on
+            .map(|e| coerce_boolean(ExprBinder::bind_plain(&scope, &self.params, e)?))
+            .transpose()?;
+        let predicate = match (keeps_left || one_row, on) {
+            (true, None) => None,
+            (true, Some(on)) if one_row && !keeps_left => Some(on),
+            (true, Some(on)) => {
+                if on != Expr::literal(Datum::Bool(true), DataType::Boolean) {
+                    return Err(PlanError::NotSupported(
+                        "LEFT JOIN LATERAL with a condition other than ON TRUE".into(),
+                    ));
+                }
+                None
+            }
+            (false, on) => {
+                Expr::and_all([Expr::IsNotNull(Box::new(matched))].into_iter().chain(on))
+            }
+        };
+        if let Some(predicate) = predicate {
+            plan = BatchPlan::Filter {
+                input: Box::new(plan),
+                predicate,
+            };
+        }
+        Ok((plan, scope))
+    }
+
     /// Plans a correlated subquery by the distinct rows of the outer input's columns (`D`):
     /// `D` joins the subquery's FROM as a relation whose columns carry the outer names (so
     /// correlated references anywhere in the subquery resolve to them, below its own
@@ -561,99 +878,24 @@ impl Binder<'_> {
                 ));
             }
         };
-        self.subqueries += 1;
-        let relation = format!("__sq{}_outer", self.subqueries);
-        let outer: Vec<usize> = (0..scope.columns.len())
+        let columns: Vec<usize> = (0..scope.columns.len())
             .filter(|i| !scope.columns[*i].hidden)
             .collect();
-        let k = outer.len();
-        let column = |j: usize| Expr::column(outer[j], scope.columns[outer[j]].ty);
-        let distinct = BatchPlan::HashAgg {
-            input: Box::new(BatchPlan::Project {
-                input: Box::new(plan.clone()),
-                exprs: (0..k).map(column).collect(),
-            }),
-            group_keys: (0..k).collect(),
-            aggs: vec![],
-        };
-        // Each outer column twice: under its own name, for the subquery's references, and as
-        // `d<j>`, for this rewrite's.
-        let named = outer.iter().map(|i| ScopeColumn {
-            hidden: false,
-            outer: true,
-            ..scope.columns[*i].clone()
-        });
-        let numbered = outer.iter().enumerate().map(|(j, i)| ScopeColumn {
-            table: None,
-            name: format!("d{j}"),
-            ty: scope.columns[*i].ty,
-            hidden: true,
-            outer: false,
-        });
-        let d_scope = Scope {
-            columns: named.chain(numbered).collect(),
-        };
-        let d_plan = BatchPlan::Project {
-            input: Box::new(distinct),
-            exprs: (0..2 * k)
-                .map(|j| Expr::column(j % k, scope.columns[outer[j % k]].ty))
-                .collect(),
-        };
-        let d_names: Vec<String> = (0..k).map(|j| format!("d{j}")).collect();
-        let mut inner = select.as_ref().clone();
-        let SetExpr::Select(from) = parse_query(&format!("SELECT 1 FROM {relation}"))?
-            .body
-            .as_ref()
-            .clone()
-        else {
-            unreachable!("a SELECT parses as one");
-        };
-        // First, so that set-returning functions in FROM see it (as a FROM item of its own)
-        // and so do the ON conditions of the first item's joins: `D CROSS JOIN a JOIN b ON
-        // ...` (unless a right or full join there would give rows without a D row).
-        let mut outer_item = from.from;
-        let keeps_rows = |j: &ast::Join| {
-            !matches!(
-                j.join_operator,
-                ast::JoinOperator::Right(_)
-                    | ast::JoinOperator::RightOuter(_)
-                    | ast::JoinOperator::FullOuter(_)
-            )
-        };
-        match inner.from.first_mut() {
-            Some(first) if !first.joins.is_empty() && first.joins.iter().all(keeps_rows) => {
-                let relation =
-                    std::mem::replace(&mut first.relation, outer_item.remove(0).relation);
-                first.joins.insert(
-                    0,
-                    ast::Join {
-                        relation,
-                        global: false,
-                        join_operator: ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
-                    },
-                );
-            }
-            _ => {
-                inner.from.splice(0..0, outer_item);
-            }
-        }
-        inner.projection = d_names
-            .iter()
-            .map(|d| Ok(aliased(parse_expr(&format!("{relation}.{d}"))?, d)))
-            .chain([Ok(aliased(item.clone(), "v"))])
-            .collect::<PlanResult<_>>()?;
-        let grouped = !matches!(&inner.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
-            || inner.having.is_some();
-        if grouped || (!matches!(collect, Collect::Exists { .. }) && contains_agg(&item)) {
-            let mut keys = match &inner.group_by {
-                ast::GroupByExpr::Expressions(g, _) => g.clone(),
-                ast::GroupByExpr::All(_) => vec![],
-            };
-            for d in &d_names {
-                keys.push(parse_expr(&format!("{relation}.{d}"))?);
-            }
-            inner.group_by = ast::GroupByExpr::Expressions(keys, vec![]);
-        }
+        let rows = self.outer_rows(plan, scope, columns, |_| true, "outer");
+        let k = rows.columns.len();
+        let column = |j: usize| Expr::column(rows.columns[j], scope.columns[rows.columns[j]].ty);
+        let d_names = d_names(k);
+        let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            || select.having.is_some();
+        let aggregated =
+            grouped || (!matches!(collect, Collect::Exists { .. }) && contains_agg(&item));
+        let inner = per_outer_row(
+            select,
+            &rows.relation,
+            k,
+            vec![aliased(item.clone(), "v")],
+            aggregated,
+        )?;
         let mut inner_query = query_of(inner);
         // ORDER BY positions move past the `d` columns put first.
         inner_query.order_by = q.order_by.clone().map(|mut o| {
@@ -688,27 +930,10 @@ impl Binder<'_> {
                 )
             }
         };
-        self.ctes.push((
-            relation,
-            super::query::BoundQuery {
-                plan: d_plan,
-                scope: d_scope,
-            },
-        ));
+        self.ctes.push((rows.relation, rows.bound));
         let bound = self.bind_query(&parse_query(&collected)?);
         self.ctes.pop();
         let bound = bound?;
-        // Null-safe keys: whether each column is NULL, and its value or a stand-in.
-        let null_safe = |c: Expr| -> Vec<Expr> {
-            let ty = c.data_type();
-            vec![
-                Expr::IsNull(Box::new(c.clone())),
-                Expr::Coalesce {
-                    args: vec![c, Expr::literal(stand_in(ty), ty)],
-                    ty,
-                },
-            ]
-        };
         let types = bound.plan.output_types();
         let sub = BatchPlan::Project {
             exprs: (0..k)
@@ -859,6 +1084,29 @@ impl Binder<'_> {
         parse_expr(&format!(
             "__sq{n}_matched IS {}NULL",
             if negated { "" } else { "NOT " }
+        ))
+    }
+
+    /// `x [NOT] IN (q)` for a correlation `in_subquery` does not cover: a scalar subquery
+    /// planned by the outer rows (see `by_outer_rows`) tells whether some row equals `x` (2),
+    /// else whether some comparison was NULL (1), else (0, or no rows) not.
+    fn in_by_outer_rows(
+        &mut self,
+        x: &ast::Expr,
+        q: &ast::Query,
+        negated: bool,
+        plan: &mut BatchPlan,
+        scope: &mut Scope,
+    ) -> PlanResult<ast::Expr> {
+        let code = parse_query(&format!(
+            "SELECT max(CASE WHEN __in_rows.__in_value = ({x}) THEN 2 \
+             WHEN (__in_rows.__in_value = ({x})) IS NULL THEN 1 ELSE 0 END) \
+             FROM ({q}) AS __in_rows(__in_value)"
+        ))?;
+        let code = self.by_outer_rows(&code, Collect::Scalar, plan, scope)?;
+        parse_expr(&format!(
+            "{}(CASE COALESCE({code}, 0) WHEN 2 THEN TRUE WHEN 1 THEN NULL ELSE FALSE END)",
+            if negated { "NOT " } else { "" }
         ))
     }
 
