@@ -1,10 +1,13 @@
-//! Sources: rows that come from a connector rather than DML. The `nexmark` connector generates
-//! the Nexmark benchmark's persons, auctions or bids with the `nexmark` crate (the generator
-//! RisingWave and others use, so results are comparable).
+//! Sources: rows that come from a connector rather than DML.
 //!
-//! A view over a source reads it from its first event; the source operator of the view's job
-//! keeps its offset in a state table committed with each epoch, so after a restart it resumes
-//! exactly after the last committed event: nothing is lost or generated twice.
+//! - `nexmark` generates the Nexmark benchmark's persons, auctions or bids with the `nexmark`
+//!   crate (the generator RisingWave and others use, so results are comparable).
+//! - `datagen` generates rows of the declared columns: sequences, or seeded random values.
+//!
+//! Both generate row `n` as a pure function of the source's settings and `n`. A view over a
+//! source reads it from its first row; the source operator of the view's job keeps its offset
+//! in a state table committed with each epoch, so after a restart it resumes exactly after the
+//! last committed row: nothing is lost or generated twice.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -101,25 +104,122 @@ pub struct NexmarkSource {
     pub base_time_ms: u64,
 }
 
+/// A `datagen` source's settings (its `WITH` options).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatagenSource {
+    /// How each declared column is generated.
+    pub fields: Vec<DatagenField>,
+    /// `datagen.rows.per.second`: the pace (0: as fast as the view takes them).
+    pub rows_per_second: u64,
+    /// When the source was created: random times fall in the `max_past` before it.
+    pub base_time_ms: u64,
+}
+
+/// One generated column of a `datagen` source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatagenField {
+    /// Its type.
+    pub ty: DataType,
+    /// How its values are made.
+    pub kind: DatagenKind,
+}
+
+/// How a `datagen` column's values are made (`fields.<column>.kind` and its options).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DatagenKind {
+    /// `sequence`: `start`, `start + 1`, ... up to `end` (a number column); NULL after it.
+    Sequence {
+        /// The first value.
+        start: i64,
+        /// The last value.
+        end: i64,
+    },
+    /// `random` numbers between `min` and `max`.
+    Random {
+        /// The least value.
+        min: f64,
+        /// The greatest value.
+        max: f64,
+        /// `seed`: the same seed gives the same values.
+        seed: u64,
+    },
+    /// `random` strings of `length` letters and digits.
+    RandomString {
+        /// The length.
+        length: usize,
+        /// The seed.
+        seed: u64,
+    },
+    /// `random` booleans.
+    RandomBool {
+        /// The seed.
+        seed: u64,
+    },
+    /// `random` dates and times within `max_past_ms` before the source's creation.
+    RandomTime {
+        /// `max_past`, in milliseconds.
+        max_past_ms: u64,
+        /// The seed.
+        seed: u64,
+    },
+}
+
+/// A source's connector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connector {
+    /// `connector = 'nexmark'`.
+    Nexmark(NexmarkSource),
+    /// `connector = 'datagen'`.
+    Datagen(DatagenSource),
+}
+
 /// A source's connector and the columns it was declared with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourceSpec {
     /// The connector.
-    pub nexmark: NexmarkSource,
+    #[serde(flatten)]
+    pub connector: Connector,
     /// For each declared column, the position of the generated field it takes (in
-    /// [`NexmarkTable::columns`]); the hidden row id (the event's offset) follows them.
+    /// [`NexmarkTable::columns`], or [`DatagenSource::fields`]); the hidden row id (the
+    /// row's offset) follows them.
     pub fields: Vec<usize>,
 }
 
 impl SourceSpec {
     /// The types of the source's rows: its declared columns, then the row id.
     pub fn types(&self) -> Vec<DataType> {
-        let all = self.nexmark.table.columns();
         self.fields
             .iter()
-            .map(|f| all[*f].1)
+            .map(|f| match &self.connector {
+                Connector::Nexmark(n) => n.table.columns()[*f].1,
+                Connector::Datagen(d) => d.fields[*f].ty,
+            })
             .chain([DataType::Int64])
             .collect()
+    }
+
+    /// The connector's name and what it generates, for plans.
+    pub fn describe(&self) -> String {
+        match &self.connector {
+            Connector::Nexmark(n) => format!("nexmark, table: {:?}", n.table),
+            Connector::Datagen(_) => "datagen".into(),
+        }
+    }
+
+    /// The least time between rows in nanoseconds (0: no pacing).
+    fn gap_ns(&self) -> u64 {
+        match &self.connector {
+            Connector::Nexmark(n) => n.min_event_gap_ns,
+            Connector::Datagen(d) => 1_000_000_000u64.checked_div(d.rows_per_second).unwrap_or(0),
+        }
+    }
+
+    fn max_chunk_size(&self) -> usize {
+        match &self.connector {
+            Connector::Nexmark(n) => n.max_chunk_size.max(1),
+            Connector::Datagen(_) => 1024,
+        }
     }
 }
 
@@ -179,11 +279,103 @@ fn fields_of(event: Event) -> Vec<Datum> {
     }
 }
 
+/// A seeded random number for row `offset`.
+fn random(seed: u64, offset: u64, salt: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&offset.to_le_bytes());
+    bytes[8..].copy_from_slice(&salt.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
+}
+
+/// A number as a value of a numeric type.
+fn number(ty: DataType, integer: i64, float: f64) -> Result<Datum> {
+    let out_of_range =
+        || Error::OutOfRange(format!("datagen value {integer} out of range for {ty}"));
+    Ok(match ty {
+        DataType::Int16 => Datum::Int16(i16::try_from(integer).map_err(|_| out_of_range())?),
+        DataType::Int32 => Datum::Int32(i32::try_from(integer).map_err(|_| out_of_range())?),
+        DataType::Int64 => Datum::Int64(integer),
+        DataType::Float32 => Datum::Float32(float as f32),
+        DataType::Float64 => Datum::Float64(float),
+        DataType::Decimal => Datum::Decimal(crate::types::Decimal::from_f64(float)?),
+        other => Err(Error::Internal(format!(
+            "datagen makes no numbers of type {other}"
+        )))?,
+    })
+}
+
+impl DatagenField {
+    /// The value of this field, the `column`-th, in row `offset`.
+    fn value(&self, offset: u64, column: usize, base_time_ms: u64) -> Result<Datum> {
+        let salt = column as u64;
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        match &self.kind {
+            DatagenKind::Sequence { start, end } => {
+                let v = start.saturating_add(signed(offset));
+                if v > *end {
+                    return Ok(Datum::Null);
+                }
+                number(self.ty, v, v as f64)
+            }
+            DatagenKind::Random { min, max, seed } => {
+                let r = random(*seed, offset, salt);
+                if matches!(
+                    self.ty,
+                    DataType::Float32 | DataType::Float64 | DataType::Decimal
+                ) {
+                    let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
+                    let v = min + unit * (max - min);
+                    number(self.ty, v as i64, v)
+                } else {
+                    let (lo, hi) = (min.ceil() as i64, max.floor() as i64);
+                    let span = hi.saturating_sub(lo).unsigned_abs().saturating_add(1);
+                    let v = lo.saturating_add(signed(r % span.max(1)));
+                    number(self.ty, v, v as f64)
+                }
+            }
+            DatagenKind::RandomString { length, seed } => {
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                let text = (0..*length)
+                    .map(|i| {
+                        let r = random(*seed, offset, salt ^ ((i as u64 + 1) << 32));
+                        char::from(ALPHABET[(r % ALPHABET.len() as u64) as usize])
+                    })
+                    .collect();
+                Ok(Datum::Varchar(text))
+            }
+            DatagenKind::RandomBool { seed } => {
+                Ok(Datum::Bool(random(*seed, offset, salt) & 1 == 1))
+            }
+            DatagenKind::RandomTime { max_past_ms, seed } => {
+                let past = random(*seed, offset, salt) % max_past_ms.saturating_add(1);
+                let micros = signed(base_time_ms.saturating_sub(past)).saturating_mul(1000);
+                Ok(match self.ty {
+                    DataType::Timestamp => Datum::Timestamp(micros),
+                    DataType::Timestamptz => Datum::Timestamptz(micros),
+                    DataType::Date => Datum::Date(
+                        i32::try_from(micros.div_euclid(86_400_000_000)).unwrap_or(i32::MAX),
+                    ),
+                    other => Err(Error::Internal(format!(
+                        "datagen makes no times of type {other}"
+                    )))?,
+                })
+            }
+        }
+    }
+}
+
+/// Where a generator's rows come from.
+enum Rows {
+    Nexmark(Box<EventGenerator>),
+    Datagen(DatagenSource),
+}
+
 /// Generates the source's rows from offset `offset` on.
 struct Generator {
     spec: SourceSpec,
-    events: EventGenerator,
-    /// Events emitted so far (the next one's offset).
+    rows: Rows,
+    /// Rows emitted so far (the next one's offset).
     offset: u64,
     started: Instant,
     /// The offset at `started`, for pacing.
@@ -192,33 +384,56 @@ struct Generator {
 
 impl Generator {
     fn new(spec: SourceSpec, offset: u64) -> Self {
-        let config = NexmarkConfig {
-            base_time: spec.nexmark.base_time_ms,
-            ..NexmarkConfig::default()
+        let rows = match &spec.connector {
+            Connector::Nexmark(n) => {
+                let config = NexmarkConfig {
+                    base_time: n.base_time_ms,
+                    ..NexmarkConfig::default()
+                };
+                Rows::Nexmark(Box::new(
+                    EventGenerator::new(config)
+                        .with_type_filter(n.table.event_type())
+                        .with_offset(offset),
+                ))
+            }
+            Connector::Datagen(d) => Rows::Datagen(d.clone()),
         };
-        let events = EventGenerator::new(config)
-            .with_type_filter(spec.nexmark.table.event_type())
-            .with_offset(offset);
         Generator {
             spec,
-            events,
+            rows,
             offset,
             started: Instant::now(),
             started_offset: offset,
         }
     }
 
-    /// Whether every event the source has is out.
+    /// Whether every row the source has is out: a nexmark source's share of its events, a
+    /// datagen source's sequences all past their ends (never, without sequences).
     fn exhausted(&self) -> bool {
-        self.spec
-            .nexmark
-            .event_num
-            .is_some_and(|n| self.events.global_offset() >= n)
+        match (&self.rows, &self.spec.connector) {
+            (Rows::Nexmark(events), Connector::Nexmark(n)) => {
+                n.event_num.is_some_and(|n| events.global_offset() >= n)
+            }
+            (Rows::Datagen(d), _) => {
+                let mut ends = d.fields.iter().filter_map(|f| match f.kind {
+                    DatagenKind::Sequence { start, end } => Some((start, end)),
+                    _ => None,
+                });
+                let offset = i64::try_from(self.offset).unwrap_or(i64::MAX);
+                let first = ends.next();
+                first.is_some()
+                    && first
+                        .into_iter()
+                        .chain(ends)
+                        .all(|(start, end)| start.saturating_add(offset) > end)
+            }
+            (Rows::Nexmark(_), Connector::Datagen(_)) => unreachable!("rows follow the spec"),
+        }
     }
 
-    /// How long to wait before the next event is due (zero when it is).
+    /// How long to wait before the next row is due (zero when it is).
     fn wait(&self) -> Duration {
-        let gap = self.spec.nexmark.min_event_gap_ns;
+        let gap = self.spec.gap_ns();
         if gap == 0 {
             return Duration::ZERO;
         }
@@ -226,9 +441,30 @@ impl Generator {
         due.saturating_sub(self.started.elapsed())
     }
 
-    /// The next chunk: due events up to the chunk size.
+    /// The declared columns of the next row, `None` when there is none.
+    fn next_row(&mut self) -> Result<Option<Vec<Datum>>> {
+        Ok(match &mut self.rows {
+            Rows::Nexmark(events) => events.next().map(|event| {
+                let fields = fields_of(event);
+                self.spec
+                    .fields
+                    .iter()
+                    .map(|f| fields[*f].clone())
+                    .collect()
+            }),
+            Rows::Datagen(d) => Some(
+                self.spec
+                    .fields
+                    .iter()
+                    .map(|f| d.fields[*f].value(self.offset, *f, d.base_time_ms))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    /// The next chunk: due rows up to the chunk size.
     fn chunk(&mut self) -> Result<StreamChunk> {
-        let gap = self.spec.nexmark.min_event_gap_ns;
+        let gap = self.spec.gap_ns();
         let due = if gap == 0 {
             u64::MAX
         } else {
@@ -236,20 +472,10 @@ impl Generator {
             self.started_offset + u64::try_from(elapsed).unwrap_or(u64::MAX) + 1
         };
         let mut rows = Vec::new();
-        while rows.len() < self.spec.nexmark.max_chunk_size.max(1)
-            && self.offset < due
-            && !self.exhausted()
-        {
-            let Some(event) = self.events.next() else {
+        while rows.len() < self.spec.max_chunk_size() && self.offset < due && !self.exhausted() {
+            let Some(mut row) = self.next_row()? else {
                 break;
             };
-            let fields = fields_of(event);
-            let mut row: Vec<Datum> = self
-                .spec
-                .fields
-                .iter()
-                .map(|f| fields[*f].clone())
-                .collect();
             row.push(Datum::Int64(i64::try_from(self.offset).unwrap_or(i64::MAX)));
             rows.push(row);
             self.offset += 1;
@@ -349,13 +575,13 @@ mod tests {
 
     fn bids(event_num: Option<u64>) -> SourceSpec {
         SourceSpec {
-            nexmark: NexmarkSource {
+            connector: Connector::Nexmark(NexmarkSource {
                 table: NexmarkTable::Bid,
                 event_num,
                 min_event_gap_ns: 0,
                 max_chunk_size: 7,
                 base_time_ms: 1_436_918_400_000,
-            },
+            }),
             fields: vec![0, 2, 5],
         }
     }
@@ -371,6 +597,68 @@ mod tests {
         assert_eq!(
             crate::chunk::rows_of(&[resumed.chunk().unwrap().data().clone()]),
             crate::chunk::rows_of(&[second.data().clone()])
+        );
+    }
+
+    fn datagen() -> SourceSpec {
+        let field = |ty, kind| DatagenField { ty, kind };
+        SourceSpec {
+            connector: Connector::Datagen(DatagenSource {
+                fields: vec![
+                    field(DataType::Int32, DatagenKind::Sequence { start: 1, end: 10 }),
+                    field(
+                        DataType::Int64,
+                        DatagenKind::Random {
+                            min: 5.0,
+                            max: 7.0,
+                            seed: 3,
+                        },
+                    ),
+                    field(
+                        DataType::Varchar,
+                        DatagenKind::RandomString { length: 4, seed: 1 },
+                    ),
+                    field(
+                        DataType::Timestamp,
+                        DatagenKind::RandomTime {
+                            max_past_ms: 60_000,
+                            seed: 2,
+                        },
+                    ),
+                ],
+                rows_per_second: 0,
+                base_time_ms: 1_000_000,
+            }),
+            fields: vec![0, 1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn datagen_sequences_end_and_random_values_repeat_by_offset() {
+        let mut g = Generator::new(datagen(), 0);
+        let mut rows = Vec::new();
+        while !g.exhausted() {
+            rows.extend(crate::chunk::rows_of(&[g.chunk().unwrap().data().clone()]));
+        }
+        assert_eq!(rows.len(), 10);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row[0], Datum::Int32(i as i32 + 1));
+            assert!(matches!(row[1], Datum::Int64(5..=7)), "{row:?}");
+            assert!(
+                matches!(&row[2], Datum::Varchar(s) if s.len() == 4),
+                "{row:?}"
+            );
+            assert!(
+                matches!(row[3], Datum::Timestamp(t) if (940_000_000..=1_000_000_000).contains(&t)),
+                "{row:?}"
+            );
+            assert_eq!(row[4], Datum::Int64(i as i64));
+        }
+        // Resuming at an offset generates the same rows.
+        let mut resumed = Generator::new(datagen(), 6);
+        assert_eq!(
+            crate::chunk::rows_of(&[resumed.chunk().unwrap().data().clone()]),
+            rows[6..]
         );
     }
 

@@ -407,8 +407,8 @@ impl BatchPlan {
             ),
             BatchPlan::Source { source, columns } => (
                 format!(
-                    "BatchSource {{ connector: nexmark, table: {:?}, columns: {columns:?} }}",
-                    source.nexmark.table
+                    "BatchSource {{ connector: {}, columns: {columns:?} }}",
+                    source.describe()
                 ),
                 vec![],
             ),

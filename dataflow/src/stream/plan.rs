@@ -282,10 +282,9 @@ impl StreamPlan {
                 ..
             } => format!("StreamTableScan {{ table_id: {upstream_id}, columns: {columns:?} }}"),
             StreamPlan::Values { rows, .. } => format!("StreamValues {{ rows: {} }}", rows.len()),
-            StreamPlan::Source { source, .. } => format!(
-                "StreamSource {{ connector: nexmark, table: {:?} }}",
-                source.nexmark.table
-            ),
+            StreamPlan::Source { source, .. } => {
+                format!("StreamSource {{ connector: {} }}", source.describe())
+            }
             StreamPlan::Filter { .. } => "StreamFilter".into(),
             StreamPlan::Unnest { .. } => "StreamUnnest".into(),
             StreamPlan::Project { exprs, .. } => {
