@@ -245,6 +245,73 @@ impl Expr {
         }
     }
 
+    /// Whether the value never decreases as column `column` grows, reading no other column:
+    /// the column itself, plus or minus a constant, its time window's start, widening casts.
+    pub fn is_monotone_in(&self, column: usize) -> bool {
+        let constant = |e: &Expr| e.input_columns().is_empty() && !e.is_volatile();
+        match self {
+            Expr::Column { index, .. } => *index == column,
+            Expr::Binary {
+                op: BinaryOp::Add,
+                left,
+                right,
+            } => {
+                (left.is_monotone_in(column) && constant(right))
+                    || (constant(left) && right.is_monotone_in(column))
+            }
+            Expr::Binary {
+                op: BinaryOp::Sub,
+                left,
+                right,
+            } => left.is_monotone_in(column) && constant(right),
+            Expr::Func {
+                func:
+                    crate::func::Func::AddInterval
+                    | crate::func::Func::WindowStart
+                    | crate::func::Func::DateTrunc(_),
+                args,
+                ..
+            } => match args.split_first() {
+                // The time first; the rest (an interval, a window size) constant.
+                Some((time, rest)) => time.is_monotone_in(column) && rest.iter().all(constant),
+                None => false,
+            },
+            Expr::Cast { expr, to } => {
+                matches!(
+                    to,
+                    DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::Float32
+                        | DataType::Float64
+                        | DataType::Decimal
+                        | DataType::Date
+                        | DataType::Timestamp
+                        | DataType::Timestamptz
+                ) && expr.is_monotone_in(column)
+            }
+            _ => false,
+        }
+    }
+
+    /// For an expression monotone in `column` (see [`Expr::is_monotone_in`]), its value where
+    /// the column is `value`: a bound on its values for rows whose column is at least `value`.
+    pub fn monotone_bound(&self, column: usize, value: &Datum) -> Option<Datum> {
+        if !self.is_monotone_in(column) {
+            return None;
+        }
+        fn with_value(e: Expr, column: usize, value: &Datum) -> Expr {
+            match e {
+                Expr::Column { index, ty } if index == column => Expr::literal(value.clone(), ty),
+                other => other.map_children(&mut |c| with_value(c, column, value)),
+            }
+        }
+        with_value(self.clone(), column, value)
+            .eval_constant()
+            .ok()
+            .filter(|d| !d.is_null())
+    }
+
     /// The conjuncts of a predicate: `a AND (b AND c)` gives `a`, `b`, `c`.
     pub fn conjuncts(self) -> Vec<Expr> {
         match self {

@@ -14,5 +14,6 @@ pub mod stream;
 pub mod string;
 pub mod text;
 pub mod types;
+pub mod watermark;
 
 pub use error::{Error, Result};

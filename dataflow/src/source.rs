@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{StreamChunk, batch_of, schema_of};
 use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
-use crate::stream::{JobProgress, Message, MessageStream};
+use crate::stream::{JobProgress, Message, MessageStream, Watermark};
 use crate::types::{DataType, Datum};
 use crate::{Error, Result};
 
@@ -184,6 +184,10 @@ pub struct SourceSpec {
     /// [`NexmarkTable::columns`], or [`DatagenSource::fields`]); the hidden row id (the
     /// row's offset) follows them.
     pub fields: Vec<usize>,
+    /// `WATERMARK FOR column AS expr` over the declared columns: late rows are dropped and
+    /// the source's stream carries the watermark.
+    #[serde(default)]
+    pub watermark: Option<crate::watermark::WatermarkDesc>,
 }
 
 impl SourceSpec {
@@ -223,7 +227,17 @@ impl SourceSpec {
     }
 }
 
-/// The layout of a source's offset: one row, the number of events it has emitted.
+/// A stored watermark (microseconds) as a value of the watermark column's type.
+fn micros_as(ty: DataType, stored: &Datum) -> Option<Datum> {
+    match (ty, stored) {
+        (DataType::Timestamptz, Datum::Int64(us)) => Some(Datum::Timestamptz(*us)),
+        (_, Datum::Int64(us)) => Some(Datum::Timestamp(*us)),
+        _ => None,
+    }
+}
+
+/// The layout of a source's offset: row 0 holds the number of events it has emitted, row 1
+/// its watermark (microseconds of the timestamp), if it has one.
 pub(crate) fn offset_desc(table_id: u32) -> TableDesc {
     TableDesc {
         table_id,
@@ -502,6 +516,9 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
     Box::pin(async_stream::try_stream! {
         let mut generator: Option<Generator> = None;
         let mut counted_done = false;
+        // The source's watermark (see `crate::watermark`), kept with the offset.
+        let mut watermark: Option<Datum> = None;
+        let watermark_type = spec.watermark.as_ref().map(|w| spec.types()[w.column]);
         loop {
             let ready = generator.as_ref().filter(|g| !g.exhausted()).map(Generator::wait);
             // Between barriers, emit due rows; a barrier waiting goes first.
@@ -515,7 +532,7 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
             };
             let Some(message) = next else {
                 let g = generator.as_mut().expect("ready");
-                let chunk = g.chunk()?;
+                let mut chunk = g.chunk()?;
                 progress
                     .source_events
                     .fetch_add(chunk.cardinality() as u64, Ordering::Relaxed);
@@ -523,8 +540,18 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                     counted_done = true;
                     progress.sources_running.fetch_sub(1, Ordering::AcqRel);
                 }
+                let mut raised = None;
+                if let Some(desc) = &spec.watermark {
+                    let (kept, new) = desc.apply(chunk.data(), watermark.as_ref())?;
+                    chunk = StreamChunk::inserts(kept);
+                    raised = new.map(|value| Watermark { column: desc.column, value });
+                }
                 if !chunk.is_empty() {
                     yield Message::Chunk(chunk);
+                }
+                if let Some(w) = raised {
+                    watermark = Some(w.value.clone());
+                    yield Message::Watermark(w);
                 }
                 tokio::task::yield_now().await;
                 continue;
@@ -546,6 +573,11 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                         },
                         None => 0,
                     };
+                    if let (Some(ty), Some(row)) =
+                        (watermark_type, state.get_row(&[Datum::Int32(1)]).await?)
+                    {
+                        watermark = micros_as(ty, &row[1]);
+                    }
                     let g = Generator::new(spec.clone(), offset);
                     // Resumed after its last event: nothing left.
                     if g.exhausted() {
@@ -557,6 +589,9 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                 Some(g) => {
                     let offset = i64::try_from(g.offset).unwrap_or(i64::MAX);
                     state.insert(vec![Datum::Int32(0), Datum::Int64(offset)]);
+                    if let Some(Datum::Timestamp(us) | Datum::Timestamptz(us)) = &watermark {
+                        state.insert(vec![Datum::Int32(1), Datum::Int64(*us)]);
+                    }
                     state.commit(barrier.epoch.curr).await?;
                 }
             }
@@ -583,6 +618,7 @@ mod tests {
                 base_time_ms: 1_436_918_400_000,
             }),
             fields: vec![0, 2, 5],
+            watermark: None,
         }
     }
 
@@ -630,6 +666,7 @@ mod tests {
                 base_time_ms: 1_000_000,
             }),
             fields: vec![0, 1, 2, 3],
+            watermark: None,
         }
     }
 

@@ -291,6 +291,41 @@ impl<S: StateStore> StateTable<S> {
         Ok(rows)
     }
 
+    /// Deletes the rows of vnode `vnode` whose first primary key column (ascending) is below
+    /// `bound`, NULLs (which sort last) kept: the state a watermark says no row will need.
+    /// Returns how many rows went.
+    pub async fn delete_below(&mut self, vnode: u16, bound: &Datum) -> Result<usize> {
+        assert!(
+            self.desc.pk_orders.first() == Some(&OrderType::ASC),
+            "an ascending first key column"
+        );
+        let mut upper = Vec::new();
+        memcomparable::encode_datum(&mut upper, &bound.to_key(), OrderType::ASC);
+        let range = (
+            Bound::Included(table_key(self.desc.table_id, vnode, &[])),
+            Bound::Excluded(table_key(self.desc.table_id, vnode, &upper)),
+        );
+        let mut doomed: Vec<Bytes> = self
+            .pending
+            .range(range.clone())
+            .filter(|(_, v)| v.as_put().is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut iter = self
+            .store
+            .iter(range, self.epoch, Direction::Forward)
+            .await?;
+        while let Some((key, _)) = iter.next().await? {
+            if !self.pending.contains_key(&key) {
+                doomed.push(key);
+            }
+        }
+        for key in &doomed {
+            self.pending.insert(key.clone(), Value::Delete);
+        }
+        Ok(doomed.len())
+    }
+
     /// Every row, in key order, as of the current epoch (own writes included).
     pub async fn rows(&self) -> Result<Vec<Vec<Datum>>> {
         let mut stored = BTreeMap::new();

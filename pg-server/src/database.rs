@@ -18,7 +18,7 @@ use dataflow::batch::{BatchContext, execute};
 use dataflow::chunk::{Op, StreamChunk, batch_of, schema_of};
 use dataflow::row_codec::{columns_from_rows, decode_value};
 use dataflow::state_table::TableDesc;
-use dataflow::stream::{JobOptions, Message, build_job};
+use dataflow::stream::{JobOptions, Message, Watermark, build_job};
 use dataflow::types::{DataType, Datum};
 use epoch_mvcc::{Direction, Epoch, StateStore, StateStoreIter, Value, physical_now_ms, table_key};
 use futures::TryStreamExt;
@@ -110,6 +110,8 @@ struct TableChanges {
     /// Set for inserts into a table with a declared primary key: an insert replaces the row
     /// with its key, if any, which readers must see as an update.
     upsert: Option<TableDesc>,
+    /// The table's watermark after the changes, when they raised it.
+    watermark: Option<Watermark>,
 }
 
 impl TableChanges {
@@ -118,6 +120,7 @@ impl TableChanges {
             table: table.id,
             chunks,
             upsert: (op == Op::Insert && !table.has_row_id()).then(|| table.desc()),
+            watermark: None,
         })
     }
 }
@@ -135,6 +138,74 @@ impl CopyIn {
     /// Fields per input row.
     pub fn width(&self) -> usize {
         self.columns.len()
+    }
+}
+
+/// A command PostgreSQL's grammar (and so the parser) does not cover.
+enum SpecialCommand {
+    Flush,
+    ShowMaterializedViews,
+    /// `DESCRIBE name` (`keys`: with the keys and the name) or `SHOW COLUMNS FROM name`.
+    Describe {
+        name: String,
+        keys: bool,
+    },
+    /// `SHOW CREATE kind name`.
+    ShowCreate {
+        kind: String,
+        name: String,
+    },
+    ShowJobs,
+}
+
+impl SpecialCommand {
+    fn parse(sql: &str) -> Option<SpecialCommand> {
+        let words: Vec<String> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        Some(match words.as_slice() {
+            ["flush"] => SpecialCommand::Flush,
+            ["show", "materialized", "views"] => SpecialCommand::ShowMaterializedViews,
+            ["describe" | "desc", name] => SpecialCommand::Describe {
+                name: name.to_string(),
+                keys: true,
+            },
+            ["show", "columns", "from" | "in", name] => SpecialCommand::Describe {
+                name: name.to_string(),
+                keys: false,
+            },
+            ["show", "create", kind @ .., name] if !kind.is_empty() => SpecialCommand::ShowCreate {
+                kind: kind.join(" "),
+                name: name.to_string(),
+            },
+            ["show", "jobs"] => SpecialCommand::ShowJobs,
+            _ => return None,
+        })
+    }
+
+    /// The columns of its result.
+    fn columns(&self) -> Vec<(String, DataType)> {
+        let text = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), DataType::Varchar))
+                .collect()
+        };
+        match self {
+            SpecialCommand::Flush => vec![],
+            SpecialCommand::ShowMaterializedViews => text(&["Name"]),
+            SpecialCommand::Describe { .. } => text(&["Name", "Type", "Is Hidden", "Description"]),
+            SpecialCommand::ShowCreate { .. } => text(&["Name", "Create Sql"]),
+            SpecialCommand::ShowJobs => vec![
+                ("Id".into(), DataType::Int64),
+                ("Statement".into(), DataType::Varchar),
+                ("Progress".into(), DataType::Varchar),
+            ],
+        }
     }
 }
 
@@ -195,6 +266,8 @@ struct CatalogState {
     functions: HashMap<String, Arc<FunctionCatalog>>,
     schemas: BTreeSet<String>,
     next_table_id: u32,
+    /// The watermark of each table that declares one, as its inserts have raised it.
+    watermarks: HashMap<u32, Datum>,
 }
 
 impl Catalog for CatalogState {
@@ -260,7 +333,8 @@ impl Inner {
 }
 
 /// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name,
-/// SQL functions under vnode 2 keyed by qualified name.
+/// SQL functions under vnode 2 keyed by qualified name, table watermarks under vnode 3 keyed
+/// by table id.
 fn catalog_key(id: u32) -> Bytes {
     table_key(CATALOG_TABLE_ID, 0, &id.to_be_bytes())
 }
@@ -269,6 +343,10 @@ fn catalog_key(id: u32) -> Bytes {
 fn catalog_put(table: &TableCatalog) -> (Bytes, Value) {
     let value = serde_json::to_vec(table).expect("catalog entries serialize");
     (catalog_key(table.id), Value::Put(Bytes::from(value)))
+}
+
+fn watermark_key(table: u32) -> Bytes {
+    table_key(CATALOG_TABLE_ID, 3, &table.to_be_bytes())
 }
 
 fn schema_key(name: &str) -> Bytes {
@@ -318,6 +396,7 @@ async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
         .await?;
     let mut schemas = BTreeSet::from([DEFAULT_SCHEMA.to_string()]);
     let mut functions = HashMap::new();
+    let mut watermarks = HashMap::new();
     let corrupt = |e: serde_json::Error| Error::sql("XX001", format!("corrupt catalog entry: {e}"));
     while let Some((key, value)) = iter.next().await? {
         match epoch_mvcc::vnode_of(&key) {
@@ -328,6 +407,15 @@ async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
             Some(2) => {
                 let function: FunctionCatalog = serde_json::from_slice(&value).map_err(corrupt)?;
                 functions.insert(function.qualified_name(), Arc::new(function));
+                continue;
+            }
+            Some(3) => {
+                let id = key
+                    .get(key.len().saturating_sub(4)..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| Error::sql("XX001", "corrupt watermark key"))?;
+                watermarks.insert(id, serde_json::from_slice(&value).map_err(corrupt)?);
                 continue;
             }
             _ => {}
@@ -342,6 +430,7 @@ async fn load_catalog(store: &LsmStore, epoch: Epoch) -> Result<CatalogState> {
     Ok(CatalogState {
         tables,
         functions,
+        watermarks,
         schemas,
         next_table_id,
     })
@@ -660,15 +749,15 @@ impl Database {
                     Some(desc) => self.upserts(desc, c.chunks, *writable).await?,
                     None => c.chunks,
                 };
-                Some((c.table, chunks))
+                Some((c.table, chunks, c.watermark))
             }
             _ => None,
         };
         if !writes.is_empty() {
             self.inner.store.ingest_batch(*writable, writes).await?;
         }
-        if let Some((table, chunks)) = changes {
-            self.inner.streams.dispatch(table, chunks).await;
+        if let Some((table, chunks, watermark)) = changes {
+            self.inner.streams.dispatch(table, chunks, watermark).await;
         }
         Ok(*writable)
     }
@@ -712,6 +801,15 @@ impl Database {
         Ok(out)
     }
 
+    /// The result columns of `sql` when it is a command PostgreSQL's grammar does not cover
+    /// (`DESCRIBE`, `SHOW CREATE ...`, `FLUSH`, ...), for the extended protocol's `Describe`.
+    pub fn describe_special(&self, sql: &str) -> Option<Description> {
+        SpecialCommand::parse(sql).map(|command| Description {
+            params: vec![],
+            columns: command.columns(),
+        })
+    }
+
     /// The types of a statement's `$n` parameters and the columns it returns (for the
     /// extended protocol's `Describe`).
     pub fn describe(&self, stmt: &Statement) -> Result<Description> {
@@ -753,28 +851,25 @@ impl Database {
         Ok(results)
     }
 
-    /// Commands PostgreSQL's grammar (and so the parser) does not cover.
+    /// Runs a command PostgreSQL's grammar (and so the parser) does not cover.
     async fn special_command(
         &self,
         _session: &mut Session,
         sql: &str,
     ) -> Result<Option<StatementResult>> {
-        let words: Vec<String> = sql
-            .trim()
-            .trim_end_matches(';')
-            .split_whitespace()
-            .map(str::to_lowercase)
-            .collect();
-        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        Ok(match words.as_slice() {
-            ["flush"] => {
+        let Some(command) = SpecialCommand::parse(sql) else {
+            return Ok(None);
+        };
+        let columns = command.columns();
+        Ok(Some(match command {
+            SpecialCommand::Flush => {
                 self.flush().await?;
-                Some(StatementResult::Command {
+                StatementResult::Command {
                     tag: "FLUSH".into(),
                     rows: None,
-                })
+                }
             }
-            ["show", "materialized", "views"] => {
+            SpecialCommand::ShowMaterializedViews => {
                 let mut names: Vec<String> = self
                     .inner
                     .catalog
@@ -786,14 +881,15 @@ impl Database {
                     .collect();
                 names.sort();
                 let rows = names.into_iter().map(|n| vec![Datum::Varchar(n)]).collect();
-                Some(rows_of(vec![("Name".into(), DataType::Varchar)], rows))
+                rows_of(columns, rows)
             }
-            ["describe" | "desc", name] => Some(self.describe_relation(name, true)?),
-            ["show", "columns", "from" | "in", name] => Some(self.describe_relation(name, false)?),
-            ["show", "create", kind @ .., name] if !kind.is_empty() => {
-                Some(self.show_create(&kind.join(" "), name)?)
+            SpecialCommand::Describe { name, keys } => {
+                rows_of(columns, self.describe_relation(&name, keys)?)
             }
-            ["show", "jobs"] => {
+            SpecialCommand::ShowCreate { kind, name } => {
+                rows_of(columns, self.show_create(&kind, &name)?)
+            }
+            SpecialCommand::ShowJobs => {
                 let rows = self
                     .inner
                     .streams
@@ -807,22 +903,14 @@ impl Database {
                         ]
                     })
                     .collect();
-                Some(rows_of(
-                    vec![
-                        ("Id".into(), DataType::Int64),
-                        ("Statement".into(), DataType::Varchar),
-                        ("Progress".into(), DataType::Varchar),
-                    ],
-                    rows,
-                ))
+                rows_of(columns, rows)
             }
-            _ => None,
-        })
+        }))
     }
 
     /// `SHOW CREATE TABLE | MATERIALIZED VIEW | VIEW | INDEX name`: the name and the
     /// statement that created it.
-    fn show_create(&self, kind: &str, name: &str) -> Result<StatementResult> {
+    fn show_create(&self, kind: &str, name: &str) -> Result<Vec<Vec<Datum>>> {
         let (schema, bare) = match name.split_once('.') {
             Some((schema, bare)) => (schema, bare),
             None => (DEFAULT_SCHEMA, name),
@@ -852,19 +940,16 @@ impl Database {
                 ));
             }
         };
-        Ok(rows_of(
-            vec![
-                ("Name".into(), DataType::Varchar),
-                ("Create Sql".into(), DataType::Varchar),
-            ],
-            vec![vec![Datum::Varchar(qualified), Datum::Varchar(definition)]],
-        ))
+        Ok(vec![vec![
+            Datum::Varchar(qualified),
+            Datum::Varchar(definition),
+        ]])
     }
 
     /// `DESCRIBE name` and `SHOW COLUMNS FROM name`, as RisingWave prints them: each column
     /// (hidden ones too, with the row id as `serial` and the commit-time pseudo-column), then
     /// for `DESCRIBE` (`keys`) the primary and distribution keys and the relation's name.
-    fn describe_relation(&self, name: &str, keys: bool) -> Result<StatementResult> {
+    fn describe_relation(&self, name: &str, keys: bool) -> Result<Vec<Vec<Datum>>> {
         let (schema, bare) = match name.split_once('.') {
             Some((schema, bare)) => (schema, bare),
             None => (DEFAULT_SCHEMA, name),
@@ -918,15 +1003,7 @@ impl Database {
             }
             rows.push(row("table description", &table.name, Datum::Null));
         }
-        Ok(rows_of(
-            vec![
-                ("Name".into(), DataType::Varchar),
-                ("Type".into(), DataType::Varchar),
-                ("Is Hidden".into(), DataType::Varchar),
-                ("Description".into(), DataType::Varchar),
-            ],
-            rows,
-        ))
+        Ok(rows)
     }
 
     /// Runs one parsed statement.
@@ -1021,6 +1098,7 @@ impl Database {
                 append_only,
                 definition,
                 source,
+                watermark,
             } => {
                 let table = TableCatalog {
                     id: 0,
@@ -1032,6 +1110,7 @@ impl Database {
                     append_only,
                     definition,
                     source,
+                    watermark,
                 };
                 self.create_table(session, table, if_not_exists).await
             }
@@ -1468,13 +1547,9 @@ impl Database {
             columns.push(array);
         }
         let _dml = self.inner.dml.lock().await;
-        let desc = table.desc();
         self.append_row_ids(table, &mut columns, n);
-        let data = batch_of(schema_of(&desc.types), columns, n)?;
-        let chunk = StreamChunk::new(vec![Op::Insert; n], data);
-        let writes = desc.writes(&chunk);
-        let changes = TableChanges::of(table, vec![chunk], Op::Insert);
-        self.commit_writes(session, writes, changes, "COPY", Some(n))
+        let data = batch_of(schema_of(&table.types()), columns, n)?;
+        self.insert_batches(session, table, vec![data], "COPY")
             .await
     }
 
@@ -1505,6 +1580,9 @@ impl Database {
                 if let Some(table) = catalog.tables.remove(name) {
                     // The rows become unreachable: table ids are never reused.
                     writes.push((catalog_key(table.id), Value::Delete));
+                    if catalog.watermarks.remove(&table.id).is_some() {
+                        writes.push((watermark_key(table.id), Value::Delete));
+                    }
                 }
             }
         }
@@ -1576,6 +1654,7 @@ impl Database {
                 append_only: false,
                 definition: String::new(),
                 source: None,
+                watermark: None,
             });
             catalog
                 .tables
@@ -1688,9 +1767,53 @@ impl Database {
             self.append_row_ids(table, &mut columns, batch.num_rows());
             batches.push(batch_of(schema_of(&types), columns, batch.num_rows())?);
         }
-        let (writes, changes, count) = Self::writes_of(table, batches, Op::Insert)?;
-        self.commit_writes(session, writes, changes, "INSERT", Some(count))
-            .await
+        self.insert_batches(session, table, batches, "INSERT").await
+    }
+
+    /// Inserts `batches` (whole rows) into `table`, its late rows dropped and its watermark
+    /// raised (in the same epoch) when it declares one.
+    async fn insert_batches(
+        &self,
+        session: &Session,
+        table: &TableCatalog,
+        mut batches: Vec<RecordBatch>,
+        tag: &str,
+    ) -> Result<StatementResult> {
+        let mut raised = None;
+        if let Some(desc) = &table.watermark {
+            let mut current = self.inner.catalog.read().watermarks.get(&table.id).cloned();
+            for batch in &mut batches {
+                let (kept, new) = desc.apply(batch, current.as_ref())?;
+                *batch = kept;
+                if new.is_some() {
+                    current = new.clone();
+                    raised = new;
+                }
+            }
+        }
+        let (mut writes, mut changes, count) = Self::writes_of(table, batches, Op::Insert)?;
+        if let (Some(value), Some(desc)) = (&raised, &table.watermark) {
+            let stored = serde_json::to_vec(value).expect("values serialize");
+            writes.push((watermark_key(table.id), Value::Put(Bytes::from(stored))));
+            if let Some(c) = &mut changes {
+                c.watermark = Some(Watermark {
+                    column: desc.column,
+                    value: value.clone(),
+                });
+            }
+        }
+        let result = self
+            .commit_writes(session, writes, changes, tag, Some(count))
+            .await;
+        // The DML lock is held: no other insert raced this one.
+        if let (Some(value), Ok(_)) = (raised, &result) {
+            self.inner
+                .catalog
+                .write()
+                .watermarks
+                .insert(table.id, value);
+        }
+        result
     }
 
     /// Fresh row ids for `rows` new rows of a table without a primary key.

@@ -646,11 +646,17 @@ impl Connection {
         sql: &str,
         format: &Format,
     ) -> PgWireResult<(Vec<Type>, Arc<Vec<FieldInfo>>)> {
-        let statements = sql_planner::parse_sql(sql).map_err(|e| to_pgwire_error(e.into()))?;
-        let Some(stmt) = statements.first() else {
-            return Ok((vec![], fields(&[], format)));
+        let d = match self.db.describe_special(sql) {
+            Some(d) => d,
+            None => {
+                let statements =
+                    sql_planner::parse_sql(sql).map_err(|e| to_pgwire_error(e.into()))?;
+                let Some(stmt) = statements.first() else {
+                    return Ok((vec![], fields(&[], format)));
+                };
+                self.db.describe(stmt).map_err(to_pgwire_error)?
+            }
         };
-        let d = self.db.describe(stmt).map_err(to_pgwire_error)?;
         Ok((
             d.params.into_iter().map(pg_type).collect(),
             fields(&d.columns, format),

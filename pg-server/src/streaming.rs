@@ -13,7 +13,7 @@ use bytes::Bytes;
 use dataflow::chunk::StreamChunk;
 use dataflow::stream::{
     Barrier, BuiltJob, Collected, EpochPair, JobProgress, Message, Mutation, NewOutputs, Sender,
-    UpstreamInput,
+    UpstreamInput, Watermark,
 };
 use epoch_mvcc::{Epoch, Value};
 use tokio::sync::{mpsc, watch};
@@ -155,15 +155,24 @@ impl Streams {
 
     /// Sends the changes a statement made to table `table` to every job reading it. The caller
     /// holds the writable epoch (shared), so no barrier passes in between.
-    pub(crate) async fn dispatch(&self, table: u32, chunks: Vec<StreamChunk>) {
+    pub(crate) async fn dispatch(
+        &self,
+        table: u32,
+        chunks: Vec<StreamChunk>,
+        watermark: Option<Watermark>,
+    ) {
         let outputs: Vec<Sender> = match self.state.lock().table_outputs.get(&table) {
             Some(outputs) => outputs.iter().map(|(_, s)| s.clone()).collect(),
             None => return,
         };
-        for chunk in chunks {
+        let messages = chunks
+            .into_iter()
+            .map(Message::Chunk)
+            .chain(watermark.map(Message::Watermark));
+        for message in messages {
             for output in &outputs {
                 // A closed input is a failed job; the coordinator hears of it from the job.
-                let _ = output.send(Message::Chunk(chunk.clone())).await;
+                let _ = output.send(message.clone()).await;
             }
         }
     }

@@ -840,3 +840,140 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
     assert_eq!(row.get::<_, i32>(4), 3);
     node.stop().await;
 }
+
+/// Watermarks: an append-only table's late rows are dropped (also after a restart, which
+/// keeps the watermark), `SHOW CREATE TABLE` gives the clause back, and windowed
+/// aggregations and joins over such tables, which drop state behind the watermark, still
+/// equal their queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    let err = c
+        .batch_execute("CREATE TABLE x (ts TIMESTAMP, WATERMARK FOR ts AS ts)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("0A000"));
+    c.batch_execute(
+        "CREATE TABLE a (ts TIMESTAMP, k INT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           APPEND ONLY;
+         CREATE TABLE b (ts TIMESTAMP, k INT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           APPEND ONLY;
+         CREATE MATERIALIZED VIEW per_window AS
+           SELECT window_start, count(*) AS n, sum(k) AS s
+           FROM tumble(a, ts, INTERVAL '10' SECOND) GROUP BY window_start;
+         CREATE MATERIALIZED VIEW joined AS
+           SELECT x.window_start, x.k, count(*) AS n
+           FROM tumble(a, ts, INTERVAL '10' SECOND) AS x
+           JOIN tumble(b, ts, INTERVAL '10' SECOND) AS y
+             ON x.window_start = y.window_start AND x.k = y.k
+           GROUP BY x.window_start, x.k;",
+    )
+    .await
+    .unwrap();
+    let definition: String = c
+        .query_one("SHOW CREATE TABLE a", &[])
+        .await
+        .unwrap()
+        .get(1);
+    assert!(
+        definition.contains("k INT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)"),
+        "{definition}"
+    );
+    // A minute of rows, a few per second into each table, each batch also carrying some
+    // rows that are late by then.
+    for second in 0..60i64 {
+        let at = |s: i64| format!("TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{s}' SECOND");
+        let late = at((second - 9).max(0));
+        c.batch_execute(&format!(
+            "INSERT INTO a VALUES ({}, {}), ({}, {}), ({late}, 1000);
+             INSERT INTO b VALUES ({}, {}), ({late}, 1000);",
+            at(second),
+            second % 3,
+            at(second),
+            second % 2,
+            at(second),
+            second % 3,
+        ))
+        .await
+        .unwrap();
+    }
+    c.batch_execute("FLUSH").await.unwrap();
+    let count =
+        |sql: &'static str| async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) };
+    // The rows 9 seconds back were late from second 15 on (the watermark trails by 5).
+    let late_kept = count("SELECT count(*) FROM a WHERE k = 1000").await;
+    assert!(late_kept < 20, "{late_kept} late rows kept");
+    assert_eq!(count("SELECT count(*) FROM a WHERE k <> 1000").await, 120);
+    let views_match = |view: &'static str, query: &'static str| async move {
+        let rows = |sql: String| async move {
+            let mut rows: Vec<String> = c
+                .simple_query(&sql)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(
+            rows(format!("SELECT * FROM {view}")).await,
+            rows(query.to_string()).await,
+            "{view}"
+        );
+    };
+    views_match(
+        "per_window",
+        "SELECT window_start, count(*) AS n, sum(k) AS s
+         FROM tumble(a, ts, INTERVAL '10' SECOND) GROUP BY window_start",
+    )
+    .await;
+    views_match(
+        "joined",
+        "SELECT x.window_start, x.k, count(*) AS n
+         FROM tumble(a, ts, INTERVAL '10' SECOND) AS x
+         JOIN tumble(b, ts, INTERVAL '10' SECOND) AS y
+           ON x.window_start = y.window_start AND x.k = y.k
+         GROUP BY x.window_start, x.k",
+    )
+    .await;
+    node.stop().await;
+
+    // The watermark survives a restart: a row behind it is still late.
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(
+        "INSERT INTO a VALUES (TIMESTAMP '2026-01-01 00:00:10', 2000),
+                              (TIMESTAMP '2026-01-01 00:01:10', 3000);
+         FLUSH;",
+    )
+    .await
+    .unwrap();
+    let kept: i64 = c
+        .query_one("SELECT count(*) FROM a WHERE k >= 2000", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    let n: i64 = c
+        .query_one(
+            "SELECT n FROM per_window WHERE window_start = TIMESTAMP '2026-01-01 00:01:10'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    node.stop().await;
+}

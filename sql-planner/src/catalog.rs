@@ -76,6 +76,10 @@ pub struct TableCatalog {
     /// nowhere, and only materialized views read them.
     #[serde(default)]
     pub source: Option<dataflow::source::SourceSpec>,
+    /// A table's `WATERMARK FOR column AS expr` (an `APPEND ONLY` table's: late rows are
+    /// dropped on insert). A source's is in its [`dataflow::source::SourceSpec`].
+    #[serde(default)]
+    pub watermark: Option<dataflow::watermark::WatermarkDesc>,
 }
 
 /// What makes a table a materialized view.

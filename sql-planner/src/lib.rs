@@ -8,6 +8,7 @@ mod error;
 mod optimizer;
 mod source;
 pub mod stream;
+mod watermark;
 
 use std::sync::Arc;
 
@@ -48,8 +49,10 @@ pub enum Plan {
         append_only: bool,
         /// The statement, for the catalog.
         definition: String,
-        /// For `CREATE SOURCE`: the source.
+        /// For `CREATE SOURCE`: the source (with its watermark).
         source: Option<dataflow::source::SourceSpec>,
+        /// A table's `WATERMARK FOR column AS expr`.
+        watermark: Option<dataflow::watermark::WatermarkDesc>,
     },
     /// `DROP TABLE`.
     DropTable {
@@ -139,6 +142,7 @@ pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
     let sql = corresponding::rewrite(sql)?;
     let sql = append_only::rewrite(&sql)?;
     let sql = source::rewrite(&sql)?;
+    let sql = watermark::rewrite(&sql)?;
     let sql = dialect::rewrite(&sql)?;
     Parser::parse_sql(&StreamDialect, &sql).map_err(|e| PlanError::Syntax(e.to_string()))
 }

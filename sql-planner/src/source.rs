@@ -298,6 +298,7 @@ fn datagen_spec(options: &[(String, String)], columns: &[ColumnCatalog]) -> Plan
         });
     }
     Ok(SourceSpec {
+        watermark: None,
         fields: (0..fields.len()).collect(),
         connector: Connector::Datagen(DatagenSource {
             fields,
@@ -413,6 +414,7 @@ fn nexmark_spec(options: &[(String, String)], columns: &[ColumnCatalog]) -> Plan
             base_time_ms: now_ms(),
         }),
         fields,
+        watermark: None,
     })
 }
 

@@ -54,6 +54,7 @@ async fn setup() -> (LsmStore, Tables) {
         append_only: false,
         definition: String::new(),
         source: None,
+        watermark: None,
     };
     let u = TableCatalog {
         id: 2,
@@ -65,6 +66,7 @@ async fn setup() -> (LsmStore, Tables) {
         append_only: false,
         definition: String::new(),
         source: None,
+        watermark: None,
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),

@@ -5,6 +5,9 @@
 //! a sorted state table, so a deleted minimum is replaced by the next one. Distinct
 //! aggregates count each value's occurrences in a state table and see only a value's first
 //! insert and last delete. Changes of a group are emitted once per epoch, at the barrier.
+//!
+//! A watermark of the first group key (a window start, say) drops, at the next barrier, the
+//! state of every group below it in this actor's vnodes: no row of theirs will come.
 
 use std::collections::HashMap;
 
@@ -12,7 +15,7 @@ use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::OrderType;
 use futures::StreamExt;
 
-use super::{Message, MessageStream};
+use super::{Message, MessageStream, Watermark};
 use crate::batch::agg::{accumulate, accumulator_type, as_i64, avg_result, sum_result};
 use crate::batch::plan::{AggCall, AggKind};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
@@ -212,6 +215,12 @@ struct HashAgg<S: StateStore> {
     result: StateTable<S>,
     per_call: Vec<StateTable<S>>,
     groups: HashMap<Vec<u8>, Group>,
+    /// The vnodes whose groups this actor computes.
+    vnodes: Vec<u16>,
+    /// A watermark of the first group key: at the barrier, state of smaller groups goes.
+    clean_below: Option<Datum>,
+    /// Watermarks of group keys, forwarded (as output columns) after the barrier's changes.
+    watermarks: Vec<Watermark>,
 }
 
 impl<S: StateStore> HashAgg<S> {
@@ -409,6 +418,35 @@ impl<S: StateStore> HashAgg<S> {
             .collect()
     }
 
+    /// Takes a watermark of the input: a group key's becomes one of the output.
+    fn watermark(&mut self, w: Watermark) {
+        let Some(position) = self.group_keys.iter().position(|k| *k == w.column) else {
+            return;
+        };
+        if position == 0 {
+            self.clean_below = Some(w.value.clone());
+        }
+        self.watermarks.push(w.at(position));
+    }
+
+    /// Drops the state of the groups below the first group key's watermark: no row of
+    /// theirs will come, and their output rows stay where they were sent.
+    async fn clean(&mut self) -> Result<()> {
+        let Some(bound) = self.clean_below.take() else {
+            return Ok(());
+        };
+        self.groups.retain(|_, g| {
+            g.key[0].is_null() || crate::batch::agg::cmp_datums(&g.key[0], &bound).is_ge()
+        });
+        let vnodes = self.vnodes.clone();
+        for table in std::iter::once(&mut self.result).chain(self.per_call.iter_mut()) {
+            for vnode in &vnodes {
+                table.delete_below(*vnode, &bound).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn tables(&mut self) -> impl Iterator<Item = &mut StateTable<S>> {
         std::iter::once(&mut self.result).chain(self.per_call.iter_mut())
     }
@@ -426,6 +464,7 @@ pub(crate) fn hash_agg<S: StateStore>(
     input_key: Vec<usize>,
     tables: Vec<u32>,
     cache_bytes: usize,
+    vnodes: Vec<u16>,
 ) -> MessageStream {
     let descs = agg_table_descs(&tables, &input_types, &group_keys, &aggs, &input_key);
     let mut descs = descs.into_iter();
@@ -440,6 +479,9 @@ pub(crate) fn hash_agg<S: StateStore>(
         result,
         per_call,
         groups: HashMap::new(),
+        vnodes,
+        clean_below: None,
+        watermarks: Vec::new(),
     };
     let mut input = input;
     Box::pin(async_stream::try_stream! {
@@ -452,6 +494,7 @@ pub(crate) fn hash_agg<S: StateStore>(
                     }
                     agg.apply_chunk(&chunk).await?;
                 }
+                Message::Watermark(w) => agg.watermark(w),
                 Message::Barrier(barrier) => {
                     if first {
                         first = false;
@@ -464,6 +507,10 @@ pub(crate) fn hash_agg<S: StateStore>(
                     } else {
                         if let Some(chunk) = agg.flush().await? {
                             yield Message::Chunk(chunk);
+                        }
+                        agg.clean().await?;
+                        for w in std::mem::take(&mut agg.watermarks) {
+                            yield Message::Watermark(w);
                         }
                         for t in agg.tables() {
                             t.commit(barrier.epoch.curr).await?;
@@ -478,4 +525,138 @@ pub(crate) fn hash_agg<S: StateStore>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use epoch_mvcc::Epoch;
+    use lsm_store::object_store::MemoryObjectStore;
+    use lsm_store::{LsmStore, LsmStoreOptions};
+
+    use super::*;
+    use crate::stream::align::receiver_stream;
+    use crate::stream::{Barrier, EpochPair, channel};
+
+    fn barrier(e: u64) -> Message {
+        Message::Barrier(Barrier {
+            epoch: EpochPair {
+                prev: Epoch(e),
+                curr: Epoch(e + 1),
+            },
+            mutation: None,
+        })
+    }
+
+    /// The rows of table `desc` as of `epoch`.
+    async fn stored(store: &LsmStore, desc: &TableDesc, epoch: u64) -> Vec<Vec<Datum>> {
+        let table = StateTable::new(desc.clone(), store.clone(), Epoch(epoch), 1 << 20);
+        let mut rows = table.rows().await.unwrap();
+        rows.sort_by_key(|r| format!("{r:?}"));
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_watermark_of_the_first_group_key_drops_the_state_of_smaller_groups() {
+        let store = LsmStore::open(
+            Arc::new(MemoryObjectStore::new()),
+            LsmStoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (tx, rx) = channel();
+        let types = vec![DataType::Int64, DataType::Int64, DataType::Int64];
+        // GROUP BY c0, c1: count(*), min(c2).
+        let aggs = vec![
+            AggCall {
+                kind: AggKind::CountStar,
+                arg: None,
+                distinct: false,
+                ret: DataType::Int64,
+                filter: None,
+            },
+            AggCall {
+                kind: AggKind::Min,
+                arg: Some(2),
+                distinct: false,
+                ret: DataType::Int64,
+                filter: None,
+            },
+        ];
+        let tables = vec![1, 2, 3];
+        let descs = agg_table_descs(&tables, &types, &[0, 1], &aggs, &[2]);
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = hash_agg(
+            7,
+            store.clone(),
+            receiver_stream(rx),
+            types,
+            vec![0, 1],
+            aggs,
+            vec![2],
+            tables,
+            1 << 20,
+            all_vnodes,
+        );
+        tx.send(barrier(1)).await.unwrap();
+        tx.send(Message::Chunk(StreamChunk::from_pretty(
+            " I I I
+             + 10 1 5
+             + 20 1 6
+             + 30 2 7
+             + 30 2 8",
+        )))
+        .await
+        .unwrap();
+        tx.send(barrier(2)).await.unwrap();
+        let watermark = |v: i64, column: usize| {
+            Message::Watermark(Watermark {
+                column,
+                value: Datum::Int64(v),
+            })
+        };
+        // A watermark of the second group key changes nothing here.
+        tx.send(watermark(99, 1)).await.unwrap();
+        tx.send(watermark(25, 0)).await.unwrap();
+        tx.send(barrier(3)).await.unwrap();
+        drop(tx);
+        let mut messages = Vec::new();
+        while let Some(m) = out.next().await {
+            messages.push(m.unwrap());
+        }
+        // Barrier, barrier, the groups, barrier, then the output watermarks and the barrier.
+        let watermarks: Vec<Watermark> = messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Watermark(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            watermarks,
+            [
+                Watermark {
+                    column: 1,
+                    value: Datum::Int64(99)
+                },
+                Watermark {
+                    column: 0,
+                    value: Datum::Int64(25)
+                }
+            ]
+        );
+        // Only group 30 keeps its state: its result row and both of its values.
+        let result = stored(&store, &descs[0], 4).await;
+        assert_eq!(result.len(), 1, "{result:?}");
+        assert_eq!(
+            result[0][..3],
+            [Datum::Int64(30), Datum::Int64(2), Datum::Int64(2)]
+        );
+        let values = stored(&store, &descs[2], 4).await;
+        assert_eq!(values.len(), 2, "{values:?}");
+        assert!(values.iter().all(|r| r[0] == Datum::Int64(30)));
+        // Before the watermark's barrier, all three groups were there.
+        assert_eq!(stored(&store, &descs[0], 2).await.len(), 3);
+    }
 }

@@ -3,9 +3,9 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, FuturesUnordered, StreamExt};
+use futures::stream::{self, BoxStream, FuturesUnordered, StreamExt, TryStreamExt};
 
-use super::{Barrier, Message, MessageStream, Receiver};
+use super::{Barrier, Message, MessageStream, Receiver, Watermark, WatermarkMin};
 use crate::chunk::StreamChunk;
 use crate::{Error, Result};
 
@@ -15,6 +15,8 @@ pub(crate) enum Aligned {
     Chunk(usize, StreamChunk),
     /// A barrier every input has delivered.
     Barrier(Barrier),
+    /// A watermark from input `.0`.
+    Watermark(usize, Watermark),
 }
 
 type Pending = BoxFuture<'static, (usize, Option<Result<Message>>, MessageStream)>;
@@ -43,6 +45,10 @@ pub(crate) fn align(inputs: Vec<MessageStream>) -> BoxStream<'static, Result<Ali
                 Some(Ok(Message::Chunk(chunk))) => {
                     pending.push(next_of(i, input));
                     yield Aligned::Chunk(i, chunk);
+                }
+                Some(Ok(Message::Watermark(w))) => {
+                    pending.push(next_of(i, input));
+                    yield Aligned::Watermark(i, w);
                 }
                 Some(Ok(Message::Barrier(b))) => {
                     if let Some(first) = &barrier
@@ -79,12 +85,19 @@ pub(crate) fn merge(receivers: Vec<Receiver>) -> MessageStream {
     if receivers.len() == 1 {
         return receiver_stream(receivers.into_iter().next().expect("one"));
     }
-    let inputs = receivers.into_iter().map(receiver_stream).collect();
-    Box::pin(align(inputs).map(|m| {
-        m.map(|m| match m {
-            Aligned::Chunk(_, c) => Message::Chunk(c),
-            Aligned::Barrier(b) => Message::Barrier(b),
-        })
+    union(receivers.into_iter().map(receiver_stream).collect())
+}
+
+/// The rows of all `inputs` (of one schema), barriers aligned; a column's watermark is the
+/// least of the inputs' once every input has one.
+pub(crate) fn union(inputs: Vec<MessageStream>) -> MessageStream {
+    let mut watermarks = WatermarkMin::new(inputs.len());
+    Box::pin(align(inputs).try_filter_map(move |m| {
+        futures::future::ready(Ok(match m {
+            Aligned::Chunk(_, c) => Some(Message::Chunk(c)),
+            Aligned::Barrier(b) => Some(Message::Barrier(b)),
+            Aligned::Watermark(i, w) => watermarks.update(i, w).map(Message::Watermark),
+        }))
     }))
 }
 
@@ -121,7 +134,7 @@ mod tests {
         for _ in 0..2 {
             match merged.next().await.unwrap().unwrap() {
                 Message::Chunk(c) => seen.push(c.row(0)[0].clone()),
-                Message::Barrier(_) => panic!("barrier before input 2 delivered it"),
+                other => panic!("{other:?} before input 2 delivered the barrier"),
             }
         }
         seen.sort_by_key(|d| format!("{d:?}"));
@@ -134,5 +147,36 @@ mod tests {
         drop(tx1);
         drop(tx2);
         assert!(merged.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_merged_watermark_is_the_least_of_the_inputs() {
+        let watermark = |v: i64| {
+            Message::Watermark(Watermark {
+                column: 0,
+                value: crate::types::Datum::Int64(v),
+            })
+        };
+        let (tx1, rx1) = channel();
+        let (tx2, rx2) = channel();
+        let mut merged = merge(vec![rx1, rx2]);
+        tx1.send(watermark(5)).await.unwrap();
+        assert!(
+            merged.next().now_or_never().is_none(),
+            "input 2 has none yet"
+        );
+        tx2.send(watermark(3)).await.unwrap();
+        let least = |m: Option<Result<Message>>| match m {
+            Some(Ok(Message::Watermark(w))) => w.value,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(least(merged.next().await), crate::types::Datum::Int64(3));
+        tx2.send(watermark(9)).await.unwrap();
+        assert_eq!(least(merged.next().await), crate::types::Datum::Int64(5));
+        tx1.send(watermark(4)).await.unwrap();
+        assert!(
+            merged.next().now_or_never().is_none(),
+            "a watermark never goes back"
+        );
     }
 }

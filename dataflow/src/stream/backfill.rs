@@ -161,7 +161,7 @@ pub(crate) fn backfill<S: StateStore>(
         let first = match input.next().await {
             None => return,
             Some(Ok(Message::Barrier(b))) => b,
-            Some(Ok(Message::Chunk(_))) => {
+            Some(Ok(Message::Chunk(_) | Message::Watermark(_))) => {
                 Err(Error::Internal("a job's first message must be a barrier".into()))?;
                 return;
             }
@@ -203,6 +203,15 @@ pub(crate) fn backfill<S: StateStore>(
                         yield output(&columns, chunk)?;
                     }
                     Some(Ok(Message::Chunk(chunk))) => buffer.push(chunk),
+                    // Once the snapshot is read, the upstream's watermarks hold here too
+                    // (before, rows of the snapshot below one may still come).
+                    Some(Ok(Message::Watermark(w))) => {
+                        if pos.exhausted
+                            && let Some(at) = columns.iter().position(|c| *c == w.column)
+                        {
+                            yield Message::Watermark(w.at(at));
+                        }
+                    }
                     Some(Ok(Message::Barrier(barrier))) => {
                         for chunk in std::mem::take(&mut buffer) {
                             if let Some(chunk) = pos.passed(&upstream, chunk)? {

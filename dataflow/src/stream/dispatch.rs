@@ -10,7 +10,7 @@ use crate::chunk::StreamChunk;
 use crate::row_codec::encode_keys;
 
 /// Routes chunks by the vnode of `keys` (all to one output when there is one) and broadcasts
-/// barriers.
+/// barriers and watermarks.
 pub(crate) struct HashDispatcher {
     keys: Vec<usize>,
     outputs: Vec<Sender>,
@@ -51,9 +51,9 @@ impl HashDispatcher {
                     let _ = output.send(Message::Chunk(chunk)).await;
                 }
             }
-            Message::Barrier(barrier) => {
+            broadcast @ (Message::Barrier(_) | Message::Watermark(_)) => {
                 for output in &self.outputs {
-                    let _ = output.send(Message::Barrier(barrier.clone())).await;
+                    let _ = output.send(broadcast.clone()).await;
                 }
             }
         }

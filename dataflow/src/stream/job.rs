@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::agg::hash_agg;
-use super::align::{Aligned, align, merge, receiver_stream};
+use super::align::{merge, receiver_stream};
 use super::backfill::{backfill, progress_desc};
 use super::dispatch::HashDispatcher;
 use super::join::{JoinSpec, hash_join};
@@ -54,6 +54,14 @@ pub struct BuiltJob {
     pub materialize_actors: usize,
     /// Backfill progress.
     pub progress: Arc<JobProgress>,
+}
+
+/// The vnodes whose rows a hash exchange sends to actor `actor` of `parallelism`.
+fn owned_vnodes(actor: usize, parallelism: usize) -> Vec<u16> {
+    (0..epoch_mvcc::VNODE_COUNT)
+        .filter(|v| v % parallelism == actor)
+        .map(|v| u16::try_from(v).expect("vnodes fit in u16"))
+        .collect()
 }
 
 fn fragment_parallelism(plan: &StreamPlan, n: usize) -> usize {
@@ -199,6 +207,10 @@ impl<S: StateStore> Builder<'_, S> {
                 input_key.clone(),
                 tables.clone(),
                 cache,
+                owned_vnodes(
+                    actor,
+                    fragment_parallelism(input, self.options.parallelism.max(1)),
+                ),
             ),
             StreamPlan::HashJoin {
                 left,
@@ -221,7 +233,11 @@ impl<S: StateStore> Builder<'_, S> {
                 };
                 let l = self.stream(left, actor);
                 let r = self.stream(right, actor);
-                hash_join(job, self.store.clone(), spec, l, r, cache)
+                let vnodes = owned_vnodes(
+                    actor,
+                    fragment_parallelism(plan, self.options.parallelism.max(1)),
+                );
+                hash_join(job, self.store.clone(), spec, l, r, cache, vnodes)
             }
             StreamPlan::TopN {
                 input,
@@ -273,12 +289,7 @@ impl<S: StateStore> Builder<'_, S> {
             ),
             StreamPlan::Union { inputs } => {
                 let inputs = inputs.iter().map(|i| self.stream(i, actor)).collect();
-                Box::pin(align(inputs).map(|m| {
-                    m.map(|m| match m {
-                        Aligned::Chunk(_, c) => Message::Chunk(c),
-                        Aligned::Barrier(b) => Message::Barrier(b),
-                    })
-                }))
+                super::align::union(inputs)
             }
             StreamPlan::Exchange { id, .. } => {
                 let receivers = self

@@ -9,6 +9,9 @@
 //!
 //! A semi (anti) join outputs only left rows: a left row while it has (has no) match; a
 //! right-side change flips the left rows for which it is the first or last match.
+//!
+//! Once both sides have a watermark of their first join key (a window start, in a windowed
+//! join), rows below the smaller can match nothing more: they leave the state at the barrier.
 
 use std::collections::HashMap;
 
@@ -19,7 +22,7 @@ use futures::StreamExt;
 
 use super::align::{Aligned, align};
 use super::simple::mask_lenient;
-use super::{Message, MessageStream};
+use super::{Message, MessageStream, Watermark};
 use crate::Result;
 use crate::batch::plan::JoinKind;
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
@@ -104,6 +107,74 @@ struct HashJoin<S: StateStore> {
     /// Left then right columns: what the condition sees.
     joined_types: Vec<DataType>,
     output_types: Vec<DataType>,
+    /// The vnodes whose join keys this actor joins.
+    vnodes: Vec<u16>,
+    /// Each side's newest watermark of its first join key.
+    key_watermarks: [Option<Datum>; 2],
+    /// The least of the two, last acted on.
+    joined_watermark: Option<Datum>,
+    /// Rows with a first join key below this go from the state at the barrier.
+    clean_below: Option<Datum>,
+}
+
+impl<S: StateStore> HashJoin<S> {
+    /// Takes side `s`'s watermark. Once both sides have one of their first join key, neither
+    /// side has rows below the smaller to come, so no row below it will match again: such
+    /// state can go, and the output's key columns get that watermark.
+    fn watermark(&mut self, s: usize, w: Watermark) -> Vec<Watermark> {
+        if self.sides[s].keys.first() != Some(&w.column) {
+            return vec![];
+        }
+        let newer = self.key_watermarks[s]
+            .as_ref()
+            .is_none_or(|old| crate::batch::agg::cmp_datums(&w.value, old).is_gt());
+        if newer {
+            self.key_watermarks[s] = Some(w.value);
+        }
+        let [Some(l), Some(r)] = &self.key_watermarks else {
+            return vec![];
+        };
+        let least = if crate::batch::agg::cmp_datums(l, r).is_le() {
+            l
+        } else {
+            r
+        }
+        .clone();
+        let advanced = self
+            .joined_watermark
+            .as_ref()
+            .is_none_or(|old| crate::batch::agg::cmp_datums(&least, old).is_gt());
+        if !advanced {
+            return vec![];
+        }
+        self.joined_watermark = Some(least.clone());
+        self.clean_below = Some(least.clone());
+        let mut out = vec![Watermark {
+            column: self.sides[0].keys[0],
+            value: least.clone(),
+        }];
+        if self.kind.outputs_right() {
+            out.push(Watermark {
+                column: self.sides[0].types.len() + self.sides[1].keys[0],
+                value: least,
+            });
+        }
+        out
+    }
+
+    /// Drops both sides' rows below the joined watermark, in this actor's vnodes.
+    async fn clean(&mut self) -> Result<()> {
+        let Some(bound) = self.clean_below.take() else {
+            return Ok(());
+        };
+        for side in &mut self.sides {
+            for vnode in &self.vnodes {
+                side.table.delete_below(*vnode, &bound).await?;
+            }
+            side.cache.clear();
+        }
+        Ok(())
+    }
 }
 
 impl<S: StateStore> HashJoin<S> {
@@ -273,6 +344,7 @@ pub(crate) fn hash_join<S: StateStore>(
     left: MessageStream,
     right: MessageStream,
     cache_bytes: usize,
+    vnodes: Vec<u16>,
 ) -> MessageStream {
     let outer = [
         matches!(spec.kind, JoinKind::LeftOuter | JoinKind::FullOuter),
@@ -306,6 +378,10 @@ pub(crate) fn hash_join<S: StateStore>(
         condition: spec.condition.clone(),
         joined_types,
         output_types,
+        vnodes,
+        key_watermarks: [None, None],
+        joined_watermark: None,
+        clean_below: None,
     };
     let mut input = align(vec![left, right]);
     Box::pin(async_stream::try_stream! {
@@ -317,7 +393,13 @@ pub(crate) fn hash_join<S: StateStore>(
                         yield Message::Chunk(out);
                     }
                 }
+                Aligned::Watermark(s, w) => {
+                    for w in join.watermark(s, w) {
+                        yield Message::Watermark(w);
+                    }
+                }
                 Aligned::Barrier(barrier) => {
+                    join.clean().await?;
                     for side in &mut join.sides {
                         if first {
                             side.table.init_epoch(barrier.epoch.curr);
@@ -338,4 +420,112 @@ pub(crate) fn hash_join<S: StateStore>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use epoch_mvcc::Epoch;
+    use lsm_store::object_store::MemoryObjectStore;
+    use lsm_store::{LsmStore, LsmStoreOptions};
+
+    use super::*;
+    use crate::stream::align::receiver_stream;
+    use crate::stream::{Barrier, EpochPair, channel};
+
+    fn barrier(e: u64) -> Message {
+        Message::Barrier(Barrier {
+            epoch: EpochPair {
+                prev: Epoch(e),
+                curr: Epoch(e + 1),
+            },
+            mutation: None,
+        })
+    }
+
+    fn watermark(v: i64) -> Message {
+        Message::Watermark(Watermark {
+            column: 0,
+            value: Datum::Int64(v),
+        })
+    }
+
+    #[tokio::test]
+    async fn both_sides_watermarks_drop_the_rows_that_can_match_no_more() {
+        let store = LsmStore::open(
+            Arc::new(MemoryObjectStore::new()),
+            LsmStoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        let types = vec![DataType::Int64, DataType::Int64];
+        // (window, id) JOIN (window, id) ON window.
+        let spec = JoinSpec {
+            kind: JoinKind::Inner,
+            keys: [vec![0], vec![0]],
+            stream_keys: [vec![1], vec![1]],
+            types: [types.clone(), types.clone()],
+            condition: None,
+            tables: [1, 2],
+        };
+        let descs = [
+            join_side_desc(1, &types, &[0], &[1]),
+            join_side_desc(2, &types, &[0], &[1]),
+        ];
+        let (ltx, lrx) = channel();
+        let (rtx, rrx) = channel();
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = hash_join(
+            7,
+            store.clone(),
+            spec,
+            receiver_stream(lrx),
+            receiver_stream(rrx),
+            1 << 20,
+            all_vnodes,
+        );
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(1)).await.unwrap();
+            tx.send(Message::Chunk(StreamChunk::from_pretty(
+                " I I
+                 + 10 1
+                 + 20 2
+                 + 30 3",
+            )))
+            .await
+            .unwrap();
+            tx.send(barrier(2)).await.unwrap();
+        }
+        ltx.send(watermark(25)).await.unwrap();
+        rtx.send(watermark(15)).await.unwrap();
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(3)).await.unwrap();
+        }
+        drop((ltx, rtx));
+        let mut joined = 0;
+        let mut watermarks = Vec::new();
+        while let Some(m) = out.next().await {
+            match m.unwrap() {
+                Message::Chunk(c) => joined += c.cardinality(),
+                Message::Watermark(w) => watermarks.push((w.column, w.value)),
+                Message::Barrier(_) => {}
+            }
+        }
+        assert_eq!(joined, 3);
+        // The smaller of the two, on both sides' key columns of the output.
+        assert_eq!(watermarks, [(0, Datum::Int64(15)), (2, Datum::Int64(15))]);
+        for desc in &descs {
+            let table = StateTable::new(desc.clone(), store.clone(), Epoch(4), 1 << 20);
+            let keys: Vec<Datum> = table
+                .rows()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            assert!(!keys.contains(&Datum::Int64(10)), "{keys:?}");
+        }
+    }
 }

@@ -40,6 +40,12 @@ impl<S: StateStore> Materialize<S> {
                         let _ = output.send(Message::Chunk(chunk.clone())).await;
                     }
                 }
+                // The view's changes keep the promise; views reading it may use it.
+                Message::Watermark(w) => {
+                    for (_, output) in &outputs {
+                        let _ = output.send(Message::Watermark(w.clone())).await;
+                    }
+                }
                 Message::Barrier(barrier) => {
                     if first {
                         first = false;

@@ -92,6 +92,76 @@ pub enum Message {
     Chunk(StreamChunk),
     /// An epoch boundary.
     Barrier(Barrier),
+    /// A promise about the rows that follow.
+    Watermark(Watermark),
+}
+
+/// No row after this message has a value below `value` in column `column` (rows that would
+/// were dropped as late where the watermark was made), so state kept for smaller values can
+/// go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Watermark {
+    /// The column's position in the stream's rows.
+    pub column: usize,
+    /// The least value rows may still have.
+    pub value: crate::types::Datum,
+}
+
+impl Watermark {
+    /// The same promise about the column at position `column`.
+    pub fn at(&self, column: usize) -> Watermark {
+        Watermark {
+            column,
+            value: self.value.clone(),
+        }
+    }
+}
+
+/// The combined watermarks of several inputs of one stream (a merge of upstream actors, a
+/// union): per column, the least of the inputs' newest, once every input has one.
+pub(crate) struct WatermarkMin {
+    /// Per input, its newest watermark of each column.
+    newest: Vec<HashMap<usize, crate::types::Datum>>,
+    /// Per column, the combined watermark last emitted.
+    emitted: HashMap<usize, crate::types::Datum>,
+}
+
+impl WatermarkMin {
+    pub(crate) fn new(inputs: usize) -> Self {
+        WatermarkMin {
+            newest: vec![HashMap::new(); inputs],
+            emitted: HashMap::new(),
+        }
+    }
+
+    /// Records `watermark` of input `input`; returns the combined one when it advanced.
+    pub(crate) fn update(&mut self, input: usize, watermark: Watermark) -> Option<Watermark> {
+        self.newest[input].insert(watermark.column, watermark.value);
+        let column = watermark.column;
+        let least = self
+            .newest
+            .iter()
+            .map(|w| w.get(&column))
+            .try_fold(None::<&crate::types::Datum>, |least, v| {
+                let v = v?;
+                Some(Some(match least {
+                    Some(l) if crate::batch::agg::cmp_datums(l, v).is_le() => l,
+                    _ => v,
+                }))
+            })??
+            .clone();
+        let advanced = self
+            .emitted
+            .get(&column)
+            .is_none_or(|e| crate::batch::agg::cmp_datums(&least, e).is_gt());
+        advanced.then(|| {
+            self.emitted.insert(column, least.clone());
+            Watermark {
+                column,
+                value: least,
+            }
+        })
+    }
 }
 
 /// The sending side of an actor's input channel.

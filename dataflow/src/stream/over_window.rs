@@ -114,6 +114,8 @@ pub(crate) fn over_window<S: StateStore>(
         let mut before: HashMap<Vec<u8>, PartitionBefore> = HashMap::new();
         while let Some(message) = input.next().await {
             match message? {
+                // Output rows move between ranks: no promise about them holds.
+                Message::Watermark(_) => {}
                 Message::Chunk(chunk) => {
                     if first {
                         Err(Error::Internal("a job's first message must be a barrier".into()))?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Message, MessageStream};
+use super::{Message, MessageStream, Watermark};
 use crate::Result;
 use crate::chunk::{Op, StreamChunk, schema_of};
 use crate::expr::Expr;
@@ -54,30 +54,46 @@ pub(crate) fn filter(input: MessageStream, predicate: Expr) -> MessageStream {
                     _ => chunk.filter(&mask).map(|c| Some(Message::Chunk(c))),
                 }
             }
-            barrier => Ok(Some(barrier)),
+            // Barriers and watermarks: the kept rows are a subset.
+            other => Ok(Some(other)),
         };
         futures::future::ready(out)
     }))
 }
 
-/// Computes `exprs` over every changed row; the ops stay.
+/// Computes `exprs` over every changed row; the ops stay. A watermark holds for each output
+/// monotone in its column (the column itself, a window start, the column minus an interval),
+/// at that output's value for the watermark.
 pub(crate) fn project(input: MessageStream, exprs: Vec<Expr>) -> MessageStream {
     let types: Vec<_> = exprs.iter().map(Expr::data_type).collect();
     let schema = schema_of(&types);
-    Box::pin(input.map(move |m| -> Result<Message> {
-        match m? {
-            Message::Chunk(chunk) => {
-                let columns = exprs
-                    .iter()
-                    .map(|e| eval_lenient(e, chunk.data()))
-                    .collect();
-                Ok(Message::Chunk(
-                    chunk.with_columns(Arc::clone(&schema), columns)?,
-                ))
-            }
-            barrier => Ok(barrier),
-        }
-    }))
+    Box::pin(
+        input
+            .map(move |m| -> Result<Vec<Message>> {
+                Ok(match m? {
+                    Message::Chunk(chunk) => {
+                        let columns = exprs
+                            .iter()
+                            .map(|e| eval_lenient(e, chunk.data()))
+                            .collect();
+                        vec![Message::Chunk(
+                            chunk.with_columns(Arc::clone(&schema), columns)?,
+                        )]
+                    }
+                    Message::Watermark(w) => exprs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, e)| {
+                            e.monotone_bound(w.column, &w.value)
+                                .map(|value| Message::Watermark(Watermark { column: i, value }))
+                        })
+                        .collect(),
+                    barrier @ Message::Barrier(_) => vec![barrier],
+                })
+            })
+            .map_ok(|messages| futures::stream::iter(messages.into_iter().map(Ok)))
+            .try_flatten(),
+    )
 }
 
 /// Each input row once per element of the array `list` computes from it, followed by the
@@ -106,7 +122,9 @@ pub(crate) fn unnest(
                 let data = crate::chunk::batch_of(Arc::clone(&schema), columns, ops.len())?;
                 Ok(Message::Chunk(StreamChunk::new(ops, data)))
             }
-            barrier => Ok(barrier),
+            // Input columns keep their places. (The elements could have one of their own, from
+            // a list of monotone expressions; none is made.)
+            other => Ok(other),
         }
     }))
 }

@@ -135,6 +135,8 @@ pub(crate) fn top_n<S: StateStore>(
         let mut before: HashMap<Vec<u8>, GroupBefore> = HashMap::new();
         while let Some(message) = input.next().await {
             match message? {
+                // Output rows move between ranks: no promise about them holds.
+                Message::Watermark(_) => {}
                 Message::Chunk(chunk) => {
                     if first {
                         Err(Error::Internal("a job's first message must be a barrier".into()))?;

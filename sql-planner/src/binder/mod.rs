@@ -382,6 +382,10 @@ impl<'c> Binder<'c> {
                     {
                         is_source = true;
                     }
+                    // Read below.
+                    ast::SqlOption::KeyValue { key, .. }
+                        if [crate::watermark::COLUMN, crate::watermark::EXPR]
+                            .contains(&key.value.as_str()) => {}
                     ast::SqlOption::KeyValue { key, value } => {
                         let value = match value {
                             ast::Expr::Value(v) => match &v.value {
@@ -404,6 +408,24 @@ impl<'c> Binder<'c> {
                 "tables with a connector (CREATE SOURCE makes a source)".into(),
             ));
         }
+        let watermark_text = crate::watermark::options(ct);
+        let watermark = match &watermark_text {
+            None => None,
+            Some(_) if !(append_only || is_source) => {
+                return Err(PlanError::NotSupported(
+                    "a watermark on a table that is not APPEND ONLY".into(),
+                ));
+            }
+            Some((column, expr)) => Some(self.bind_watermark(&columns, column, expr)?),
+        };
+        let mut definition = if is_source {
+            crate::source::definition(ct)
+        } else {
+            ct.to_string()
+        };
+        if let Some((column, expr)) = &watermark_text {
+            definition = crate::watermark::definition(&definition, column, expr);
+        }
         let source = if is_source {
             if ct
                 .constraints
@@ -413,7 +435,9 @@ impl<'c> Binder<'c> {
             {
                 return Err(PlanError::NotSupported("a primary key on a source".into()));
             }
-            Some(crate::source::spec(&connector_options, &columns)?)
+            let mut spec = crate::source::spec(&connector_options, &columns)?;
+            spec.watermark = watermark.clone();
+            Some(spec)
         } else {
             None
         };
@@ -424,12 +448,57 @@ impl<'c> Binder<'c> {
             pk,
             if_not_exists: ct.if_not_exists,
             append_only: append_only || source.is_some(),
-            definition: if source.is_some() {
-                crate::source::definition(ct)
-            } else {
-                ct.to_string()
-            },
+            definition,
+            watermark: if source.is_some() { None } else { watermark },
             source,
+        })
+    }
+
+    /// `WATERMARK FOR column AS expr` over `columns`: a timestamp column, and an expression of
+    /// its type over the row.
+    fn bind_watermark(
+        &self,
+        columns: &[ColumnCatalog],
+        column: &str,
+        expr: &str,
+    ) -> PlanResult<dataflow::watermark::WatermarkDesc> {
+        let name = match subquery::parse_expr(column)? {
+            ast::Expr::Identifier(id) => ident_name(&id),
+            _ => return Err(PlanError::Syntax(format!("WATERMARK FOR {column}"))),
+        };
+        let position = columns
+            .iter()
+            .position(|c| !c.hidden && c.name == name)
+            .ok_or_else(|| PlanError::UndefinedColumn(name.clone()))?;
+        let ty = columns[position].ty;
+        if !matches!(ty, DataType::Timestamp | DataType::Timestamptz) {
+            return Err(PlanError::TypeMismatch(format!(
+                "the watermark column {name} must be a timestamp or timestamptz, not {ty}"
+            )));
+        }
+        let scope = expr::Scope {
+            columns: columns
+                .iter()
+                .map(|c| expr::ScopeColumn {
+                    table: None,
+                    name: c.name.clone(),
+                    ty: c.ty,
+                    hidden: c.hidden,
+                    outer: false,
+                })
+                .collect(),
+        };
+        let bound =
+            expr::ExprBinder::bind_plain(&scope, &self.params, &subquery::parse_expr(expr)?)?;
+        if bound.data_type() != ty || bound.is_volatile() {
+            return Err(PlanError::TypeMismatch(format!(
+                "the watermark expression must give a {ty} from the row's columns, not {}",
+                bound.data_type()
+            )));
+        }
+        Ok(dataflow::watermark::WatermarkDesc {
+            column: position,
+            expr: bound,
         })
     }
 
