@@ -9,6 +9,11 @@ use lsm_store::CacheOptions;
 use lsm_store::compaction::remote::RemoteCompactor;
 use lsm_store::object_store::object_store_from_url;
 
+/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
+/// glibc's allocator spends much of its time consolidating and fragmenting.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     version,

@@ -10,6 +10,11 @@ use lsm_store::object_store::object_store_from_url;
 use lsm_store::{CacheOptions, LsmStore, LsmStoreOptions};
 use pg_server::{Auth, Database, DatabaseOptions};
 
+/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
+/// glibc's allocator spends much of its time consolidating and fragmenting.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     version,

@@ -52,44 +52,55 @@ pub(crate) fn join_side_desc(
     }
 }
 
+/// The rows of one join key, by their encoded primary key.
+type KeyRows = HashMap<Vec<u8>, Vec<Datum>>;
+
 struct Side<S: StateStore> {
     keys: Vec<usize>,
     types: Vec<DataType>,
+    /// Its state table's primary key: the join key, then the stream key.
+    pk: Vec<usize>,
     /// Whether its unmatched rows are in the output, padded with NULLs.
     outer: bool,
     table: StateTable<S>,
     /// Rows by memcomparable join key.
-    cache: HashMap<Vec<u8>, Vec<Vec<Datum>>>,
+    cache: HashMap<Vec<u8>, KeyRows>,
+}
+
+/// The memcomparable encoding of `row`'s `columns`.
+fn encode(row: &[Datum], columns: &[usize]) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for c in columns {
+        memcomparable::encode_datum(&mut encoded, &row[*c].to_key(), OrderType::ASC);
+    }
+    encoded
 }
 
 impl<S: StateStore> Side<S> {
-    async fn rows(&mut self, key: &[Datum]) -> Result<&mut Vec<Vec<Datum>>> {
-        let mut encoded = Vec::new();
-        for d in key {
-            memcomparable::encode_datum(&mut encoded, &d.to_key(), OrderType::ASC);
-        }
+    /// The rows of join key `key` (cached).
+    async fn rows(&mut self, key: &[Datum]) -> Result<&mut KeyRows> {
+        let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
         if !self.cache.contains_key(&encoded) {
             let rows = self.table.rows_with_prefix(key, usize::MAX).await?;
+            let rows = rows
+                .into_iter()
+                .map(|r| (encode(&r, &self.pk), r))
+                .collect();
             self.cache.insert(encoded.clone(), rows);
         }
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
     }
 
-    /// Applies an insert or delete of `row` (join key `key`, primary key columns `pk`) to the
-    /// state and the cached rows of its key.
-    async fn store(
-        &mut self,
-        key: &[Datum],
-        pk: &[usize],
-        insert: bool,
-        row: Vec<Datum>,
-    ) -> Result<()> {
+    /// Applies an insert or delete of `row` (join key `key`) to the state and the cached
+    /// rows of its key.
+    async fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>) -> Result<()> {
+        let id = encode(&row, &self.pk);
         let rows = self.rows(key).await?;
-        rows.retain(|r| !same_row(pk, r, &row));
         if insert {
-            rows.push(row.clone());
+            rows.insert(id, row.clone());
             self.table.insert(row);
         } else {
+            rows.remove(&id);
             self.table.delete(row);
         }
         Ok(())
@@ -184,18 +195,24 @@ impl<S: StateStore> HashJoin<S> {
         l.iter().chain(r).cloned().collect()
     }
 
-    /// Which of `others` satisfy the condition joined with `this`.
-    fn matching(&self, s: usize, this: &[Datum], others: &[Vec<Datum>]) -> Result<Vec<bool>> {
-        let Some(condition) = &self.condition else {
+    /// Which of `others` satisfy the condition joined with `this` (a row of side `s`).
+    fn matching<'a>(
+        condition: Option<&Expr>,
+        joined_types: &[DataType],
+        s: usize,
+        this: &[Datum],
+        others: impl ExactSizeIterator<Item = &'a Vec<Datum>>,
+    ) -> Result<Vec<bool>> {
+        let Some(condition) = condition else {
             return Ok(vec![true; others.len()]);
         };
-        if others.is_empty() {
+        if others.len() == 0 {
             return Ok(vec![]);
         }
-        let rows: Vec<Vec<Datum>> = others.iter().map(|o| Self::joined(s, this, o)).collect();
+        let rows: Vec<Vec<Datum>> = others.map(|o| Self::joined(s, this, o)).collect();
         let batch = batch_of(
-            schema_of(&self.joined_types),
-            columns_from_rows(&rows, &self.joined_types),
+            schema_of(joined_types),
+            columns_from_rows(&rows, joined_types),
             rows.len(),
         )?;
         let mask = mask_lenient(condition, &batch);
@@ -239,24 +256,41 @@ impl<S: StateStore> HashJoin<S> {
             }
             return Ok(());
         }
-        let others = self.sides[o].rows(&key).await?.clone();
-        let hits = self.matching(s, &row, &others)?;
-        let matches: Vec<&Vec<Datum>> = others
-            .iter()
+        // The other side's rows of the key that match `row`.
+        let condition = self.condition.as_ref();
+        let others = self.sides[o].rows(&key).await?;
+        let hits = Self::matching(condition, &self.joined_types, s, &row, others.values())?;
+        let matches: Vec<Vec<Datum>> = others
+            .values()
             .zip(&hits)
             .filter(|(_, h)| **h)
-            .map(|(r, _)| r)
+            .map(|(r, _)| r.clone())
             .collect();
         // Rows of this side with the key, without `row`: the matches the other side's rows
-        // have besides `row`.
-        let pk = self.sides[s].table.desc().pk.clone();
-        let mine: Vec<Vec<Datum>> = self.sides[s]
-            .rows(&key)
-            .await?
-            .iter()
-            .filter(|r| !same_row(&pk, r, &row))
-            .cloned()
-            .collect();
+        // have besides `row` (needed where a row's having matches or not shows: an outer
+        // other side, or the right side of a semi or anti join).
+        let mine: Vec<Vec<Datum>> = if self.sides[o].outer || (semi_or_anti && s == 1) {
+            let id = encode(&row, &self.sides[s].pk);
+            self.sides[s]
+                .rows(&key)
+                .await?
+                .iter()
+                .filter(|(k, _)| **k != id)
+                .map(|(_, r)| r.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let has_match = |join: &Self, other: &[Datum]| -> Result<bool> {
+            Ok(Self::matching(
+                join.condition.as_ref(),
+                &join.joined_types,
+                o,
+                other,
+                mine.iter(),
+            )?
+            .contains(&true))
+        };
         if semi_or_anti {
             let semi = self.kind == JoinKind::LeftSemi;
             if s == 0 {
@@ -267,7 +301,7 @@ impl<S: StateStore> HashJoin<S> {
             } else {
                 // Left rows whose only match is `row` appear or disappear with it.
                 for other in &matches {
-                    if !self.matching(o, other, &mine)?.contains(&true) {
+                    if !has_match(self, other)? {
                         out.0.push(if insert == semi {
                             Op::Insert
                         } else {
@@ -277,13 +311,10 @@ impl<S: StateStore> HashJoin<S> {
                     }
                 }
             }
-            return self.sides[s].store(&key, &pk, insert, row).await;
+            return self.sides[s].store(&key, insert, row).await;
         }
         for other in &matches {
-            let lonely = self.sides[o].outer && {
-                let degree = self.matching(o, other, &mine)?;
-                !degree.contains(&true)
-            };
+            let lonely = self.sides[o].outer && !has_match(self, other)?;
             let padded = Self::joined(s, &self.sides[s].padding(), other);
             if insert {
                 if lonely {
@@ -305,7 +336,7 @@ impl<S: StateStore> HashJoin<S> {
             out.0.push(if insert { Op::Insert } else { Op::Delete });
             out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
         }
-        self.sides[s].store(&key, &pk, insert, row).await
+        self.sides[s].store(&key, insert, row).await
     }
 
     async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
@@ -319,11 +350,6 @@ impl<S: StateStore> HashJoin<S> {
         let data = self.batch(&out.1)?;
         Ok(Some(StreamChunk::new(out.0, data)))
     }
-}
-
-/// Whether `a` and `b` have the same primary key.
-fn same_row(pk: &[usize], a: &[Datum], b: &[Datum]) -> bool {
-    pk.iter().all(|i| a[*i] == b[*i])
 }
 
 /// The inputs and state of a hash join.
@@ -360,6 +386,7 @@ pub(crate) fn hash_join<S: StateStore>(
         Side {
             keys: spec.keys[i].clone(),
             types: spec.types[i].clone(),
+            pk: desc.pk.clone(),
             outer: outer[i],
             table: StateTable::new(desc, store.clone(), epoch_mvcc::Epoch(0), cache_bytes),
             cache: HashMap::new(),

@@ -22,6 +22,11 @@ use lsm_store::{CacheOptions, LsmStats, LsmStore, LsmStoreOptions};
 use serde_json::json;
 use workload::{Latencies, Measurement, Workload};
 
+/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
+/// glibc's allocator spends much of its time consolidating and fragmenting.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks the LSM store on a local object store directory")]
 struct Args {

@@ -19,6 +19,11 @@ use lsm_store::{LsmStore, LsmStoreOptions};
 use pg_server::{Database, DatabaseOptions, Session};
 use queries::QUERIES;
 
+/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
+/// glibc's allocator spends much of its time consolidating and fragmenting.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Runs Nexmark queries as materialized views and prints one JSON line each")]
 struct Args {
