@@ -352,8 +352,12 @@ impl<S: StateStore> StateTable<S> {
     pub async fn commit(&mut self, next: Epoch) -> Result<()> {
         assert!(next > self.epoch, "epochs move forward");
         let writes: Vec<(Bytes, Value)> = std::mem::take(&mut self.pending).into_iter().collect();
+        // Cached keys get their new values; others are read from the store when asked for
+        // (most written rows are never read back: a view's rows, appended state).
         for (k, v) in &writes {
-            self.cache.insert(k.clone(), v.as_put().cloned());
+            if self.cache.contains(k) {
+                self.cache.insert(k.clone(), v.as_put().cloned());
+            }
         }
         if !writes.is_empty() {
             self.store.ingest_batch(self.epoch, writes).await?;
