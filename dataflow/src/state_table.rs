@@ -250,6 +250,19 @@ impl<S: StateStore> StateTable<S> {
         self.epoch = epoch;
     }
 
+    /// Tells the store that this table is read by prefixes of its first `columns` primary
+    /// key columns (see [`StateTable::rows_with_prefix`]), when their keys have one length.
+    pub fn index_prefix(&self, columns: usize) {
+        let widths: Option<usize> = self.desc.pk[..columns]
+            .iter()
+            .map(|c| self.desc.types[*c].key_width())
+            .sum();
+        if let Some(width) = widths.filter(|w| *w > 0) {
+            self.store
+                .set_key_prefix_len(self.desc.table_id, TABLE_KEY_HEADER_LEN + width);
+        }
+    }
+
     /// Up to `limit` rows whose primary key starts with `prefix`, in key order, as of the
     /// current epoch (own writes included).
     pub async fn rows_with_prefix(

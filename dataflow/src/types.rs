@@ -111,6 +111,21 @@ impl<'de> Deserialize<'de> for ElementType {
 }
 
 impl DataType {
+    /// The length of a non-NULL value's memcomparable key encoding, when all have one.
+    pub fn key_width(self) -> Option<usize> {
+        match self {
+            DataType::Boolean => Some(2),
+            DataType::Int16 => Some(3),
+            DataType::Int32 | DataType::Date | DataType::Float32 => Some(5),
+            DataType::Int64
+            | DataType::Time
+            | DataType::Timestamp
+            | DataType::Timestamptz
+            | DataType::Float64 => Some(9),
+            _ => None,
+        }
+    }
+
     /// The Arrow type that holds values of this type.
     pub fn to_arrow(self) -> ArrowType {
         match self {
@@ -649,6 +664,32 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_widths_are_the_encoded_lengths() {
+        let samples = [
+            (Datum::Bool(true), DataType::Boolean),
+            (Datum::Int16(-3), DataType::Int16),
+            (Datum::Int32(7), DataType::Int32),
+            (Datum::Date(19_000), DataType::Date),
+            (Datum::Float32(1.5), DataType::Float32),
+            (Datum::Int64(-9), DataType::Int64),
+            (Datum::Time(1), DataType::Time),
+            (Datum::Timestamp(2), DataType::Timestamp),
+            (Datum::Timestamptz(3), DataType::Timestamptz),
+            (Datum::Float64(2.5), DataType::Float64),
+        ];
+        for (d, ty) in samples {
+            let mut encoded = Vec::new();
+            epoch_mvcc::memcomparable::encode_datum(
+                &mut encoded,
+                &d.to_key(),
+                epoch_mvcc::memcomparable::OrderType::ASC,
+            );
+            assert_eq!(ty.key_width(), Some(encoded.len()), "{d:?}");
+        }
+        assert_eq!(DataType::Varchar.key_width(), None);
+    }
 
     fn samples() -> Vec<(Datum, DataType)> {
         vec![

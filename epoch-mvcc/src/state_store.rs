@@ -54,6 +54,12 @@ pub trait StateStore: Clone + Send + Sync + 'static {
 
     /// Pins the committed epoch so reads at it stay correct while the guard lives.
     fn pin_snapshot(&self) -> PinnedSnapshot;
+
+    /// A hint: table `table_id` is read by ranges of keys sharing their first `len` bytes
+    /// (the table key header included), which the store may index (prefix bloom filters).
+    fn set_key_prefix_len(&self, table_id: u32, len: usize) {
+        let _ = (table_id, len);
+    }
 }
 
 /// A streaming iterator over visible `(user key, value)` pairs.

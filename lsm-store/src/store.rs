@@ -1178,4 +1178,8 @@ impl StateStore for LsmStore {
     fn pin_snapshot(&self) -> PinnedSnapshot {
         self.inner.epochs.pin()
     }
+
+    fn set_key_prefix_len(&self, table_id: u32, len: usize) {
+        self.set_table_prefix_len(table_id, len);
+    }
 }

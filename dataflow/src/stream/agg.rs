@@ -471,7 +471,13 @@ pub(crate) fn hash_agg<S: StateStore>(
     let mut table =
         |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
     let result = table(descs.next().expect("a result table"));
-    let per_call = descs.map(&mut table).collect();
+    let per_call: Vec<StateTable<S>> = descs.map(&mut table).collect();
+    // min and max read a group's sorted values.
+    if !group_keys.is_empty() {
+        for t in &per_call {
+            t.index_prefix(group_keys.len());
+        }
+    }
     let mut agg = HashAgg {
         group_keys,
         aggs,

@@ -383,12 +383,15 @@ pub(crate) fn hash_join<S: StateStore>(
             &spec.keys[i],
             &spec.stream_keys[i],
         );
+        let table = StateTable::new(desc.clone(), store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
+        // Probes read a join key's rows.
+        table.index_prefix(spec.keys[i].len());
         Side {
             keys: spec.keys[i].clone(),
             types: spec.types[i].clone(),
             pk: desc.pk.clone(),
             outer: outer[i],
-            table: StateTable::new(desc, store.clone(), epoch_mvcc::Epoch(0), cache_bytes),
+            table,
             cache: HashMap::new(),
         }
     };

@@ -107,6 +107,10 @@ pub(crate) fn over_window<S: StateStore>(
         epoch_mvcc::Epoch(0),
         cache_bytes,
     );
+    // A partition's rows are read in order.
+    if !spec.partition_by.is_empty() {
+        table.index_prefix(spec.partition_by.len());
+    }
     let mut output_types = spec.types.clone();
     output_types.extend(spec.calls.iter().map(|c| c.output_type(&spec.types)));
     Box::pin(async_stream::try_stream! {

@@ -125,6 +125,10 @@ pub(crate) fn top_n<S: StateStore>(
     cache_bytes: usize,
 ) -> MessageStream {
     let mut table = StateTable::new(top_n_desc(&spec), store, epoch_mvcc::Epoch(0), cache_bytes);
+    // A group's rows are read in order.
+    if !spec.group_key.is_empty() {
+        table.index_prefix(spec.group_key.len());
+    }
     let mut output_types = spec.types.clone();
     if spec.output_rank {
         output_types.push(DataType::Int64);
