@@ -517,6 +517,16 @@ impl Datum {
         }
     }
 
+    /// About how many bytes the value takes in memory (for cache budgets).
+    pub fn memory_size(&self) -> usize {
+        std::mem::size_of::<Datum>()
+            + match self {
+                Datum::Varchar(s) => s.capacity(),
+                Datum::List(items) => items.iter().map(Datum::memory_size).sum(),
+                _ => 0,
+            }
+    }
+
     /// The value of a decoded key of type `ty`.
     pub fn from_key(key: KeyDatum, ty: DataType) -> Option<Datum> {
         Some(match (key, ty) {

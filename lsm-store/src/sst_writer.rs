@@ -16,44 +16,70 @@ pub(crate) struct SplitPolicy {
     pub(crate) split_by_table: bool,
 }
 
-/// Drains `cursor` into SSTs, keeping the versions `keep` accepts. Outputs are split only
-/// between user keys, so every version of a key lands in one SST and the outputs never
-/// overlap. CPU-bound: run it off the async runtime.
-pub(crate) fn build_ssts(
+/// Drains `cursor` into SSTs, keeping the versions `keep` accepts, and sends each SST on
+/// `out` as it is finished (so a consumer can upload it while the next is built). Outputs
+/// are split only between user keys, so every version of a key lands in one SST and the
+/// outputs never overlap. CPU-bound: run it off the async runtime ([`build_on_rayon`]).
+pub(crate) async fn build_ssts(
     mut cursor: MergeCursor,
     options: &SstOptions,
     prefix_lens: &BTreeMap<u32, usize>,
     split: &SplitPolicy,
     mut keep: impl FnMut(FullKeyRef<'_>, &Value) -> bool,
-) -> Result<Vec<BuiltSst>> {
-    let mut outputs = Vec::new();
+    out: &tokio::sync::mpsc::Sender<BuiltSst>,
+) -> Result<()> {
+    let gone = || crate::Error::Internal("the SST consumer stopped".into());
     let mut builder = SstBuilder::new(options, prefix_lens.clone());
-    futures::executor::block_on(async {
-        while cursor.is_valid() {
-            let key = cursor.key();
-            let value = cursor.value();
-            if keep(key, &value) {
-                let new_user_key = builder.last_user_key() != Some(key.user_key);
-                let table_changed = split.split_by_table
-                    && builder.last_user_key().and_then(table_id_of) != table_id_of(key.user_key);
-                let full = builder.estimated_size() >= split.target_file_size;
-                if !builder.is_empty() && new_user_key && (full || table_changed) {
-                    let done = std::mem::replace(
-                        &mut builder,
-                        SstBuilder::new(options, prefix_lens.clone()),
-                    );
-                    outputs.push(done.finish());
-                }
-                builder.add(key, &value);
+    while cursor.is_valid() {
+        let key = cursor.key();
+        let value = cursor.value();
+        if keep(key, &value) {
+            let new_user_key = builder.last_user_key() != Some(key.user_key);
+            let table_changed = split.split_by_table
+                && builder.last_user_key().and_then(table_id_of) != table_id_of(key.user_key);
+            let full = builder.estimated_size() >= split.target_file_size;
+            if !builder.is_empty() && new_user_key && (full || table_changed) {
+                let done =
+                    std::mem::replace(&mut builder, SstBuilder::new(options, prefix_lens.clone()));
+                out.send(done.finish()).await.map_err(|_| gone())?;
             }
-            cursor.next().await?;
+            builder.add(key, &value);
         }
-        Ok::<_, crate::Error>(())
-    })?;
-    if !builder.is_empty() {
-        outputs.push(builder.finish());
+        cursor.next().await?;
     }
-    Ok(outputs)
+    if !builder.is_empty() {
+        out.send(builder.finish()).await.map_err(|_| gone())?;
+    }
+    Ok(())
+}
+
+/// Starts building SSTs from `cursor` on the rayon pool (reads it needs still go through
+/// this runtime): the returned future finishes with the build, and the receiver yields each
+/// SST as it is finished, at most one waiting, so the caller can upload while the next is
+/// built. Dropping the receiver stops the build.
+pub(crate) fn build_on_rayon(
+    cursor: MergeCursor,
+    options: SstOptions,
+    prefix_lens: BTreeMap<u32, usize>,
+    split: SplitPolicy,
+    keep: impl FnMut(FullKeyRef<'_>, &Value) -> bool + Send + 'static,
+) -> (
+    impl std::future::Future<Output = Result<()>>,
+    tokio::sync::mpsc::Receiver<BuiltSst>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let runtime = tokio::runtime::Handle::current();
+    let build = on_rayon(move || {
+        runtime.block_on(build_ssts(
+            cursor,
+            &options,
+            &prefix_lens,
+            &split,
+            keep,
+            &tx,
+        ))
+    });
+    (build, rx)
 }
 
 /// Runs `f` on the rayon pool and waits for it without blocking the async runtime.

@@ -20,7 +20,7 @@ use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstC
 use crate::manifest::ManifestStore;
 use crate::memtable::{ImmBatch, Memtable, entry_size};
 use crate::object_store::{InstrumentedObjectStore, ObjectStore, ObjectStoreStats};
-use crate::sst_writer::{SplitPolicy, build_ssts, on_rayon};
+use crate::sst_writer::{SplitPolicy, build_on_rayon};
 use crate::sstable::SstOptions;
 use crate::sstable_store::{CacheOptions, SstStore};
 use crate::stats::{CacheStats, LevelStats, LsmStats};
@@ -622,9 +622,16 @@ impl LsmStore {
             target_file_size: options.target_file_size,
             split_by_table: false,
         };
-        let built =
-            on_rayon(move || build_ssts(merge, &options, &prefix_lens, &split, |_, _| true))
-                .await?;
+        let (build, mut finished) = build_on_rayon(merge, options, prefix_lens, split, |_, _| true);
+        let collect = async {
+            let mut built = Vec::new();
+            while let Some(sst) = finished.recv().await {
+                built.push(sst);
+            }
+            built
+        };
+        let (done, built) = tokio::join!(build, collect);
+        done?;
         let uploads = built.iter().map(|sst| async move {
             loop {
                 let id = new_sst_id();

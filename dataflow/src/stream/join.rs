@@ -31,9 +31,6 @@ use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
 use crate::types::{DataType, Datum};
 
-/// Join keys cached in memory between barriers before the cache is dropped.
-const KEY_CACHE_LIMIT: usize = 1 << 14;
-
 /// The layout of one side's state: its rows keyed by (join key, stream key).
 pub(crate) fn join_side_desc(
     table_id: u32,
@@ -65,6 +62,14 @@ struct Side<S: StateStore> {
     table: StateTable<S>,
     /// Rows by memcomparable join key.
     cache: HashMap<Vec<u8>, KeyRows>,
+    /// About how much memory the cached rows take, and how much they may.
+    cached_bytes: usize,
+    cache_budget: usize,
+}
+
+/// About how much memory a cached row takes, with its key.
+fn cached_size(id: &[u8], row: &[Datum]) -> usize {
+    id.len() + row.iter().map(Datum::memory_size).sum::<usize>()
 }
 
 /// The memcomparable encoding of `row`'s `columns`.
@@ -82,10 +87,12 @@ impl<S: StateStore> Side<S> {
         let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
         if !self.cache.contains_key(&encoded) {
             let rows = self.table.rows_with_prefix(key, usize::MAX).await?;
-            let rows = rows
+            let rows: KeyRows = rows
                 .into_iter()
                 .map(|r| (encode(&r, &self.pk), r))
                 .collect();
+            self.cached_bytes +=
+                encoded.len() + rows.iter().map(|(k, r)| cached_size(k, r)).sum::<usize>();
             self.cache.insert(encoded.clone(), rows);
         }
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
@@ -95,15 +102,27 @@ impl<S: StateStore> Side<S> {
     /// rows of its key.
     async fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>) -> Result<()> {
         let id = encode(&row, &self.pk);
+        let size = cached_size(&id, &row);
         let rows = self.rows(key).await?;
         if insert {
             rows.insert(id, row.clone());
+            self.cached_bytes += size;
             self.table.insert(row);
         } else {
             rows.remove(&id);
+            self.cached_bytes = self.cached_bytes.saturating_sub(size);
             self.table.delete(row);
         }
         Ok(())
+    }
+
+    /// Drops the cached rows when they take more than their budget (the state table has
+    /// them all, this epoch's writes included).
+    fn trim_cache(&mut self) {
+        if self.cached_bytes > self.cache_budget {
+            self.cache.clear();
+            self.cached_bytes = 0;
+        }
     }
 
     fn padding(&self) -> Vec<Datum> {
@@ -183,6 +202,7 @@ impl<S: StateStore> HashJoin<S> {
                 side.table.delete_below(*vnode, &bound).await?;
             }
             side.cache.clear();
+            side.cached_bytes = 0;
         }
         Ok(())
     }
@@ -383,7 +403,12 @@ pub(crate) fn hash_join<S: StateStore>(
             &spec.keys[i],
             &spec.stream_keys[i],
         );
-        let table = StateTable::new(desc.clone(), store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
+        let table = StateTable::new(
+            desc.clone(),
+            store.clone(),
+            epoch_mvcc::Epoch(0),
+            cache_bytes,
+        );
         // Probes read a join key's rows.
         table.index_prefix(spec.keys[i].len());
         Side {
@@ -393,6 +418,8 @@ pub(crate) fn hash_join<S: StateStore>(
             outer: outer[i],
             table,
             cache: HashMap::new(),
+            cached_bytes: 0,
+            cache_budget: cache_bytes,
         }
     };
     let mut joined_types = spec.types[0].clone();
@@ -419,7 +446,11 @@ pub(crate) fn hash_join<S: StateStore>(
         while let Some(message) = input.next().await {
             match message? {
                 Aligned::Chunk(s, chunk) => {
-                    if let Some(out) = join.apply_chunk(s, &chunk).await? {
+                    let out = join.apply_chunk(s, &chunk).await?;
+                    for side in &mut join.sides {
+                        side.trim_cache();
+                    }
+                    if let Some(out) = out {
                         yield Message::Chunk(out);
                     }
                 }
@@ -436,9 +467,7 @@ pub(crate) fn hash_join<S: StateStore>(
                         } else {
                             side.table.commit(barrier.epoch.curr).await?;
                         }
-                        if side.cache.len() > KEY_CACHE_LIMIT {
-                            side.cache.clear();
-                        }
+                        side.trim_cache();
                     }
                     first = false;
                     let stop = barrier.stops(job);

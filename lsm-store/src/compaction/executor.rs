@@ -2,18 +2,17 @@
 //! and writes the outputs. Needs only the object store, so the same code can run in the node
 //! or in a remote compactor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use epoch_mvcc::{CompactionFilter, Direction, Epoch};
-use futures::future::try_join_all;
 
 use crate::compaction::{CompactionResult, CompactionTask};
-use crate::iterator::{ConcatCursor, MergeCursor, SourceCursor, SstSource};
-use crate::sst_writer::{SplitPolicy, build_ssts, on_rayon};
+use crate::iterator::{ConcatCursor, MergeCursor, SourceCursor, SstSource, StreamedSsts};
+use crate::sst_writer::{SplitPolicy, build_on_rayon};
 use crate::sstable::SstOptions;
 use crate::sstable_store::SstStore;
-use crate::version::{SstInfo, sst_path};
+use crate::version::SstInfo;
 use crate::{Error, Result};
 
 /// Executes `task`: uploads outputs under ids from `new_id`, calling `on_upload` with each id
@@ -34,24 +33,10 @@ pub(crate) async fn run(
             bytes_written: 0,
         });
     }
-    let object_store = store.object_store();
-    let loads = task.input_ssts().map(|s| async move {
-        let data = object_store
-            .get(&sst_path(s.id))
-            .await
-            .map_err(|e| match e {
-                crate::object_store::ObjectError::NotFound { .. } => Error::corruption(
-                    sst_path(s.id),
-                    "compaction input referenced by the manifest is missing",
-                ),
-                other => other.into(),
-            })?;
-        Ok::<_, Error>((s.id, data))
-    });
-    let objects: HashMap<_, _> = try_join_all(loads).await?.into_iter().collect();
-    let bytes_read = objects.values().map(|b| b.len() as u64).sum();
-    let source = SstSource::Preloaded(Arc::new(objects));
-
+    let source = SstSource::Streamed(Arc::new(StreamedSsts::new(Arc::clone(
+        store.object_store(),
+    ))));
+    let bytes_read = task.input_ssts().map(|s| s.file_size).sum();
     let mut cursors = Vec::new();
     for run in task.inputs.iter().flat_map(|l| &l.runs) {
         let ssts: Arc<[SstInfo]> = run.clone().into();
@@ -64,29 +49,35 @@ pub(crate) async fn run(
         target_file_size: task.target_file_size,
         split_by_table: true,
     };
-    let (options, prefix_lens) = (sst_options.clone(), prefix_lens.clone());
     let (safe_epoch, drop_tombstones) = (Epoch(task.safe_epoch), task.drop_tombstones);
-    let built = on_rayon(move || {
-        let mut filter = CompactionFilter::new(safe_epoch, drop_tombstones);
-        build_ssts(merge, &options, &prefix_lens, &split, |k, v| {
-            filter.keep(k, v.is_delete())
-        })
-    })
-    .await?;
-
-    let mut outputs = Vec::with_capacity(built.len());
-    let mut bytes_written = 0;
-    for sst in &built {
-        loop {
-            let id = new_id();
-            on_upload(id);
-            if let Some(info) = store.upload(id, sst).await? {
-                bytes_written += info.file_size;
-                outputs.push(info);
-                break;
+    let mut filter = CompactionFilter::new(safe_epoch, drop_tombstones);
+    let (build, mut built) = build_on_rayon(
+        merge,
+        sst_options.clone(),
+        prefix_lens.clone(),
+        split,
+        move |k, v| filter.keep(k, v.is_delete()),
+    );
+    // Each output is uploaded as soon as it is built.
+    let upload = async {
+        let mut outputs = Vec::new();
+        let mut bytes_written = 0;
+        while let Some(sst) = built.recv().await {
+            loop {
+                let id = new_id();
+                on_upload(id);
+                if let Some(info) = store.upload(id, &sst).await? {
+                    bytes_written += info.file_size;
+                    outputs.push(info);
+                    break;
+                }
             }
         }
-    }
+        Ok::<_, Error>((outputs, bytes_written))
+    };
+    let (finished, uploaded) = tokio::join!(build, upload);
+    let (outputs, bytes_written) = uploaded?;
+    finished?;
     Ok(CompactionResult {
         task_id: task.id,
         outputs,

@@ -31,6 +31,11 @@ impl ConcatCursor {
 
     async fn open(&mut self, idx: usize, target: Option<&[u8]>) -> Result<()> {
         self.idx = idx;
+        if self.direction == Direction::Forward
+            && let Some(next) = self.ssts.get(idx + 1)
+        {
+            self.source.prefetch(next);
+        }
         let sst = self.source.open(&self.ssts[idx]).await?;
         let mut cursor = SstCursor::new(sst, self.source.clone(), self.direction);
         cursor.seek(target).await?;

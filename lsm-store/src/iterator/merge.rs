@@ -138,7 +138,12 @@ impl VersionCursor for MergeCursor {
 
     async fn next(&mut self) -> Result<()> {
         if let Some(mut top) = self.heap.peek_mut() {
-            top.cursor.next().await?;
+            if let Err(e) = top.cursor.next().await {
+                // A failed read leaves the cursor without a position: out of the heap,
+                // whose order needs its key (the merge is not to be read on after an error).
+                PeekMut::pop(top);
+                return Err(e);
+            }
             if !top.cursor.is_valid() {
                 PeekMut::pop(top);
             }

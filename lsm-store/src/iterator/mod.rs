@@ -12,4 +12,4 @@ mod sst;
 pub(crate) use batch::BatchCursor;
 pub(crate) use concat::ConcatCursor;
 pub(crate) use merge::{MergeCursor, SourceCursor};
-pub(crate) use sst::{SstCursor, SstSource};
+pub(crate) use sst::{SstCursor, SstSource, StreamedSsts};

@@ -6,48 +6,161 @@ use std::sync::Arc;
 use bytes::Bytes;
 use epoch_mvcc::{Direction, FullKeyRef, Value};
 
+use crate::object_store::{ObjectError, ObjectStore};
 use crate::sstable::{Block, BlockCursor, block_at_or_after, block_at_or_before};
 use crate::sstable_store::{SstStore, Sstable};
 use crate::version::{SstInfo, sst_path};
 use crate::{Error, Result};
 
-/// Where SST contents come from: the object store through the caches, or whole objects
-/// already in memory (compaction inputs, which are read once from end to end).
+/// Where SST contents come from: the object store through the caches, or (compaction inputs,
+/// read once from end to end) the object store directly, in windows.
 #[derive(Clone, Debug)]
 pub(crate) enum SstSource {
     Store(Arc<SstStore>),
-    Preloaded(Arc<HashMap<u64, Bytes>>),
+    Streamed(Arc<StreamedSsts>),
 }
 
 impl SstSource {
+    /// Starts reading `info` ahead of its `open` (a run's next SST), where that helps.
+    pub(crate) fn prefetch(&self, info: &SstInfo) {
+        if let SstSource::Streamed(streamed) = self {
+            StreamedSsts::prefetch(streamed, info);
+        }
+    }
+
     pub(crate) async fn open(&self, info: &SstInfo) -> Result<Arc<Sstable>> {
         match self {
             SstSource::Store(store) => store.sstable(info).await,
-            SstSource::Preloaded(objects) => {
-                let whole = preloaded(objects, info.id)?;
-                let tail = whole.get(info.tail_offset as usize..).unwrap_or_default();
-                Ok(Arc::new(Sstable::from_tail(info, tail)?))
-            }
+            SstSource::Streamed(streamed) => streamed.open(info).await,
         }
     }
 
     async fn block(&self, sst: &Sstable, idx: usize) -> Result<Block> {
         match self {
             SstSource::Store(store) => store.block(sst, idx).await,
-            SstSource::Preloaded(objects) => {
-                let whole = preloaded(objects, sst.id)?;
-                let range = sst.block_range(idx);
-                let raw = whole.slice(range.start as usize..range.end as usize);
-                Block::decode(raw, &sst.path)
-            }
+            SstSource::Streamed(streamed) => streamed.block(sst, idx).await,
         }
     }
 }
 
-fn preloaded(objects: &HashMap<u64, Bytes>, id: u64) -> Result<&Bytes> {
-    objects
-        .get(&id)
-        .ok_or_else(|| Error::Internal(format!("compaction input {} not loaded", sst_path(id))))
+/// Bytes a streamed SST is read in at a time.
+const WINDOW_BYTES: u64 = 4 << 20;
+
+/// An SST opened ahead: its index and filter, and the whole object when it fits a window.
+type Opened = (Arc<Sstable>, Option<Bytes>);
+
+/// SSTs read front to back by ranged reads of about [`WINDOW_BYTES`] (several blocks),
+/// bypassing the caches: a compaction's memory stays a window per input being read, however
+/// large its inputs. An SST no larger than a window is read whole, in one request, and a
+/// run's next SST is read while the current one is merged.
+#[derive(Debug)]
+pub(crate) struct StreamedSsts {
+    objects: Arc<dyn ObjectStore>,
+    /// Per SST, the window read last: its start offset and bytes.
+    windows: parking_lot::Mutex<HashMap<u64, (u64, Bytes)>>,
+    /// SSTs being opened ahead.
+    ahead: parking_lot::Mutex<HashMap<u64, tokio::task::JoinHandle<Result<Opened>>>>,
+}
+
+impl StreamedSsts {
+    pub(crate) fn new(objects: Arc<dyn ObjectStore>) -> Self {
+        StreamedSsts {
+            objects,
+            windows: parking_lot::Mutex::new(HashMap::new()),
+            ahead: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn prefetch(this: &Arc<Self>, info: &SstInfo) {
+        let mut ahead = this.ahead.lock();
+        if ahead.contains_key(&info.id) {
+            return;
+        }
+        let (this2, info2) = (Arc::clone(this), info.clone());
+        ahead.insert(
+            info.id,
+            tokio::spawn(async move { this2.fetch_open(&info2).await }),
+        );
+    }
+
+    async fn fetch_open(&self, info: &SstInfo) -> Result<Opened> {
+        let path = sst_path(info.id);
+        if info.file_size <= WINDOW_BYTES {
+            let whole = self.read(&path, 0..info.file_size).await?;
+            let tail = whole.slice(info.tail_offset as usize..);
+            return Ok((Arc::new(Sstable::from_tail(info, &tail)?), Some(whole)));
+        }
+        let tail = self.read(&path, info.tail_offset..info.file_size).await?;
+        Ok((Arc::new(Sstable::from_tail(info, &tail)?), None))
+    }
+
+    async fn read(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let expected = (range.end - range.start) as usize;
+        let bytes = self
+            .objects
+            .get_range(path, range)
+            .await
+            .map_err(|e| match e {
+                ObjectError::NotFound { .. } => Error::corruption(
+                    path,
+                    "compaction input referenced by the manifest is missing",
+                ),
+                other => other.into(),
+            })?;
+        if bytes.len() != expected {
+            return Err(Error::corruption(
+                path,
+                "object is shorter than its index says",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    async fn open(&self, info: &SstInfo) -> Result<Arc<Sstable>> {
+        let ahead = self.ahead.lock().remove(&info.id);
+        let (sst, whole) = match ahead {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("reading an SST ahead failed: {e}")))??,
+            None => self.fetch_open(info).await?,
+        };
+        if let Some(whole) = whole {
+            self.windows.lock().insert(info.id, (0, whole));
+        }
+        Ok(sst)
+    }
+
+    async fn block(&self, sst: &Sstable, idx: usize) -> Result<Block> {
+        let range = sst.block_range(idx);
+        let last = idx + 1 == sst.block_count();
+        let cached = self.windows.lock().get(&sst.id).and_then(|(start, bytes)| {
+            (range.start >= *start && range.end <= start + bytes.len() as u64)
+                .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+        });
+        let raw = match cached {
+            Some(raw) => raw,
+            None => {
+                // This block and the ones after it, up to a window.
+                let mut end = range.end;
+                let mut next = idx + 1;
+                while next < sst.block_count()
+                    && sst.block_range(next).end - range.start <= WINDOW_BYTES
+                {
+                    end = sst.block_range(next).end;
+                    next += 1;
+                }
+                let window = self.read(&sst.path, range.start..end).await?;
+                let raw = window.slice(0..(range.end - range.start) as usize);
+                self.windows.lock().insert(sst.id, (range.start, window));
+                raw
+            }
+        };
+        // An SST read to its end is done with.
+        if last {
+            self.windows.lock().remove(&sst.id);
+        }
+        Block::decode(raw, &sst.path)
+    }
 }
 
 /// A position in one SST.

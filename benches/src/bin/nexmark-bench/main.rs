@@ -147,7 +147,8 @@ async fn run_query(
     let events = args.events;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let metrics = db.metrics_text();
-    let written = store.stats().object_store.bytes_written - written_before;
+    let lsm = store.stats();
+    let written = lsm.object_store.bytes_written - written_before;
     db.shutdown();
     store.close().await;
     Ok(serde_json::json!({
@@ -161,6 +162,7 @@ async fn run_query(
         "barrier_latency_p99_ms": latency_quantile(&metrics, 0.99),
         "peak_rss_bytes": peak_rss(),
         "object_store_bytes_written": written,
+        "lsm": lsm,
     }))
 }
 
