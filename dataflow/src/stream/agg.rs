@@ -283,58 +283,59 @@ impl<S: StateStore> HashAgg<S> {
     async fn apply_chunk(&mut self, chunk: &StreamChunk) -> Result<()> {
         let orders = vec![OrderType::ASC; self.group_keys.len()];
         let encoded = encode_keys(chunk.data(), &self.group_keys, &orders);
+        let columns = chunk.data().columns();
+        // Only the columns the aggregation reads, a value at a time.
+        let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
         for (r, op) in chunk.ops().iter().enumerate() {
-            let row = chunk.row(r);
             let key: Vec<Datum> = self
                 .group_keys
                 .iter()
-                .map(|k| row[*k].clone().into_group_key())
+                .map(|k| value(*k, r).into_group_key())
                 .collect();
-            self.load(&encoded[r], key.clone()).await?;
             let sign = if op.is_insert() { 1 } else { -1 };
-            for i in 0..self.aggs.len() {
-                let call = self.aggs[i].clone();
-                let value = call.arg.map_or(Datum::Null, |a| row[a].clone());
+            // Sorted values (min, max) and distinct counts live in the per-call tables.
+            let mut counted = vec![true; self.aggs.len()];
+            for (i, call) in self.aggs.iter().enumerate() {
+                if !is_extreme(call.kind) && !call.distinct {
+                    continue;
+                }
+                let v = call.arg.map_or(Datum::Null, |a| value(a, r));
+                if v.is_null() {
+                    continue;
+                }
+                let mut entry = key.clone();
+                entry.push(v);
                 if is_extreme(call.kind) {
-                    if !value.is_null() {
-                        let mut entry = key.clone();
-                        entry.push(value.clone());
-                        entry.extend(self.input_key.iter().map(|k| row[*k].clone()));
-                        if sign > 0 {
-                            self.per_call[i].insert(entry);
-                        } else {
-                            self.per_call[i].delete(entry);
-                        }
-                    }
-                } else if call.distinct {
-                    if value.is_null() {
-                        continue;
-                    }
-                    let mut pk = key.clone();
-                    pk.push(value.clone());
-                    let seen = match self.per_call[i].get_row(&pk).await? {
-                        Some(existing) => as_i64(&existing[pk.len()]),
-                        None => 0,
-                    };
-                    let now = seen + sign;
-                    let mut entry = pk;
-                    entry.push(Datum::Int64(now));
-                    if now <= 0 {
-                        self.per_call[i].delete(entry);
-                    } else {
+                    entry.extend(self.input_key.iter().map(|k| value(*k, r)));
+                    if sign > 0 {
                         self.per_call[i].insert(entry);
-                    }
-                    // Only a value's first occurrence and its last removal count.
-                    if (sign > 0 && seen == 0) || (sign < 0 && now == 0) {
-                        let group = self.groups.get_mut(&encoded[r]).expect("loaded");
-                        group.states[i].apply(&call, &value, sign);
+                    } else {
+                        self.per_call[i].delete(entry);
                     }
                     continue;
                 }
-                let group = self.groups.get_mut(&encoded[r]).expect("loaded");
-                group.states[i].apply(&call, &value, sign);
+                let seen = match self.per_call[i].get_row(&entry).await? {
+                    Some(existing) => as_i64(&existing[entry.len()]),
+                    None => 0,
+                };
+                let now = seen + sign;
+                entry.push(Datum::Int64(now));
+                if now <= 0 {
+                    self.per_call[i].delete(entry);
+                } else {
+                    self.per_call[i].insert(entry);
+                }
+                // Only a value's first occurrence and its last removal count.
+                counted[i] = (sign > 0 && seen == 0) || (sign < 0 && now == 0);
             }
+            self.load(&encoded[r], key).await?;
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
+            for (i, call) in self.aggs.iter().enumerate() {
+                if counted[i] && !is_extreme(call.kind) {
+                    let v = call.arg.map_or(Datum::Null, |a| value(a, r));
+                    group.states[i].apply(call, &v, sign);
+                }
+            }
             group.rows += sign;
             group.dirty = true;
         }
