@@ -277,18 +277,12 @@ impl Expr {
                 None => false,
             },
             Expr::Cast { expr, to } => {
-                matches!(
-                    to,
-                    DataType::Int16
-                        | DataType::Int32
-                        | DataType::Int64
-                        | DataType::Float32
-                        | DataType::Float64
-                        | DataType::Decimal
-                        | DataType::Date
-                        | DataType::Timestamp
-                        | DataType::Timestamptz
-                ) && expr.is_monotone_in(column)
+                (to.is_numeric()
+                    || matches!(
+                        to,
+                        DataType::Date | DataType::Timestamp | DataType::Timestamptz
+                    ))
+                    && expr.is_monotone_in(column)
             }
             _ => false,
         }

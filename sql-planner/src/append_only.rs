@@ -4,11 +4,10 @@
 
 use std::borrow::Cow;
 
-use crate::dialect::StreamDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::Token;
 
-use crate::error::{PlanError, PlanResult};
+use crate::error::PlanResult;
 
 /// The table option `APPEND ONLY` becomes.
 pub(crate) const OPTION: &str = "append_only";
@@ -18,15 +17,10 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("append") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&StreamDialect, sql)
-        .tokenize()
-        .map_err(|e| PlanError::Syntax(e.to_string()))?;
-    let word = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    // The non-whitespace tokens' indices, to look around a token.
+    let (tokens, solid) = crate::dialect::tokens(sql)?;
+    let word = |t: Option<&Token>, w: &str| t.is_some_and(|t| crate::dialect::is_word(t, w));
     let mut out = String::with_capacity(sql.len() + 32);
-    // Indices of the non-whitespace tokens, to look around a token.
-    let solid: Vec<usize> = (0..tokens.len())
-        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
-        .collect();
     let mut skip_until = 0;
     for (n, &i) in solid.iter().enumerate() {
         let t = &tokens[i];

@@ -88,17 +88,29 @@ impl Dialect for StreamDialect {
     }
 }
 
+/// The tokens of `sql` and the positions of those that are not whitespace: what the
+/// rewrites before parsing (`CREATE SOURCE`, `APPEND ONLY`, `WATERMARK FOR`, ...) read.
+pub(crate) fn tokens(sql: &str) -> PlanResult<(Vec<Token>, Vec<usize>)> {
+    let tokens = Tokenizer::new(&StreamDialect, sql)
+        .tokenize()
+        .map_err(|e| PlanError::Syntax(e.to_string()))?;
+    let solid = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
+        .collect();
+    Ok((tokens, solid))
+}
+
+/// Whether `t` is the unquoted word `w`, in any case.
+pub(crate) fn is_word(t: &Token, w: &str) -> bool {
+    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
+}
+
 /// `sql` with each `* EXCEPT (` of a select list written `* EXCLUDE (`.
 pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("except") {
         return Ok(Cow::Borrowed(sql));
     }
-    let mut tokens = Tokenizer::new(&StreamDialect, sql)
-        .tokenize()
-        .map_err(|e| PlanError::Syntax(e.to_string()))?;
-    let solid: Vec<usize> = (0..tokens.len())
-        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
-        .collect();
+    let (mut tokens, solid) = tokens(sql)?;
     let mut changed = false;
     for w in solid.windows(3) {
         let except = matches!(&tokens[w[1]], Token::Word(x) if x.keyword == Keyword::EXCEPT);

@@ -6,13 +6,13 @@
 
 use std::borrow::Cow;
 
-use crate::dialect::StreamDialect;
+use crate::dialect::is_word;
 use dataflow::source::{
     Connector, DatagenField, DatagenKind, DatagenSource, NexmarkSource, NexmarkTable, SourceSpec,
 };
 use dataflow::types::DataType;
 use sqlparser::ast;
-use sqlparser::tokenizer::{Token, Tokenizer, Word};
+use sqlparser::tokenizer::{Token, Word};
 
 use crate::catalog::ColumnCatalog;
 use crate::error::{PlanError, PlanResult};
@@ -20,21 +20,12 @@ use crate::error::{PlanError, PlanResult};
 /// The table option that marks a rewritten `CREATE SOURCE`.
 pub(crate) const OPTION: &str = "__source";
 
-fn is_word(t: &Token, w: &str) -> bool {
-    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
-}
-
 /// `sql` with its `CREATE SOURCE` and `DROP SOURCE` statements rewritten as tables.
 pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("source") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&StreamDialect, sql)
-        .tokenize()
-        .map_err(|e| PlanError::Syntax(e.to_string()))?;
-    let solid: Vec<usize> = (0..tokens.len())
-        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
-        .collect();
+    let (tokens, solid) = crate::dialect::tokens(sql)?;
     let mut out: Vec<String> = tokens.iter().map(Token::to_string).collect();
     let mut n = 0;
     while n + 1 < solid.len() {
@@ -228,15 +219,7 @@ fn datagen_spec(options: &[(String, String)], columns: &[ColumnCatalog]) -> Plan
         let kind = option(&key("kind"))
             .unwrap_or("random")
             .to_ascii_lowercase();
-        let numeric = matches!(
-            column.ty,
-            DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::Float32
-                | DataType::Float64
-                | DataType::Decimal
-        );
+        let numeric = column.ty.is_numeric();
         let kind = match (kind.as_str(), column.ty) {
             ("sequence", _) if numeric => {
                 let start = whole(&key("start"))?.unwrap_or(0);

@@ -7,19 +7,15 @@
 use std::borrow::Cow;
 
 use sqlparser::ast;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::Token;
 
-use crate::dialect::StreamDialect;
+use crate::dialect::is_word;
 use crate::error::{PlanError, PlanResult};
 
 /// The table option naming the watermark's column.
 pub(crate) const COLUMN: &str = "__watermark_column";
 /// The table option holding the watermark's expression.
 pub(crate) const EXPR: &str = "__watermark_expr";
-
-fn is_word(t: &Token, w: &str) -> bool {
-    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
-}
 
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -30,12 +26,7 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     if !sql.to_ascii_lowercase().contains("watermark") {
         return Ok(Cow::Borrowed(sql));
     }
-    let tokens = Tokenizer::new(&StreamDialect, sql)
-        .tokenize()
-        .map_err(|e| PlanError::Syntax(e.to_string()))?;
-    let solid: Vec<usize> = (0..tokens.len())
-        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
-        .collect();
+    let (tokens, solid) = crate::dialect::tokens(sql)?;
     let mut out: Vec<String> = tokens.iter().map(Token::to_string).collect();
     let mut depth = 0usize;
     let mut n = 0;

@@ -536,25 +536,13 @@ pub(crate) fn hash_agg<S: StateStore>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use epoch_mvcc::Epoch;
-    use lsm_store::object_store::MemoryObjectStore;
-    use lsm_store::{LsmStore, LsmStoreOptions};
+    use lsm_store::LsmStore;
 
     use super::*;
     use crate::stream::align::receiver_stream;
-    use crate::stream::{Barrier, EpochPair, channel};
-
-    fn barrier(e: u64) -> Message {
-        Message::Barrier(Barrier {
-            epoch: EpochPair {
-                prev: Epoch(e),
-                curr: Epoch(e + 1),
-            },
-            mutation: None,
-        })
-    }
+    use crate::stream::channel;
+    use crate::stream::testing::{barrier, memory_store};
 
     /// The rows of table `desc` as of `epoch`.
     async fn stored(store: &LsmStore, desc: &TableDesc, epoch: u64) -> Vec<Vec<Datum>> {
@@ -566,12 +554,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watermark_of_the_first_group_key_drops_the_state_of_smaller_groups() {
-        let store = LsmStore::open(
-            Arc::new(MemoryObjectStore::new()),
-            LsmStoreOptions::default(),
-        )
-        .await
-        .unwrap();
+        let store = memory_store().await;
         let (tx, rx) = channel();
         let types = vec![DataType::Int64, DataType::Int64, DataType::Int64];
         // GROUP BY c0, c1: count(*), min(c2).

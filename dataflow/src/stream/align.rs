@@ -104,18 +104,8 @@ pub(crate) fn union(inputs: Vec<MessageStream>) -> MessageStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{EpochPair, channel};
-    use epoch_mvcc::Epoch;
-
-    fn barrier(e: u64) -> Message {
-        Message::Barrier(Barrier {
-            epoch: EpochPair {
-                prev: Epoch(e),
-                curr: Epoch(e + 1),
-            },
-            mutation: None,
-        })
-    }
+    use crate::stream::channel;
+    use crate::stream::testing::barrier;
 
     fn chunk(v: i64) -> Message {
         Message::Chunk(StreamChunk::from_pretty(&format!(" I\n + {v}")))

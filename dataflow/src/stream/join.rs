@@ -483,25 +483,12 @@ pub(crate) fn hash_join<S: StateStore>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use epoch_mvcc::Epoch;
-    use lsm_store::object_store::MemoryObjectStore;
-    use lsm_store::{LsmStore, LsmStoreOptions};
 
     use super::*;
     use crate::stream::align::receiver_stream;
-    use crate::stream::{Barrier, EpochPair, channel};
-
-    fn barrier(e: u64) -> Message {
-        Message::Barrier(Barrier {
-            epoch: EpochPair {
-                prev: Epoch(e),
-                curr: Epoch(e + 1),
-            },
-            mutation: None,
-        })
-    }
+    use crate::stream::channel;
+    use crate::stream::testing::{barrier, memory_store};
 
     fn watermark(v: i64) -> Message {
         Message::Watermark(Watermark {
@@ -512,12 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_sides_watermarks_drop_the_rows_that_can_match_no_more() {
-        let store = LsmStore::open(
-            Arc::new(MemoryObjectStore::new()),
-            LsmStoreOptions::default(),
-        )
-        .await
-        .unwrap();
+        let store = memory_store().await;
         let types = vec![DataType::Int64, DataType::Int64];
         // (window, id) JOIN (window, id) ON window.
         let spec = JoinSpec {

@@ -236,3 +236,31 @@ impl JobProgress {
         self.scans_pending.load(Ordering::Acquire) == 0
     }
 }
+
+/// Helpers for operator tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Barrier, EpochPair, Message};
+    use epoch_mvcc::Epoch;
+
+    /// The barrier from epoch `e` to `e + 1`, without graph changes.
+    pub(crate) fn barrier(e: u64) -> Message {
+        Message::Barrier(Barrier {
+            epoch: EpochPair {
+                prev: Epoch(e),
+                curr: Epoch(e + 1),
+            },
+            mutation: None,
+        })
+    }
+
+    /// An empty store in memory.
+    pub(crate) async fn memory_store() -> lsm_store::LsmStore {
+        lsm_store::LsmStore::open(
+            std::sync::Arc::new(lsm_store::object_store::MemoryObjectStore::new()),
+            lsm_store::LsmStoreOptions::default(),
+        )
+        .await
+        .expect("a store in memory opens")
+    }
+}
