@@ -842,9 +842,9 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
 }
 
 /// Watermarks: an append-only table's late rows are dropped (also after a restart, which
-/// keeps the watermark), `SHOW CREATE TABLE` gives the clause back, and windowed
-/// aggregations and joins over such tables, which drop state behind the watermark, still
-/// equal their queries.
+/// keeps the watermark), `SHOW CREATE TABLE` gives the clause back, and tumbling and hopping
+/// window aggregations and windowed joins over such tables, which drop state behind the
+/// watermark, still equal their queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
     let dir = tempfile::tempdir().unwrap();
@@ -864,6 +864,9 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
          CREATE MATERIALIZED VIEW per_window AS
            SELECT window_start, count(*) AS n, sum(k) AS s
            FROM tumble(a, ts, INTERVAL '10' SECOND) GROUP BY window_start;
+         CREATE MATERIALIZED VIEW hopping AS
+           SELECT window_start, count(*) AS n, max(k) AS top
+           FROM hop(a, ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) GROUP BY window_start;
          CREATE MATERIALIZED VIEW joined AS
            SELECT x.window_start, x.k, count(*) AS n
            FROM tumble(a, ts, INTERVAL '10' SECOND) AS x
@@ -937,6 +940,12 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
         "per_window",
         "SELECT window_start, count(*) AS n, sum(k) AS s
          FROM tumble(a, ts, INTERVAL '10' SECOND) GROUP BY window_start",
+    )
+    .await;
+    views_match(
+        "hopping",
+        "SELECT window_start, count(*) AS n, max(k) AS top
+         FROM hop(a, ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) GROUP BY window_start",
     )
     .await;
     views_match(

@@ -104,29 +104,65 @@ pub(crate) fn unnest(
     list: Expr,
     input_types: Vec<DataType>,
 ) -> MessageStream {
+    let element_column = input_types.len();
     let mut types = input_types;
     types.extend(list.data_type().element());
     types.push(DataType::Int64);
     let schema = schema_of(&types);
-    Box::pin(input.map(move |m| -> Result<Message> {
-        match m? {
-            Message::Chunk(chunk) => {
-                let (mut columns, origins) = crate::batch::unnest(chunk.data(), &list)?;
-                let positions: arrow::array::Int64Array =
-                    origins.iter().map(|(_, p)| Some(i64::from(*p))).collect();
-                columns.push(Arc::new(positions));
-                let ops: Vec<Op> = origins
-                    .iter()
-                    .map(|(row, _)| chunk.ops()[*row as usize].normalize())
-                    .collect();
-                let data = crate::chunk::batch_of(Arc::clone(&schema), columns, ops.len())?;
-                Ok(Message::Chunk(StreamChunk::new(ops, data)))
-            }
-            // Input columns keep their places. (The elements could have one of their own, from
-            // a list of monotone expressions; none is made.)
-            other => Ok(other),
-        }
-    }))
+    Box::pin(
+        input
+            .map(move |m| -> Result<Vec<Message>> {
+                Ok(match m? {
+                    Message::Chunk(chunk) => {
+                        let (mut columns, origins) = crate::batch::unnest(chunk.data(), &list)?;
+                        let positions: arrow::array::Int64Array =
+                            origins.iter().map(|(_, p)| Some(i64::from(*p))).collect();
+                        columns.push(Arc::new(positions));
+                        let ops: Vec<Op> = origins
+                            .iter()
+                            .map(|(row, _)| chunk.ops()[*row as usize].normalize())
+                            .collect();
+                        let data = crate::chunk::batch_of(Arc::clone(&schema), columns, ops.len())?;
+                        vec![Message::Chunk(StreamChunk::new(ops, data))]
+                    }
+                    // Input columns keep their places; the elements of a list of expressions
+                    // monotone in the column (a hopping window's starts) are at least the least
+                    // of their bounds.
+                    Message::Watermark(w) => {
+                        let element = element_bound(&list, &w).map(|value| {
+                            Message::Watermark(Watermark {
+                                column: element_column,
+                                value,
+                            })
+                        });
+                        std::iter::once(Message::Watermark(w))
+                            .chain(element)
+                            .collect()
+                    }
+                    barrier @ Message::Barrier(_) => vec![barrier],
+                })
+            })
+            .map_ok(|messages| futures::stream::iter(messages.into_iter().map(Ok)))
+            .try_flatten(),
+    )
+}
+
+/// The least value `list`'s elements can have after watermark `w`, when `list` is an array
+/// of expressions each monotone in the watermark's column.
+fn element_bound(list: &Expr, w: &Watermark) -> Option<Datum> {
+    let Expr::Func {
+        func: crate::func::Func::ArrayConstruct,
+        args,
+        ..
+    } = list
+    else {
+        return None;
+    };
+    args.iter()
+        .map(|e| e.monotone_bound(w.column, &w.value))
+        .collect::<Option<Vec<Datum>>>()?
+        .into_iter()
+        .min_by(crate::batch::agg::cmp_datums)
 }
 
 #[cfg(test)]
@@ -135,6 +171,30 @@ mod tests {
     use crate::chunk::StreamChunk;
     use crate::expr::BinaryOp;
     use crate::types::DataType;
+
+    #[test]
+    fn hopping_window_starts_are_bounded_by_the_earliest() {
+        // ARRAY[c0 - 10, c0 - 5, c0]: a row's windows start at most 10 before it.
+        let minus = |d: i64| {
+            Expr::binary(
+                BinaryOp::Sub,
+                Expr::column(0, DataType::Int64),
+                Expr::literal(Datum::Int64(d), DataType::Int64),
+            )
+        };
+        let list = Expr::Func {
+            func: crate::func::Func::ArrayConstruct,
+            args: vec![minus(10), minus(5), minus(0)],
+            ty: DataType::list(DataType::Int64),
+        };
+        let w = Watermark {
+            column: 0,
+            value: Datum::Int64(100),
+        };
+        assert_eq!(element_bound(&list, &w), Some(Datum::Int64(90)));
+        let other = Watermark { column: 1, ..w };
+        assert_eq!(element_bound(&list, &other), None);
+    }
 
     #[test]
     fn a_failing_row_becomes_null_not_an_error() {
