@@ -201,7 +201,7 @@ fn psql_works_against_the_node() {
 /// psql's describe commands run the catalog queries psql 15 sends (correlated subqueries,
 /// arrays, regclass casts, `OPERATOR(pg_catalog.~)`, ...) and print what PostgreSQL would.
 #[test]
-fn psql_describes_tables_views_indexes_and_databases() {
+fn psql_describes_tables_views_indexes_databases_roles_and_functions() {
     if !has_psql() {
         return;
     }
@@ -210,10 +210,13 @@ fn psql_describes_tables_views_indexes_and_databases() {
     let script = "CREATE TABLE p (id int PRIMARY KEY, name varchar, tags varchar[]);\n\
                   CREATE MATERIALIZED VIEW pm AS SELECT count(*) AS n FROM p;\n\
                   CREATE INDEX pi ON p(name);\n\
+                  CREATE FUNCTION add1(x int) RETURNS int LANGUAGE SQL AS 'SELECT x + 1';\n\
                   \\d p\n\
                   \\d+ pm\n\
                   \\d pi\n\
-                  \\l\n";
+                  \\l\n\
+                  \\du\n\
+                  \\df\n";
     let (stdout, stderr) = run_psql(node.port, &["-A"], script);
     let lines: Vec<&str> = stdout.lines().collect();
     for expected in [
@@ -230,6 +233,8 @@ fn psql_describes_tables_views_indexes_and_databases() {
         "name|character varying|yes|name",
         "btree, for table \"public.p\"",
         "dev|root|UTF8|C|C||libc|",
+        "root|Superuser, Create role, Create DB, Bypass RLS|{}",
+        "public|add1|integer|x integer|func",
     ] {
         assert!(
             lines.contains(&expected),

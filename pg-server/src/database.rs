@@ -286,6 +286,10 @@ impl Catalog for CatalogState {
     fn function(&self, name: &str) -> Option<Arc<FunctionCatalog>> {
         self.functions.get(name).cloned()
     }
+
+    fn functions(&self) -> Vec<Arc<FunctionCatalog>> {
+        self.functions.values().cloned().collect()
+    }
 }
 
 struct Inner {

@@ -213,4 +213,9 @@ pub trait Catalog {
         let _ = qualified;
         None
     }
+
+    /// Every SQL function (for the system catalog views).
+    fn functions(&self) -> Vec<Arc<FunctionCatalog>> {
+        Vec::new()
+    }
 }

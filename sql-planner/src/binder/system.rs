@@ -47,6 +47,22 @@ pub(crate) fn schema_oid(schemas: &[String], schema: &str) -> i32 {
     }
 }
 
+/// The first oid of SQL functions, which take oids in the order of their qualified names.
+const FIRST_FUNCTION_OID: i32 = 1 << 30;
+
+/// The SQL functions with their oids.
+fn functions_by_oid(
+    catalog: &dyn Catalog,
+) -> Vec<(i32, std::sync::Arc<crate::catalog::FunctionCatalog>)> {
+    let mut functions = catalog.functions();
+    functions.sort_by_key(|f| f.qualified_name());
+    functions
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (FIRST_FUNCTION_OID + i as i32, f))
+        .collect()
+}
+
 /// Names of the schemas by oid (`pg_catalog` included).
 pub(crate) fn schemas_by_oid(catalog: &dyn Catalog) -> Vec<(i32, String)> {
     let mut schemas = catalog.schemas();
@@ -327,6 +343,45 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 })
                 .collect(),
         ),
+        "pg_proc" => (
+            vec![
+                ("oid", I),
+                ("proname", V),
+                ("pronamespace", I),
+                ("proowner", I),
+                ("prokind", V),
+                ("prorettype", I),
+                ("pronargs", I16),
+                ("proretset", B),
+                ("prosrc", V),
+            ],
+            functions_by_oid(catalog)
+                .into_iter()
+                .map(|(oid, f)| {
+                    vec![
+                        int(oid),
+                        text(&f.name),
+                        int(schema_oid(&f.schema)),
+                        int(ROOT_ROLE_OID),
+                        text("f"),
+                        int(f.returns.pg_oid()),
+                        Datum::Int16(f.args.len() as i16),
+                        boolean(false),
+                        text(&f.body),
+                    ]
+                })
+                .collect(),
+        ),
+        // One role, a member of none.
+        "pg_auth_members" => (
+            vec![
+                ("roleid", I),
+                ("member", I),
+                ("grantor", I),
+                ("admin_option", B),
+            ],
+            vec![],
+        ),
         "pg_roles" | "pg_user" | "pg_authid" => (
             vec![
                 ("oid", I),
@@ -339,6 +394,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 ("rolreplication", B),
                 ("rolconnlimit", I),
                 ("rolbypassrls", B),
+                ("rolvaliduntil", DataType::Timestamptz),
                 ("usename", V),
                 ("usesysid", I),
             ],
@@ -353,6 +409,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 boolean(false),
                 int(-1),
                 boolean(true),
+                null.clone(),
                 text("root"),
                 int(ROOT_ROLE_OID),
             ]],
@@ -515,6 +572,10 @@ pub(crate) fn is_system_function(name: &str) -> bool {
         name,
         "pg_get_userbyid"
             | "pg_table_is_visible"
+            | "pg_function_is_visible"
+            | "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_function_identity_arguments"
             | "format_type"
             | "pg_get_expr"
             | "pg_get_indexdef"
@@ -569,6 +630,50 @@ pub(crate) fn system_function(
                 ty: DataType::Boolean,
             }
         }
+        "pg_function_is_visible" => {
+            let visible: Vec<Datum> = catalog
+                .map(functions_by_oid)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, f)| f.schema == DEFAULT_SCHEMA)
+                .map(|(oid, _)| Datum::Int32(oid))
+                .collect();
+            Expr::Func {
+                func: Func::ArrayAny(BinaryOp::Eq),
+                args: vec![
+                    first()?,
+                    Expr::literal(Datum::List(visible), DataType::list(DataType::Int32)),
+                ],
+                ty: DataType::Boolean,
+            }
+        }
+        "pg_get_function_result" => lookup(
+            first()?,
+            catalog
+                .map(functions_by_oid)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(oid, f)| (oid, f.returns.pg_name()))
+                .collect(),
+            null_text(),
+        ),
+        "pg_get_function_arguments" | "pg_get_function_identity_arguments" => lookup(
+            first()?,
+            catalog
+                .map(functions_by_oid)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(oid, f)| {
+                    let args: Vec<String> = f
+                        .args
+                        .iter()
+                        .map(|(name, ty)| format!("{name} {}", ty.pg_name()))
+                        .collect();
+                    (oid, args.join(", "))
+                })
+                .collect(),
+            null_text(),
+        ),
         "format_type" => Expr::Func {
             func: Func::FormatType,
             args: vec![first()?],
