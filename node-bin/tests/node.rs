@@ -216,7 +216,9 @@ fn psql_describes_tables_views_indexes_databases_roles_and_functions() {
                   \\d pi\n\
                   \\l\n\
                   \\du\n\
-                  \\df\n";
+                  \\df\n\
+                  \\dn+\n\
+                  \\dT\n";
     let (stdout, stderr) = run_psql(node.port, &["-A"], script);
     let lines: Vec<&str> = stdout.lines().collect();
     for expected in [
@@ -235,6 +237,8 @@ fn psql_describes_tables_views_indexes_databases_roles_and_functions() {
         "dev|root|UTF8|C|C||libc|",
         "root|Superuser, Create role, Create DB, Bypass RLS|{}",
         "public|add1|integer|x integer|func",
+        "public|root||",
+        "Schema|Name|Description",
     ] {
         assert!(
             lines.contains(&expected),

@@ -133,10 +133,15 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
     let smallints = DataType::list(I16);
     let (columns, rows): (Vec<(&'static str, DataType)>, Vec<Vec<Datum>>) = match name {
         "pg_namespace" => (
-            vec![("oid", I), ("nspname", V), ("nspowner", I)],
+            vec![
+                ("oid", I),
+                ("nspname", V),
+                ("nspowner", I),
+                ("nspacl", texts),
+            ],
             schemas_by_oid(catalog)
                 .into_iter()
-                .map(|(oid, s)| vec![int(oid), text(&s), int(ROOT_ROLE_OID)])
+                .map(|(oid, s)| vec![int(oid), text(&s), int(ROOT_ROLE_OID), null.clone()])
                 .collect(),
         ),
         "pg_class" => (
@@ -268,6 +273,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 ("typnotnull", B),
                 ("typbasetype", I),
                 ("typtypmod", I),
+                ("typrelid", I),
             ],
             DataType::pg_types()
                 .into_iter()
@@ -289,6 +295,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         boolean(false),
                         int(0),
                         int(-1),
+                        int(0),
                     ]
                 })
                 .collect(),
@@ -573,6 +580,7 @@ pub(crate) fn is_system_function(name: &str) -> bool {
         "pg_get_userbyid"
             | "pg_table_is_visible"
             | "pg_function_is_visible"
+            | "pg_type_is_visible"
             | "pg_get_function_result"
             | "pg_get_function_arguments"
             | "pg_get_function_identity_arguments"
@@ -647,6 +655,8 @@ pub(crate) fn system_function(
                 ty: DataType::Boolean,
             }
         }
+        // Every type is built in, in pg_catalog, which is always searched.
+        "pg_type_is_visible" => Expr::literal(Datum::Bool(true), DataType::Boolean),
         "pg_get_function_result" => lookup(
             first()?,
             catalog
