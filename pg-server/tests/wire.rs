@@ -986,3 +986,77 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
     assert_eq!(n, 1);
     node.stop().await;
 }
+
+/// information_schema's tables, columns, schemata and views, as ORMs and drivers read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn information_schema_describes_tables_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(objects).await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE t (a int PRIMARY KEY, b varchar DEFAULT 'x', c int[]);
+         CREATE MATERIALIZED VIEW v AS SELECT a FROM t;",
+    )
+    .await
+    .unwrap();
+    let text = |rows: Vec<tokio_postgres::Row>| -> Vec<Vec<Option<String>>> {
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<_, Option<String>>(i))
+                    .collect()
+            })
+            .collect()
+    };
+    let s = |v: &str| Some(v.to_string());
+    let tables = c
+        .query(
+            "SELECT table_name, table_type FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(tables),
+        [
+            vec![s("t"), s("BASE TABLE")],
+            vec![s("v"), s("MATERIALIZED VIEW")]
+        ]
+    );
+    let columns = c
+        .query(
+            "SELECT column_name, data_type, is_nullable, column_default, udt_name \
+             FROM information_schema.columns WHERE table_name = 't' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(columns),
+        [
+            vec![s("a"), s("integer"), s("NO"), None, s("int4")],
+            vec![
+                s("b"),
+                s("character varying"),
+                s("YES"),
+                s("'x'::character varying"),
+                s("varchar")
+            ],
+            vec![s("c"), s("ARRAY"), s("YES"), None, s("_int4")],
+        ]
+    );
+    let schemata: Vec<String> = c
+        .query("SELECT schema_name FROM information_schema.schemata", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(schemata.contains(&"public".to_string()));
+    // Without its schema, the name is a user table's (here: none).
+    let err = c.query("SELECT * FROM columns", &[]).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
+    node.stop().await;
+}

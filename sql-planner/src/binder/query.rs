@@ -1294,9 +1294,16 @@ impl Binder<'_> {
                     .catalog
                     .table(&crate::catalog::qualified(&schema, &table_name))
                     .is_some();
-                if (schema == "pg_catalog" || name.0.len() == 1 && !is_user_table)
+                // information_schema's views are never found without their schema.
+                let system_name = if schema == "information_schema" {
+                    format!("information_schema.{table_name}")
+                } else {
+                    table_name.clone()
+                };
+                if (matches!(schema.as_str(), "pg_catalog" | "information_schema")
+                    || name.0.len() == 1 && !is_user_table)
                     && let Some(super::system::SystemTable { columns, rows }) =
-                        super::system::system_table(self.catalog, &table_name)
+                        super::system::system_table(self.catalog, &system_name)
                 {
                     let types: Vec<DataType> = columns.iter().map(|c| c.1).collect();
                     let rows = rows

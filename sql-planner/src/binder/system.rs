@@ -36,6 +36,8 @@ const COLLATIONS: [(i32, &str); 3] = [(100, "default"), (950, "C"), (951, "POSIX
 const DEFAULT_COLLATION_OID: i32 = 100;
 /// The database's oid and its encoding (UTF8).
 const DATABASE_OID: i32 = 16383;
+/// The one database's name.
+const DATABASE_NAME: &str = "dev";
 const UTF8_ENCODING: i32 = 6;
 
 /// The oid of schema `schema` among `schemas` (sorted).
@@ -350,6 +352,124 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 })
                 .collect(),
         ),
+        "information_schema.schemata" => (
+            vec![("catalog_name", V), ("schema_name", V), ("schema_owner", V)],
+            schemas_by_oid(catalog)
+                .into_iter()
+                .map(|(_, s)| vec![text(DATABASE_NAME), text(&s), text("root")])
+                .collect(),
+        ),
+        "information_schema.tables" => (
+            vec![
+                ("table_catalog", V),
+                ("table_schema", V),
+                ("table_name", V),
+                ("table_type", V),
+                ("is_insertable_into", V),
+            ],
+            tables
+                .iter()
+                .filter(|t| t.index_of().is_none())
+                .map(|t| {
+                    let (kind, insertable) = if t.is_view() {
+                        ("MATERIALIZED VIEW", "NO")
+                    } else if t.source.is_some() {
+                        ("SOURCE", "NO")
+                    } else {
+                        ("BASE TABLE", "YES")
+                    };
+                    vec![
+                        text(DATABASE_NAME),
+                        text(&t.schema),
+                        text(&t.name),
+                        text(kind),
+                        text(insertable),
+                    ]
+                })
+                .collect(),
+        ),
+        "information_schema.views" => (
+            vec![
+                ("table_catalog", V),
+                ("table_schema", V),
+                ("table_name", V),
+                ("view_definition", V),
+            ],
+            tables
+                .iter()
+                .filter(|t| t.is_view())
+                .map(|t| {
+                    vec![
+                        text(DATABASE_NAME),
+                        text(&t.schema),
+                        text(&t.name),
+                        text(
+                            &t.view
+                                .as_ref()
+                                .map(|v| v.definition.clone())
+                                .unwrap_or_default(),
+                        ),
+                    ]
+                })
+                .collect(),
+        ),
+        "information_schema.columns" => (
+            vec![
+                ("table_catalog", V),
+                ("table_schema", V),
+                ("table_name", V),
+                ("column_name", V),
+                ("ordinal_position", I),
+                ("column_default", V),
+                ("is_nullable", V),
+                ("data_type", V),
+                ("udt_name", V),
+            ],
+            tables
+                .iter()
+                .filter(|t| t.index_of().is_none())
+                .flat_map(|t| {
+                    t.columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| !c.hidden)
+                        .map(|(i, c)| {
+                            let default = c
+                                .default
+                                .as_ref()
+                                .and_then(|d| d.eval_constant().ok())
+                                .and_then(|d| {
+                                    let shown = d.to_text()?;
+                                    Some(match d {
+                                        Datum::Varchar(_) => format!(
+                                            "'{}'::{}",
+                                            shown.replace('\'', "''"),
+                                            c.ty.pg_name()
+                                        ),
+                                        _ => shown,
+                                    })
+                                })
+                                .map_or(null.clone(), |d| text(&d));
+                            vec![
+                                text(DATABASE_NAME),
+                                text(&t.schema),
+                                text(&t.name),
+                                text(&c.name),
+                                int(i as i32 + 1),
+                                default,
+                                text(if t.pk.contains(&i) { "NO" } else { "YES" }),
+                                text(&if c.ty.element().is_some() {
+                                    "ARRAY".to_string()
+                                } else {
+                                    c.ty.pg_name()
+                                }),
+                                text(&c.ty.pg_internal_name()),
+                            ]
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        ),
         "pg_proc" => (
             vec![
                 ("oid", I),
@@ -438,7 +558,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
             ],
             vec![vec![
                 int(DATABASE_OID),
-                text("dev"),
+                text(DATABASE_NAME),
                 int(ROOT_ROLE_OID),
                 int(UTF8_ENCODING),
                 text("c"),
