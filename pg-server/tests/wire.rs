@@ -17,6 +17,15 @@ struct Node {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// A node on a fresh local directory (deleted when the returned guard goes), and its object
+/// store, to start the node again on.
+async fn start_fresh() -> (tempfile::TempDir, Arc<dyn ObjectStore>, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
+    let node = start(Arc::clone(&objects)).await;
+    (dir, objects, node)
+}
+
 async fn start(objects: Arc<dyn ObjectStore>) -> Node {
     let store = LsmStore::open(objects, LsmStoreOptions::default())
         .await
@@ -70,9 +79,7 @@ fn simple_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_round_trip_and_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, objects, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE t (id bigint PRIMARY KEY, name varchar, score double precision, day date)",
@@ -183,8 +190,7 @@ async fn driver_round_trip_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_in_a_multi_statement_query_commits_unsynchronized_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = start(Arc::new(LocalObjectStore::open(dir.path()).unwrap())).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute("CREATE TABLE k (v int); SET synchronous_commit = off; INSERT INTO k VALUES (1), (2); FLUSH;").await.unwrap();
     let rows = simple_rows(c.simple_query("SELECT sum(v) FROM k").await.unwrap());
@@ -222,8 +228,7 @@ async fn a_failed_commit_is_an_error_not_a_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_stdin_loads_rows_atomically() {
     use futures::SinkExt;
-    let dir = tempfile::tempdir().unwrap();
-    let node = start(Arc::new(LocalObjectStore::open(dir.path()).unwrap())).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE c (id int PRIMARY KEY, name varchar, score double precision DEFAULT 0.5)",
@@ -356,9 +361,7 @@ async fn a_running_query_can_be_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn materialized_views_through_the_driver() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE orders (id int PRIMARY KEY, customer varchar, amount bigint); \
@@ -453,9 +456,7 @@ async fn materialized_views_through_the_driver() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numeric_through_binary_and_text() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute("CREATE TABLE m (id int PRIMARY KEY, amount numeric)")
         .await
@@ -524,9 +525,7 @@ async fn numeric_through_binary_and_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrays_and_subqueries_in_dml() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, g int, v int, tags varchar[]);
@@ -584,9 +583,7 @@ async fn arrays_and_subqueries_in_dml() {
 /// (aggregates without a streaming form, window functions, functions in FROM).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constant_views_hold_their_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE MATERIALIZED VIEW agg AS SELECT min(1) AS m, string_agg('abc', ',') AS s;
@@ -617,9 +614,7 @@ async fn constant_views_hold_their_rows() {
 /// SQL functions: inlined into queries and views, persisted with the catalog, dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_functions_are_inlined_and_persisted() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, objects, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE FUNCTION count_char(s varchar, c varchar) RETURNS int LANGUAGE SQL AS
@@ -678,9 +673,7 @@ async fn sql_functions_are_inlined_and_persisted() {
 /// `SHOW CREATE` gives back the statement that made a table or view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_create_returns_the_definition() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "create table t(v int, w varchar); create materialized view m as select sum(v) from t",
@@ -729,9 +722,7 @@ async fn wait_for(c: &tokio_postgres::Client, query: &str, want: i64) {
 /// the same events from the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexmark_source_resumes_exactly_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, objects, node) = start_fresh().await;
     let c = &node.client;
     // 2000 events, 1840 of them bids, one every half millisecond.
     c.batch_execute(
@@ -785,9 +776,7 @@ async fn nexmark_source_resumes_exactly_after_a_restart() {
 /// same rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datagen_source_resumes_exactly_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, objects, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE SOURCE gen (v INT, r BIGINT, name VARCHAR)
@@ -847,9 +836,7 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
 /// watermark, still equal their queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(Arc::clone(&objects)).await;
+    let (_dir, objects, node) = start_fresh().await;
     let c = &node.client;
     let err = c
         .batch_execute("CREATE TABLE x (ts TIMESTAMP, WATERMARK FOR ts AS ts)")
@@ -990,9 +977,7 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
 /// information_schema's tables, columns, schemata and views, as ORMs and drivers read them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn information_schema_describes_tables_and_columns() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path()).unwrap());
-    let node = start(objects).await;
+    let (_dir, _, node) = start_fresh().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE t (a int PRIMARY KEY, b varchar DEFAULT 'x', c int[]);

@@ -5,15 +5,15 @@
 //! are computed again and the difference is emitted. A change costs a pass over its
 //! partition, whatever the functions are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use epoch_mvcc::StateStore;
-use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
+use super::top_n::{push_difference, row_bytes};
 use super::{Message, MessageStream};
 use crate::batch::plan::{SortKey, WindowFunc};
-use crate::chunk::{Op, StreamChunk, batch_of, rows_of, schema_of};
+use crate::chunk::{StreamChunk, batch_of, rows_of, schema_of};
 use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
 use crate::types::{DataType, Datum};
@@ -37,27 +37,15 @@ pub(crate) struct OverWindowSpec {
 }
 
 /// The layout of the rows: keyed by the partition key, the order columns, then the stream
-/// key.
+/// key (see [`super::top_n::ordered_rows_desc`]).
 pub(crate) fn over_window_desc(spec: &OverWindowSpec) -> TableDesc {
-    let mut pk: Vec<usize> = spec.partition_by.clone();
-    let mut pk_orders = vec![OrderType::ASC; pk.len()];
-    for k in &spec.order_by {
-        pk.push(k.column);
-        pk_orders.push(k.order);
-    }
-    for k in &spec.input_key {
-        if !pk.contains(k) {
-            pk.push(*k);
-            pk_orders.push(OrderType::ASC);
-        }
-    }
-    TableDesc {
-        table_id: spec.state_table,
-        types: spec.types.clone(),
-        pk,
-        pk_orders,
-        dist_key_in_pk: (0..spec.partition_by.len()).collect(),
-    }
+    super::top_n::ordered_rows_desc(
+        spec.state_table,
+        &spec.types,
+        &spec.partition_by,
+        &spec.order_by,
+        &spec.input_key,
+    )
 }
 
 /// The output rows of one partition: its rows in order, each with its window values.
@@ -79,15 +67,6 @@ async fn outputs<S: StateStore>(
     let computed =
         crate::batch::window::rank(&[batch], &spec.types, &[], &spec.order_by, &spec.calls)?;
     Ok(rows_of(&[computed]))
-}
-
-/// A row's memcomparable bytes, to compare rows by value.
-fn row_bytes(row: &[Datum]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for d in row {
-        memcomparable::encode_datum(&mut out, &d.to_key(), OrderType::ASC);
-    }
-    out
 }
 
 /// A partition's key values and the output rows it had before its first change in an epoch.
@@ -150,16 +129,7 @@ pub(crate) fn over_window<S: StateStore>(
                         let mut rows = Vec::new();
                         for (_, (partition, old)) in before.drain() {
                             let new = outputs(&table, &spec, &partition).await?;
-                            let old_set: HashSet<Vec<u8>> = old.iter().map(|r| row_bytes(r)).collect();
-                            let new_set: HashSet<Vec<u8>> = new.iter().map(|r| row_bytes(r)).collect();
-                            for gone in old.into_iter().filter(|r| !new_set.contains(&row_bytes(r))) {
-                                ops.push(Op::Delete);
-                                rows.push(gone);
-                            }
-                            for came in new.into_iter().filter(|r| !old_set.contains(&row_bytes(r))) {
-                                ops.push(Op::Insert);
-                                rows.push(came);
-                            }
+                            push_difference(old, new, &mut ops, &mut rows);
                         }
                         if !rows.is_empty() {
                             let data = batch_of(

@@ -8,7 +8,7 @@
 //! group's new top rows are read and the difference is emitted. With `output_rank` each row
 //! carries its rank, so a row whose rank moves is retracted and inserted again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::{self, OrderType};
@@ -45,27 +45,75 @@ pub(crate) struct TopNSpec {
     pub state_table: u32,
 }
 
-/// The layout of the rows: keyed by the group key, the order columns, then the stream key.
-pub(crate) fn top_n_desc(spec: &TopNSpec) -> TableDesc {
-    let mut pk: Vec<usize> = spec.group_key.clone();
+/// The memcomparable encoding of a row's values: equal rows, equal bytes.
+pub(crate) fn row_bytes(row: &[Datum]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in row {
+        memcomparable::encode_datum(&mut out, &d.to_key(), OrderType::ASC);
+    }
+    out
+}
+
+/// Appends the changes that turn a group's output rows `old` into `new`: deletes of the rows
+/// that went, inserts of those that came.
+pub(crate) fn push_difference(
+    old: Vec<Vec<Datum>>,
+    new: Vec<Vec<Datum>>,
+    ops: &mut Vec<Op>,
+    rows: &mut Vec<Vec<Datum>>,
+) {
+    let old_set: HashSet<Vec<u8>> = old.iter().map(|r| row_bytes(r)).collect();
+    let new_set: HashSet<Vec<u8>> = new.iter().map(|r| row_bytes(r)).collect();
+    for gone in old.into_iter().filter(|r| !new_set.contains(&row_bytes(r))) {
+        ops.push(Op::Delete);
+        rows.push(gone);
+    }
+    for came in new.into_iter().filter(|r| !old_set.contains(&row_bytes(r))) {
+        ops.push(Op::Insert);
+        rows.push(came);
+    }
+}
+
+/// The layout of every input row of an operator that reads its rows by group in order (top-N
+/// by group, window functions by partition): keyed by the group key, the order columns, then
+/// the rest of the stream key, and distributed by the group key.
+pub(crate) fn ordered_rows_desc(
+    table_id: u32,
+    types: &[DataType],
+    group: &[usize],
+    order: &[SortKey],
+    input_key: &[usize],
+) -> TableDesc {
+    let mut pk: Vec<usize> = group.to_vec();
     let mut pk_orders = vec![OrderType::ASC; pk.len()];
-    for k in &spec.order {
+    for k in order {
         pk.push(k.column);
         pk_orders.push(k.order);
     }
-    for k in &spec.input_key {
+    for k in input_key {
         if !pk.contains(k) {
             pk.push(*k);
             pk_orders.push(OrderType::ASC);
         }
     }
     TableDesc {
-        table_id: spec.state_table,
-        types: spec.types.clone(),
+        table_id,
+        types: types.to_vec(),
         pk,
         pk_orders,
-        dist_key_in_pk: (0..spec.group_key.len()).collect(),
+        dist_key_in_pk: (0..group.len()).collect(),
     }
+}
+
+/// The layout of the rows: see [`ordered_rows_desc`].
+pub(crate) fn top_n_desc(spec: &TopNSpec) -> TableDesc {
+    ordered_rows_desc(
+        spec.state_table,
+        &spec.types,
+        &spec.group_key,
+        &spec.order,
+        &spec.input_key,
+    )
 }
 
 /// The kept rows of one group, in order, each with its rank when asked for.
@@ -149,11 +197,9 @@ pub(crate) fn top_n<S: StateStore>(
                         let row = chunk.row(r);
                         let group: Vec<Datum> =
                             spec.group_key.iter().map(|k| row[*k].clone()).collect();
-                        let mut encoded = Vec::new();
-                        for d in &group {
-                            memcomparable::encode_datum(&mut encoded, &d.to_key(), OrderType::ASC);
-                        }
-                        if let std::collections::hash_map::Entry::Vacant(slot) = before.entry(encoded) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            before.entry(row_bytes(&group))
+                        {
                             let old = top(&table, &spec, &group).await?;
                             slot.insert((group, old));
                         }
@@ -173,14 +219,7 @@ pub(crate) fn top_n<S: StateStore>(
                         let mut rows = Vec::new();
                         for (_, (group, old)) in before.drain() {
                             let new = top(&table, &spec, &group).await?;
-                            for gone in old.iter().filter(|r| !new.contains(r)) {
-                                ops.push(Op::Delete);
-                                rows.push(gone.clone());
-                            }
-                            for came in new.iter().filter(|r| !old.contains(r)) {
-                                ops.push(Op::Insert);
-                                rows.push(came.clone());
-                            }
+                            push_difference(old, new, &mut ops, &mut rows);
                         }
                         if !rows.is_empty() {
                             let data = batch_of(
