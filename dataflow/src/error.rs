@@ -23,6 +23,10 @@ pub enum Error {
         /// The text.
         value: String,
     },
+    /// A value of the right type that the operation cannot take (a jsonb string cast to a
+    /// number).
+    #[error("{0}")]
+    InvalidValue(String),
     /// A regular expression that does not compile.
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
@@ -50,6 +54,7 @@ impl Error {
             Error::DivisionByZero => "22012",
             Error::OutOfRange(_) => "22003",
             Error::InvalidInput(_) | Error::InvalidText { .. } => "22P02",
+            Error::InvalidValue(_) => "22023",
             Error::InvalidRegex(_) => "2201B",
             Error::CardinalityViolation(_) => "21000",
             Error::Store(_) | Error::CorruptState(_) => "XX001",

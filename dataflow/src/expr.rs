@@ -727,6 +727,26 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
     if from == to {
         return Ok(Arc::clone(array));
     }
+    // A JSON number or boolean casts to a number or boolean through its text.
+    if from == DataType::Jsonb && (to == DataType::Boolean || to.is_numeric()) {
+        let texts = array
+            .as_string::<i64>()
+            .iter()
+            .map(|s| {
+                let Some(s) = s else { return Ok(None) };
+                match crate::json::Json::parse(s)? {
+                    json @ (crate::json::Json::Number(_) | crate::json::Json::Bool(_)) => {
+                        Ok(Some(json.to_string()))
+                    }
+                    other => Err(Error::InvalidValue(format!(
+                        "cannot cast jsonb {} to type {to}",
+                        other.type_name()
+                    ))),
+                }
+            })
+            .collect::<Result<arrow::array::StringArray>>()?;
+        return cast(&(Arc::new(texts) as ArrayRef), DataType::Varchar, to);
+    }
     if from == DataType::Decimal || to == DataType::Decimal {
         return cast_decimal(array, from, to);
     }
@@ -751,7 +771,26 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
                 .collect::<Result<Vec<_>>>()?;
             return Ok(array_from_datums(to, parsed.iter()));
         }
-        (DataType::List(_), _) | (_, DataType::List(_)) if to != DataType::Varchar => {
+        (DataType::Varchar, DataType::Bytea | DataType::Jsonb) => {
+            let parsed = array
+                .as_string::<i32>()
+                .iter()
+                .map(|s| {
+                    Ok(match s {
+                        None => Datum::Null,
+                        Some(s) if to == DataType::Bytea => {
+                            Datum::Bytea(crate::text::parse_bytea(s)?)
+                        }
+                        Some(s) => Datum::Jsonb(crate::json::normalize(s)?),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(array_from_datums(to, parsed.iter()));
+        }
+        (DataType::List(_) | DataType::Bytea | DataType::Jsonb, _)
+        | (_, DataType::List(_) | DataType::Bytea | DataType::Jsonb)
+            if to != DataType::Varchar =>
+        {
             return Err(Error::InvalidInput(format!("cannot cast {from} to {to}")));
         }
         // PostgreSQL's text forms, where Arrow's differ.
@@ -763,6 +802,8 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
             | DataType::Timestamp
             | DataType::Timestamptz
             | DataType::Interval
+            | DataType::Bytea
+            | DataType::Jsonb
             | DataType::List(_),
             DataType::Varchar,
         ) => {

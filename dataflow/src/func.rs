@@ -96,6 +96,13 @@ pub enum Func {
     Replace,
     /// `regexp_match(s, pattern [, flags])`: text[] of the first match's groups.
     RegexpMatch,
+    /// `j -> key` / `j -> index` (jsonb), or `->>` when `text` (the value as text).
+    JsonbAccess {
+        /// `->>`: the value's text rather than the value.
+        text: bool,
+    },
+    /// `jsonb_typeof(j)`.
+    JsonbTypeof,
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -137,7 +144,7 @@ fn size_pretty(bytes: i64) -> String {
 }
 
 /// Applies `f` to each row whose arguments are all non-NULL (NULL otherwise).
-fn each_row(
+pub(crate) fn each_row(
     args: &[ArrayRef],
     ty: DataType,
     f: impl Fn(&[Datum]) -> Result<Datum>,
@@ -318,6 +325,9 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
         Func::ToChar | Func::SplitPart | Func::Replace | Func::RegexpMatch
     ) {
         return eval_string(func, args, ty);
+    }
+    if matches!(func, Func::JsonbAccess { .. } | Func::JsonbTypeof) {
+        return crate::json::eval(func, args, ty);
     }
     if func == Func::SizePretty {
         return each_row(args, ty, |row| {

@@ -7,6 +7,7 @@ pub mod decimal;
 mod error;
 pub mod expr;
 pub mod func;
+pub mod json;
 pub mod row_codec;
 pub mod source;
 pub mod state_table;

@@ -61,6 +61,12 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
         DataType::Varchar => each!(array.as_string::<i32>(), |k, v: &str| {
             memcomparable::encode_bytes(k, v.as_bytes(), order)
         }),
+        DataType::Jsonb => each!(array.as_string::<i64>(), |k, v: &str| {
+            memcomparable::encode_bytes(k, v.as_bytes(), order)
+        }),
+        DataType::Bytea => each!(array.as_binary::<i32>(), |k, v: &[u8]| {
+            memcomparable::encode_bytes(k, v, order)
+        }),
         DataType::Decimal => each!(array.as_fixed_size_binary(), |k, v: &[u8]| {
             let d = Decimal::from_bytes(v).expect("numeric arrays hold valid values");
             memcomparable::encode_bytes(k, &d.key_bytes(), order)
@@ -162,9 +168,12 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
                 |r: &mut Vec<u8>, v: f64| le(r, &v.to_le_bytes())
             ),
             DataType::Varchar => each!(array.as_string::<i32>(), |r: &mut Vec<u8>, v: &str| {
-                put_varint(r, v.len() as u64);
-                r.extend_from_slice(v.as_bytes());
+                put_bytes(r, v.as_bytes())
             }),
+            DataType::Jsonb => each!(array.as_string::<i64>(), |r: &mut Vec<u8>, v: &str| {
+                put_bytes(r, v.as_bytes())
+            }),
+            DataType::Bytea => each!(array.as_binary::<i32>(), put_bytes),
             DataType::Decimal => each!(array.as_fixed_size_binary(), |r: &mut Vec<u8>, v| le(r, v)),
             DataType::Interval => each!(
                 array.as_primitive::<IntervalMonthDayNanoType>(),
@@ -180,8 +189,7 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
                     match Datum::from_array(array.as_ref(), i).to_key() {
                         epoch_mvcc::memcomparable::KeyDatum::Bytes(b) => {
                             row.push(PRESENT);
-                            put_varint(row, b.len() as u64);
-                            row.extend_from_slice(&b);
+                            put_bytes(row, &b);
                         }
                         _ => row.push(NULL),
                     }
@@ -190,6 +198,12 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
         }
     }
     rows
+}
+
+/// Length-prefixed bytes.
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -228,6 +242,18 @@ impl<'a> ValueReader<'a> {
         Err(Error::CorruptState("value row has a bad varint".into()))
     }
 
+    /// Length-prefixed bytes.
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = usize::try_from(self.varint()?)
+            .map_err(|_| Error::CorruptState("value length".into()))?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        String::from_utf8(self.bytes()?.to_vec())
+            .map_err(|_| Error::CorruptState("string is not UTF-8".into()))
+    }
+
     fn datum(&mut self, ty: DataType) -> Result<Datum> {
         match self.take(1)?[0] {
             NULL => return Ok(Datum::Null),
@@ -261,24 +287,16 @@ impl<'a> ValueReader<'a> {
             DataType::Decimal => Datum::Decimal(Decimal::from_bytes(
                 self.take(crate::decimal::ENCODED_LEN)?,
             )?),
-            DataType::Varchar => {
-                let len = usize::try_from(self.varint()?)
-                    .map_err(|_| Error::CorruptState("string length".into()))?;
-                let bytes = self.take(len)?;
-                Datum::Varchar(
-                    String::from_utf8(bytes.to_vec())
-                        .map_err(|_| Error::CorruptState("string is not UTF-8".into()))?,
-                )
-            }
+            DataType::Varchar => Datum::Varchar(self.string()?),
+            DataType::Jsonb => Datum::Jsonb(self.string()?),
+            DataType::Bytea => Datum::Bytea(self.bytes()?.to_vec()),
             DataType::Interval => Datum::Interval {
                 months: fixed!(i32),
                 days: fixed!(i32),
                 nanos: fixed!(i64),
             },
             DataType::List(_) => {
-                let len = usize::try_from(self.varint()?)
-                    .map_err(|_| Error::CorruptState("array length".into()))?;
-                let bytes = self.take(len)?.to_vec();
+                let bytes = self.bytes()?.to_vec();
                 Datum::from_key(epoch_mvcc::memcomparable::KeyDatum::Bytes(bytes), ty)
                     .ok_or_else(|| Error::CorruptState("array value".into()))?
             }

@@ -1,6 +1,8 @@
 //! PostgreSQL's text forms of values: what results print and casts to text produce, and
 //! array literals (`{1,2,NULL}`) read back.
 
+use std::fmt::Write;
+
 use chrono::{DateTime, NaiveDate};
 
 use crate::types::{DataType, Datum};
@@ -113,6 +115,59 @@ pub fn format_float(v: f64, digits: i32) -> String {
     }
 }
 
+/// `bytea` in PostgreSQL's default hex output: `\x` and two lower-case digits a byte.
+pub fn format_bytea(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + 2 * bytes.len());
+    out.push_str("\\x");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Reads `bytea` input: hex (`\x3132`, spaces between bytes allowed) or the escape form,
+/// where `\\` is a backslash, `\ooo` an octal byte, and every other character its own
+/// UTF-8 bytes.
+pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    let bad = || Error::InvalidText {
+        ty: "bytea".into(),
+        value: s.into(),
+    };
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        return digits
+            .chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .filter(|p| p.len() == 2)
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(bad)
+            })
+            .collect();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = bytes.get(i + 1..i + 4).ok_or_else(bad)?;
+            if !octal.iter().all(|b| (b'0'..=b'7').contains(b)) || octal[0] > b'3' {
+                return Err(bad());
+            }
+            out.push(octal.iter().fold(0u8, |v, b| v * 8 + (b - b'0')));
+            i += 4;
+        }
+    }
+    Ok(out)
+}
+
 /// `date` as `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
     NaiveDate::from_num_days_from_ce_opt(days + 719_163)
@@ -131,7 +186,8 @@ impl Datum {
             Datum::Float32(v) => format_float(f64::from(*v), 6),
             Datum::Float64(v) => format_float(*v, 15),
             Datum::Decimal(v) => v.to_string(),
-            Datum::Varchar(v) => v.clone(),
+            Datum::Varchar(v) | Datum::Jsonb(v) => v.clone(),
+            Datum::Bytea(v) => format_bytea(v),
             Datum::Date(v) => format_date(*v),
             Datum::Time(v) => format_time(*v),
             Datum::Timestamp(v) => format_timestamp(*v, false),
@@ -333,6 +389,17 @@ mod tests {
             ),
             ("1e+06".into(), "NaN".into(), "-Infinity".into())
         );
+    }
+
+    #[test]
+    fn bytea_reads_hex_and_escapes_and_prints_hex() {
+        assert_eq!(parse_bytea("\\x31 32").unwrap(), b"12");
+        assert_eq!(parse_bytea("a\\\\b\\061").unwrap(), b"a\\b1");
+        assert_eq!(parse_bytea("").unwrap(), b"");
+        assert_eq!(format_bytea(b"1a\xff"), "\\x3161ff");
+        for bad in ["\\x1", "\\xzz", "a\\", "\\9aa", "\\400"] {
+            assert!(parse_bytea(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, FixedSizeBinaryArray, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, ListArray, StringArray,
-    Time64MicrosecondArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, FixedSizeBinaryArray, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, LargeStringArray,
+    ListArray, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray, new_null_array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
@@ -47,6 +47,10 @@ pub enum DataType {
     Timestamptz,
     /// `interval` (months, days, nanoseconds)
     Interval,
+    /// `bytea`: binary strings.
+    Bytea,
+    /// `jsonb`: JSON documents, kept as their normalized text (see [`crate::json`]).
+    Jsonb,
     /// `T[]`: a one-dimensional array of `T` (which may itself be an array).
     List(ElementType),
 }
@@ -144,6 +148,9 @@ impl DataType {
                 ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
             }
             DataType::Interval => ArrowType::Interval(IntervalUnit::MonthDayNano),
+            DataType::Bytea => ArrowType::Binary,
+            // Large strings tell jsonb apart from varchar.
+            DataType::Jsonb => ArrowType::LargeUtf8,
             DataType::List(e) => {
                 ArrowType::List(Arc::new(Field::new_list_field(e.get().to_arrow(), true)))
             }
@@ -181,6 +188,8 @@ impl DataType {
             ArrowType::Timestamp(TimeUnit::Microsecond, None) => DataType::Timestamp,
             ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::Timestamptz,
             ArrowType::Interval(IntervalUnit::MonthDayNano) => DataType::Interval,
+            ArrowType::Binary => DataType::Bytea,
+            ArrowType::LargeUtf8 => DataType::Jsonb,
             ArrowType::List(f) => DataType::list(DataType::from_arrow(f.data_type())?),
             _ => return None,
         })
@@ -215,7 +224,8 @@ impl DataType {
             }
             DataType::Float32 => KeyType::Float32,
             DataType::Float64 => KeyType::Float64,
-            DataType::Varchar => KeyType::Str,
+            DataType::Varchar | DataType::Jsonb => KeyType::Str,
+            DataType::Bytea => KeyType::Bytes,
             // Order-preserving bytes of the value (see `Decimal::key_bytes`).
             DataType::Decimal => KeyType::Bytes,
             // Months, days and nanoseconds, big-endian: orders by months first, as the
@@ -242,6 +252,8 @@ impl DataType {
             DataType::Timestamp,
             DataType::Timestamptz,
             DataType::Interval,
+            DataType::Bytea,
+            DataType::Jsonb,
         ];
         scalars
             .iter()
@@ -267,6 +279,8 @@ impl DataType {
             DataType::Timestamp => 1114,
             DataType::Timestamptz => 1184,
             DataType::Interval => 1186,
+            DataType::Bytea => 17,
+            DataType::Jsonb => 3802,
             DataType::List(e) => match e.get() {
                 DataType::Boolean => 1000,
                 DataType::Int16 => 1005,
@@ -281,6 +295,8 @@ impl DataType {
                 DataType::Timestamp => 1115,
                 DataType::Timestamptz => 1185,
                 DataType::Interval => 1187,
+                DataType::Bytea => 1001,
+                DataType::Jsonb => 3807,
                 nested @ DataType::List(_) => nested.pg_oid(),
             },
         }
@@ -312,6 +328,8 @@ impl DataType {
             DataType::Timestamp => "timestamp",
             DataType::Timestamptz => "timestamptz",
             DataType::Interval => "interval",
+            DataType::Bytea => "bytea",
+            DataType::Jsonb => "jsonb",
             DataType::List(e) => return format!("_{}", e.get().pg_internal_name()),
         };
         name.to_string()
@@ -333,6 +351,8 @@ impl DataType {
             DataType::Timestamp => "timestamp without time zone",
             DataType::Timestamptz => "timestamp with time zone",
             DataType::Interval => "interval",
+            DataType::Bytea => "bytea",
+            DataType::Jsonb => "jsonb",
             DataType::List(e) => return format!("{}[]", e.get().pg_name()),
         };
         name.to_string()
@@ -383,6 +403,10 @@ pub enum Datum {
         /// Nanoseconds.
         nanos: i64,
     },
+    /// `bytea`
+    Bytea(Vec<u8>),
+    /// `jsonb`: the document's normalized text.
+    Jsonb(String),
     /// An array's elements (each NULL or of the element type).
     List(Vec<Datum>),
 }
@@ -435,6 +459,8 @@ impl Datum {
                     .expect("numeric arrays hold valid values"),
             ),
             DataType::Varchar => Datum::Varchar(get!(StringArray).to_string()),
+            DataType::Bytea => Datum::Bytea(get!(BinaryArray).to_vec()),
+            DataType::Jsonb => Datum::Jsonb(get!(LargeStringArray).to_string()),
             DataType::Date => Datum::Date(get!(Date32Array)),
             DataType::Time => Datum::Time(get!(Time64MicrosecondArray)),
             DataType::Timestamp => Datum::Timestamp(get!(TimestampMicrosecondArray)),
@@ -484,7 +510,9 @@ impl Datum {
                 IntervalMonthDayNano::new(*months, *days, *nanos),
                 len,
             )),
-            (Datum::List(_), _) => array_from_datums(ty, std::iter::repeat_n(self, len)),
+            (Datum::List(_) | Datum::Bytea(_) | Datum::Jsonb(_), _) => {
+                array_from_datums(ty, std::iter::repeat_n(self, len))
+            }
         }
     }
 
@@ -501,7 +529,8 @@ impl Datum {
             Datum::Float32(v) => KeyDatum::Float32(*v),
             Datum::Float64(v) => KeyDatum::Float64(*v),
             Datum::Decimal(v) => KeyDatum::Bytes(v.key_bytes()),
-            Datum::Varchar(v) => KeyDatum::Str(v.clone()),
+            Datum::Varchar(v) | Datum::Jsonb(v) => KeyDatum::Str(v.clone()),
+            Datum::Bytea(v) => KeyDatum::Bytes(v.clone()),
             Datum::Interval {
                 months,
                 days,
@@ -521,7 +550,8 @@ impl Datum {
     pub fn memory_size(&self) -> usize {
         std::mem::size_of::<Datum>()
             + match self {
-                Datum::Varchar(s) => s.capacity(),
+                Datum::Varchar(s) | Datum::Jsonb(s) => s.capacity(),
+                Datum::Bytea(b) => b.capacity(),
                 Datum::List(items) => items.iter().map(Datum::memory_size).sum(),
                 _ => 0,
             }
@@ -542,6 +572,8 @@ impl Datum {
             (KeyDatum::Float32(v), DataType::Float32) => Datum::Float32(v),
             (KeyDatum::Float64(v), DataType::Float64) => Datum::Float64(v),
             (KeyDatum::Str(v), DataType::Varchar) => Datum::Varchar(v),
+            (KeyDatum::Str(v), DataType::Jsonb) => Datum::Jsonb(v),
+            (KeyDatum::Bytes(b), DataType::Bytea) => Datum::Bytea(b),
             (KeyDatum::Bytes(b), DataType::Decimal) => Datum::Decimal(Decimal::from_key_bytes(&b)?),
             (KeyDatum::Bytes(b), DataType::Interval) if b.len() == 16 => {
                 let months = (u32::from_be_bytes(b[0..4].try_into().ok()?) ^ (1 << 31)) as i32;
@@ -591,9 +623,9 @@ fn list_from_key(mut b: &[u8], elem: DataType) -> Option<Vec<Datum>> {
 /// An array of type `ty` holding `values` (each NULL or of that type).
 pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
     use arrow::array::{
-        BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
-        Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
-        Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+        BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder,
+        Float64Builder, Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder,
+        LargeStringBuilder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
     };
     macro_rules! build {
         ($builder:ty, $($variant:ident)|+) => {{
@@ -631,6 +663,17 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         DataType::Float32 => build!(Float32Builder, Float32),
         DataType::Float64 => build!(Float64Builder, Float64),
         DataType::Varchar => build!(StringBuilder, Varchar),
+        DataType::Jsonb => build!(LargeStringBuilder, Jsonb),
+        DataType::Bytea => {
+            let mut b = BinaryBuilder::new();
+            for v in values {
+                match v {
+                    Datum::Bytea(x) => b.append_value(x),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
         DataType::Decimal => {
             let mut b = FixedSizeBinaryBuilder::new(decimal::ENCODED_LEN as i32);
             for v in values {
@@ -712,6 +755,8 @@ mod tests {
             (Datum::Decimal("-12.5".parse().unwrap()), DataType::Decimal),
             (Datum::Decimal(Decimal::NaN), DataType::Decimal),
             (Datum::Varchar("héllo".into()), DataType::Varchar),
+            (Datum::Bytea(vec![0, 255, 1]), DataType::Bytea),
+            (Datum::Jsonb(r#"{"a": [1, null]}"#.into()), DataType::Jsonb),
             (Datum::Date(19_000), DataType::Date),
             (Datum::Time(3_600_000_000), DataType::Time),
             (Datum::Timestamp(1_700_000_000_000_000), DataType::Timestamp),

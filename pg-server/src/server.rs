@@ -106,6 +106,37 @@ impl ToSqlText for Interval {
     }
 }
 
+/// A `jsonb` result value: text is the document, binary a version byte (1) and the text.
+#[derive(Debug)]
+struct Jsonb<'a>(&'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSONB);
+    to_sql_checked!();
+}
+
+impl ToSqlText for Jsonb<'_> {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 /// An array result value in PostgreSQL's binary form: dimensions, then each element.
 #[derive(Debug)]
 struct PgArray(Datum);
@@ -151,6 +182,8 @@ impl PgArray {
                 nanos: *nanos,
             }
             .to_sql(ty, out),
+            Datum::Bytea(v) => v.as_slice().to_sql(ty, out),
+            Datum::Jsonb(v) => Jsonb(v).to_sql(ty, out),
             other => {
                 out.extend_from_slice(other.to_text().unwrap_or_default().as_bytes());
                 Ok(IsNull::No)
@@ -313,6 +346,8 @@ fn encode_batch(
                         .expect("numeric arrays hold valid values")
                 )),
                 DataType::Varchar => put!(c.as_string::<i32>().value(row)),
+                DataType::Bytea => put!(c.as_binary::<i32>().value(row)),
+                DataType::Jsonb => put!(Jsonb(c.as_string::<i64>().value(row))),
                 DataType::Date => put!(
                     NaiveDate::from_num_days_from_ce_opt(
                         c.as_primitive::<Date32Type>().value(row) + 719_163
@@ -547,6 +582,25 @@ fn parameter_text(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<
                 Some(b) => Decimal::from_pg_binary(&b)
                     .map(|d| Some(d.to_string()))
                     .map_err(|e| to_pgwire_error(Error::from(e))),
+                None => Ok(None),
+            }
+        }
+        Type::BYTEA if portal.parameter_format.format_for(i) == FieldFormat::Binary => Ok(portal
+            .parameters
+            .get(i)
+            .cloned()
+            .flatten()
+            .map(|b| dataflow::text::format_bytea(&b))),
+        // Binary jsonb is a version byte (1) and the text.
+        Type::JSONB if portal.parameter_format.format_for(i) == FieldFormat::Binary => {
+            match portal.parameters.get(i).cloned().flatten() {
+                Some(b) if b.first() == Some(&1) => {
+                    Ok(Some(String::from_utf8_lossy(&b[1..]).into_owned()))
+                }
+                Some(_) => Err(to_pgwire_error(Error::sql(
+                    "22P03",
+                    "unsupported jsonb version number",
+                ))),
                 None => Ok(None),
             }
         }

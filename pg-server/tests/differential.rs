@@ -21,6 +21,18 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT a, count(*) AS n, sum(b) AS s, min(b) AS mn, max(b) AS mx, \
          count(DISTINCT b) AS d, avg(b) AS av FROM t1 GROUP BY a",
     ),
+    // Aggregates of ordered values, recomputed from each group's rows in order.
+    (
+        "v_ordered_agg",
+        "SELECT a, array_agg(b ORDER BY b, k) AS arr, \
+         string_agg(CAST(k AS varchar), ',' ORDER BY k DESC) AS ks, \
+         first_value(k ORDER BY b DESC NULLS LAST, k) AS f, last_value(b ORDER BY k) AS l \
+         FROM t1 GROUP BY a",
+    ),
+    (
+        "v_distinct_on",
+        "SELECT DISTINCT ON (a) a, k, b FROM t1 ORDER BY a, b, k DESC",
+    ),
     (
         "v_total",
         "SELECT count(*) AS n, sum(a) AS s, min(k) AS mn, max(b) AS mx FROM t1",

@@ -502,7 +502,7 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                 &group_keys,
                 kept_aggs
                     .iter()
-                    .flat_map(|a| aggs[*a].arg.into_iter().chain(aggs[*a].filter))
+                    .flat_map(|a| aggs[*a].input_columns())
                     .collect(),
             );
             let (input, m) = prune(*input, &need);
@@ -514,12 +514,7 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
                     .collect(),
                 aggs: kept_aggs
                     .iter()
-                    .map(|a| {
-                        let mut call = aggs[*a].clone();
-                        call.arg = call.arg.map(|c| m[c].expect("argument kept"));
-                        call.filter = call.filter.map(|c| m[c].expect("filter kept"));
-                        call
-                    })
+                    .map(|a| aggs[*a].clone().map_columns(|c| m[c].expect("input kept")))
                     .collect(),
             };
             let produced: Vec<usize> = (0..g).chain(kept_aggs.iter().map(|a| a + g)).collect();

@@ -251,14 +251,9 @@ impl Planner {
                 group_keys,
                 aggs,
             } => {
-                if aggs.iter().any(|a| a.kind == AggKind::FirstValue) {
+                if aggs.iter().any(|a| a.kind.is_ordered() && a.distinct) {
                     return Err(PlanError::NotSupported(
-                        "DISTINCT ON in a materialized view".into(),
-                    ));
-                }
-                if aggs.iter().any(|a| a.kind == AggKind::ArrayAgg) {
-                    return Err(PlanError::NotSupported(
-                        "array_agg and string_agg in a materialized view".into(),
+                        "array_agg or string_agg of DISTINCT values in a materialized view".into(),
                     ));
                 }
                 if aggs.iter().any(|a| a.kind == AggKind::SingleValue) {

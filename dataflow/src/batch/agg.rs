@@ -28,6 +28,9 @@ enum Acc {
     List(Option<Vec<Datum>>),
     /// The value of the one row so far.
     Single(Option<Datum>),
+    /// The values of an aggregate with `ORDER BY`, each with its encoded sort key: they are
+    /// aggregated in key order (input order among equal keys) when the result is asked for.
+    Ordered(Vec<(Vec<u8>, Datum)>),
 }
 
 /// One aggregate's running state outside a hash aggregation (a window frame's).
@@ -41,7 +44,7 @@ impl Accumulator {
     /// An empty `kind` aggregate returning `ret`.
     pub(crate) fn new(kind: AggKind, ret: DataType) -> Self {
         Accumulator {
-            acc: new_acc(kind),
+            acc: new_acc(kind, false),
             kind,
             ret,
         }
@@ -54,11 +57,15 @@ impl Accumulator {
 
     /// The aggregate of the values so far.
     pub(crate) fn finish(&self) -> Result<Datum> {
-        self.acc.finish(self.ret)
+        self.acc.finish(self.kind, self.ret)
     }
 }
 
-fn new_acc(kind: AggKind) -> Acc {
+/// The empty state of a `kind` aggregate; `ordered` when its values are sorted first.
+fn new_acc(kind: AggKind, ordered: bool) -> Acc {
+    if ordered {
+        return Acc::Ordered(Vec::new());
+    }
     match kind {
         AggKind::CountStar | AggKind::Count => Acc::Count(0),
         AggKind::Sum => Acc::Sum(Datum::Null),
@@ -86,7 +93,8 @@ pub(crate) fn cmp_datums(a: &Datum, b: &Datum) -> Ordering {
         | (Timestamptz(x), Timestamptz(y)) => x.cmp(y),
         (Float32(x), Float32(y)) => x.total_cmp(y),
         (Float64(x), Float64(y)) => x.total_cmp(y),
-        (Varchar(x), Varchar(y)) => x.cmp(y),
+        (Varchar(x), Varchar(y)) | (Jsonb(x), Jsonb(y)) => x.cmp(y),
+        (Bytea(x), Bytea(y)) => x.cmp(y),
         (Decimal(x), Decimal(y)) => x.cmp(y),
         // PostgreSQL compares intervals by length, a month counting 30 days.
         (
@@ -209,6 +217,11 @@ impl Acc {
                 first.get_or_insert_with(|| value.clone());
             }
             Acc::List(values) => values.get_or_insert_with(Vec::new).push(value.clone()),
+            Acc::Ordered(_) => {
+                return Err(Error::Internal(
+                    "an ordered aggregate takes values with their sort keys".into(),
+                ));
+            }
             Acc::Single(one) => {
                 if one.replace(value.clone()).is_some() {
                     return Err(Error::CardinalityViolation(
@@ -242,8 +255,17 @@ impl Acc {
         Ok(())
     }
 
-    fn finish(&self, ret: DataType) -> Result<Datum> {
+    fn finish(&self, kind: AggKind, ret: DataType) -> Result<Datum> {
         Ok(match self {
+            Acc::Ordered(values) => {
+                let mut sorted: Vec<&(Vec<u8>, Datum)> = values.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut acc = new_acc(kind, false);
+                for (_, value) in sorted {
+                    acc.update(kind, ret, value)?;
+                }
+                acc.finish(kind, ret)?
+            }
             Acc::Count(n) => Datum::Int64(*n),
             Acc::Sum(s) => sum_result(s, ret),
             Acc::Avg { sum, count } => avg_result(sum, *count, ret)?,
@@ -253,6 +275,12 @@ impl Acc {
             Acc::Single(one) => one.clone().unwrap_or(Datum::Null),
         })
     }
+}
+
+fn new_accs(aggs: &[AggCall]) -> Vec<Acc> {
+    aggs.iter()
+        .map(|a| new_acc(a.kind, !a.order_by.is_empty()))
+        .collect()
 }
 
 /// Groups every input row and computes the aggregates.
@@ -269,7 +297,7 @@ pub(crate) fn hash_agg(
     if group_keys.is_empty() {
         groups.insert(Vec::new(), 0);
         key_rows.push(Vec::new());
-        accs.push(aggs.iter().map(|a| new_acc(a.kind)).collect());
+        accs.push(new_accs(aggs));
         seen.push(vec![HashSet::new(); aggs.len()]);
     }
     for batch in batches {
@@ -289,6 +317,17 @@ pub(crate) fn hash_agg(
                 })
             })
             .collect();
+        // The sort keys of ordered aggregates' values.
+        let mut sort_keys: Vec<Option<Vec<Vec<u8>>>> = aggs
+            .iter()
+            .map(|a| {
+                (!a.order_by.is_empty()).then(|| {
+                    let columns: Vec<usize> = a.order_by.iter().map(|k| k.column).collect();
+                    let orders: Vec<OrderType> = a.order_by.iter().map(|k| k.order).collect();
+                    encode_keys(batch, &columns, &orders)
+                })
+            })
+            .collect();
         // Accumulating is a per-row loop: each row updates the state of its own group.
         for (row, key) in keys.into_iter().enumerate() {
             let next = key_rows.len();
@@ -299,7 +338,7 @@ pub(crate) fn hash_agg(
                         .map(|k| Datum::from_array(batch.column(*k).as_ref(), row).into_group_key())
                         .collect(),
                 );
-                accs.push(aggs.iter().map(|a| new_acc(a.kind)).collect());
+                accs.push(new_accs(aggs));
                 seen.push(vec![HashSet::new(); aggs.len()]);
                 next
             });
@@ -317,7 +356,12 @@ pub(crate) fn hash_agg(
                 {
                     continue;
                 }
-                accs[g][a].update(call.kind, call.ret, &value)?;
+                match (&mut accs[g][a], &mut sort_keys[a]) {
+                    (Acc::Ordered(values), Some(keys)) => {
+                        values.push((std::mem::take(&mut keys[row]), value));
+                    }
+                    (acc, _) => acc.update(call.kind, call.ret, &value)?,
+                }
             }
         }
     }
@@ -329,7 +373,7 @@ pub(crate) fn hash_agg(
     for (a, call) in aggs.iter().enumerate() {
         let values = accs
             .iter()
-            .map(|g| g[a].finish(call.ret))
+            .map(|g| g[a].finish(call.kind, call.ret))
             .collect::<Result<Vec<_>>>()?;
         columns.push(array_from_datums(call.ret, values.iter()));
     }

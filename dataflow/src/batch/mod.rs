@@ -391,27 +391,9 @@ mod tests {
             input: Box::new(filter),
             group_keys: vec![1],
             aggs: vec![
-                AggCall {
-                    kind: AggKind::CountStar,
-                    arg: None,
-                    distinct: false,
-                    ret: DataType::Int64,
-                    filter: None,
-                },
-                AggCall {
-                    kind: AggKind::Sum,
-                    arg: Some(2),
-                    distinct: false,
-                    ret: DataType::Int64,
-                    filter: None,
-                },
-                AggCall {
-                    kind: AggKind::Max,
-                    arg: Some(2),
-                    distinct: false,
-                    ret: DataType::Int64,
-                    filter: None,
-                },
+                AggCall::new(AggKind::CountStar, None, DataType::Int64),
+                AggCall::new(AggKind::Sum, Some(2), DataType::Int64),
+                AggCall::new(AggKind::Max, Some(2), DataType::Int64),
             ],
         };
         let sorted = BatchPlan::Sort {
@@ -438,20 +420,8 @@ mod tests {
             }),
             group_keys: vec![],
             aggs: vec![
-                AggCall {
-                    kind: AggKind::CountStar,
-                    arg: None,
-                    distinct: false,
-                    ret: DataType::Int64,
-                    filter: None,
-                },
-                AggCall {
-                    kind: AggKind::Sum,
-                    arg: Some(0),
-                    distinct: false,
-                    ret: DataType::Int64,
-                    filter: None,
-                },
+                AggCall::new(AggKind::CountStar, None, DataType::Int64),
+                AggCall::new(AggKind::Sum, Some(0), DataType::Int64),
             ],
         };
         assert_eq!(run(&store, empty).await, vec![vec![i(0), Datum::Null]]);

@@ -165,6 +165,49 @@ pub struct AggCall {
     /// is a CASE of their argument instead).
     #[serde(default)]
     pub filter: Option<usize>,
+    /// The order in which the values count (`array_agg(x ORDER BY y)`, `first_value`):
+    /// ties keep input order in a batch and stream key order in a view.
+    #[serde(default)]
+    pub order_by: Vec<SortKey>,
+}
+
+impl AggCall {
+    /// `kind(arg)` returning `ret`: over all values, unfiltered, in no order.
+    pub fn new(kind: AggKind, arg: Option<usize>, ret: DataType) -> AggCall {
+        AggCall {
+            kind,
+            arg,
+            distinct: false,
+            ret,
+            filter: None,
+            order_by: Vec::new(),
+        }
+    }
+
+    /// The input columns the call reads: its argument, filter and order.
+    pub fn input_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.arg
+            .into_iter()
+            .chain(self.filter)
+            .chain(self.order_by.iter().map(|k| k.column))
+    }
+
+    /// The call with each input column `c` read from `f(c)` instead.
+    pub fn map_columns(mut self, f: impl Fn(usize) -> usize) -> AggCall {
+        self.arg = self.arg.map(&f);
+        self.filter = self.filter.map(&f);
+        for k in &mut self.order_by {
+            k.column = f(k.column);
+        }
+        self
+    }
+}
+
+impl AggKind {
+    /// Whether the aggregate's result depends on the order of its values.
+    pub fn is_ordered(self) -> bool {
+        matches!(self, AggKind::ArrayAgg | AggKind::FirstValue)
+    }
 }
 
 /// Kinds of joins.

@@ -2,9 +2,11 @@
 //!
 //! Each group's intermediate results (row count, counts, sums, current min/max) live in a
 //! result table keyed by the group key. min and max keep every non-NULL value of the group in
-//! a sorted state table, so a deleted minimum is replaced by the next one. Distinct
-//! aggregates count each value's occurrences in a state table and see only a value's first
-//! insert and last delete. Changes of a group are emitted once per epoch, at the barrier.
+//! a sorted state table, so a deleted minimum is replaced by the next one; `array_agg` and
+//! `first_value` keep every row's value in their `ORDER BY` order the same way and are
+//! recomputed from it for each changed group. Distinct aggregates count each value's
+//! occurrences in a state table and see only a value's first insert and last delete. Changes
+//! of a group are emitted once per epoch, at the barrier.
 //!
 //! A watermark of the first group key (a window start, say) drops, at the next barrier, the
 //! state of every group below it in this actor's vnodes: no row of theirs will come.
@@ -31,6 +33,11 @@ fn is_extreme(kind: AggKind) -> bool {
     matches!(kind, AggKind::Min | AggKind::Max)
 }
 
+/// Whether the call's result is read from its state table at the barrier.
+fn is_recomputed(call: &AggCall) -> bool {
+    is_extreme(call.kind) || call.kind.is_ordered()
+}
+
 /// Types of an aggregate's intermediate state columns.
 fn state_types(call: &AggCall) -> Vec<DataType> {
     match call.kind {
@@ -41,6 +48,15 @@ fn state_types(call: &AggCall) -> Vec<DataType> {
         | AggKind::FirstValue
         | AggKind::ArrayAgg
         | AggKind::SingleValue => vec![call.ret],
+    }
+}
+
+/// Adds (`sign` 1) or deletes (-1) a row of a state table.
+fn put<S: StateStore>(table: &mut StateTable<S>, row: Vec<Datum>, sign: i64) {
+    if sign > 0 {
+        table.insert(row);
+    } else {
+        table.delete(row);
     }
 }
 
@@ -70,7 +86,25 @@ pub(crate) fn agg_table_descs(
         let arg_ty = call.arg.map_or(DataType::Int64, |a| input_types[a]);
         let mut types = group_types.clone();
         types.push(arg_ty);
-        let desc = if is_extreme(call.kind) {
+        let desc = if call.kind.is_ordered() {
+            // (group, order keys, input key, value): the group's rows in the call's order.
+            types.pop();
+            types.extend(call.order_by.iter().map(|k| input_types[k.column]));
+            types.extend(input_key.iter().map(|k| input_types[*k]));
+            let pk: Vec<usize> = (0..types.len()).collect();
+            types.push(arg_ty);
+            let mut pk_orders = vec![OrderType::ASC; pk.len()];
+            for (i, k) in call.order_by.iter().enumerate() {
+                pk_orders[g + i] = k.order;
+            }
+            TableDesc {
+                table_id: *id,
+                types,
+                pk,
+                pk_orders,
+                dist_key_in_pk: (0..g).collect(),
+            }
+        } else if is_extreme(call.kind) {
             // (group, value, input key): the group's values in order.
             types.extend(input_key.iter().map(|k| input_types[*k]));
             let mut orders = vec![OrderType::ASC; types.len()];
@@ -113,7 +147,8 @@ enum AggState {
         sum: Datum,
         n: i64,
     },
-    Extreme(Datum),
+    /// A result read from the call's state table at the barrier (min, max, array_agg, ...).
+    Recomputed(Datum),
 }
 
 impl AggState {
@@ -132,7 +167,7 @@ impl AggState {
             | AggKind::Max
             | AggKind::FirstValue
             | AggKind::ArrayAgg
-            | AggKind::SingleValue => AggState::Extreme(Datum::Null),
+            | AggKind::SingleValue => AggState::Recomputed(Datum::Null),
         }
     }
 
@@ -148,7 +183,7 @@ impl AggState {
                 sum: values[0].clone(),
                 n: int(&values[1]),
             },
-            AggState::Extreme(_) => AggState::Extreme(values[0].clone()),
+            AggState::Recomputed(_) => AggState::Recomputed(values[0].clone()),
         }
     }
 
@@ -158,7 +193,7 @@ impl AggState {
             AggState::Sum { sum, n } | AggState::Avg { sum, n } => {
                 vec![sum.clone(), Datum::Int64(*n)]
             }
-            AggState::Extreme(d) => vec![d.clone()],
+            AggState::Recomputed(d) => vec![d.clone()],
         }
     }
 
@@ -180,8 +215,7 @@ impl AggState {
                 }
                 *n += sign;
             }
-            // Recomputed from the sorted values at the barrier.
-            AggState::Extreme(_) => {}
+            AggState::Recomputed(_) => {}
         }
     }
 
@@ -194,7 +228,7 @@ impl AggState {
                 tracing::warn!("avg in a streaming aggregation: {e}");
                 Datum::Null
             }),
-            AggState::Extreme(d) => d.clone(),
+            AggState::Recomputed(d) => d.clone(),
         }
     }
 }
@@ -293,9 +327,23 @@ impl<S: StateStore> HashAgg<S> {
                 .map(|k| value(*k, r).into_group_key())
                 .collect();
             let sign = if op.is_insert() { 1 } else { -1 };
-            // Sorted values (min, max) and distinct counts live in the per-call tables.
+            // Sorted values (min, max, array_agg, ...) and distinct counts live in the
+            // per-call tables.
             let mut counted = vec![true; self.aggs.len()];
             for (i, call) in self.aggs.iter().enumerate() {
+                if call.kind.is_ordered() {
+                    if let Some(f) = call.filter
+                        && value(f, r) != Datum::Bool(true)
+                    {
+                        continue;
+                    }
+                    let mut entry = key.clone();
+                    entry.extend(call.order_by.iter().map(|k| value(k.column, r)));
+                    entry.extend(self.input_key.iter().map(|k| value(*k, r)));
+                    entry.push(call.arg.map_or(Datum::Null, |a| value(a, r)));
+                    put(&mut self.per_call[i], entry, sign);
+                    continue;
+                }
                 if !is_extreme(call.kind) && !call.distinct {
                     continue;
                 }
@@ -307,11 +355,7 @@ impl<S: StateStore> HashAgg<S> {
                 entry.push(v);
                 if is_extreme(call.kind) {
                     entry.extend(self.input_key.iter().map(|k| value(*k, r)));
-                    if sign > 0 {
-                        self.per_call[i].insert(entry);
-                    } else {
-                        self.per_call[i].delete(entry);
-                    }
+                    put(&mut self.per_call[i], entry, sign);
                     continue;
                 }
                 let seen = match self.per_call[i].get_row(&entry).await? {
@@ -331,7 +375,7 @@ impl<S: StateStore> HashAgg<S> {
             self.load(&encoded[r], key).await?;
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
             for (i, call) in self.aggs.iter().enumerate() {
-                if counted[i] && !is_extreme(call.kind) {
+                if counted[i] && !is_recomputed(call) {
                     let v = call.arg.map_or(Datum::Null, |a| value(a, r));
                     group.states[i].apply(call, &v, sign);
                 }
@@ -355,13 +399,9 @@ impl<S: StateStore> HashAgg<S> {
         for encoded in dirty {
             let mut group = self.groups.remove(&encoded).expect("listed");
             for (i, call) in self.aggs.iter().enumerate() {
-                if is_extreme(call.kind) {
-                    let first = self.per_call[i].rows_with_prefix(&group.key, 1).await?;
-                    let value = first
-                        .into_iter()
-                        .next()
-                        .map_or(Datum::Null, |row| row[group.key.len()].clone());
-                    group.states[i] = AggState::Extreme(value);
+                if is_recomputed(call) {
+                    let value = self.recompute(i, &group.key).await?;
+                    group.states[i] = AggState::Recomputed(value);
                 }
             }
             let output = self.output_row(&group);
@@ -407,6 +447,34 @@ impl<S: StateStore> HashAgg<S> {
             rows.len(),
         )?;
         Ok(Some(StreamChunk::new(ops, data)))
+    }
+
+    /// The result of call `i` for group `key`, from the call's state table.
+    async fn recompute(&self, i: usize, key: &[Datum]) -> Result<Datum> {
+        let table = &self.per_call[i];
+        Ok(match self.aggs[i].kind {
+            AggKind::ArrayAgg => {
+                let rows = table.rows_with_prefix(key, usize::MAX).await?;
+                if rows.is_empty() {
+                    Datum::Null
+                } else {
+                    Datum::List(rows.into_iter().filter_map(|mut r| r.pop()).collect())
+                }
+            }
+            AggKind::FirstValue => table
+                .rows_with_prefix(key, 1)
+                .await?
+                .pop()
+                .and_then(|mut r| r.pop())
+                .unwrap_or(Datum::Null),
+            // min and max: the first value in the sorted order.
+            _ => table
+                .rows_with_prefix(key, 1)
+                .await?
+                .into_iter()
+                .next()
+                .map_or(Datum::Null, |row| row[key.len()].clone()),
+        })
     }
 
     fn output_types(&self) -> Vec<DataType> {
@@ -559,20 +627,8 @@ mod tests {
         let types = vec![DataType::Int64, DataType::Int64, DataType::Int64];
         // GROUP BY c0, c1: count(*), min(c2).
         let aggs = vec![
-            AggCall {
-                kind: AggKind::CountStar,
-                arg: None,
-                distinct: false,
-                ret: DataType::Int64,
-                filter: None,
-            },
-            AggCall {
-                kind: AggKind::Min,
-                arg: Some(2),
-                distinct: false,
-                ret: DataType::Int64,
-                filter: None,
-            },
+            AggCall::new(AggKind::CountStar, None, DataType::Int64),
+            AggCall::new(AggKind::Min, Some(2), DataType::Int64),
         ];
         let tables = vec![1, 2, 3];
         let descs = agg_table_descs(&tables, &types, &[0, 1], &aggs, &[2]);

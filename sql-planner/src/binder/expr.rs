@@ -111,6 +111,8 @@ pub(crate) fn agg_kind(name: &str) -> Option<AggKind> {
         "min" => AggKind::Min,
         "max" => AggKind::Max,
         "array_agg" => AggKind::ArrayAgg,
+        // `last_value(x ORDER BY y)` is bound as `first_value` in the reverse order.
+        "first_value" | "last_value" => AggKind::FirstValue,
         // Written only by the binder (see `subquery.rs`).
         "__single_value" => AggKind::SingleValue,
         _ => return None,
@@ -131,7 +133,7 @@ pub(crate) fn agg_return_type(kind: AggKind, arg: Option<DataType>) -> Option<Da
         (AggKind::Avg, Some(t)) if t.is_numeric() => DataType::Decimal,
         (AggKind::Min | AggKind::Max, Some(t)) => t,
         (AggKind::ArrayAgg, Some(t)) => DataType::list(t),
-        (AggKind::SingleValue, Some(t)) => t,
+        (AggKind::FirstValue | AggKind::SingleValue, Some(t)) => t,
         _ => return None,
     })
 }
@@ -167,8 +169,8 @@ fn string_agg(f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
     let distinct = if is_distinct(f) { "DISTINCT " } else { "" };
     let piece = format!("COALESCE(CAST({sep} AS varchar), '') || CAST({x} AS varchar)");
     let first_sep = format!(
-        "(array_agg(COALESCE(CAST({sep} AS varchar), ''){clauses}) \
-         FILTER (WHERE {filter}({x}) IS NOT NULL))[1]"
+        "first_value(COALESCE(CAST({sep} AS varchar), ''){clauses}) \
+         FILTER (WHERE {filter}({x}) IS NOT NULL)"
     );
     super::subquery::parse_expr(&format!(
         "substring(array_to_string(array_agg({distinct}{piece}{clauses}) \
@@ -354,11 +356,12 @@ pub(crate) fn coerce(e: Expr, to: DataType) -> PlanResult<Expr> {
         Expr::Literal { value, ty } => {
             let text = match &value {
                 Datum::Varchar(s) => s.trim().to_string(),
-                other => format!("{other:?}"),
+                other => other.to_text().unwrap_or_default(),
             };
             let array = value.to_array(ty, 1);
             let converted = cast(&array, ty, to).map_err(|e| match e {
                 dataflow::Error::OutOfRange(_) => PlanError::TypeMismatch(e.to_string()),
+                dataflow::Error::InvalidValue(m) => PlanError::InvalidArgument(m),
                 _ => PlanError::InvalidLiteral {
                     ty: to.to_string(),
                     value: text,
@@ -396,6 +399,8 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
             DataType::Timestamptz
         }
         T::Interval { .. } => DataType::Interval,
+        T::Bytea => DataType::Bytea,
+        T::JSONB => DataType::Jsonb,
         T::Array(
             ast::ArrayElemTypeDef::SquareBracket(elem, _)
             | ast::ArrayElemTypeDef::AngleBracket(elem)
@@ -414,6 +419,8 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
                 "float8" => DataType::Float64,
                 "text" | "varchar" | "name" | "char" | "bpchar" => DataType::Varchar,
                 "timestamptz" => DataType::Timestamptz,
+                "bytea" => DataType::Bytea,
+                "jsonb" => DataType::Jsonb,
                 other => {
                     return Err(PlanError::UndefinedObject(format!(
                         "type \"{other}\" does not exist"
@@ -1156,6 +1163,11 @@ impl ExprBinder<'_, '_> {
                     ty: DataType::Varchar,
                 })
             }
+            "jsonb_typeof" if args.len() == 1 => Ok(Expr::Func {
+                func: Func::JsonbTypeof,
+                args: vec![coerce(args.into_iter().next().expect("one"), DataType::Jsonb)?],
+                ty: DataType::Varchar,
+            }),
             "split_part" | "replace" if args.len() == 3 => {
                 let (func, types) = if name == "split_part" {
                     (
@@ -1292,8 +1304,8 @@ fn bind_agg_call(
     let mut row_filter = None;
     let (kind, arg) = match &f.filter {
         None => (kind, arg),
-        // Arrays keep NULLs: the filter must drop rows, not values.
-        Some(filter) if kind == AggKind::ArrayAgg => {
+        // Arrays and first values keep NULLs: the filter must drop rows, not values.
+        Some(filter) if kind.is_ordered() => {
             if contains_agg(filter) {
                 return Err(PlanError::Grouping(
                     "aggregate functions are not allowed in FILTER".into(),
@@ -1338,15 +1350,21 @@ fn bind_agg_call(
             arg_ty.map_or(String::new(), |t| t.to_string())
         ))
     })?;
-    // Only an array's values depend on their order.
+    // Only arrays and first values depend on the order of their values.
     let mut order_by = Vec::new();
+    let reverse = function_name(f) == "last_value";
     if let ast::FunctionArguments::List(list) = &f.args {
         for clause in &list.clauses {
             match clause {
-                ast::FunctionArgumentClause::OrderBy(items) if kind == AggKind::ArrayAgg => {
+                ast::FunctionArgumentClause::OrderBy(items) if kind.is_ordered() => {
                     for item in items {
                         let e = ExprBinder::bind_plain(agg.input, params, &item.expr)?;
-                        order_by.push((e, super::query::order_type(&item.options)));
+                        let mut order = super::query::order_type(&item.options);
+                        if reverse {
+                            order.descending = !order.descending;
+                            order.nulls_first = !order.nulls_first;
+                        }
+                        order_by.push((e, order));
                     }
                 }
                 ast::FunctionArgumentClause::OrderBy(_) => {}
@@ -1584,6 +1602,35 @@ fn array_concat(l: Expr, r: Expr, name: &str) -> PlanResult<Expr> {
     Ok(Expr::Func { func, args, ty })
 }
 
+/// `j -> key`, `j -> index` and their `->>` forms.
+fn jsonb_access(text: bool, doc: Expr, key: Expr) -> PlanResult<Expr> {
+    let op = if text { "->>" } else { "->" };
+    let undefined = |doc: &Expr, key: &Expr| {
+        PlanError::UndefinedFunction(format!(
+            "operator does not exist: {} {op} {}",
+            doc.data_type(),
+            key.data_type()
+        ))
+    };
+    if doc.data_type() != DataType::Jsonb && !is_untyped_literal(&doc) {
+        return Err(undefined(&doc, &key));
+    }
+    let key = match key.data_type() {
+        DataType::Int16 | DataType::Int32 => coerce(key, DataType::Int32)?,
+        DataType::Varchar => key,
+        _ => return Err(undefined(&doc, &key)),
+    };
+    Ok(Expr::Func {
+        func: Func::JsonbAccess { text },
+        args: vec![coerce(doc, DataType::Jsonb)?, key],
+        ty: if text {
+            DataType::Varchar
+        } else {
+            DataType::Jsonb
+        },
+    })
+}
+
 /// Binds `l op r` with implicit casts to a common type.
 pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<Expr> {
     use BinaryOperator as B;
@@ -1595,6 +1642,7 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
         ))
     };
     let op = match op {
+        B::Arrow | B::LongArrow => return jsonb_access(*op == B::LongArrow, l, r),
         B::Plus => BinaryOp::Add,
         B::Minus => BinaryOp::Sub,
         B::Multiply => BinaryOp::Mul,

@@ -1812,51 +1812,35 @@ impl Binder<'_> {
             // Pre-project group keys and aggregate arguments, aggregate, then filter by HAVING.
             let g = group_exprs.len();
             let mut pre: Vec<Expr> = group_exprs.clone();
-            // Aggregates with ORDER BY see each group's rows in that order: the hash
-            // aggregation keeps input order within a group, so the input is sorted first.
-            let mut orders = aggs.iter().map(|a| &a.order_by).filter(|o| !o.is_empty());
-            let order = orders.next().cloned().unwrap_or_default();
-            if orders.any(|o| *o != order) {
-                return Err(PlanError::NotSupported(
-                    "aggregates with different ORDER BY in one query".into(),
-                ));
-            }
-            let mut sort = Vec::new();
-            for (e, o) in order {
-                pre.push(e);
-                sort.push(SortKey {
-                    column: pre.len() - 1,
-                    order: o,
-                });
-            }
+            let mut column_of = |e: &Expr| match pre.iter().position(|x| x == e) {
+                Some(c) => c,
+                None => {
+                    pre.push(e.clone());
+                    pre.len() - 1
+                }
+            };
             let mut calls = Vec::new();
             for a in &aggs {
-                let arg = a.arg.clone().map(|e| {
-                    pre.push(e);
-                    pre.len() - 1
-                });
-                let filter = a.filter.clone().map(|e| {
-                    pre.push(e);
-                    pre.len() - 1
-                });
                 calls.push(AggCall {
                     kind: a.kind,
-                    arg,
+                    arg: a.arg.as_ref().map(&mut column_of),
                     distinct: a.distinct,
                     ret: a.ret,
-                    filter,
+                    filter: a.filter.as_ref().map(&mut column_of),
+                    order_by: a
+                        .order_by
+                        .iter()
+                        .map(|(e, order)| SortKey {
+                            column: column_of(e),
+                            order: *order,
+                        })
+                        .collect(),
                 });
             }
             plan = BatchPlan::Project {
                 input: Box::new(plan),
                 exprs: pre,
             };
-            if !sort.is_empty() {
-                plan = BatchPlan::Sort {
-                    input: Box::new(plan),
-                    keys: sort,
-                };
-            }
             plan = BatchPlan::HashAgg {
                 input: Box::new(plan),
                 group_keys: (0..g).collect(),
@@ -1882,23 +1866,14 @@ impl Binder<'_> {
             }
             plan = distinct(plan);
         } else if let Some(keys) = distinct_on {
-            // The first row of each DISTINCT ON group in ORDER BY order: sort, then keep each
-            // group's first row (groups come out in the order they were first seen).
-            if !sort_keys.is_empty() {
-                plan = BatchPlan::Sort {
-                    input: Box::new(plan),
-                    keys: std::mem::take(&mut sort_keys),
-                };
-            }
+            // The first row of each DISTINCT ON group in ORDER BY order: every column's
+            // first value in that order (ties broken alike for all of them).
             let n = exprs.len();
             let g = keys.len();
             let firsts = (0..n)
                 .map(|c| AggCall {
-                    kind: AggKind::FirstValue,
-                    arg: Some(c),
-                    distinct: false,
-                    ret: types[c],
-                    filter: None,
+                    order_by: sort_keys.clone(),
+                    ..AggCall::new(AggKind::FirstValue, Some(c), types[c])
                 })
                 .collect();
             plan = BatchPlan::HashAgg {

@@ -52,6 +52,8 @@ pub(crate) fn stand_in(ty: DataType) -> Datum {
             days: 0,
             nanos: 0,
         },
+        DataType::Bytea => Datum::Bytea(vec![]),
+        DataType::Jsonb => Datum::Jsonb("null".into()),
         DataType::List(_) => Datum::List(vec![]),
     }
 }
