@@ -523,6 +523,95 @@ async fn numeric_through_binary_and_text() {
     node.stop().await;
 }
 
+/// A jsonb value as the binary protocol sends it: a version byte (1), then the text.
+#[derive(Debug, PartialEq)]
+struct BinaryJsonb(String);
+
+impl<'a> postgres_types::FromSql<'a> for BinaryJsonb {
+    fn from_sql(
+        _ty: &postgres_types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        match raw.split_first() {
+            Some((1, text)) => Ok(BinaryJsonb(String::from_utf8(text.to_vec())?)),
+            _ => Err("bad jsonb version".into()),
+        }
+    }
+
+    postgres_types::accepts!(JSONB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytea_and_jsonb_through_binary_and_text() {
+    let (_dir, _, node) = start_fresh().await;
+    let c = &node.client;
+    c.batch_execute("CREATE TABLE d (id int PRIMARY KEY, b bytea, j jsonb)")
+        .await
+        .unwrap();
+    let bytes: &[u8] = &[0, 1, 255, b'\\'];
+    c.execute(
+        "INSERT INTO d VALUES (1, $1, '{\"b\": [1, 2.50], \"a\": null, \"a\": \"x\"}')",
+        &[&bytes],
+    )
+    .await
+    .unwrap();
+    c.execute("INSERT INTO d VALUES (2, '\\x6869', '3')", &[])
+        .await
+        .unwrap();
+    // Binary results: raw bytes, and the normalized document after its version byte.
+    let rows = c
+        .query("SELECT b, j FROM d ORDER BY id", &[])
+        .await
+        .unwrap();
+    let got: Vec<(Vec<u8>, BinaryJsonb)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                bytes.to_vec(),
+                BinaryJsonb(r#"{"a": "x", "b": [1, 2.50]}"#.into())
+            ),
+            (b"hi".to_vec(), BinaryJsonb("3".into())),
+        ]
+    );
+    // Text results, operators, casts, and bad input with its SQLSTATE.
+    let text = simple_rows(
+        c.simple_query(
+            "SELECT b, j -> 'b' ->> 1, jsonb_typeof(j), j::varchar FROM d ORDER BY id; \
+             SELECT j::int + 1 FROM d WHERE id = 2",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        text,
+        vec![
+            vec![
+                Some("\\x0001ff5c".into()),
+                Some("2.50".into()),
+                Some("object".into()),
+                Some(r#"{"a": "x", "b": [1, 2.50]}"#.into())
+            ],
+            vec![
+                Some("\\x6869".into()),
+                None,
+                Some("number".into()),
+                Some("3".into())
+            ],
+            vec![Some("4".into())],
+        ]
+    );
+    for (bad, code) in [
+        ("SELECT '{\"a\":}'::jsonb", "22P02"),
+        ("SELECT '\\x1'::bytea", "22P02"),
+        ("SELECT j::int FROM d WHERE id = 1", "22023"),
+    ] {
+        let e = c.simple_query(bad).await.unwrap_err();
+        assert_eq!(e.code().unwrap().code(), code, "{bad}");
+    }
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrays_and_subqueries_in_dml() {
     let (_dir, _, node) = start_fresh().await;

@@ -1165,7 +1165,10 @@ impl ExprBinder<'_, '_> {
             }
             "jsonb_typeof" if args.len() == 1 => Ok(Expr::Func {
                 func: Func::JsonbTypeof,
-                args: vec![coerce(args.into_iter().next().expect("one"), DataType::Jsonb)?],
+                args: vec![coerce(
+                    args.into_iter().next().expect("one"),
+                    DataType::Jsonb,
+                )?],
                 ty: DataType::Varchar,
             }),
             "split_part" | "replace" if args.len() == 3 => {
