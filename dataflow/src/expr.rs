@@ -509,9 +509,9 @@ fn binary(op: BinaryOp, l: &Value, r: &Value, operand: DataType, rows: usize) ->
     if operand == DataType::Decimal {
         return decimal_binary(op, &expand(l, rows)?, &expand(r, rows)?);
     }
-    // Arrays compare as their key bytes do (element by element); the operand type given for
-    // those bytes only matters to arithmetic.
-    if operand.element().is_some() {
+    // Arrays and structs compare as their key bytes do (element by element); the operand
+    // type given for those bytes only matters to arithmetic.
+    if matches!(operand, DataType::List(_) | DataType::Struct(_)) {
         let key = |v: &Value| -> Result<Value> {
             Ok(Value::Array(crate::batch::sortable(&expand(v, rows)?)))
         };
@@ -787,8 +787,31 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
                 .collect::<Result<Vec<_>>>()?;
             return Ok(array_from_datums(to, parsed.iter()));
         }
-        (DataType::List(_) | DataType::Bytea | DataType::Jsonb, _)
-        | (_, DataType::List(_) | DataType::Bytea | DataType::Jsonb)
+        // Structs cast field by field, by position.
+        (DataType::Struct(a), DataType::Struct(b)) => {
+            if a.fields().len() != b.fields().len() {
+                return Err(Error::InvalidValue(format!(
+                    "cannot cast type \"{from}\" to \"{to}\""
+                )));
+            }
+            let fields = array.as_struct();
+            let children = fields
+                .columns()
+                .iter()
+                .zip(a.fields().iter().zip(b.fields()))
+                .map(|(c, ((_, f), (_, t)))| cast(c, *f, *t))
+                .collect::<Result<Vec<_>>>()?;
+            let arrow::datatypes::DataType::Struct(target) = to.to_arrow() else {
+                unreachable!("structs are Arrow structs")
+            };
+            return Ok(Arc::new(arrow::array::StructArray::new(
+                target,
+                children,
+                fields.nulls().cloned(),
+            )));
+        }
+        (DataType::List(_) | DataType::Struct(_) | DataType::Bytea | DataType::Jsonb, _)
+        | (_, DataType::List(_) | DataType::Struct(_) | DataType::Bytea | DataType::Jsonb)
             if to != DataType::Varchar =>
         {
             return Err(Error::InvalidInput(format!("cannot cast {from} to {to}")));
@@ -804,7 +827,8 @@ pub fn cast(array: &ArrayRef, from: DataType, to: DataType) -> Result<ArrayRef> 
             | DataType::Interval
             | DataType::Bytea
             | DataType::Jsonb
-            | DataType::List(_),
+            | DataType::List(_)
+            | DataType::Struct(_),
             DataType::Varchar,
         ) => {
             return Ok(Arc::new(

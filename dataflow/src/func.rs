@@ -103,6 +103,13 @@ pub enum Func {
     },
     /// `jsonb_typeof(j)`.
     JsonbTypeof,
+    /// `(a, b, ...)` / `ROW(a, b, ...)`: a struct of the arguments.
+    RowConstruct,
+    /// `(s).field`: field `index` of a struct.
+    FieldAccess {
+        /// The field's position.
+        index: usize,
+    },
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -325,6 +332,24 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
         Func::ToChar | Func::SplitPart | Func::Replace | Func::RegexpMatch
     ) {
         return eval_string(func, args, ty);
+    }
+    if func == Func::RowConstruct {
+        let arrow::datatypes::DataType::Struct(fields) = ty.to_arrow() else {
+            return Err(Error::Internal(format!("a row of type {ty}")));
+        };
+        return Ok(Arc::new(arrow::array::StructArray::try_new(
+            fields,
+            args.to_vec(),
+            None,
+        )?));
+    }
+    if let Func::FieldAccess { index } = func {
+        // A NULL struct has NULL fields, whatever its children hold there.
+        let parent = args[0].as_struct();
+        let field = parent.column(index);
+        let nulls = arrow::buffer::NullBuffer::union(parent.nulls(), field.nulls());
+        let data = field.to_data().into_builder().nulls(nulls).build()?;
+        return Ok(arrow::array::make_array(data));
     }
     if matches!(func, Func::JsonbAccess { .. } | Func::JsonbTypeof) {
         return crate::json::eval(func, args, ty);

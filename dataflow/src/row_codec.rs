@@ -71,7 +71,7 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
             let d = Decimal::from_bytes(v).expect("numeric arrays hold valid values");
             memcomparable::encode_bytes(k, &d.key_bytes(), order)
         }),
-        DataType::Interval | DataType::List(_) => {
+        DataType::Interval | DataType::List(_) | DataType::Struct(_) => {
             for (i, key) in keys.iter_mut().enumerate() {
                 memcomparable::encode_datum(
                     key,
@@ -183,8 +183,8 @@ pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
                     r.extend_from_slice(&v.nanoseconds.to_le_bytes());
                 }
             ),
-            // An array's key bytes (see `Datum::to_key`), length first.
-            DataType::List(_) => {
+            // An array's or struct's key bytes (see `Datum::to_key`), length first.
+            DataType::List(_) | DataType::Struct(_) => {
                 for (i, row) in rows.iter_mut().enumerate() {
                     match Datum::from_array(array.as_ref(), i).to_key() {
                         epoch_mvcc::memcomparable::KeyDatum::Bytes(b) => {
@@ -295,10 +295,10 @@ impl<'a> ValueReader<'a> {
                 days: fixed!(i32),
                 nanos: fixed!(i64),
             },
-            DataType::List(_) => {
+            DataType::List(_) | DataType::Struct(_) => {
                 let bytes = self.bytes()?.to_vec();
                 Datum::from_key(epoch_mvcc::memcomparable::KeyDatum::Bytes(bytes), ty)
-                    .ok_or_else(|| Error::CorruptState("array value".into()))?
+                    .ok_or_else(|| Error::CorruptState(format!("{ty} value")))?
             }
         })
     }

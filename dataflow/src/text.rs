@@ -208,8 +208,38 @@ impl Datum {
                     .collect();
                 format!("{{{}}}", items.join(","))
             }
+            // PostgreSQL's record form: `(1,,"a b")`, NULL fields empty.
+            Datum::Struct(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|d| d.to_text().map_or_else(String::new, |t| quote_field(&t)))
+                    .collect();
+                format!("({})", fields.join(","))
+            }
         })
     }
+}
+
+/// A record field as PostgreSQL writes it: double-quoted (with `"` and `\` doubled) when it
+/// is empty or holds a comma, parenthesis, quote, backslash or space.
+fn quote_field(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| matches!(c, ',' | '(' | ')' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// An array element as PostgreSQL writes it: double-quoted (with `"` and `\` escaped) when

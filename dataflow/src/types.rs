@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, FixedSizeBinaryArray, Float32Array,
     Float64Array, Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray, LargeStringArray,
-    ListArray, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray, new_null_array,
+    ListArray, StringArray, StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+    new_null_array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
@@ -53,6 +54,8 @@ pub enum DataType {
     Jsonb,
     /// `T[]`: a one-dimensional array of `T` (which may itself be an array).
     List(ElementType),
+    /// `struct<name T, ...>`: a composite of named fields (a row value).
+    Struct(StructType),
 }
 
 /// The element type of an array type: an interned [`DataType`], so that `DataType` stays
@@ -114,6 +117,66 @@ impl<'de> Deserialize<'de> for ElementType {
     }
 }
 
+/// The fields of a struct type, interned like [`ElementType`]: as many distinct struct types
+/// exist as are ever named.
+#[derive(Clone, Copy)]
+pub struct StructType(&'static [(String, DataType)]);
+
+impl StructType {
+    /// The handle of a struct with `fields` (name and type each, in order).
+    pub fn new(fields: Vec<(String, DataType)>) -> StructType {
+        type Interned = Vec<&'static [(String, DataType)]>;
+        static TYPES: OnceLock<Mutex<Interned>> = OnceLock::new();
+        let mut types = TYPES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = types.iter().find(|t| ***t == *fields) {
+            return StructType(t);
+        }
+        let t: &'static [(String, DataType)] = Box::leak(fields.into_boxed_slice());
+        types.push(t);
+        StructType(t)
+    }
+
+    /// The fields, in order.
+    pub fn fields(self) -> &'static [(String, DataType)] {
+        self.0
+    }
+}
+
+impl PartialEq for StructType {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for StructType {}
+
+impl Hash for StructType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl fmt::Debug for StructType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for StructType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StructType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<(String, DataType)>::deserialize(d).map(StructType::new)
+    }
+}
+
 impl DataType {
     /// The length of a non-NULL value's memcomparable key encoding, when all have one.
     pub fn key_width(self) -> Option<usize> {
@@ -154,7 +217,22 @@ impl DataType {
             DataType::List(e) => {
                 ArrowType::List(Arc::new(Field::new_list_field(e.get().to_arrow(), true)))
             }
+            DataType::Struct(s) => ArrowType::Struct(struct_fields(s)),
         }
+    }
+
+    /// `struct<fields>`.
+    pub fn structure(fields: Vec<(String, DataType)>) -> DataType {
+        DataType::Struct(StructType::new(fields))
+    }
+
+    /// Whether values compare (and sort) by their key bytes, Arrow having no order of them
+    /// that is SQL's: numeric, interval, arrays and structs.
+    pub fn compares_by_key(self) -> bool {
+        matches!(
+            self,
+            DataType::Decimal | DataType::Interval | DataType::List(_) | DataType::Struct(_)
+        )
     }
 
     /// `elem[]`.
@@ -191,6 +269,12 @@ impl DataType {
             ArrowType::Binary => DataType::Bytea,
             ArrowType::LargeUtf8 => DataType::Jsonb,
             ArrowType::List(f) => DataType::list(DataType::from_arrow(f.data_type())?),
+            ArrowType::Struct(fields) => DataType::structure(
+                fields
+                    .iter()
+                    .map(|f| Some((f.name().clone(), DataType::from_arrow(f.data_type())?)))
+                    .collect::<Option<_>>()?,
+            ),
             _ => return None,
         })
     }
@@ -231,8 +315,8 @@ impl DataType {
             // Months, days and nanoseconds, big-endian: orders by months first, as the
             // interval's three fields are kept apart (as in PostgreSQL's storage).
             DataType::Interval => KeyType::Bytes,
-            // Each element's key after a 1 byte, then a 0 byte (see `list_key`).
-            DataType::List(_) => KeyType::Bytes,
+            // Each element's (field's) key after a 1 byte, then a 0 byte (see `list_key`).
+            DataType::List(_) | DataType::Struct(_) => KeyType::Bytes,
         }
     }
 
@@ -298,7 +382,10 @@ impl DataType {
                 DataType::Bytea => 1001,
                 DataType::Jsonb => 3807,
                 nested @ DataType::List(_) => nested.pg_oid(),
+                DataType::Struct(_) => 2287,
             },
+            // PostgreSQL's anonymous `record`.
+            DataType::Struct(_) => 2249,
         }
     }
 
@@ -331,6 +418,7 @@ impl DataType {
             DataType::Bytea => "bytea",
             DataType::Jsonb => "jsonb",
             DataType::List(e) => return format!("_{}", e.get().pg_internal_name()),
+            DataType::Struct(_) => "record",
         };
         name.to_string()
     }
@@ -354,6 +442,15 @@ impl DataType {
             DataType::Bytea => "bytea",
             DataType::Jsonb => "jsonb",
             DataType::List(e) => return format!("{}[]", e.get().pg_name()),
+            // RisingWave's name: `struct<a integer, b character varying>`.
+            DataType::Struct(s) => {
+                let fields: Vec<String> = s
+                    .fields()
+                    .iter()
+                    .map(|(name, ty)| format!("{name} {}", ty.pg_name()))
+                    .collect();
+                return format!("struct<{}>", fields.join(", "));
+            }
         };
         name.to_string()
     }
@@ -409,6 +506,8 @@ pub enum Datum {
     Jsonb(String),
     /// An array's elements (each NULL or of the element type).
     List(Vec<Datum>),
+    /// A struct's fields, in order (each NULL or of its field's type).
+    Struct(Vec<Datum>),
 }
 
 impl Datum {
@@ -445,6 +544,18 @@ impl Datum {
                 Datum::List(
                     (0..items.len())
                         .map(|i| Datum::from_array(items.as_ref(), i))
+                        .collect(),
+                )
+            }
+            DataType::Struct(_) => {
+                let fields = any
+                    .downcast_ref::<StructArray>()
+                    .expect("array matches its data type");
+                Datum::Struct(
+                    fields
+                        .columns()
+                        .iter()
+                        .map(|c| Datum::from_array(c.as_ref(), row))
                         .collect(),
                 )
             }
@@ -510,7 +621,7 @@ impl Datum {
                 IntervalMonthDayNano::new(*months, *days, *nanos),
                 len,
             )),
-            (Datum::List(_) | Datum::Bytea(_) | Datum::Jsonb(_), _) => {
+            (Datum::List(_) | Datum::Struct(_) | Datum::Bytea(_) | Datum::Jsonb(_), _) => {
                 array_from_datums(ty, std::iter::repeat_n(self, len))
             }
         }
@@ -542,7 +653,7 @@ impl Datum {
                 b.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
                 KeyDatum::Bytes(b)
             }
-            Datum::List(items) => KeyDatum::Bytes(list_key(items)),
+            Datum::List(items) | Datum::Struct(items) => KeyDatum::Bytes(list_key(items)),
         }
     }
 
@@ -552,7 +663,9 @@ impl Datum {
             + match self {
                 Datum::Varchar(s) | Datum::Jsonb(s) => s.capacity(),
                 Datum::Bytea(b) => b.capacity(),
-                Datum::List(items) => items.iter().map(Datum::memory_size).sum(),
+                Datum::List(items) | Datum::Struct(items) => {
+                    items.iter().map(Datum::memory_size).sum()
+                }
                 _ => 0,
             }
     }
@@ -585,7 +698,13 @@ impl Datum {
                     nanos,
                 }
             }
-            (KeyDatum::Bytes(b), DataType::List(e)) => Datum::List(list_from_key(&b, e.get())?),
+            (KeyDatum::Bytes(b), DataType::List(e)) => {
+                Datum::List(list_from_key(&b, |_| Some(e.get()))?)
+            }
+            (KeyDatum::Bytes(b), DataType::Struct(s)) => {
+                let fields = list_from_key(&b, |i| s.fields().get(i).map(|f| f.1))?;
+                (fields.len() == s.fields().len()).then_some(Datum::Struct(fields))?
+            }
             _ => return None,
         })
     }
@@ -603,13 +722,15 @@ fn list_key(items: &[Datum]) -> Vec<u8> {
     b
 }
 
-/// The elements of an array from [`list_key`] bytes.
-fn list_from_key(mut b: &[u8], elem: DataType) -> Option<Vec<Datum>> {
+/// The elements of an array (fields of a struct) from [`list_key`] bytes; element `i` has
+/// type `ty(i)`.
+fn list_from_key(mut b: &[u8], ty: impl Fn(usize) -> Option<DataType>) -> Option<Vec<Datum>> {
     let mut items = Vec::new();
     loop {
         match b.split_first()? {
             (0, []) => return Some(items),
             (1, rest) => {
+                let elem = ty(items.len())?;
                 let (key, used) =
                     memcomparable::decode_datum(rest, elem.key_type(), OrderType::ASC, 0).ok()?;
                 items.push(Datum::from_key(key, elem)?);
@@ -618,6 +739,14 @@ fn list_from_key(mut b: &[u8], elem: DataType) -> Option<Vec<Datum>> {
             _ => return None,
         }
     }
+}
+
+/// The Arrow fields of a struct type.
+fn struct_fields(s: StructType) -> arrow::datatypes::Fields {
+    s.fields()
+        .iter()
+        .map(|(name, ty)| Field::new(name, ty.to_arrow(), true))
+        .collect()
 }
 
 /// An array of type `ty` holding `values` (each NULL or of that type).
@@ -653,6 +782,33 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
                 Arc::new(Field::new_list_field(e.get().to_arrow(), true)),
                 OffsetBuffer::new(offsets.into()),
                 array_from_datums(e.get(), items.into_iter()),
+                Some(NullBuffer::from(valid)),
+            ))
+        }
+        DataType::Struct(s) => {
+            let values: Vec<&Datum> = values.collect();
+            let children = s
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| {
+                    let field: Vec<&Datum> = values
+                        .iter()
+                        .map(|v| match v {
+                            Datum::Struct(fields) => &fields[i],
+                            _ => &Datum::Null,
+                        })
+                        .collect();
+                    array_from_datums(*ty, field.into_iter())
+                })
+                .collect();
+            let valid: Vec<bool> = values
+                .iter()
+                .map(|v| matches!(v, Datum::Struct(_)))
+                .collect();
+            Arc::new(StructArray::new(
+                struct_fields(s),
+                children,
                 Some(NullBuffer::from(valid)),
             ))
         }
@@ -780,6 +936,21 @@ mod tests {
                     Datum::List(vec![]),
                 ]),
                 DataType::list(DataType::list(DataType::Varchar)),
+            ),
+            (
+                Datum::Struct(vec![
+                    Datum::Int32(1),
+                    Datum::Null,
+                    Datum::Struct(vec![Datum::Varchar("x".into())]),
+                ]),
+                DataType::structure(vec![
+                    ("a".into(), DataType::Int32),
+                    ("b".into(), DataType::Varchar),
+                    (
+                        "c".into(),
+                        DataType::structure(vec![("d".into(), DataType::Varchar)]),
+                    ),
+                ]),
             ),
         ]
     }

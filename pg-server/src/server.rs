@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, NaiveTime};
 use dataflow::text::{format_float, format_interval, format_time, format_timestamp};
-use dataflow::types::{DataType, Datum, Decimal};
+use dataflow::types::{DataType, Datum, Decimal, StructType};
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
@@ -50,11 +50,9 @@ fn pg_type(t: DataType) -> Type {
 }
 
 fn to_pgwire_error(e: Error) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        e.sqlstate().into(),
-        e.to_string(),
-    )))
+    let mut info = ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string());
+    info.hint = e.hint().map(str::to_string);
+    PgWireError::UserError(Box::new(info))
 }
 
 fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>> {
@@ -133,6 +131,63 @@ impl ToSqlText for Jsonb<'_> {
         _options: &pgwire::types::format::FormatOptions,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// A struct result value: text is PostgreSQL's record form, binary its record form (the
+/// field count, then each field's type oid and value).
+#[derive(Debug)]
+struct PgRecord {
+    value: Datum,
+    ty: StructType,
+}
+
+impl ToSql for PgRecord {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let Datum::Struct(values) = &self.value else {
+            return Err("not a struct".into());
+        };
+        out.extend_from_slice(&(values.len() as i32).to_be_bytes());
+        for ((_, ty), value) in self.ty.fields().iter().zip(values) {
+            out.extend_from_slice(&ty.pg_oid().to_be_bytes());
+            if value.is_null() {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let start = out.len();
+            out.extend_from_slice(&0i32.to_be_bytes());
+            match (value, ty) {
+                (Datum::List(_), _) => PgArray(value.clone()).to_sql(&pg_type(*ty), out)?,
+                (Datum::Struct(_), DataType::Struct(inner)) => PgRecord {
+                    value: value.clone(),
+                    ty: *inner,
+                }
+                .to_sql(&pg_type(*ty), out)?,
+                _ => PgArray::element(value, &pg_type(*ty), out)?,
+            };
+            let len = (out.len() - start - 4) as i32;
+            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(IsNull::No)
+    }
+
+    accepts!(RECORD);
+    to_sql_checked!();
+}
+
+impl ToSqlText for PgRecord {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.value.to_text().unwrap_or_default().as_bytes());
         Ok(IsNull::No)
     }
 }
@@ -328,6 +383,10 @@ fn encode_batch(
             let result = match DataType::from_arrow(c.data_type()).expect("results hold SQL types")
             {
                 DataType::List(_) => put!(PgArray(Datum::from_array(c, row))),
+                DataType::Struct(ty) => put!(PgRecord {
+                    value: Datum::from_array(c, row),
+                    ty,
+                }),
                 DataType::Boolean => put!(c.as_boolean().value(row)),
                 DataType::Int16 => put!(c.as_primitive::<Int16Type>().value(row)),
                 DataType::Int32 => put!(c.as_primitive::<Int32Type>().value(row)),
@@ -1019,6 +1078,44 @@ pub async fn serve(listener: TcpListener, db: Database, auth: Auth) -> std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn structs_are_sent_as_records() {
+        let inner = DataType::structure(vec![("c".into(), DataType::Varchar)]);
+        let DataType::Struct(ty) = DataType::structure(vec![
+            ("a".into(), DataType::Int32),
+            ("b".into(), DataType::Int64),
+            ("n".into(), inner),
+        ]) else {
+            unreachable!("a struct")
+        };
+        let value = Datum::Struct(vec![
+            Datum::Int32(7),
+            Datum::Null,
+            Datum::Struct(vec![Datum::Varchar("x y".into())]),
+        ]);
+        assert_eq!(value.to_text().as_deref(), Some("(7,,\"(\"\"x y\"\")\")"));
+        let mut out = BytesMut::new();
+        PgRecord { value, ty }
+            .to_sql(&Type::RECORD, &mut out)
+            .unwrap();
+        let mut want: Vec<u8> = Vec::new();
+        let mut put = |v: i32| want.extend_from_slice(&v.to_be_bytes());
+        // Three fields: int4 7; int8 NULL; a record of one varchar.
+        put(3);
+        put(23);
+        put(4);
+        put(7);
+        put(20);
+        put(-1);
+        put(2249);
+        put(4 + 4 + 4 + 3);
+        put(1);
+        put(1043);
+        put(3);
+        want.extend_from_slice(b"x y");
+        assert_eq!(out.to_vec(), want);
+    }
 
     #[test]
     fn placeholders_are_found_and_substituted() {

@@ -1,4 +1,5 @@
-//! The SQL dialect we parse: PostgreSQL's, plus RisingWave's `SELECT * EXCEPT (columns)`.
+//! The SQL dialect we parse: PostgreSQL's, plus RisingWave's `SELECT * EXCEPT (columns)` and
+//! `struct<name type, ...>` types.
 //!
 //! The parser knows `* EXCLUDE (columns)` (with qualified names, which its `* EXCEPT` does
 //! not take), so [`rewrite`] turns a wildcard's `EXCEPT (` into `EXCLUDE (` before parsing and
@@ -34,6 +35,11 @@ impl Dialect for StreamDialect {
     }
 
     fn supports_select_wildcard_exclude(&self) -> bool {
+        true
+    }
+
+    /// `struct<name type, ...>` types (and `STRUCT(...)` values).
+    fn supports_struct_literal(&self) -> bool {
         true
     }
 

@@ -53,6 +53,20 @@ pub enum PlanError {
     /// columns). Worded as RisingWave words it, which clients and tests match.
     #[error("Failed to run the query\n\nCaused by:\n  Invalid input syntax: {0}")]
     InvalidSetOperation(String),
+    /// A failure and the failures that led to it, the outermost first, in RisingWave's
+    /// wording (which clients and tests match).
+    #[error(
+        "Failed to run the query\n\nCaused by these errors (recent errors listed first):\n{}",
+        numbered(.causes)
+    )]
+    Caused {
+        /// The failures, the outermost first.
+        causes: Vec<String>,
+        /// The SQLSTATE of the innermost.
+        sqlstate: &'static str,
+        /// A hint for the user, if any.
+        hint: Option<String>,
+    },
     /// A type, collation or other named object that does not exist.
     #[error("{0}")]
     UndefinedObject(String),
@@ -80,8 +94,27 @@ impl PlanError {
             PlanError::UndefinedObject(_) => "42704",
             PlanError::InvalidLiteral { .. } => "22P02",
             PlanError::NotSupported(_) => "0A000",
+            PlanError::Caused { sqlstate, .. } => sqlstate,
         }
     }
+
+    /// A hint for the user, sent as the error's HINT field.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            PlanError::Caused { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// `  1: first\n  2: second`.
+fn numbered(causes: &[String]) -> String {
+    causes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("  {}: {c}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Result of planning.

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::{ArrayRef, RecordBatch};
-use epoch_mvcc::memcomparable::OrderType;
+use epoch_mvcc::memcomparable::{KeyDatum, OrderType};
 
 use super::plan::{AggCall, AggKind};
 use crate::chunk::{batch_of, schema_of};
@@ -95,6 +95,11 @@ pub(crate) fn cmp_datums(a: &Datum, b: &Datum) -> Ordering {
         (Float64(x), Float64(y)) => x.total_cmp(y),
         (Varchar(x), Varchar(y)) | (Jsonb(x), Jsonb(y)) => x.cmp(y),
         (Bytea(x), Bytea(y)) => x.cmp(y),
+        // Element by element (field by field), as their key bytes order them.
+        (List(_), List(_)) | (Struct(_), Struct(_)) => match (a.to_key(), b.to_key()) {
+            (KeyDatum::Bytes(x), KeyDatum::Bytes(y)) => x.cmp(&y),
+            _ => Ordering::Equal,
+        },
         (Decimal(x), Decimal(y)) => x.cmp(y),
         // PostgreSQL compares intervals by length, a month counting 30 days.
         (

@@ -281,11 +281,11 @@ pub(crate) fn unnest(batch: &RecordBatch, list: &crate::expr::Expr) -> Result<Un
     Ok((columns, origins))
 }
 
-/// `array`, or for types whose Arrow order is not SQL's (numeric, interval, arrays) their ascending
-/// key bytes, which sort as the values do.
+/// `array`, or for types whose Arrow order is not SQL's ([`DataType::compares_by_key`]) their
+/// ascending key bytes, which sort as the values do.
 pub(crate) fn sortable(array: &ArrayRef) -> ArrayRef {
     match DataType::from_arrow(array.data_type()) {
-        Some(DataType::Decimal | DataType::Interval | DataType::List(_)) => {
+        Some(ty) if ty.compares_by_key() => {
             let mut keys = vec![Vec::new(); array.len()];
             crate::row_codec::encode_key_column(array, OrderType::ASC, &mut keys);
             let nulls = array.logical_nulls();

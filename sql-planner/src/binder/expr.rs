@@ -6,7 +6,7 @@ use dataflow::batch::plan::AggKind;
 use dataflow::datetime::DateField;
 use dataflow::expr::{BinaryOp, Expr, cast};
 use dataflow::func::Func;
-use dataflow::types::{DataType, Datum, Decimal};
+use dataflow::types::{DataType, Datum, Decimal, StructType};
 use epoch_mvcc::memcomparable::OrderType;
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 
@@ -212,7 +212,7 @@ pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
         E::InList { expr, list, .. } => contains_agg(expr) || list.iter().any(contains_agg),
         E::CompoundFieldAccess { root, .. } => contains_agg(root),
         E::Collate { expr, .. } => contains_agg(expr),
-        E::Array(ast::Array { elem, .. }) => elem.iter().any(contains_agg),
+        E::Array(ast::Array { elem, .. }) | E::Tuple(elem) => elem.iter().any(contains_agg),
         E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } => {
             contains_agg(left) || contains_agg(right)
         }
@@ -315,6 +315,17 @@ pub(crate) fn common_type(l: &Expr, r: &Expr) -> PlanResult<DataType> {
     }
     use DataType::*;
     Ok(match (a, b) {
+        // Field by field, the left's names kept; a row constructor's untyped fields adapt.
+        (Struct(x), Struct(y)) if x.fields().len() == y.fields().len() => {
+            let (lf, rf) = (struct_fields(l, x), struct_fields(r, y));
+            DataType::structure(
+                x.fields()
+                    .iter()
+                    .zip(lf.iter().zip(&rf))
+                    .map(|((name, _), (p, q))| Ok((name.clone(), common_type(p, q)?)))
+                    .collect::<PlanResult<_>>()?,
+            )
+        }
         (Date, Timestamp) | (Timestamp, Date) => Timestamp,
         (Date | Timestamp, Timestamptz) | (Timestamptz, Date | Timestamp) => Timestamptz,
         _ => {
@@ -323,6 +334,19 @@ pub(crate) fn common_type(l: &Expr, r: &Expr) -> PlanResult<DataType> {
             )));
         }
     })
+}
+
+/// The fields of struct-typed `e`: a row constructor's arguments, else columns of the field
+/// types.
+fn struct_fields(e: &Expr, s: StructType) -> Vec<Expr> {
+    match e {
+        Expr::Func {
+            func: Func::RowConstruct,
+            args,
+            ..
+        } => args.clone(),
+        _ => s.fields().iter().map(|f| Expr::column(0, f.1)).collect(),
+    }
 }
 
 /// The type values of several expressions (CASE branches, COALESCE arguments, a VALUES
@@ -369,6 +393,26 @@ pub(crate) fn coerce(e: Expr, to: DataType) -> PlanResult<Expr> {
             })?;
             Ok(Expr::literal(Datum::from_array(converted.as_ref(), 0), to))
         }
+        // A row constructor converts field by field, so its literals convert now.
+        Expr::Func {
+            func: Func::RowConstruct,
+            args,
+            ..
+        } if matches!(to, DataType::Struct(s) if s.fields().len() == args.len()) => {
+            let DataType::Struct(s) = to else {
+                unreachable!("matched")
+            };
+            let args = args
+                .into_iter()
+                .zip(s.fields())
+                .map(|(a, (_, t))| coerce(a, *t))
+                .collect::<PlanResult<_>>()?;
+            Ok(Expr::Func {
+                func: Func::RowConstruct,
+                args,
+                ty: to,
+            })
+        }
         other => Ok(Expr::Cast {
             expr: Box::new(other),
             to,
@@ -401,6 +445,19 @@ pub(crate) fn sql_type(t: &ast::DataType) -> PlanResult<DataType> {
         T::Interval { .. } => DataType::Interval,
         T::Bytea => DataType::Bytea,
         T::JSONB => DataType::Jsonb,
+        T::Struct(fields, _) => DataType::structure(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let name = f
+                        .field_name
+                        .as_ref()
+                        .map_or_else(|| format!("f{}", i + 1), ident_name);
+                    Ok((name, sql_type(&f.field_type)?))
+                })
+                .collect::<PlanResult<_>>()?,
+        ),
         T::Array(
             ast::ArrayElemTypeDef::SquareBracket(elem, _)
             | ast::ArrayElemTypeDef::AngleBracket(elem)
@@ -923,9 +980,21 @@ impl ExprBinder<'_, '_> {
                     ty: DataType::list(ty),
                 })
             }
+            // `(a, b)`: a struct with fields f1, f2, ...
+            E::Tuple(items) => {
+                let args = items
+                    .iter()
+                    .map(|e| self.bind(e))
+                    .collect::<PlanResult<Vec<_>>>()?;
+                Ok(row_value(args))
+            }
             E::CompoundFieldAccess { root, access_chain } => {
                 let mut value = self.bind(root)?;
                 for access in access_chain {
+                    if let ast::AccessExpr::Dot(ast::Expr::Identifier(field)) = access {
+                        value = field_access(value, &ident_name(field))?;
+                        continue;
+                    }
                     let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
                         return Err(PlanError::NotSupported(format!("expression {e}")));
                     };
@@ -1603,6 +1672,40 @@ fn array_concat(l: Expr, r: Expr, name: &str) -> PlanResult<Expr> {
         }
     };
     Ok(Expr::Func { func, args, ty })
+}
+
+/// The struct of `fields` (`(a, b)`, `ROW(a, b)`), its fields named f1, f2, ...
+pub(crate) fn row_value(fields: Vec<Expr>) -> Expr {
+    let ty = DataType::structure(
+        fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("f{}", i + 1), f.data_type()))
+            .collect(),
+    );
+    Expr::Func {
+        func: Func::RowConstruct,
+        args: fields,
+        ty,
+    }
+}
+
+/// `(value).name`: a field of a struct.
+fn field_access(value: Expr, name: &str) -> PlanResult<Expr> {
+    let DataType::Struct(s) = value.data_type() else {
+        return Err(PlanError::TypeMismatch(format!(
+            "column notation .{name} applied to type {}, which is not a composite type",
+            value.data_type()
+        )));
+    };
+    let Some(index) = s.fields().iter().position(|(n, _)| n == name) else {
+        return Err(PlanError::UndefinedColumn(name.to_string()));
+    };
+    Ok(Expr::Func {
+        func: Func::FieldAccess { index },
+        args: vec![value],
+        ty: s.fields()[index].1,
+    })
 }
 
 /// `j -> key`, `j -> index` and their `->>` forms.

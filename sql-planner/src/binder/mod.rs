@@ -712,9 +712,22 @@ impl<'c> Binder<'c> {
                 // Each column from its own scalar subquery over the row subquery.
                 (ast::AssignmentTarget::Tuple(cols), ast::Expr::Subquery(q)) => {
                     let names: Vec<String> = (0..cols.len()).map(|k| format!("__c{k}")).collect();
-                    let width = self.bind_query(q).map(|b| b.plan.output_types().len());
-                    if width.is_ok_and(|w| w != cols.len()) {
-                        return Err(mismatch());
+                    if let Ok(row) = self.bind_query(q) {
+                        let row = row.columns();
+                        if row.len() != cols.len() {
+                            return Err(mismatch());
+                        }
+                        let targets = cols
+                            .iter()
+                            .map(|c| {
+                                let name = object_name(c);
+                                let i = table
+                                    .column_index(&name)
+                                    .ok_or_else(|| PlanError::UndefinedColumn(name.clone()))?;
+                                Ok((name, table.columns[i].ty))
+                            })
+                            .collect::<PlanResult<Vec<_>>>()?;
+                        check_row_assignment(&row, &targets)?;
                     }
                     cols.iter()
                         .zip(&names)
@@ -735,6 +748,11 @@ impl<'c> Binder<'c> {
             };
             for (col, value) in pairs {
                 let col_name = object_name(col);
+                if col_name == crate::catalog::COMMIT_TIME_COLUMN {
+                    return Err(PlanError::NotSupported(format!(
+                        "update modifying column `{col_name}` is unsupported"
+                    )));
+                }
                 let i = table
                     .column_index(&col_name)
                     .filter(|i| !table.columns[*i].hidden)
@@ -775,6 +793,61 @@ impl<'c> Binder<'c> {
         };
         Ok(Plan::Update { table, rows })
     }
+}
+
+/// Whether a value of type `from` may be stored in a column of type `to` without an
+/// explicit cast (PostgreSQL's and RisingWave's assignment casts): numbers to numbers,
+/// anything to text, dates and timestamps to each other.
+fn assignable(from: DataType, to: DataType) -> bool {
+    use DataType::*;
+    from == to
+        || (from.is_numeric() && to.is_numeric())
+        || to == Varchar
+        || matches!(
+            (from, to),
+            (Date | Timestamp | Timestamptz, Timestamp | Timestamptz) | (Timestamp, Date)
+        )
+}
+
+/// `SET (a, b) = (SELECT x, y ...)` stores the row as a struct of the target columns: each
+/// value must be assignable to its column. The error names the types as RisingWave does.
+fn check_row_assignment(
+    row: &[(String, DataType)],
+    targets: &[(String, DataType)],
+) -> PlanResult<()> {
+    let Some(k) = (0..row.len()).find(|&k| !assignable(row[k].1, targets[k].1)) else {
+        return Ok(());
+    };
+    let named = row.iter().all(|(name, _)| name != "?column?");
+    let field = |k: usize| {
+        if named {
+            row[k].0.clone()
+        } else {
+            format!("f{}", k + 1)
+        }
+    };
+    let source = if named {
+        DataType::structure(row.to_vec()).to_string()
+    } else {
+        "record".to_string()
+    };
+    let target = DataType::structure(targets.to_vec());
+    Err(PlanError::Caused {
+        causes: vec![
+            format!("cannot cast type \"{source}\" to \"{target}\""),
+            format!(
+                "cannot cast struct field \"{}\" to struct field \"{}\"",
+                field(k),
+                targets[k].0
+            ),
+            format!(
+                "cannot cast type \"{}\" to \"{}\" in Assign context",
+                row[k].1, targets[k].1
+            ),
+        ],
+        sqlstate: "42846",
+        hint: None,
+    })
 }
 
 /// The catalog lookup key (`schema.name`) of `name`.

@@ -88,6 +88,11 @@ fn column_name(e: &ast::Expr) -> String {
         ast::Expr::Interval(_) => "interval".into(),
         ast::Expr::Ceil { .. } => "ceil".into(),
         ast::Expr::Floor { .. } => "floor".into(),
+        // `(s).field`: the field's name.
+        ast::Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(ast::Expr::Identifier(id))) => ident_name(id),
+            _ => "?column?".into(),
+        },
         _ => "?column?".into(),
     }
 }

@@ -55,6 +55,7 @@ pub(crate) fn stand_in(ty: DataType) -> Datum {
         DataType::Bytea => Datum::Bytea(vec![]),
         DataType::Jsonb => Datum::Jsonb("null".into()),
         DataType::List(_) => Datum::List(vec![]),
+        DataType::Struct(s) => Datum::Struct(s.fields().iter().map(|f| stand_in(f.1)).collect()),
     }
 }
 

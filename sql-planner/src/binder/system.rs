@@ -250,7 +250,12 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                                 Datum::Int16(-1),
                                 // Plain storage for fixed-width values, extended otherwise.
                                 text(match c.ty {
-                                    V | DataType::Decimal | DataType::List(_) => "x",
+                                    V
+                                    | DataType::Decimal
+                                    | DataType::List(_)
+                                    | DataType::Struct(_)
+                                    | DataType::Bytea
+                                    | DataType::Jsonb => "x",
                                     _ => "p",
                                 }),
                                 text(""),
