@@ -36,14 +36,6 @@ impl Error {
         }
     }
 
-    /// A hint for the user, if any.
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            Error::Plan(e) => e.hint(),
-            _ => None,
-        }
-    }
-
     /// The PostgreSQL SQLSTATE code.
     pub fn sqlstate(&self) -> &'static str {
         match self {

@@ -50,9 +50,7 @@ fn pg_type(t: DataType) -> Type {
 }
 
 fn to_pgwire_error(e: Error) -> PgWireError {
-    let mut info = ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string());
-    info.hint = e.hint().map(str::to_string);
-    PgWireError::UserError(Box::new(info))
+    PgWireError::UserError(Box::new(error_info(&e)))
 }
 
 fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>> {
@@ -777,6 +775,7 @@ impl Connection {
     }
 }
 
+/// The error response of `e`: severity, SQLSTATE and message.
 fn error_info(e: &Error) -> ErrorInfo {
     ErrorInfo::new("ERROR".into(), e.sqlstate().into(), e.to_string())
 }

@@ -64,9 +64,13 @@ pub enum PlanError {
         causes: Vec<String>,
         /// The SQLSTATE of the innermost.
         sqlstate: &'static str,
-        /// A hint for the user, if any.
-        hint: Option<String>,
     },
+    /// A call that several candidate functions fit equally (`NULL + '1'`). The hint is part
+    /// of the message, as RisingWave writes it.
+    #[error(
+        "Bind error: function {0} is not unique\nHINT:  Could not choose a best candidate function. You might need to add explicit type casts."
+    )]
+    AmbiguousFunction(String),
     /// A type, collation or other named object that does not exist.
     #[error("{0}")]
     UndefinedObject(String),
@@ -95,14 +99,7 @@ impl PlanError {
             PlanError::InvalidLiteral { .. } => "22P02",
             PlanError::NotSupported(_) => "0A000",
             PlanError::Caused { sqlstate, .. } => sqlstate,
-        }
-    }
-
-    /// A hint for the user, sent as the error's HINT field.
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            PlanError::Caused { hint, .. } => hint.as_deref(),
-            _ => None,
+            PlanError::AmbiguousFunction(_) => "42725",
         }
     }
 }

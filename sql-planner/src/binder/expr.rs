@@ -1799,6 +1799,12 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
             coerce(l, DataType::Varchar)?,
             coerce(r, DataType::Varchar)?,
         )),
+        // Arithmetic of two literals of unknown type: any numeric type would do.
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod
+            if is_untyped_literal(&l) && is_untyped_literal(&r) =>
+        {
+            Err(PlanError::AmbiguousFunction(arithmetic_call(op, &l, &r)))
+        }
         BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
             if !is_untyped_literal(&l) && !is_untyped_literal(&r) =>
         {
@@ -1812,12 +1818,41 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
             Ok(Expr::binary(op, coerce(l, ty)?, coerce(r, ty)?))
         }
         _ => {
-            let ty = common_type(&l, &r).map_err(|_| no_operator(&l, &r))?;
             let arithmetic = !op.is_predicate();
+            let undefined = || {
+                if arithmetic {
+                    PlanError::UndefinedFunction(format!(
+                        "function {} does not exist",
+                        arithmetic_call(op, &l, &r)
+                    ))
+                } else {
+                    no_operator(&l, &r)
+                }
+            };
+            let ty = common_type(&l, &r).map_err(|_| undefined())?;
             if arithmetic && !ty.is_numeric() {
-                return Err(no_operator(&l, &r));
+                return Err(undefined());
             }
             Ok(Expr::binary(op, coerce(l, ty)?, coerce(r, ty)?))
         }
     }
+}
+
+/// An arithmetic operator as the call RisingWave names in errors: `add(unknown, jsonb)`.
+fn arithmetic_call(op: BinaryOp, l: &Expr, r: &Expr) -> String {
+    let name = match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "subtract",
+        BinaryOp::Mul => "multiply",
+        BinaryOp::Div => "divide",
+        _ => "modulus",
+    };
+    let ty = |e: &Expr| {
+        if is_untyped_literal(e) {
+            "unknown".to_string()
+        } else {
+            e.data_type().to_string()
+        }
+    };
+    format!("{name}({}, {})", ty(l), ty(r))
 }

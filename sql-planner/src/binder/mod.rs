@@ -846,7 +846,6 @@ fn check_row_assignment(
             ),
         ],
         sqlstate: "42846",
-        hint: None,
     })
 }
 

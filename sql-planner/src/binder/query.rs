@@ -53,21 +53,83 @@ fn output_scope(names: Vec<String>, types: &[DataType]) -> Scope {
     }
 }
 
-/// A constant non-negative integer (LIMIT, OFFSET), possibly computed (`LIMIT 1 + 2`).
-fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
-    // Bound without columns in scope: anything that binds is a constant.
-    let bound = ExprBinder::bind_plain(&Scope::default(), &Params::default(), e)?;
-    if !bound.data_type().is_numeric() {
-        return Err(PlanError::TypeMismatch(format!("{what} must be a number")));
+/// The name of a call of a set-returning function (`unnest`, `generate_series`).
+fn set_function_name(f: &ast::Function) -> Option<String> {
+    let name = f.name.to_string().to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    (f.over.is_none() && matches!(name, "unnest" | "generate_series")).then(|| name.to_string())
+}
+
+/// `e` as RisingWave prints it in errors: casts spelled `CAST(x AS T)`.
+fn casts_spelled_out(e: &ast::Expr) -> String {
+    use ast::Expr as E;
+    match e {
+        E::Cast {
+            expr, data_type, ..
+        } => format!("CAST({} AS {data_type})", casts_spelled_out(expr)),
+        E::BinaryOp { left, op, right } => format!(
+            "{} {op} {}",
+            casts_spelled_out(left),
+            casts_spelled_out(right)
+        ),
+        E::Nested(inner) => format!("({})", casts_spelled_out(inner)),
+        other => other.to_string(),
     }
-    match constant(coerce(bound, DataType::Int64)?)? {
+}
+
+/// A constant non-negative integer (LIMIT, OFFSET), possibly computed (`LIMIT 1 + 2`), or a
+/// string literal of one (`LIMIT '2'`). Errors are worded as RisingWave words them.
+fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
+    let expr_error = |message: String| PlanError::Caused {
+        causes: vec!["Expr error".into(), message],
+        sqlstate: "22023",
+    };
+    let expects = format!(
+        "expects an integer or expression that can be evaluated to an integer after {what}"
+    );
+    if matches!(e, ast::Expr::Function(f) if set_function_name(f).is_some()) {
+        return Err(expr_error(format!(
+            "{expects}, but found non-const expression"
+        )));
+    }
+    // Bound without columns in scope: anything that binds is a constant.
+    let bound =
+        ExprBinder::bind_plain(&Scope::default(), &Params::default(), e).map_err(|err| {
+            PlanError::Caused {
+                causes: vec![
+                    format!("Failed to bind expression: {}", casts_spelled_out(e)),
+                    err.to_string(),
+                ],
+                sqlstate: err.sqlstate(),
+            }
+        })?;
+    let value = match &bound {
+        Expr::Literal {
+            value: Datum::Varchar(text),
+            ty: DataType::Varchar,
+        } => match text.trim().parse::<i64>() {
+            Ok(v) => Datum::Int64(v),
+            Err(parse) => {
+                return Err(expr_error(format!(
+                    "{expects},\nbut the evaluation of the expression returns error:Expr error: \
+                     error while evaluating expression `str_parse('{text}')`: \
+                     Parse error: bigint {parse}"
+                )));
+            }
+        },
+        _ if is_untyped_literal(&bound) => Datum::Null,
+        _ if !bound.data_type().is_numeric() => return Err(expr_error(expects)),
+        _ => constant(coerce(bound, DataType::Int64)?)?,
+    };
+    match value {
         Datum::Int64(v) if v >= 0 => Ok(v as u64),
         // LIMIT NULL is no limit; OFFSET NULL skips nothing.
         Datum::Null if what == "LIMIT" => Ok(u64::MAX),
         Datum::Null => Ok(0),
-        _ => Err(PlanError::TypeMismatch(format!(
-            "{what} must not be negative"
+        Datum::Int64(v) => Err(expr_error(format!(
+            "{what} must not be negative, but found: {v}"
         ))),
+        _ => Err(expr_error(expects)),
     }
 }
 
@@ -694,17 +756,12 @@ impl Binder<'_> {
         plan: &mut BatchPlan,
         scope: &mut Scope,
     ) -> PlanResult<Option<ast::Expr>> {
-        let name = f.name.to_string().to_lowercase();
-        let name = name
-            .strip_prefix("pg_catalog.")
-            .unwrap_or(&name)
-            .to_string();
+        let Some(name) = set_function_name(f) else {
+            return Ok(None);
+        };
         let ast::FunctionArguments::List(list) = &f.args else {
             return Ok(None);
         };
-        if f.over.is_some() || !matches!(name.as_str(), "unnest" | "generate_series") {
-            return Ok(None);
-        }
         let args = list
             .args
             .iter()
