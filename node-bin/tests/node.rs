@@ -231,6 +231,8 @@ fn psql_describes_tables_views_indexes_databases_roles_and_functions() {
         "Materialized view \"public.pm\"",
         "n|bigint||||plain|||",
         "View definition:",
+        // The query only, as PostgreSQL's pg_get_viewdef gives it.
+        "SELECT count(*) AS n FROM p;",
         "Index \"public.pi\"",
         "name|character varying|yes|name",
         "btree, for table \"public.p\"",

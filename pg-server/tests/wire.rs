@@ -916,6 +916,13 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
         "random values out of range or constant"
     );
     assert_eq!(row.get::<_, i32>(4), 3);
+    // The source cannot go while views read it.
+    let in_use = node
+        .client
+        .batch_execute("DROP SOURCE gen")
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code().unwrap().code(), "2BP01");
     node.stop().await;
 }
 

@@ -161,6 +161,17 @@ fn default_schema() -> String {
     DEFAULT_SCHEMA.to_string()
 }
 
+impl ViewCatalog {
+    /// The view's query, as `pg_get_viewdef` and `information_schema.views` show it (the
+    /// whole definition if it does not parse, which a stored one always does).
+    pub fn query(&self) -> String {
+        match crate::parse_sql(&self.definition).as_deref() {
+            Ok([sqlparser::ast::Statement::CreateView(view)]) => view.query.to_string(),
+            _ => self.definition.clone(),
+        }
+    }
+}
+
 impl TableCatalog {
     /// `schema.name`, the key tables are looked up by.
     pub fn qualified_name(&self) -> String {

@@ -352,8 +352,13 @@ fn prune(plan: BatchPlan, required: &[usize]) -> (BatchPlan, Vec<Option<usize>>)
             },
             mapping(required),
         ),
-        BatchPlan::Source { source, columns } => (
+        BatchPlan::Source {
+            source_id,
+            source,
+            columns,
+        } => (
             BatchPlan::Source {
+                source_id,
                 source,
                 columns: required.iter().map(|c| columns[*c]).collect(),
             },

@@ -145,6 +145,7 @@ impl Planner {
             // A source's rows are new on every read: its row id (the event's offset) keys
             // them, and there is one generating actor.
             BatchPlan::Source {
+                source_id,
                 source,
                 mut columns,
             } => {
@@ -161,6 +162,7 @@ impl Planner {
                 ];
                 let types = source.types();
                 let plan = StreamPlan::Source {
+                    source_id,
                     source,
                     state_table: self.table_id(),
                 };

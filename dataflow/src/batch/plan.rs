@@ -351,6 +351,8 @@ pub enum BatchPlan {
     },
     /// A source's rows (only a materialized view reads them: a source has no stored rows).
     Source {
+        /// Id of the source.
+        source_id: u32,
         /// The source.
         source: crate::source::SourceSpec,
         /// Which of its columns to output.
@@ -366,7 +368,9 @@ impl BatchPlan {
             BatchPlan::Scan { table, columns } => {
                 columns.iter().map(|c| table.column_type(*c)).collect()
             }
-            BatchPlan::Source { source, columns } => {
+            BatchPlan::Source {
+                source, columns, ..
+            } => {
                 let types = source.types();
                 columns.iter().map(|c| types[*c]).collect()
             }
@@ -448,7 +452,9 @@ impl BatchPlan {
                 ),
                 vec![],
             ),
-            BatchPlan::Source { source, columns } => (
+            BatchPlan::Source {
+                source, columns, ..
+            } => (
                 format!(
                     "BatchSource {{ connector: {}, columns: {columns:?} }}",
                     source.describe()

@@ -167,6 +167,7 @@ impl<S: StateStore> Builder<'_, S> {
             StreamPlan::Source {
                 source,
                 state_table,
+                ..
             } => {
                 let (tx, rx) = channel();
                 self.barrier_inputs.push(tx);

@@ -1417,6 +1417,7 @@ impl Binder<'_> {
                 let mut columns: Vec<usize> = (0..table.columns.len()).collect();
                 let plan = match &table.source {
                     Some(source) => BatchPlan::Source {
+                        source_id: table.id,
                         source: source.clone(),
                         columns,
                     },

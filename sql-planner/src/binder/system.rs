@@ -11,7 +11,7 @@ use crate::error::{PlanError, PlanResult};
 
 use std::sync::Arc;
 
-use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog};
+use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog, ViewCatalog};
 
 /// Oids PostgreSQL gives its built-in namespaces; user schemas get oids from 16384 on.
 const PG_CATALOG_OID: i32 = 11;
@@ -408,12 +408,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         text(DATABASE_NAME),
                         text(&t.schema),
                         text(&t.name),
-                        text(
-                            &t.view
-                                .as_ref()
-                                .map(|v| v.definition.clone())
-                                .unwrap_or_default(),
-                        ),
+                        text(&t.view.as_ref().map(ViewCatalog::query).unwrap_or_default()),
                     ]
                 })
                 .collect(),
@@ -868,7 +863,7 @@ pub(crate) fn system_function(
             first()?,
             tables
                 .iter()
-                .filter_map(|t| Some((t.id as i32, format!("{};", t.view.as_ref()?.definition))))
+                .filter_map(|t| Some((t.id as i32, format!("{};", t.view.as_ref()?.query()))))
                 .collect(),
             null_text(),
         ),
