@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::chunk::{StreamChunk, batch_of, schema_of};
-use crate::row_codec::{columns_from_rows, decode_value, encode_keys, encode_values};
+use crate::row_codec::{
+    columns_from_rows, decode_value, encode_keys, encode_value_datums, encode_values,
+};
 use crate::types::{DataType, Datum};
 
 /// What a state table stores and how its keys are laid out.
@@ -203,25 +205,21 @@ impl<S: StateStore> StateTable<S> {
 
     /// Puts one row.
     pub fn insert(&mut self, row: Vec<Datum>) {
-        self.write_rows(vec![row], true);
+        let key = self.row_key(&row);
+        let value = encode_value_datums(&row);
+        self.pending.insert(key, Value::Put(Bytes::from(value)));
     }
 
     /// Removes the row with `row`'s primary key (`row` is a whole row; only its key matters).
     pub fn delete(&mut self, row: Vec<Datum>) {
-        self.write_rows(vec![row], false);
+        let key = self.row_key(&row);
+        self.pending.insert(key, Value::Delete);
     }
 
-    fn write_rows(&mut self, rows: Vec<Vec<Datum>>, insert: bool) {
-        let n = rows.len();
-        let columns = columns_from_rows(&rows, &self.desc.types);
-        let batch = batch_of(schema_of(&self.desc.types), columns, n)
-            .expect("rows match the table's types");
-        let op = if insert {
-            crate::chunk::Op::Insert
-        } else {
-            crate::chunk::Op::Delete
-        };
-        self.write_chunk(&StreamChunk::new(vec![op; n], batch));
+    /// The storage key of a whole row.
+    fn row_key(&self, row: &[Datum]) -> Bytes {
+        let pk: Vec<Datum> = self.desc.pk.iter().map(|c| row[*c].clone()).collect();
+        self.desc.key_of_pk(&pk)
     }
 
     /// The row with primary key `pk`, as of the current epoch (own writes included).

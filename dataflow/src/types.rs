@@ -871,7 +871,7 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -900,7 +900,8 @@ mod tests {
         assert_eq!(DataType::Varchar.key_width(), None);
     }
 
-    fn samples() -> Vec<(Datum, DataType)> {
+    /// A value of every type (and a NULL).
+    pub(crate) fn samples() -> Vec<(Datum, DataType)> {
         vec![
             (Datum::Bool(true), DataType::Boolean),
             (Datum::Int16(-3), DataType::Int16),

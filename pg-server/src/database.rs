@@ -1640,7 +1640,9 @@ impl Database {
             }
             let id = catalog.next_table_id;
             let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
-            let planned = sql_planner::stream::plan_view(query, &columns, &order, id + 1)?;
+            let append_only = sql_planner::Catalog::append_only_tables(&*catalog);
+            let planned =
+                sql_planner::stream::plan_view(query, &columns, &order, id + 1, append_only)?;
             catalog.next_table_id = planned.next_table_id;
             let view = Arc::new(TableCatalog {
                 id,

@@ -29,6 +29,18 @@ const VIEWS: &[(&str, &str)] = &[
          first_value(k ORDER BY b DESC NULLS LAST, k) AS f, last_value(b ORDER BY k) AS l \
          FROM t1 GROUP BY a",
     ),
+    // Over an append-only table: min and max keep only the extreme so far, distinct values
+    // are written once.
+    (
+        "v_append_agg",
+        "SELECT g, count(*) AS n, min(x) AS mn, max(s) AS mx, count(DISTINCT x) AS d, \
+         sum(x) AS sx, min(DISTINCT x) AS mdx FROM t4 GROUP BY g",
+    ),
+    (
+        "v_append_union_agg",
+        "SELECT g, max(x) AS mx, count(*) AS n FROM \
+         (SELECT g, x FROM t4 UNION ALL SELECT g, x + 1 AS x FROM t4 WHERE x > 3) AS u GROUP BY g",
+    ),
     (
         "v_distinct_on",
         "SELECT DISTINCT ON (a) a, k, b FROM t1 ORDER BY a, b, k DESC",
@@ -174,7 +186,7 @@ fn random_statement(rng: &mut StdRng) -> String {
             rng.random_range(0..8).to_string()
         }
     };
-    match rng.random_range(0..10) {
+    match rng.random_range(0..11) {
         0..=2 => format!(
             "INSERT INTO t1 VALUES ({k}, {}, {}), ({}, {}, {})",
             v(rng),
@@ -196,7 +208,15 @@ fn random_statement(rng: &mut StdRng) -> String {
             rng.random_range(0..10),
             v(rng)
         ),
-        _ => format!("DELETE FROM t3 WHERE x = {}", rng.random_range(0..10)),
+        9 => format!("DELETE FROM t3 WHERE x = {}", rng.random_range(0..10)),
+        _ => format!(
+            "INSERT INTO t4 VALUES ({}, {}, 's{}'), ({}, {}, NULL)",
+            rng.random_range(0..4),
+            v(rng),
+            rng.random_range(0..50),
+            rng.random_range(0..4),
+            v(rng)
+        ),
     }
 }
 
@@ -226,6 +246,7 @@ async fn views_equal_their_queries_under_random_changes_and_restarts() {
         "CREATE TABLE t1 (k int PRIMARY KEY, a int, b int); \
          CREATE TABLE t2 (k int PRIMARY KEY, a int, c varchar); \
          CREATE TABLE t3 (x int, y int); \
+         CREATE TABLE t4 (g int, x int, s varchar) APPEND ONLY; \
          SET synchronous_commit = off",
     )
     .await;

@@ -229,4 +229,13 @@ pub trait Catalog {
     fn functions(&self) -> Vec<Arc<FunctionCatalog>> {
         Vec::new()
     }
+
+    /// The ids of the tables that only take inserts (append-only tables and sources).
+    fn append_only_tables(&self) -> Vec<u32> {
+        self.tables()
+            .iter()
+            .filter(|t| t.append_only)
+            .map(|t| t.id)
+            .collect()
+    }
 }

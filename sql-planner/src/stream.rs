@@ -8,7 +8,7 @@
 //! single actor). The distribution key is always part of the stream key, so all changes of
 //! one row take one path and stay in order.
 
-use dataflow::batch::plan::{AggKind, BatchPlan, SortKey, WindowFunc};
+use dataflow::batch::plan::{AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::stream::plan::StreamPlan;
 use dataflow::types::{DataType, Datum};
@@ -60,9 +60,32 @@ pub struct ViewPlan {
 struct Planner {
     next_table_id: u32,
     next_exchange_id: u32,
+    /// Ids of the append-only tables (and sources) views may read.
+    append_only_tables: Vec<u32>,
 }
 
 impl Planner {
+    /// Whether `plan` only ever inserts rows: sources, append-only tables and literal rows,
+    /// and filters, projections, unnests, exchanges, unions and inner joins of such inputs.
+    fn append_only(&self, plan: &StreamPlan) -> bool {
+        match plan {
+            StreamPlan::Source { .. } | StreamPlan::Values { .. } => true,
+            StreamPlan::Scan { upstream_id, .. } => self.append_only_tables.contains(upstream_id),
+            StreamPlan::Filter { input, .. }
+            | StreamPlan::Project { input, .. }
+            | StreamPlan::Unnest { input, .. }
+            | StreamPlan::Exchange { input, .. } => self.append_only(input),
+            StreamPlan::Union { inputs } => inputs.iter().all(|i| self.append_only(i)),
+            StreamPlan::HashJoin {
+                left,
+                right,
+                kind: JoinKind::Inner,
+                ..
+            } => self.append_only(left) && self.append_only(right),
+            _ => false,
+        }
+    }
+
     fn table_id(&mut self) -> u32 {
         self.next_table_id += 1;
         self.next_table_id - 1
@@ -276,6 +299,7 @@ impl Planner {
                     width: g + aggs.len(),
                     plan: StreamPlan::HashAgg {
                         input_key: input.key.clone(),
+                        append_only: self.append_only(&input.plan),
                         input: Box::new(input.plan),
                         group_keys,
                         aggs,
@@ -718,16 +742,19 @@ fn no_clock<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> PlanResult<()> {
 
 /// Plans the job of a view over `query` whose visible columns are `columns`, keyed by the
 /// output columns `order` first (for an index; empty for a view); its state tables get ids
-/// from `first_table_id` on.
+/// from `first_table_id` on. `append_only_tables` are the ids of the tables that only take
+/// inserts (operators over them need less state).
 pub fn plan_view(
     query: BatchPlan,
     columns: &[(String, DataType)],
     order: &[usize],
     first_table_id: u32,
+    append_only_tables: Vec<u32>,
 ) -> PlanResult<ViewPlan> {
     let mut planner = Planner {
         next_table_id: first_table_id,
         next_exchange_id: 0,
+        append_only_tables,
     };
     let node = planner.plan(query)?;
     let types = node.types();

@@ -651,7 +651,7 @@ async fn dates_times_and_intervals() {
         panic!("not a view")
     };
     assert!(matches!(
-        sql_planner::stream::plan_view(query, &columns, &[], 100),
+        sql_planner::stream::plan_view(query, &columns, &[], 100, vec![]),
         Err(PlanError::NotSupported(_))
     ));
 }

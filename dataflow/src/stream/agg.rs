@@ -33,9 +33,15 @@ fn is_extreme(kind: AggKind) -> bool {
     matches!(kind, AggKind::Min | AggKind::Max)
 }
 
+/// Whether min or max keeps every value (in order, so that a deleted extreme is replaced):
+/// unless the input only inserts.
+fn keeps_values(call: &AggCall, append_only: bool) -> bool {
+    is_extreme(call.kind) && !append_only
+}
+
 /// Whether the call's result is read from its state table at the barrier.
-fn is_recomputed(call: &AggCall) -> bool {
-    is_extreme(call.kind) || call.kind.is_ordered()
+fn is_recomputed(call: &AggCall, append_only: bool) -> bool {
+    keeps_values(call, append_only) || call.kind.is_ordered()
 }
 
 /// Types of an aggregate's intermediate state columns.
@@ -149,11 +155,14 @@ enum AggState {
     },
     /// A result read from the call's state table at the barrier (min, max, array_agg, ...).
     Recomputed(Datum),
+    /// min or max over input that only inserts: the extreme so far.
+    Extreme(Datum),
 }
 
 impl AggState {
-    fn new(call: &AggCall) -> AggState {
+    fn new(call: &AggCall, append_only: bool) -> AggState {
         match call.kind {
+            AggKind::Min | AggKind::Max if append_only => AggState::Extreme(Datum::Null),
             AggKind::CountStar | AggKind::Count => AggState::Count(0),
             AggKind::Sum => AggState::Sum {
                 sum: Datum::Null,
@@ -171,9 +180,9 @@ impl AggState {
         }
     }
 
-    fn decode(call: &AggCall, values: &[Datum]) -> AggState {
+    fn decode(call: &AggCall, append_only: bool, values: &[Datum]) -> AggState {
         let int = |d: &Datum| as_i64(d);
-        match AggState::new(call) {
+        match AggState::new(call, append_only) {
             AggState::Count(_) => AggState::Count(int(&values[0])),
             AggState::Sum { .. } => AggState::Sum {
                 sum: values[0].clone(),
@@ -184,6 +193,7 @@ impl AggState {
                 n: int(&values[1]),
             },
             AggState::Recomputed(_) => AggState::Recomputed(values[0].clone()),
+            AggState::Extreme(_) => AggState::Extreme(values[0].clone()),
         }
     }
 
@@ -193,7 +203,7 @@ impl AggState {
             AggState::Sum { sum, n } | AggState::Avg { sum, n } => {
                 vec![sum.clone(), Datum::Int64(*n)]
             }
-            AggState::Recomputed(d) => vec![d.clone()],
+            AggState::Recomputed(d) | AggState::Extreme(d) => vec![d.clone()],
         }
     }
 
@@ -216,6 +226,16 @@ impl AggState {
                 *n += sign;
             }
             AggState::Recomputed(_) => {}
+            AggState::Extreme(current) => {
+                let order = crate::batch::agg::cmp_datums(value, current);
+                let better = match call.kind {
+                    AggKind::Min => order.is_lt(),
+                    _ => order.is_gt(),
+                };
+                if current.is_null() || better {
+                    *current = value.clone();
+                }
+            }
         }
     }
 
@@ -228,7 +248,7 @@ impl AggState {
                 tracing::warn!("avg in a streaming aggregation: {e}");
                 Datum::Null
             }),
-            AggState::Recomputed(d) => d.clone(),
+            AggState::Recomputed(d) | AggState::Extreme(d) => d.clone(),
         }
     }
 }
@@ -255,6 +275,8 @@ struct HashAgg<S: StateStore> {
     clean_below: Option<Datum>,
     /// Watermarks of group keys, forwarded (as output columns) after the barrier's changes.
     watermarks: Vec<Watermark>,
+    /// The input only inserts (see `StreamPlan::HashAgg::append_only`).
+    append_only: bool,
 }
 
 impl<S: StateStore> HashAgg<S> {
@@ -286,7 +308,7 @@ impl<S: StateStore> HashAgg<S> {
                     .iter()
                     .map(|c| {
                         let width = state_types(c).len();
-                        let s = AggState::decode(c, &row[at..at + width]);
+                        let s = AggState::decode(c, self.append_only, &row[at..at + width]);
                         at += width;
                         s
                     })
@@ -304,7 +326,11 @@ impl<S: StateStore> HashAgg<S> {
             None => Group {
                 key,
                 rows: 0,
-                states: self.aggs.iter().map(AggState::new).collect(),
+                states: self
+                    .aggs
+                    .iter()
+                    .map(|c| AggState::new(c, self.append_only))
+                    .collect(),
                 emitted: None,
                 // A group-less aggregation has its one row from the start.
                 dirty: self.group_keys.is_empty(),
@@ -327,6 +353,11 @@ impl<S: StateStore> HashAgg<S> {
                 .map(|k| value(*k, r).into_group_key())
                 .collect();
             let sign = if op.is_insert() { 1 } else { -1 };
+            if self.append_only && sign < 0 {
+                return Err(Error::Internal(
+                    "an append-only aggregation's input deleted a row".into(),
+                ));
+            }
             // Sorted values (min, max, array_agg, ...) and distinct counts live in the
             // per-call tables.
             let mut counted = vec![true; self.aggs.len()];
@@ -344,7 +375,11 @@ impl<S: StateStore> HashAgg<S> {
                     put(&mut self.per_call[i], entry, sign);
                     continue;
                 }
-                if !is_extreme(call.kind) && !call.distinct {
+                // min and max of distinct values are those of all values: only other
+                // distinct aggregates count their values.
+                let keeps_values = keeps_values(call, self.append_only);
+                let counts_distinct = call.distinct && !is_extreme(call.kind);
+                if !keeps_values && !counts_distinct {
                     continue;
                 }
                 let v = call.arg.map_or(Datum::Null, |a| value(a, r));
@@ -353,7 +388,7 @@ impl<S: StateStore> HashAgg<S> {
                 }
                 let mut entry = key.clone();
                 entry.push(v);
-                if is_extreme(call.kind) {
+                if keeps_values {
                     entry.extend(self.input_key.iter().map(|k| value(*k, r)));
                     put(&mut self.per_call[i], entry, sign);
                     continue;
@@ -362,6 +397,11 @@ impl<S: StateStore> HashAgg<S> {
                     Some(existing) => as_i64(&existing[entry.len()]),
                     None => 0,
                 };
+                // Over inserts only, a value's presence is all that counts: it is written once.
+                if self.append_only && seen > 0 {
+                    counted[i] = false;
+                    continue;
+                }
                 let now = seen + sign;
                 entry.push(Datum::Int64(now));
                 if now <= 0 {
@@ -375,7 +415,7 @@ impl<S: StateStore> HashAgg<S> {
             self.load(&encoded[r], key).await?;
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
             for (i, call) in self.aggs.iter().enumerate() {
-                if counted[i] && !is_recomputed(call) {
+                if counted[i] && !is_recomputed(call, self.append_only) {
                     let v = call.arg.map_or(Datum::Null, |a| value(a, r));
                     group.states[i].apply(call, &v, sign);
                 }
@@ -399,7 +439,7 @@ impl<S: StateStore> HashAgg<S> {
         for encoded in dirty {
             let mut group = self.groups.remove(&encoded).expect("listed");
             for (i, call) in self.aggs.iter().enumerate() {
-                if is_recomputed(call) {
+                if is_recomputed(call, self.append_only) {
                     let value = self.recompute(i, &group.key).await?;
                     group.states[i] = AggState::Recomputed(value);
                 }
@@ -532,6 +572,7 @@ pub(crate) fn hash_agg<S: StateStore>(
     aggs: Vec<AggCall>,
     input_key: Vec<usize>,
     tables: Vec<u32>,
+    append_only: bool,
     cache_bytes: usize,
     vnodes: Vec<u16>,
 ) -> MessageStream {
@@ -557,6 +598,7 @@ pub(crate) fn hash_agg<S: StateStore>(
         vnodes,
         clean_below: None,
         watermarks: Vec::new(),
+        append_only,
     };
     let mut input = input;
     Box::pin(async_stream::try_stream! {
@@ -642,6 +684,7 @@ mod tests {
             aggs,
             vec![2],
             tables,
+            false,
             1 << 20,
             all_vnodes,
         );

@@ -198,6 +198,7 @@ impl<S: StateStore> Builder<'_, S> {
                 aggs,
                 input_key,
                 tables,
+                append_only,
             } => hash_agg(
                 job,
                 self.store.clone(),
@@ -207,6 +208,7 @@ impl<S: StateStore> Builder<'_, S> {
                 aggs.clone(),
                 input_key.clone(),
                 tables.clone(),
+                *append_only,
                 cache,
                 owned_vnodes(
                     actor,

@@ -78,6 +78,10 @@ pub enum StreamPlan {
         /// State table ids: the groups' intermediate results, then one per aggregate (its
         /// sorted values for min/max, its distinct values for distinct aggregates).
         tables: Vec<u32>,
+        /// The input only ever inserts: min and max keep just the extreme so far, and a
+        /// distinct value is written once.
+        #[serde(default)]
+        append_only: bool,
     },
     /// Incrementally maintained equi-join; both sides' rows are kept in state.
     HashJoin {
@@ -294,9 +298,13 @@ impl StreamPlan {
                 format!("StreamProject {{ exprs: {} }}", exprs.len())
             }
             StreamPlan::HashAgg {
-                group_keys, aggs, ..
+                group_keys,
+                aggs,
+                append_only,
+                ..
             } => format!(
-                "StreamHashAgg {{ group_keys: {group_keys:?}, aggs: {:?} }}",
+                "Stream{}HashAgg {{ group_keys: {group_keys:?}, aggs: {:?} }}",
+                if *append_only { "AppendOnly" } else { "" },
                 aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
             ),
             StreamPlan::HashJoin {

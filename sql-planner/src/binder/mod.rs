@@ -190,9 +190,15 @@ impl<'c> Binder<'c> {
                 } => {
                     let order = index.map(|(_, o)| o).unwrap_or_default();
                     Ok(Plan::Explain(
-                        crate::stream::plan_view(query, &columns, &order, 0)?
-                            .plan
-                            .explain(),
+                        crate::stream::plan_view(
+                            query,
+                            &columns,
+                            &order,
+                            0,
+                            self.catalog.append_only_tables(),
+                        )?
+                        .plan
+                        .explain(),
                     ))
                 }
                 _ => Err(PlanError::NotSupported("EXPLAIN of this statement".into())),
