@@ -394,10 +394,14 @@ impl LsmStore {
         }
     }
 
-    /// Stops the background tasks and flushes the disk cache. Unsynced writes are dropped.
+    /// Stops the background tasks, waits for a commit in flight and flushes the disk cache.
+    /// Unsynced writes are dropped.
     pub async fn close(&self) {
         self.inner.shutdown.store(true, Relaxed);
         self.inner.shutdown_signal.notify_waiters();
+        // A commit in flight finishes first; later ones see the store closed. So once this
+        // returns, no manifest version of this writer can follow another writer's.
+        drop(self.inner.commit_lock.lock().await);
         let handles = std::mem::take(&mut *self.inner.background.lock());
         for h in handles {
             let _ = h.await;
@@ -531,9 +535,10 @@ impl LsmStore {
 
     /// Uploads every sealed epoch up to `epoch` and commits it (see [`StateStore::sync`]).
     pub async fn sync_epoch(&self, epoch: Epoch) -> Result<()> {
-        self.check_writable()?;
         self.inner.epochs.check_syncable(epoch)?;
         let _commit = self.inner.commit_lock.lock().await;
+        // Under the commit lock: a closed store commits nothing more.
+        self.check_writable()?;
         if epoch <= self.inner.epochs.committed() {
             return Ok(());
         }

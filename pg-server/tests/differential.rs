@@ -19,7 +19,9 @@ const VIEWS: &[(&str, &str)] = &[
     (
         "v_agg",
         "SELECT a, count(*) AS n, sum(b) AS s, min(b) AS mn, max(b) AS mx, \
-         count(DISTINCT b) AS d, avg(b) AS av FROM t1 GROUP BY a",
+         count(DISTINCT b) AS d, avg(b) AS av, \
+         count(DISTINCT b) FILTER (WHERE k % 2 = 0) AS de, \
+         sum(DISTINCT b) FILTER (WHERE k > 10) AS sd FROM t1 GROUP BY a",
     ),
     // Aggregates of ordered values, recomputed from each group's rows in order.
     (
@@ -34,7 +36,8 @@ const VIEWS: &[(&str, &str)] = &[
     (
         "v_append_agg",
         "SELECT g, count(*) AS n, min(x) AS mn, max(s) AS mx, count(DISTINCT x) AS d, \
-         sum(x) AS sx, min(DISTINCT x) AS mdx FROM t4 GROUP BY g",
+         sum(x) AS sx, min(DISTINCT x) AS mdx, \
+         count(DISTINCT x) FILTER (WHERE s > 's2') AS dx FROM t4 GROUP BY g",
     ),
     (
         "v_append_union_agg",

@@ -300,6 +300,7 @@ impl Planner {
                     plan: StreamPlan::HashAgg {
                         input_key: input.key.clone(),
                         append_only: self.append_only(&input.plan),
+                        distinct_shared: true,
                         input: Box::new(input.plan),
                         group_keys,
                         aggs,

@@ -161,8 +161,9 @@ pub struct AggCall {
     /// Result type.
     pub ret: DataType,
     /// A boolean input column: only rows where it is true are aggregated (`FILTER (WHERE
-    /// ...)` of `array_agg`, which keeps NULLs; other aggregates skip NULLs, and their filter
-    /// is a CASE of their argument instead).
+    /// ...)` of `array_agg` and `first_value`, which keep NULLs, and of distinct aggregates,
+    /// whose state is by argument column; other aggregates skip NULLs, and their filter is a
+    /// CASE of their argument instead).
     #[serde(default)]
     pub filter: Option<usize>,
     /// The order in which the values count (`array_agg(x ORDER BY y)`, `first_value`):

@@ -66,14 +66,43 @@ fn put<S: StateStore>(table: &mut StateTable<S>, row: Vec<Datum>, sign: i64) {
     }
 }
 
-/// The layouts of an aggregation's state tables: the result table, then one per call.
+/// Whether call `c` counts each of its values' occurrences (min and max of distinct values
+/// are those of all values, so they do not).
+fn counts_distinct(c: &AggCall) -> bool {
+    c.distinct && !is_extreme(c.kind)
+}
+
+/// The distinct aggregates in sets that share a table, each set's calls in order (the first
+/// one's table holds the set's rows): one set per argument column when `shared`, else one
+/// per call.
+fn distinct_sets(aggs: &[AggCall], shared: bool) -> Vec<Vec<usize>> {
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    for (i, call) in aggs.iter().enumerate() {
+        if !counts_distinct(call) {
+            continue;
+        }
+        match sets
+            .iter_mut()
+            .find(|s| shared && aggs[s[0]].arg == call.arg)
+        {
+            Some(set) => set.push(i),
+            None => sets.push(vec![i]),
+        }
+    }
+    sets
+}
+
+/// The layouts of an aggregation's state tables: the result table, then one per call (a
+/// distinct aggregate sharing its set's table has one it does not use).
 pub(crate) fn agg_table_descs(
     tables: &[u32],
     input_types: &[DataType],
     group_keys: &[usize],
     aggs: &[AggCall],
     input_key: &[usize],
+    distinct_shared: bool,
 ) -> Vec<TableDesc> {
+    let sets = distinct_sets(aggs, distinct_shared);
     let g = group_keys.len();
     let group_types: Vec<DataType> = group_keys.iter().map(|k| input_types[*k]).collect();
     let mut result_types = group_types.clone();
@@ -88,7 +117,7 @@ pub(crate) fn agg_table_descs(
         pk_orders: vec![OrderType::ASC; g],
         dist_key_in_pk: (0..g).collect(),
     }];
-    for (call, id) in aggs.iter().zip(&tables[1..]) {
+    for (i, (call, id)) in aggs.iter().zip(&tables[1..]).enumerate() {
         let arg_ty = call.arg.map_or(DataType::Int64, |a| input_types[a]);
         let mut types = group_types.clone();
         types.push(arg_ty);
@@ -125,8 +154,9 @@ pub(crate) fn agg_table_descs(
                 dist_key_in_pk: (0..g).collect(),
             }
         } else {
-            // (group, value, occurrences).
-            types.push(DataType::Int64);
+            // (group, value, occurrences for each call of its distinct set).
+            let calls = sets.iter().find(|s| s[0] == i).map_or(1, Vec::len);
+            types.extend(std::iter::repeat_n(DataType::Int64, calls));
             TableDesc {
                 table_id: *id,
                 pk: (0..=g).collect(),
@@ -277,6 +307,8 @@ struct HashAgg<S: StateStore> {
     watermarks: Vec<Watermark>,
     /// The input only inserts (see `StreamPlan::HashAgg::append_only`).
     append_only: bool,
+    /// The distinct aggregates by shared table (see [`distinct_sets`]).
+    distinct_sets: Vec<Vec<usize>>,
 }
 
 impl<S: StateStore> HashAgg<S> {
@@ -358,16 +390,19 @@ impl<S: StateStore> HashAgg<S> {
                     "an append-only aggregation's input deleted a row".into(),
                 ));
             }
-            // Sorted values (min, max, array_agg, ...) and distinct counts live in the
-            // per-call tables.
-            let mut counted = vec![true; self.aggs.len()];
+            // A call with a FILTER sees only the rows it lets through.
+            let mut counted: Vec<bool> = self
+                .aggs
+                .iter()
+                .map(|c| c.filter.is_none_or(|f| value(f, r) == Datum::Bool(true)))
+                .collect();
+            // Sorted values (min, max, array_agg, ...) live in the per-call tables, distinct
+            // counts in their sets' tables.
             for (i, call) in self.aggs.iter().enumerate() {
+                if !counted[i] {
+                    continue;
+                }
                 if call.kind.is_ordered() {
-                    if let Some(f) = call.filter
-                        && value(f, r) != Datum::Bool(true)
-                    {
-                        continue;
-                    }
                     let mut entry = key.clone();
                     entry.extend(call.order_by.iter().map(|k| value(k.column, r)));
                     entry.extend(self.input_key.iter().map(|k| value(*k, r)));
@@ -375,11 +410,7 @@ impl<S: StateStore> HashAgg<S> {
                     put(&mut self.per_call[i], entry, sign);
                     continue;
                 }
-                // min and max of distinct values are those of all values: only other
-                // distinct aggregates count their values.
-                let keeps_values = keeps_values(call, self.append_only);
-                let counts_distinct = call.distinct && !is_extreme(call.kind);
-                if !keeps_values && !counts_distinct {
+                if !keeps_values(call, self.append_only) {
                     continue;
                 }
                 let v = call.arg.map_or(Datum::Null, |a| value(a, r));
@@ -388,29 +419,42 @@ impl<S: StateStore> HashAgg<S> {
                 }
                 let mut entry = key.clone();
                 entry.push(v);
-                if keeps_values {
-                    entry.extend(self.input_key.iter().map(|k| value(*k, r)));
-                    put(&mut self.per_call[i], entry, sign);
+                entry.extend(self.input_key.iter().map(|k| value(*k, r)));
+                put(&mut self.per_call[i], entry, sign);
+            }
+            for set in &self.distinct_sets {
+                let members: Vec<usize> = (0..set.len()).filter(|p| counted[set[*p]]).collect();
+                let v = self.aggs[set[0]].arg.map_or(Datum::Null, |a| value(a, r));
+                if members.is_empty() || v.is_null() {
                     continue;
                 }
-                let seen = match self.per_call[i].get_row(&entry).await? {
-                    Some(existing) => as_i64(&existing[entry.len()]),
-                    None => 0,
+                let mut entry = key.clone();
+                entry.push(v);
+                let table = &mut self.per_call[set[0]];
+                let mut counts: Vec<i64> = match table.get_row(&entry).await? {
+                    Some(existing) => existing[entry.len()..].iter().map(as_i64).collect(),
+                    None => vec![0; set.len()],
                 };
-                // Over inserts only, a value's presence is all that counts: it is written once.
-                if self.append_only && seen > 0 {
-                    counted[i] = false;
+                let mut changed = false;
+                for p in members {
+                    let seen = counts[p];
+                    // Over inserts only, a value's presence is all that counts: it is
+                    // written once.
+                    if self.append_only && seen > 0 {
+                        counted[set[p]] = false;
+                        continue;
+                    }
+                    counts[p] += sign;
+                    changed = true;
+                    // Only a value's first occurrence and its last removal count.
+                    counted[set[p]] = (sign > 0 && seen == 0) || (sign < 0 && counts[p] == 0);
+                }
+                if !changed {
                     continue;
                 }
-                let now = seen + sign;
-                entry.push(Datum::Int64(now));
-                if now <= 0 {
-                    self.per_call[i].delete(entry);
-                } else {
-                    self.per_call[i].insert(entry);
-                }
-                // Only a value's first occurrence and its last removal count.
-                counted[i] = (sign > 0 && seen == 0) || (sign < 0 && now == 0);
+                let gone = counts.iter().all(|c| *c <= 0);
+                entry.extend(counts.into_iter().map(Datum::Int64));
+                put(table, entry, if gone { -1 } else { 1 });
             }
             self.load(&encoded[r], key).await?;
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
@@ -573,10 +617,19 @@ pub(crate) fn hash_agg<S: StateStore>(
     input_key: Vec<usize>,
     tables: Vec<u32>,
     append_only: bool,
+    distinct_shared: bool,
     cache_bytes: usize,
     vnodes: Vec<u16>,
 ) -> MessageStream {
-    let descs = agg_table_descs(&tables, &input_types, &group_keys, &aggs, &input_key);
+    let descs = agg_table_descs(
+        &tables,
+        &input_types,
+        &group_keys,
+        &aggs,
+        &input_key,
+        distinct_shared,
+    );
+    let distinct_sets = distinct_sets(&aggs, distinct_shared);
     let mut descs = descs.into_iter();
     let mut table =
         |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
@@ -599,6 +652,7 @@ pub(crate) fn hash_agg<S: StateStore>(
         clean_below: None,
         watermarks: Vec::new(),
         append_only,
+        distinct_sets,
     };
     let mut input = input;
     Box::pin(async_stream::try_stream! {
@@ -673,7 +727,7 @@ mod tests {
             AggCall::new(AggKind::Min, Some(2), DataType::Int64),
         ];
         let tables = vec![1, 2, 3];
-        let descs = agg_table_descs(&tables, &types, &[0, 1], &aggs, &[2]);
+        let descs = agg_table_descs(&tables, &types, &[0, 1], &aggs, &[2], true);
         let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
         let mut out = hash_agg(
             7,
@@ -685,6 +739,7 @@ mod tests {
             vec![2],
             tables,
             false,
+            true,
             1 << 20,
             all_vnodes,
         );

@@ -199,6 +199,7 @@ impl<S: StateStore> Builder<'_, S> {
                 input_key,
                 tables,
                 append_only,
+                distinct_shared,
             } => hash_agg(
                 job,
                 self.store.clone(),
@@ -209,6 +210,7 @@ impl<S: StateStore> Builder<'_, S> {
                 input_key.clone(),
                 tables.clone(),
                 *append_only,
+                *distinct_shared,
                 cache,
                 owned_vnodes(
                     actor,

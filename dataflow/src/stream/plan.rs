@@ -82,6 +82,10 @@ pub enum StreamPlan {
         /// distinct value is written once.
         #[serde(default)]
         append_only: bool,
+        /// Distinct aggregates of one argument column share one table (plans stored before
+        /// this was done have a table per call).
+        #[serde(default)]
+        distinct_shared: bool,
     },
     /// Incrementally maintained equi-join; both sides' rows are kept in state.
     HashJoin {

@@ -82,7 +82,8 @@ pub(crate) struct BoundAgg {
     pub ret: DataType,
     /// `array_agg(x ORDER BY ...)`: the order its values are taken in.
     pub order_by: Vec<(Expr, OrderType)>,
-    /// `array_agg(x) FILTER (WHERE c)`: `c` (see `AggCall::filter`).
+    /// `array_agg(x) FILTER (WHERE c)`, `count(DISTINCT x) FILTER (WHERE c)`: `c` (see
+    /// `AggCall::filter`).
     pub filter: Option<Expr>,
 }
 
@@ -1376,8 +1377,9 @@ fn bind_agg_call(
     let mut row_filter = None;
     let (kind, arg) = match &f.filter {
         None => (kind, arg),
-        // Arrays and first values keep NULLs: the filter must drop rows, not values.
-        Some(filter) if kind.is_ordered() => {
+        // Arrays and first values keep NULLs: the filter must drop rows, not values. Distinct
+        // aggregates keep their argument, so that those of one column share their state.
+        Some(filter) if kind.is_ordered() || is_distinct(f) => {
             if contains_agg(filter) {
                 return Err(PlanError::Grouping(
                     "aggregate functions are not allowed in FILTER".into(),
