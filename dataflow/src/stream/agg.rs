@@ -26,9 +26,6 @@ use crate::state_table::{StateTable, TableDesc};
 use crate::types::{DataType, Datum};
 use crate::{Error, Result};
 
-/// Groups kept in memory between barriers before the cache is dropped.
-const GROUP_CACHE_LIMIT: usize = 1 << 16;
-
 fn is_extreme(kind: AggKind) -> bool {
     matches!(kind, AggKind::Min | AggKind::Max)
 }
@@ -292,6 +289,28 @@ struct Group {
     dirty: bool,
 }
 
+impl Group {
+    /// About how many bytes the group takes in the cache (with its map entry and encoded
+    /// key of `key_len` bytes).
+    fn memory_size(&self, key_len: usize) -> usize {
+        let datums = |row: &[Datum]| row.iter().map(Datum::memory_size).sum::<usize>();
+        let states: usize = self
+            .states
+            .iter()
+            .map(|s| match s {
+                AggState::Count(_) => 8,
+                AggState::Sum { sum, .. } | AggState::Avg { sum, .. } => sum.memory_size() + 8,
+                AggState::Recomputed(d) | AggState::Extreme(d) => d.memory_size(),
+            })
+            .sum();
+        std::mem::size_of::<(Vec<u8>, Group)>()
+            + key_len
+            + datums(&self.key)
+            + states
+            + self.emitted.as_deref().map_or(0, datums)
+    }
+}
+
 struct HashAgg<S: StateStore> {
     group_keys: Vec<usize>,
     aggs: Vec<AggCall>,
@@ -309,6 +328,8 @@ struct HashAgg<S: StateStore> {
     append_only: bool,
     /// The distinct aggregates by shared table (see [`distinct_sets`]).
     distinct_sets: Vec<Vec<usize>>,
+    /// Memory budget of the cached groups, in bytes.
+    cache_bytes: usize,
 }
 
 impl<S: StateStore> HashAgg<S> {
@@ -518,7 +539,13 @@ impl<S: StateStore> HashAgg<S> {
             group.dirty = false;
             self.groups.insert(encoded, group);
         }
-        if self.groups.len() > GROUP_CACHE_LIMIT {
+        // The groups stay cached between barriers while they fit the operator's budget.
+        let cached: usize = self
+            .groups
+            .iter()
+            .map(|(k, g)| g.memory_size(k.len()))
+            .sum();
+        if cached > self.cache_bytes {
             self.groups.clear();
         }
         if rows.is_empty() {
@@ -653,6 +680,7 @@ pub(crate) fn hash_agg<S: StateStore>(
         watermarks: Vec::new(),
         append_only,
         distinct_sets,
+        cache_bytes,
     };
     let mut input = input;
     Box::pin(async_stream::try_stream! {
