@@ -955,7 +955,16 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
            FROM tumble(a, ts, INTERVAL '10' SECOND) AS x
            JOIN tumble(b, ts, INTERVAL '10' SECOND) AS y
              ON x.window_start = y.window_start AND x.k = y.k
-           GROUP BY x.window_start, x.k;",
+           GROUP BY x.window_start, x.k;
+         CREATE MATERIALIZED VIEW ranked AS
+           SELECT * FROM (SELECT window_start, ts, k,
+                                 row_number() OVER (PARTITION BY window_start ORDER BY k DESC, ts) AS r
+                          FROM tumble(a, ts, INTERVAL '10' SECOND)) AS t
+           WHERE r <= 2;
+         CREATE MATERIALIZED VIEW running AS
+           SELECT window_start, ts, k,
+                  sum(k) OVER (PARTITION BY window_start ORDER BY ts, k) AS s
+           FROM tumble(a, ts, INTERVAL '10' SECOND);",
     )
     .await
     .unwrap();
@@ -1038,6 +1047,21 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
          JOIN tumble(b, ts, INTERVAL '10' SECOND) AS y
            ON x.window_start = y.window_start AND x.k = y.k
          GROUP BY x.window_start, x.k",
+    )
+    .await;
+    // Group top-N and window functions by window drop the state of closed windows.
+    views_match(
+        "ranked",
+        "SELECT * FROM (SELECT window_start, ts, k,
+                               row_number() OVER (PARTITION BY window_start ORDER BY k DESC, ts) AS r
+                        FROM tumble(a, ts, INTERVAL '10' SECOND)) AS t
+         WHERE r <= 2",
+    )
+    .await;
+    views_match(
+        "running",
+        "SELECT window_start, ts, k, sum(k) OVER (PARTITION BY window_start ORDER BY ts, k) AS s
+         FROM tumble(a, ts, INTERVAL '10' SECOND)",
     )
     .await;
     node.stop().await;

@@ -14,12 +14,13 @@ use super::agg::hash_agg;
 use super::align::{merge, receiver_stream};
 use super::backfill::{backfill, progress_desc};
 use super::dispatch::HashDispatcher;
+use super::grouped::{GroupFunction, recompute_groups};
 use super::join::{JoinSpec, hash_join};
 use super::materialize::Materialize;
-use super::over_window::{OverWindowSpec, over_window};
+use super::over_window::OverWindowSpec;
 use super::plan::StreamPlan;
 use super::simple::{filter, project};
-use super::top_n::{TopNSpec, top_n};
+use super::top_n::TopNSpec;
 use super::values::{values, values_desc};
 use super::{Collected, JobProgress, Message, MessageStream, Receiver, Sender, channel};
 use crate::state_table::{StateTable, TableDesc};
@@ -254,11 +255,11 @@ impl<S: StateStore> Builder<'_, S> {
                 output_rank,
                 input_key,
                 state_table,
-            } => top_n(
+            } => recompute_groups(
                 job,
                 self.store.clone(),
                 self.stream(input, actor),
-                TopNSpec {
+                GroupFunction::TopN(TopNSpec {
                     types: input.output_types(),
                     group_key: group_key.clone(),
                     order: order.clone(),
@@ -268,8 +269,12 @@ impl<S: StateStore> Builder<'_, S> {
                     output_rank: *output_rank,
                     input_key: input_key.clone(),
                     state_table: *state_table,
-                },
+                }),
                 cache,
+                owned_vnodes(
+                    actor,
+                    fragment_parallelism(input, self.options.parallelism.max(1)),
+                ),
             ),
             StreamPlan::OverWindow {
                 input,
@@ -278,19 +283,23 @@ impl<S: StateStore> Builder<'_, S> {
                 calls,
                 input_key,
                 state_table,
-            } => over_window(
+            } => recompute_groups(
                 job,
                 self.store.clone(),
                 self.stream(input, actor),
-                OverWindowSpec {
+                GroupFunction::OverWindow(OverWindowSpec {
                     types: input.output_types(),
                     partition_by: partition_by.clone(),
                     order_by: order_by.clone(),
                     calls: calls.clone(),
                     input_key: input_key.clone(),
                     state_table: *state_table,
-                },
+                }),
                 cache,
+                owned_vnodes(
+                    actor,
+                    fragment_parallelism(input, self.options.parallelism.max(1)),
+                ),
             ),
             StreamPlan::Union { inputs } => {
                 let inputs = inputs.iter().map(|i| self.stream(i, actor)).collect();

@@ -1,0 +1,331 @@
+//! The driver of the operators whose output for a group is a function of the group's rows
+//! in order: top-N (by group) and window functions (by partition).
+//!
+//! Every input row is kept in a state table keyed by (group key, order columns, stream key)
+//! and distributed by the group key, so a group's rows in order are one prefix scan
+//! ([`ordered_rows_desc`]). The first change of a group in an epoch reads the group's output
+//! rows; at the barrier they are computed again and the difference is emitted.
+//!
+//! A group's output changes only while rows of it arrive, so a watermark of the first group
+//! key column holds for the output as well: it is passed on, and at the next barrier the
+//! state of every group below it goes, in the vnodes this actor owns.
+
+use std::collections::{HashMap, HashSet};
+
+use epoch_mvcc::StateStore;
+use epoch_mvcc::memcomparable::{self, OrderType};
+use futures::StreamExt;
+
+use super::over_window::{OverWindowSpec, outputs};
+use super::top_n::{TopNSpec, top};
+use super::{Message, MessageStream, Watermark};
+use crate::batch::plan::SortKey;
+use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
+use crate::row_codec::columns_from_rows;
+use crate::state_table::{StateTable, TableDesc};
+use crate::types::{DataType, Datum};
+use crate::{Error, Result};
+
+/// What is computed for each group.
+pub(crate) enum GroupFunction {
+    /// The group's top rows.
+    TopN(TopNSpec),
+    /// The partition's rows with their window values.
+    OverWindow(OverWindowSpec),
+}
+
+impl GroupFunction {
+    fn group_key(&self) -> &[usize] {
+        match self {
+            GroupFunction::TopN(s) => &s.group_key,
+            GroupFunction::OverWindow(s) => &s.partition_by,
+        }
+    }
+
+    fn desc(&self) -> TableDesc {
+        match self {
+            GroupFunction::TopN(s) => ordered_rows_desc(
+                s.state_table,
+                &s.types,
+                &s.group_key,
+                &s.order,
+                &s.input_key,
+            ),
+            GroupFunction::OverWindow(s) => ordered_rows_desc(
+                s.state_table,
+                &s.types,
+                &s.partition_by,
+                &s.order_by,
+                &s.input_key,
+            ),
+        }
+    }
+
+    fn output_types(&self) -> Vec<DataType> {
+        match self {
+            GroupFunction::TopN(s) => {
+                let mut types = s.types.clone();
+                if s.output_rank {
+                    types.push(DataType::Int64);
+                }
+                types
+            }
+            GroupFunction::OverWindow(s) => {
+                let mut types = s.types.clone();
+                types.extend(s.calls.iter().map(|c| c.output_type(&s.types)));
+                types
+            }
+        }
+    }
+
+    /// The output rows of `group`, from its rows in `table`.
+    async fn outputs<S: StateStore>(
+        &self,
+        table: &StateTable<S>,
+        group: &[Datum],
+    ) -> Result<Vec<Vec<Datum>>> {
+        match self {
+            GroupFunction::TopN(s) => top(table, s, group).await,
+            GroupFunction::OverWindow(s) => outputs(table, s, group).await,
+        }
+    }
+}
+
+/// The memcomparable encoding of a row's values: equal rows, equal bytes.
+pub(crate) fn row_bytes(row: &[Datum]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in row {
+        memcomparable::encode_datum(&mut out, &d.to_key(), OrderType::ASC);
+    }
+    out
+}
+
+/// Appends the changes that turn a group's output rows `old` into `new`: deletes of the rows
+/// that went, inserts of those that came.
+pub(crate) fn push_difference(
+    old: Vec<Vec<Datum>>,
+    new: Vec<Vec<Datum>>,
+    ops: &mut Vec<Op>,
+    rows: &mut Vec<Vec<Datum>>,
+) {
+    let old_set: HashSet<Vec<u8>> = old.iter().map(|r| row_bytes(r)).collect();
+    let new_set: HashSet<Vec<u8>> = new.iter().map(|r| row_bytes(r)).collect();
+    for gone in old.into_iter().filter(|r| !new_set.contains(&row_bytes(r))) {
+        ops.push(Op::Delete);
+        rows.push(gone);
+    }
+    for came in new.into_iter().filter(|r| !old_set.contains(&row_bytes(r))) {
+        ops.push(Op::Insert);
+        rows.push(came);
+    }
+}
+
+/// The layout of every input row of an operator that reads its rows by group in order (top-N
+/// by group, window functions by partition): keyed by the group key, the order columns, then
+/// the rest of the stream key, and distributed by the group key.
+pub(crate) fn ordered_rows_desc(
+    table_id: u32,
+    types: &[DataType],
+    group: &[usize],
+    order: &[SortKey],
+    input_key: &[usize],
+) -> TableDesc {
+    let mut pk: Vec<usize> = group.to_vec();
+    let mut pk_orders = vec![OrderType::ASC; pk.len()];
+    for k in order {
+        pk.push(k.column);
+        pk_orders.push(k.order);
+    }
+    for k in input_key {
+        if !pk.contains(k) {
+            pk.push(*k);
+            pk_orders.push(OrderType::ASC);
+        }
+    }
+    TableDesc {
+        table_id,
+        types: types.to_vec(),
+        pk,
+        pk_orders,
+        dist_key_in_pk: (0..group.len()).collect(),
+    }
+}
+
+/// A group's key values and the output rows it had before its first change in an epoch.
+type GroupBefore = (Vec<Datum>, Vec<Vec<Datum>>);
+
+/// Keeps every row of `input` by group and emits the changes of each changed group's output
+/// rows at each barrier. `vnodes` are the vnodes this actor owns.
+pub(crate) fn recompute_groups<S: StateStore>(
+    job: u32,
+    store: S,
+    mut input: MessageStream,
+    function: GroupFunction,
+    cache_bytes: usize,
+    vnodes: Vec<u16>,
+) -> MessageStream {
+    let mut table = StateTable::new(function.desc(), store, epoch_mvcc::Epoch(0), cache_bytes);
+    let group_width = function.group_key().len();
+    // A group's rows are read in order.
+    if group_width > 0 {
+        table.index_prefix(group_width);
+    }
+    let output_types = function.output_types();
+    Box::pin(async_stream::try_stream! {
+        let mut first = true;
+        let mut before: HashMap<Vec<u8>, GroupBefore> = HashMap::new();
+        // A watermark of the first group key column, and the watermarks to pass on.
+        let mut clean_below: Option<Datum> = None;
+        let mut watermarks: Vec<Watermark> = Vec::new();
+        while let Some(message) = input.next().await {
+            match message? {
+                // Other columns' rows move between groups' outputs: no promise about them
+                // holds.
+                Message::Watermark(w) => {
+                    if function.group_key().first() == Some(&w.column) {
+                        clean_below = Some(w.value.clone());
+                        watermarks.push(w);
+                    }
+                }
+                Message::Chunk(chunk) => {
+                    if first {
+                        Err(Error::Internal("a job's first message must be a barrier".into()))?;
+                    }
+                    for (r, op) in chunk.ops().iter().enumerate() {
+                        let row = chunk.row(r);
+                        let group: Vec<Datum> =
+                            function.group_key().iter().map(|k| row[*k].clone()).collect();
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            before.entry(row_bytes(&group))
+                        {
+                            let old = function.outputs(&table, &group).await?;
+                            slot.insert((group, old));
+                        }
+                        if op.is_insert() {
+                            table.insert(row);
+                        } else {
+                            table.delete(row);
+                        }
+                    }
+                }
+                Message::Barrier(barrier) => {
+                    if first {
+                        first = false;
+                        table.init_epoch(barrier.epoch.curr);
+                    } else {
+                        let mut ops = Vec::new();
+                        let mut rows = Vec::new();
+                        for (_, (group, old)) in before.drain() {
+                            let new = function.outputs(&table, &group).await?;
+                            push_difference(old, new, &mut ops, &mut rows);
+                        }
+                        if !rows.is_empty() {
+                            let data = batch_of(
+                                schema_of(&output_types),
+                                columns_from_rows(&rows, &output_types),
+                                rows.len(),
+                            )?;
+                            yield Message::Chunk(StreamChunk::new(ops, data));
+                        }
+                        if let Some(bound) = clean_below.take() {
+                            for vnode in &vnodes {
+                                table.delete_below(*vnode, &bound).await?;
+                            }
+                        }
+                        for w in watermarks.drain(..) {
+                            yield Message::Watermark(w);
+                        }
+                        table.commit(barrier.epoch.curr).await?;
+                    }
+                    let stop = barrier.stops(job);
+                    yield Message::Barrier(barrier);
+                    if stop {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use epoch_mvcc::Epoch;
+
+    use super::*;
+    use crate::batch::plan::WindowFunc;
+    use crate::stream::align::receiver_stream;
+    use crate::stream::channel;
+    use crate::stream::testing::{barrier, memory_store};
+
+    #[tokio::test]
+    async fn a_watermark_of_the_group_key_passes_on_and_drops_the_state_of_smaller_groups() {
+        let store = memory_store().await;
+        let (tx, rx) = channel();
+        // The top row of each group (column 0) by column 1, descending.
+        let spec = TopNSpec {
+            types: vec![DataType::Int64, DataType::Int64, DataType::Int64],
+            group_key: vec![0],
+            order: vec![SortKey {
+                column: 1,
+                order: OrderType::DESC,
+            }],
+            rank: WindowFunc::RowNumber,
+            offset: 0,
+            limit: Some(1),
+            output_rank: false,
+            input_key: vec![2],
+            state_table: 5,
+        };
+        let function = GroupFunction::TopN(spec);
+        let desc = function.desc();
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = recompute_groups(
+            7,
+            store.clone(),
+            receiver_stream(rx),
+            function,
+            1 << 20,
+            all_vnodes,
+        );
+        tx.send(barrier(1)).await.unwrap();
+        tx.send(Message::Chunk(StreamChunk::from_pretty(
+            " I I I
+             + 10 1 1
+             + 10 5 2
+             + 20 3 3
+             + 30 4 4",
+        )))
+        .await
+        .unwrap();
+        tx.send(barrier(2)).await.unwrap();
+        let watermark = |column: usize, v: i64| Watermark {
+            column,
+            value: Datum::Int64(v),
+        };
+        // Only the group key's watermark means anything to the output.
+        tx.send(Message::Watermark(watermark(1, 99))).await.unwrap();
+        tx.send(Message::Watermark(watermark(0, 25))).await.unwrap();
+        tx.send(barrier(3)).await.unwrap();
+        drop(tx);
+        let mut watermarks = Vec::new();
+        let mut inserted = 0;
+        while let Some(m) = out.next().await {
+            match m.unwrap() {
+                Message::Watermark(w) => watermarks.push(w),
+                Message::Chunk(c) => inserted += c.cardinality(),
+                Message::Barrier(_) => {}
+            }
+        }
+        assert_eq!(inserted, 3, "the top row of each of the three groups");
+        assert_eq!(watermarks, [watermark(0, 25)]);
+        let stored = |epoch: u64| {
+            let table = StateTable::new(desc.clone(), store.clone(), Epoch(epoch), 1 << 20);
+            async move { table.rows().await.unwrap() }
+        };
+        assert_eq!(stored(2).await.len(), 4);
+        let left = stored(4).await;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0][0], Datum::Int64(30));
+    }
+}
