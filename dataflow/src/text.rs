@@ -223,41 +223,29 @@ impl Datum {
 /// A record field as PostgreSQL writes it: double-quoted (with `"` and `\` doubled) when it
 /// is empty or holds a comma, parenthesis, quote, backslash or space.
 fn quote_field(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| matches!(c, ',' | '(' | ')' | '"' | '\\') || c.is_whitespace());
-    if plain {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push(c);
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    quoted(s, &[',', '(', ')'], s.is_empty(), None)
 }
 
 /// An array element as PostgreSQL writes it: double-quoted (with `"` and `\` escaped) when
 /// it is empty, `NULL`, or holds a delimiter, brace, quote, backslash or space.
 fn quote_element(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !s.eq_ignore_ascii_case("null")
-        && !s
-            .chars()
-            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
-    if plain {
+    let bare_null = s.is_empty() || s.eq_ignore_ascii_case("null");
+    quoted(s, &['{', '}', ','], bare_null, Some('\\'))
+}
+
+/// `s` double-quoted when `always` or when it holds one of `specials`, a quote, a backslash
+/// or a space; inside the quotes, a quote or backslash is preceded by `escape` (doubled when
+/// `None`).
+fn quoted(s: &str, specials: &[char], always: bool, escape: Option<char>) -> String {
+    let special = |c: char| specials.contains(&c) || matches!(c, '"' | '\\') || c.is_whitespace();
+    if !always && !s.chars().any(special) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         if matches!(c, '"' | '\\') {
-            out.push('\\');
+            out.push(escape.unwrap_or(c));
         }
         out.push(c);
     }

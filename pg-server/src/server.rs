@@ -65,6 +65,24 @@ fn fields(columns: &[(String, DataType)], format: &Format) -> Arc<Vec<FieldInfo>
     )
 }
 
+/// `ToSqlText` of a result value type: the text `$text` computes from the value.
+macro_rules! text_form {
+    ($ty:ty, |$value:ident| $text:expr) => {
+        impl ToSqlText for $ty {
+            fn to_sql_text(
+                &self,
+                _ty: &Type,
+                out: &mut BytesMut,
+                _options: &pgwire::types::format::FormatOptions,
+            ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                let $value = self;
+                out.extend_from_slice($text.as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    };
+}
+
 /// An `interval` result value: text is PostgreSQL's output style, binary its 16 bytes
 /// (microseconds, days, months).
 #[derive(Debug)]
@@ -90,17 +108,11 @@ impl ToSql for Interval {
     to_sql_checked!();
 }
 
-impl ToSqlText for Interval {
-    fn to_sql_text(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-        _options: &pgwire::types::format::FormatOptions,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(format_interval(self.months, self.days, self.nanos).as_bytes());
-        Ok(IsNull::No)
-    }
-}
+text_form!(Interval, |value| format_interval(
+    value.months,
+    value.days,
+    value.nanos
+));
 
 /// A `jsonb` result value: text is the document, binary a version byte (1) and the text.
 #[derive(Debug)]
@@ -121,17 +133,7 @@ impl ToSql for Jsonb<'_> {
     to_sql_checked!();
 }
 
-impl ToSqlText for Jsonb<'_> {
-    fn to_sql_text(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-        _options: &pgwire::types::format::FormatOptions,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-}
+text_form!(Jsonb<'_>, |value| value.0);
 
 /// A struct result value: text is PostgreSQL's record form, binary its record form (the
 /// field count, then each field's type oid and value).
@@ -178,17 +180,7 @@ impl ToSql for PgRecord {
     to_sql_checked!();
 }
 
-impl ToSqlText for PgRecord {
-    fn to_sql_text(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-        _options: &pgwire::types::format::FormatOptions,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.value.to_text().unwrap_or_default().as_bytes());
-        Ok(IsNull::No)
-    }
-}
+text_form!(PgRecord, |value| value.value.to_text().unwrap_or_default());
 
 /// An array result value in PostgreSQL's binary form: dimensions, then each element.
 #[derive(Debug)]
@@ -319,17 +311,7 @@ impl ToSql for PgArray {
     to_sql_checked!();
 }
 
-impl ToSqlText for PgArray {
-    fn to_sql_text(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-        _options: &pgwire::types::format::FormatOptions,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.to_text().unwrap_or_default().as_bytes());
-        Ok(IsNull::No)
-    }
-}
+text_form!(PgArray, |value| value.0.to_text().unwrap_or_default());
 
 /// A `numeric` result value: text is its decimal form, binary PostgreSQL's base-10000 form.
 #[derive(Debug)]
@@ -349,17 +331,7 @@ impl ToSql for Numeric {
     to_sql_checked!();
 }
 
-impl ToSqlText for Numeric {
-    fn to_sql_text(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-        _options: &pgwire::types::format::FormatOptions,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.to_string().as_bytes());
-        Ok(IsNull::No)
-    }
-}
+text_form!(Numeric, |value| value.0.to_string());
 
 /// Encodes every row of `batch` with `encoder`; a per-row loop, as the wire format is rows.
 fn encode_batch(
