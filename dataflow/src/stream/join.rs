@@ -98,22 +98,27 @@ impl<S: StateStore> Side<S> {
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
     }
 
-    /// Applies an insert or delete of `row` (join key `key`) to the state and the cached
-    /// rows of its key.
-    async fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>) -> Result<()> {
-        let id = encode(&row, &self.pk);
-        let size = cached_size(&id, &row);
-        let rows = self.rows(key).await?;
+    /// Applies an insert or delete of `row` (join key `key`) to the state, and to the cached
+    /// rows of its key if they are cached (else a later read of the key sees it in the state
+    /// table's pending writes).
+    fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>) {
+        let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
+        if let Some(rows) = self.cache.get_mut(&encoded) {
+            let id = encode(&row, &self.pk);
+            let size = cached_size(&id, &row);
+            if insert {
+                rows.insert(id, row.clone());
+                self.cached_bytes += size;
+            } else {
+                rows.remove(&id);
+                self.cached_bytes = self.cached_bytes.saturating_sub(size);
+            }
+        }
         if insert {
-            rows.insert(id, row.clone());
-            self.cached_bytes += size;
             self.table.insert(row);
         } else {
-            rows.remove(&id);
-            self.cached_bytes = self.cached_bytes.saturating_sub(size);
             self.table.delete(row);
         }
-        Ok(())
     }
 
     /// Drops the cached rows when they take more than their budget (the state table has
@@ -331,7 +336,8 @@ impl<S: StateStore> HashJoin<S> {
                     }
                 }
             }
-            return self.sides[s].store(&key, insert, row).await;
+            self.sides[s].store(&key, insert, row);
+            return Ok(());
         }
         for other in &matches {
             let lonely = self.sides[o].outer && !has_match(self, other)?;
@@ -356,7 +362,8 @@ impl<S: StateStore> HashJoin<S> {
             out.0.push(if insert { Op::Insert } else { Op::Delete });
             out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
         }
-        self.sides[s].store(&key, insert, row).await
+        self.sides[s].store(&key, insert, row);
+        Ok(())
     }
 
     async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
