@@ -135,6 +135,19 @@ impl<S: StateStore> Side<S> {
     }
 }
 
+/// Pairs of rows whose join condition is evaluated at once, at most this many.
+const PAIR_BATCH: usize = 4096;
+
+/// Pairs of a change's row and a row of the other side with its key, to be checked against
+/// the join condition.
+#[derive(Default)]
+struct Pairs {
+    /// Each pair's joined row (left columns, then right).
+    joined: Vec<Vec<Datum>>,
+    /// The index of the change each pair is for.
+    owners: Vec<usize>,
+}
+
 struct HashJoin<S: StateStore> {
     kind: JoinKind,
     sides: [Side<S>; 2],
@@ -252,16 +265,89 @@ impl<S: StateStore> HashJoin<S> {
         )
     }
 
-    /// Applies one change of side `s`, appending the output changes.
+    /// The join key of `row`, a row of side `s`.
+    fn key_of(&self, s: usize, row: &[Datum]) -> Vec<Datum> {
+        self.sides[s].keys.iter().map(|k| row[*k].clone()).collect()
+    }
+
+    /// For each of `rows` (of side `s`), the other side's rows of its key that match it. The
+    /// other side does not change while a chunk of this side is applied, so the condition is
+    /// evaluated over batches of up to [`PAIR_BATCH`] pairs of the chunk, not once per row.
+    async fn matches_of(&mut self, s: usize, rows: &[Vec<Datum>]) -> Result<Vec<Vec<Vec<Datum>>>> {
+        let o = 1 - s;
+        let mut matches: Vec<Vec<Vec<Datum>>> = Vec::with_capacity(rows.len());
+        // With a condition: the pairs not evaluated yet (joined rows, and the row each is for).
+        let mut pairs = Pairs::default();
+        for (i, row) in rows.iter().enumerate() {
+            matches.push(Vec::new());
+            let key = self.key_of(s, row);
+            if key.iter().any(Datum::is_null) {
+                continue;
+            }
+            let others = self.sides[o].rows(&key).await?;
+            if self.condition.is_none() {
+                matches[i] = others.values().cloned().collect();
+                continue;
+            }
+            for other in others.values() {
+                pairs.joined.push(Self::joined(s, row, other));
+                pairs.owners.push(i);
+            }
+            if pairs.joined.len() >= PAIR_BATCH {
+                self.keep_matching(s, &mut pairs, &mut matches)?;
+            }
+        }
+        self.keep_matching(s, &mut pairs, &mut matches)?;
+        Ok(matches)
+    }
+
+    /// Evaluates the condition over `pairs` (of side `s`'s rows and the other side's), moving
+    /// the other side's part of each pair that satisfies it to its row's matches.
+    fn keep_matching(
+        &self,
+        s: usize,
+        pairs: &mut Pairs,
+        matches: &mut [Vec<Vec<Datum>>],
+    ) -> Result<()> {
+        let Some(condition) = &self.condition else {
+            return Ok(());
+        };
+        if pairs.joined.is_empty() {
+            return Ok(());
+        }
+        let batch = batch_of(
+            schema_of(&self.joined_types),
+            columns_from_rows(&pairs.joined, &self.joined_types),
+            pairs.joined.len(),
+        )?;
+        let mask = mask_lenient(condition, &batch);
+        // The other side's columns of a joined row.
+        let other_columns = if s == 0 {
+            self.sides[0].types.len()..self.joined_types.len()
+        } else {
+            0..self.sides[0].types.len()
+        };
+        let owners = std::mem::take(&mut pairs.owners);
+        for (i, (mut pair, owner)) in pairs.joined.drain(..).zip(owners).enumerate() {
+            if mask.value(i) {
+                matches[owner].push(pair.drain(other_columns.clone()).collect());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one change of side `s` whose matches on the other side are `matches`,
+    /// appending the output changes.
     async fn apply(
         &mut self,
         s: usize,
         op: Op,
         row: Vec<Datum>,
+        matches: Vec<Vec<Datum>>,
         out: &mut (Vec<Op>, Vec<Vec<Datum>>),
     ) -> Result<()> {
         let o = 1 - s;
-        let key: Vec<Datum> = self.sides[s].keys.iter().map(|k| row[*k].clone()).collect();
+        let key = self.key_of(s, &row);
         let insert = op.is_insert();
         let semi_or_anti = !self.kind.outputs_right();
         if semi_or_anti && key.iter().any(Datum::is_null) {
@@ -281,16 +367,6 @@ impl<S: StateStore> HashJoin<S> {
             }
             return Ok(());
         }
-        // The other side's rows of the key that match `row`.
-        let condition = self.condition.as_ref();
-        let others = self.sides[o].rows(&key).await?;
-        let hits = Self::matching(condition, &self.joined_types, s, &row, others.values())?;
-        let matches: Vec<Vec<Datum>> = others
-            .values()
-            .zip(&hits)
-            .filter(|(_, h)| **h)
-            .map(|(r, _)| r.clone())
-            .collect();
         // Rows of this side with the key, without `row`: the matches the other side's rows
         // have besides `row` (needed where a row's having matches or not shows: an outer
         // other side, or the right side of a semi or anti join).
@@ -368,8 +444,10 @@ impl<S: StateStore> HashJoin<S> {
 
     async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
         let mut out = (Vec::new(), Vec::new());
-        for (r, op) in chunk.ops().iter().enumerate() {
-            self.apply(s, *op, chunk.row(r), &mut out).await?;
+        let rows: Vec<Vec<Datum>> = (0..chunk.cardinality()).map(|r| chunk.row(r)).collect();
+        let matches = self.matches_of(s, &rows).await?;
+        for ((row, op), matches) in rows.into_iter().zip(chunk.ops()).zip(matches) {
+            self.apply(s, *op, row, matches, &mut out).await?;
         }
         if out.0.is_empty() {
             return Ok(None);
