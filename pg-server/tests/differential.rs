@@ -44,6 +44,21 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT g, max(x) AS mx, count(*) AS n FROM \
          (SELECT g, x FROM t4 UNION ALL SELECT g, x + 1 AS x FROM t4 WHERE x > 3) AS u GROUP BY g",
     ),
+    // Top-N over an append-only table keeps only the kept rows of each group.
+    (
+        "v_append_top",
+        "SELECT g, x, s FROM t4 ORDER BY x DESC NULLS LAST, s, g LIMIT 3",
+    ),
+    (
+        "v_append_group_top",
+        "SELECT * FROM (SELECT g, x, s, row_number() OVER (PARTITION BY g ORDER BY x, s) AS n \
+         FROM t4) AS t WHERE n <= 2",
+    ),
+    (
+        "v_append_group_rank",
+        "SELECT * FROM (SELECT g, x, s, rank() OVER (PARTITION BY g ORDER BY x DESC) AS r \
+         FROM t4) AS t WHERE r <= 2",
+    ),
     (
         "v_distinct_on",
         "SELECT DISTINCT ON (a) a, k, b FROM t1 ORDER BY a, b, k DESC",

@@ -449,6 +449,7 @@ impl Planner {
                 Node {
                     plan: StreamPlan::TopN {
                         input_key: input.key.clone(),
+                        append_only: self.append_only(&input.plan),
                         input: Box::new(input.plan),
                         group_key: vec![],
                         order,
@@ -573,6 +574,7 @@ impl Planner {
         key.extend(input.key.iter().filter(|c| !partition_by.contains(c)));
         let top = StreamPlan::TopN {
             input_key: input.key.clone(),
+            append_only: self.append_only(&input.plan),
             input: Box::new(input.plan),
             group_key: partition_by,
             order,

@@ -17,7 +17,7 @@ use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
 use super::over_window::{OverWindowSpec, outputs};
-use super::top_n::{TopNSpec, top};
+use super::top_n::{TopNSpec, top, top_trimmed};
 use super::{Message, MessageStream, Watermark};
 use crate::batch::plan::SortKey;
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
@@ -75,6 +75,27 @@ impl GroupFunction {
                 types.extend(s.calls.iter().map(|c| c.output_type(&s.types)));
                 types
             }
+        }
+    }
+
+    /// The output rows of a changed group at a barrier, dropping the rows of it that no
+    /// output can need again (a top-N over an input that only inserts keeps only its kept
+    /// rows).
+    async fn settle<S: StateStore>(
+        &self,
+        table: &mut StateTable<S>,
+        group: &Changed,
+    ) -> Result<Vec<Vec<Datum>>> {
+        match self {
+            GroupFunction::TopN(s) if s.append_only => {
+                // The group's rows: those before (the skipped ones and the output ones; no
+                // more are kept) and the new ones.
+                let most = (s.offset as usize)
+                    .saturating_add(group.before.len())
+                    .saturating_add(group.inserted);
+                top_trimmed(table, s, &group.key, most).await
+            }
+            _ => self.outputs(table, &group.key).await,
         }
     }
 
@@ -151,8 +172,15 @@ pub(crate) fn ordered_rows_desc(
     }
 }
 
-/// A group's key values and the output rows it had before its first change in an epoch.
-type GroupBefore = (Vec<Datum>, Vec<Vec<Datum>>);
+/// A group changed in the current epoch.
+struct Changed {
+    /// Its key values.
+    key: Vec<Datum>,
+    /// Its output rows before its first change.
+    before: Vec<Vec<Datum>>,
+    /// How many rows it got.
+    inserted: usize,
+}
 
 /// Keeps every row of `input` by group and emits the changes of each changed group's output
 /// rows at each barrier. `vnodes` are the vnodes this actor owns.
@@ -173,7 +201,7 @@ pub(crate) fn recompute_groups<S: StateStore>(
     let output_types = function.output_types();
     Box::pin(async_stream::try_stream! {
         let mut first = true;
-        let mut before: HashMap<Vec<u8>, GroupBefore> = HashMap::new();
+        let mut changed: HashMap<Vec<u8>, Changed> = HashMap::new();
         // A watermark of the first group key column, and the watermarks to pass on.
         let mut clean_below: Option<Datum> = None;
         let mut watermarks: Vec<Watermark> = Vec::new();
@@ -195,13 +223,19 @@ pub(crate) fn recompute_groups<S: StateStore>(
                         let row = chunk.row(r);
                         let group: Vec<Datum> =
                             function.group_key().iter().map(|k| row[*k].clone()).collect();
-                        if let std::collections::hash_map::Entry::Vacant(slot) =
-                            before.entry(row_bytes(&group))
-                        {
-                            let old = function.outputs(&table, &group).await?;
-                            slot.insert((group, old));
-                        }
+                        let slot = match changed.entry(row_bytes(&group)) {
+                            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                let before = function.outputs(&table, &group).await?;
+                                slot.insert(Changed {
+                                    key: group,
+                                    before,
+                                    inserted: 0,
+                                })
+                            }
+                        };
                         if op.is_insert() {
+                            slot.inserted += 1;
                             table.insert(row);
                         } else {
                             table.delete(row);
@@ -215,9 +249,9 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     } else {
                         let mut ops = Vec::new();
                         let mut rows = Vec::new();
-                        for (_, (group, old)) in before.drain() {
-                            let new = function.outputs(&table, &group).await?;
-                            push_difference(old, new, &mut ops, &mut rows);
+                        for (_, group) in changed.drain() {
+                            let new = function.settle(&mut table, &group).await?;
+                            push_difference(group.before, new, &mut ops, &mut rows);
                         }
                         if !rows.is_empty() {
                             let data = batch_of(
@@ -276,6 +310,7 @@ mod tests {
             output_rank: false,
             input_key: vec![2],
             state_table: 5,
+            append_only: false,
         };
         let function = GroupFunction::TopN(spec);
         let desc = function.desc();

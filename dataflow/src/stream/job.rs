@@ -255,6 +255,7 @@ impl<S: StateStore> Builder<'_, S> {
                 output_rank,
                 input_key,
                 state_table,
+                append_only,
             } => recompute_groups(
                 job,
                 self.store.clone(),
@@ -269,6 +270,7 @@ impl<S: StateStore> Builder<'_, S> {
                     output_rank: *output_rank,
                     input_key: input_key.clone(),
                     state_table: *state_table,
+                    append_only: *append_only,
                 }),
                 cache,
                 owned_vnodes(

@@ -128,6 +128,10 @@ pub enum StreamPlan {
         input_key: Vec<usize>,
         /// State table of every input row, in output order.
         state_table: u32,
+        /// The input only ever inserts: a row ranked past the limit never comes back, so the
+        /// state keeps only each group's kept rows.
+        #[serde(default)]
+        append_only: bool,
     },
     /// Window functions over each row's partition: the input's rows, each with one column
     /// per call.
@@ -325,9 +329,11 @@ impl StreamPlan {
                 rank,
                 limit,
                 offset,
+                append_only,
                 ..
             } if group_key.is_empty() && *rank == WindowFunc::RowNumber => format!(
-                "StreamTopN {{ order: {:?}, limit: {limit:?}, offset: {offset} }}",
+                "Stream{}TopN {{ order: {:?}, limit: {limit:?}, offset: {offset} }}",
+                if *append_only { "AppendOnly" } else { "" },
                 order.iter().map(|k| k.column).collect::<Vec<_>>()
             ),
             StreamPlan::TopN {
@@ -336,9 +342,11 @@ impl StreamPlan {
                 rank,
                 limit,
                 offset,
+                append_only,
                 ..
             } => format!(
-                "StreamGroupTopN {{ group_key: {group_key:?}, order: {:?}, rank: {rank:?}, limit: {limit:?}, offset: {offset} }}",
+                "Stream{}GroupTopN {{ group_key: {group_key:?}, order: {:?}, rank: {rank:?}, limit: {limit:?}, offset: {offset} }}",
+                if *append_only { "AppendOnly" } else { "" },
                 order.iter().map(|k| k.column).collect::<Vec<_>>()
             ),
             StreamPlan::OverWindow {

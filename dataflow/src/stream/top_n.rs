@@ -32,6 +32,14 @@ pub(crate) struct TopNSpec {
     pub input_key: Vec<usize>,
     /// The state table of every input row.
     pub state_table: u32,
+    /// The input only inserts: the state keeps only each group's kept rows (see
+    /// [`top_trimmed`]).
+    pub append_only: bool,
+}
+
+/// The last rank kept (`offset + limit`), if there is a limit.
+fn end(spec: &TopNSpec) -> Option<u64> {
+    spec.limit.map(|l| l.saturating_add(spec.offset))
 }
 
 /// The kept rows of one group, in order, each with its rank when asked for.
@@ -40,17 +48,69 @@ pub(crate) async fn top<S: StateStore>(
     spec: &TopNSpec,
     group: &[Datum],
 ) -> Result<Vec<Vec<Datum>>> {
-    let end = spec.limit.map(|l| l.saturating_add(spec.offset));
     // Row numbers stop at the last kept row; ties may stretch ranks, so those read the group.
-    let read = match (spec.rank, end) {
+    let read = match (spec.rank, end(spec)) {
         (WindowFunc::RowNumber, Some(end)) => end as usize,
         _ => usize::MAX,
     };
     let rows = table.rows_with_prefix(group, read).await?;
+    Ok(kept_rows(spec, &rows))
+}
+
+/// [`top`], deleting the group's rows ranked past the limit. Over an input that only
+/// inserts they can never be kept again, so the state holds at most the kept rows of each
+/// group (and the ties of the last) between barriers. With row numbers the group has at
+/// most `most` rows (those kept and those inserted since), which is all that is read, and
+/// nothing is to go while that is within the limit.
+pub(crate) async fn top_trimmed<S: StateStore>(
+    table: &mut StateTable<S>,
+    spec: &TopNSpec,
+    group: &[Datum],
+    most: usize,
+) -> Result<Vec<Vec<Datum>>> {
+    let read = match (spec.rank, end(spec)) {
+        (WindowFunc::RowNumber, Some(end)) if most as u64 <= end => {
+            return top(table, spec, group).await;
+        }
+        (WindowFunc::RowNumber, Some(_)) => most,
+        _ => usize::MAX,
+    };
+    let rows = table.rows_with_prefix(group, read).await?;
+    let kept = kept_rows(spec, &rows);
+    if end(spec).is_some() {
+        let ranked = ranked(spec, &rows).count();
+        for row in rows.into_iter().skip(ranked) {
+            table.delete(row);
+        }
+    }
+    Ok(kept)
+}
+
+/// The rows of a group (`rows`, in order) that are output, each with its rank when asked
+/// for.
+fn kept_rows(spec: &TopNSpec, rows: &[Vec<Datum>]) -> Vec<Vec<Datum>> {
+    ranked(spec, rows)
+        .filter(|(_, r)| *r > spec.offset)
+        .map(|(row, r)| {
+            let mut out = row.clone();
+            if spec.output_rank {
+                out.push(Datum::Int64(r as i64));
+            }
+            out
+        })
+        .collect()
+}
+
+/// The first rows of a group (`rows`, in order) whose rank is within the limit, each with its
+/// rank.
+fn ranked<'a>(
+    spec: &'a TopNSpec,
+    rows: &'a [Vec<Datum>],
+) -> impl Iterator<Item = (&'a Vec<Datum>, u64)> + 'a {
+    let end = end(spec);
     let order: Vec<usize> = spec.order.iter().map(|k| k.column).collect();
-    let mut kept = Vec::new();
     let (mut rank, mut dense) = (0u64, 0u64);
-    for (i, row) in rows.iter().enumerate() {
+    rows.iter().enumerate().map_while(move |(i, row)| {
         let peer = i > 0 && order.iter().all(|c| rows[i - 1][*c] == row[*c]);
         if !peer {
             rank = i as u64 + 1;
@@ -65,16 +125,6 @@ pub(crate) async fn top<S: StateStore>(
             | WindowFunc::Lead { .. }
             | WindowFunc::Aggregate { .. } => i as u64 + 1,
         };
-        if end.is_some_and(|e| r > e) {
-            break;
-        }
-        if r > spec.offset {
-            let mut out = row.clone();
-            if spec.output_rank {
-                out.push(Datum::Int64(r as i64));
-            }
-            kept.push(out);
-        }
-    }
-    Ok(kept)
+        (end.is_none_or(|e| r <= e)).then_some((row, r))
+    })
 }
