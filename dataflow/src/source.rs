@@ -458,12 +458,14 @@ impl Generator {
     /// The declared columns of the next row, `None` when there is none.
     fn next_row(&mut self) -> Result<Option<Vec<Datum>>> {
         Ok(match &mut self.rows {
+            // Each declared column names its own field (columns have distinct names), so the
+            // event's values move into the row.
             Rows::Nexmark(events) => events.next().map(|event| {
-                let fields = fields_of(event);
+                let mut fields = fields_of(event);
                 self.spec
                     .fields
                     .iter()
-                    .map(|f| fields[*f].clone())
+                    .map(|f| std::mem::replace(&mut fields[*f], Datum::Null))
                     .collect()
             }),
             Rows::Datagen(d) => Some(
