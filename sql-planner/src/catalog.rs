@@ -230,11 +230,12 @@ pub trait Catalog {
         Vec::new()
     }
 
-    /// The ids of the tables that only take inserts (append-only tables and sources).
+    /// The ids of the tables that only take inserts: append-only tables and sources, keyed
+    /// by their hidden row id (a declared key would let an insert replace a row).
     fn append_only_tables(&self) -> Vec<u32> {
         self.tables()
             .iter()
-            .filter(|t| t.append_only)
+            .filter(|t| t.append_only && t.pk.iter().all(|c| t.columns[*c].hidden))
             .map(|t| t.id)
             .collect()
     }

@@ -243,6 +243,14 @@ async fn errors_carry_sqlstates() {
         ("UPDATE t SET id = 5", "0A000"),
         ("SELECT 1 IS UNKNOWN", "42804"),
         ("SELECT * FROM t, u AS t", "42712"),
+        (
+            "CREATE TABLE a (k int PRIMARY KEY, v int) APPEND ONLY",
+            "0A000",
+        ),
+        ("SELECT NULL + '1'", "42725"),
+        ("SELECT 1 LIMIT '-2'", "22023"),
+        ("SELECT '{\"a\":}'::jsonb", "22P02"),
+        ("SELECT '\\x1'::bytea", "22P02"),
     ];
     for (sql, state) in cases {
         let err: PlanError = plan_sql(sql, &tables).expect_err(sql);

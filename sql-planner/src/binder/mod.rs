@@ -432,13 +432,21 @@ impl<'c> Binder<'c> {
         if let Some((column, expr)) = &watermark_text {
             definition = crate::watermark::definition(&definition, column, expr);
         }
+        // A table without a declared primary key has one hidden column: its row id.
+        let has_primary_key = ct
+            .constraints
+            .iter()
+            .any(|c| matches!(c, ast::TableConstraint::PrimaryKey(_)))
+            || columns.iter().filter(|c| !c.hidden).count() + 1 != columns.len();
+        // An insert with an existing key would replace a row, which an append-only table's
+        // readers cannot take.
+        if append_only && has_primary_key {
+            return Err(PlanError::NotSupported(
+                "a primary key on an APPEND ONLY table (its rows are only ever added)".into(),
+            ));
+        }
         let source = if is_source {
-            if ct
-                .constraints
-                .iter()
-                .any(|c| matches!(c, ast::TableConstraint::PrimaryKey(_)))
-                || columns.iter().filter(|c| !c.hidden).count() + 1 != columns.len()
-            {
+            if has_primary_key {
                 return Err(PlanError::NotSupported("a primary key on a source".into()));
             }
             let mut spec = crate::source::spec(&connector_options, &columns)?;
