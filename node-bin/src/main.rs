@@ -48,6 +48,10 @@ struct Args {
     /// Bytes of disk the block cache's disk tier may use (with --cache-dir).
     #[arg(long, default_value_t = 1 << 30)]
     disk_cache_bytes: usize,
+    /// Bytes of memory for each streaming operator's cache of its state (per state table
+    /// and actor).
+    #[arg(long, default_value_t = DatabaseOptions::default().state_cache_bytes)]
+    operator_cache_bytes: usize,
     /// Require this password (SCRAM-SHA-256) from every client; needed to listen on a
     /// non-loopback address.
     #[arg(long, env = "STREAMDB_PASSWORD", hide_env_values = true)]
@@ -145,6 +149,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             parallelism: args
                 .parallelism
                 .unwrap_or(DatabaseOptions::default().parallelism),
+            state_cache_bytes: args.operator_cache_bytes,
             ..DatabaseOptions::default()
         },
     )
