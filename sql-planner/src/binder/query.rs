@@ -1980,13 +1980,10 @@ pub(crate) fn keeps_left_rows(op: &ast::JoinOperator) -> bool {
     )
 }
 
+/// The value of constant expression `e`.
 fn constant(e: Expr) -> PlanResult<Datum> {
-    let empty = dataflow::chunk::batch_of(dataflow::chunk::schema_of(&[]), vec![], 1)
-        .map_err(|e| PlanError::NotSupported(e.to_string()))?;
-    let array = e
-        .eval(&empty)
-        .map_err(|e| PlanError::InvalidArgument(e.to_string()))?;
-    Ok(Datum::from_array(array.as_ref(), 0))
+    e.eval_constant()
+        .map_err(|e| PlanError::InvalidArgument(e.to_string()))
 }
 
 /// The one column of a series, named after its function (or its alias).
