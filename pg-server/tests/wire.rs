@@ -1160,6 +1160,17 @@ async fn information_schema_describes_tables_and_columns() {
         .map(|r| r.get(0))
         .collect();
     assert!(schemata.contains(&"public".to_string()));
+    // A view's definition is its query, as PostgreSQL gives it (tools ask by regclass).
+    let row = c
+        .query_one(
+            "SELECT view_definition, pg_get_viewdef('v'::regclass) \
+             FROM information_schema.views WHERE table_name = 'v'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "SELECT a FROM t");
+    assert_eq!(row.get::<_, String>(1), "SELECT a FROM t;");
     // Without its schema, the name is a user table's (here: none).
     let err = c.query("SELECT * FROM columns", &[]).await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"));

@@ -905,14 +905,17 @@ pub(crate) fn object_reference_cast(
     to: &ast::DataType,
     catalog: Option<&dyn Catalog>,
 ) -> Option<PlanResult<Expr>> {
-    let ast::DataType::Custom(name, _) = to else {
-        return None;
+    let kind = match to {
+        // The parser knows `regclass` itself; `regtype` and the qualified names it does not.
+        ast::DataType::Regclass => "regclass".to_string(),
+        ast::DataType::Custom(name, _) => {
+            let name = name.to_string().to_lowercase();
+            name.strip_prefix("pg_catalog.")
+                .unwrap_or(&name)
+                .to_string()
+        }
+        _ => return None,
     };
-    let name = name.to_string().to_lowercase();
-    let kind = name
-        .strip_prefix("pg_catalog.")
-        .unwrap_or(&name)
-        .to_string();
     if !matches!(kind.as_str(), "regclass" | "regtype" | "regnamespace") {
         return None;
     }
