@@ -744,36 +744,20 @@ pub(crate) fn system_function(
             null_text(),
         ),
         "pg_table_is_visible" => {
-            let visible: Vec<Datum> = tables
+            let visible = tables
                 .iter()
                 .filter(|t| t.schema == DEFAULT_SCHEMA)
-                .map(|t| Datum::Int32(t.id as i32))
-                .collect();
-            Expr::Func {
-                func: Func::ArrayAny(BinaryOp::Eq),
-                args: vec![
-                    first()?,
-                    Expr::literal(Datum::List(visible), DataType::list(DataType::Int32)),
-                ],
-                ty: DataType::Boolean,
-            }
+                .map(|t| t.id as i32);
+            one_of(first()?, visible)
         }
         "pg_function_is_visible" => {
-            let visible: Vec<Datum> = catalog
+            let visible = catalog
                 .map(functions_by_oid)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|(_, f)| f.schema == DEFAULT_SCHEMA)
-                .map(|(oid, _)| Datum::Int32(oid))
-                .collect();
-            Expr::Func {
-                func: Func::ArrayAny(BinaryOp::Eq),
-                args: vec![
-                    first()?,
-                    Expr::literal(Datum::List(visible), DataType::list(DataType::Int32)),
-                ],
-                ty: DataType::Boolean,
-            }
+                .map(|(oid, _)| oid);
+            one_of(first()?, visible)
         }
         // Every type is built in, in pg_catalog, which is always searched.
         "pg_type_is_visible" => Expr::literal(Datum::Bool(true), DataType::Boolean),
@@ -896,6 +880,19 @@ pub(crate) fn system_function(
         // Constraints, statistics objects and comments do not exist here.
         _ => null_text(),
     })
+}
+
+/// `oid = ANY (oids)`: whether an oid is one of `oids`.
+fn one_of(oid: Expr, oids: impl Iterator<Item = i32>) -> Expr {
+    let oids = oids.map(Datum::Int32).collect();
+    Expr::Func {
+        func: Func::ArrayAny(BinaryOp::Eq),
+        args: vec![
+            oid,
+            Expr::literal(Datum::List(oids), DataType::list(DataType::Int32)),
+        ],
+        ty: DataType::Boolean,
+    }
 }
 
 /// `value::regclass` (and `regtype`, `regnamespace`): a name for an oid, an oid for a name.
