@@ -222,6 +222,12 @@ impl<S: StateStore> StateTable<S> {
         self.pending.insert(key, Value::Delete);
     }
 
+    /// Removes the row with primary key `pk`.
+    pub fn delete_pk(&mut self, pk: &[Datum]) {
+        let key = self.desc.key_of_pk(pk);
+        self.pending.insert(key, Value::Delete);
+    }
+
     /// The storage key of a whole row.
     fn row_key(&self, row: &[Datum]) -> Bytes {
         let pk: Vec<Datum> = self.desc.pk.iter().map(|c| row[*c].clone()).collect();
@@ -312,6 +318,25 @@ impl<S: StateStore> StateTable<S> {
     /// `bound`, NULLs (which sort last) kept: the state a watermark says no row will need.
     /// Returns how many rows went.
     pub async fn delete_below(&mut self, vnode: u16, bound: &Datum) -> Result<usize> {
+        Ok(self.remove_below(vnode, bound).await?.len())
+    }
+
+    /// Deletes the rows [`StateTable::delete_below`] does, and returns them.
+    pub async fn delete_rows_below(
+        &mut self,
+        vnode: u16,
+        bound: &Datum,
+    ) -> Result<Vec<Vec<Datum>>> {
+        self.remove_below(vnode, bound)
+            .await?
+            .iter()
+            .map(|v| decode_value(v, &self.desc.types))
+            .collect()
+    }
+
+    /// Deletes the rows of vnode `vnode` below `bound` (see [`StateTable::delete_below`]);
+    /// returns their encoded values.
+    async fn remove_below(&mut self, vnode: u16, bound: &Datum) -> Result<Vec<Bytes>> {
         assert!(
             self.desc.pk_orders.first() == Some(&OrderType::ASC),
             "an ascending first key column"
@@ -322,25 +347,27 @@ impl<S: StateStore> StateTable<S> {
             Bound::Included(table_key(self.desc.table_id, vnode, &[])),
             Bound::Excluded(table_key(self.desc.table_id, vnode, &upper)),
         );
-        let mut doomed: Vec<Bytes> = self
+        let mut doomed: Vec<(Bytes, Bytes)> = self
             .pending
             .range(range.clone())
-            .filter(|(_, v)| v.as_put().is_some())
-            .map(|(k, _)| k.clone())
+            .filter_map(|(k, v)| Some((k.clone(), v.as_put()?.clone())))
             .collect();
         let mut iter = self
             .store
             .iter(range, self.epoch, Direction::Forward)
             .await?;
-        while let Some((key, _)) = iter.next().await? {
+        while let Some((key, value)) = iter.next().await? {
             if !self.pending.contains_key(&key) {
-                doomed.push(key);
+                doomed.push((key, value));
             }
         }
-        for key in &doomed {
-            self.pending.insert(key.clone(), Value::Delete);
-        }
-        Ok(doomed.len())
+        Ok(doomed
+            .into_iter()
+            .map(|(key, value)| {
+                self.pending.insert(key, Value::Delete);
+                value
+            })
+            .collect())
     }
 
     /// Every row, in key order, as of the current epoch (own writes included).

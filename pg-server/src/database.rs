@@ -1640,9 +1640,9 @@ impl Database {
             }
             let id = catalog.next_table_id;
             let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
-            let append_only = sql_planner::Catalog::append_only_tables(&*catalog);
+            let upstreams = sql_planner::Catalog::upstreams(&*catalog);
             let planned =
-                sql_planner::stream::plan_view(query, &columns, &order, id + 1, append_only)?;
+                sql_planner::stream::plan_view(query, &columns, &order, id + 1, upstreams)?;
             catalog.next_table_id = planned.next_table_id;
             let view = Arc::new(TableCatalog {
                 id,

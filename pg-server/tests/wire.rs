@@ -928,8 +928,8 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
 
 /// Watermarks: an append-only table's late rows are dropped (also after a restart, which
 /// keeps the watermark), `SHOW CREATE TABLE` gives the clause back, and tumbling and hopping
-/// window aggregations and windowed joins over such tables, which drop state behind the
-/// watermark, still equal their queries.
+/// window aggregations, windowed and interval joins over such tables, which drop state behind
+/// the watermark, still equal their queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
     let (_dir, objects, node) = start_fresh().await;
@@ -968,6 +968,38 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
     )
     .await
     .unwrap();
+    // Interval joins: each side's rows leave the state once the other side's watermark
+    // says no row to come is in their range.
+    const WITHIN: &str = "SELECT x.k, x.ts AS xts, y.ts AS yts
+         FROM a AS x JOIN b AS y
+           ON x.k = y.k AND y.ts BETWEEN x.ts - INTERVAL '3' SECOND AND x.ts + INTERVAL '2' SECOND";
+    const WITHIN_LEFT: &str = "SELECT x.k, x.ts AS xts, y.ts AS yts
+         FROM a AS x LEFT JOIN b AS y
+           ON x.k = y.k AND y.ts >= x.ts - INTERVAL '3' SECOND AND y.ts < x.ts";
+    c.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW within AS {WITHIN};
+         CREATE MATERIALIZED VIEW within_left AS {WITHIN_LEFT};"
+    ))
+    .await
+    .unwrap();
+    for query in [WITHIN, WITHIN_LEFT] {
+        let plan: Vec<String> = c
+            .simple_query(&format!("EXPLAIN CREATE MATERIALIZED VIEW e AS {query}"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        let join = plan.iter().find(|l| l.contains("StreamHashJoin")).unwrap();
+        assert!(
+            join.contains("clean left by right watermark $0")
+                && join.contains("clean right by left watermark $0"),
+            "{plan:#?}"
+        );
+    }
     let definition: String = c
         .query_one("SHOW CREATE TABLE a", &[])
         .await
@@ -1064,6 +1096,8 @@ async fn watermarks_drop_late_rows_and_windowed_views_stay_right() {
          FROM tumble(a, ts, INTERVAL '10' SECOND)",
     )
     .await;
+    views_match("within", WITHIN).await;
+    views_match("within_left", WITHIN_LEFT).await;
     node.stop().await;
 
     // The watermark survives a restart: a row behind it is still late.

@@ -230,13 +230,34 @@ pub trait Catalog {
         Vec::new()
     }
 
-    /// The ids of the tables that only take inserts: append-only tables and sources, keyed
-    /// by their hidden row id (a declared key would let an insert replace a row).
-    fn append_only_tables(&self) -> Vec<u32> {
-        self.tables()
-            .iter()
-            .filter(|t| t.append_only && t.pk.iter().all(|c| t.columns[*c].hidden))
-            .map(|t| t.id)
-            .collect()
+    /// What a view's planner needs to know of the tables and views: which only take
+    /// inserts (append-only tables and sources, keyed by their hidden row id: a declared key
+    /// would let an insert replace a row), and which columns get watermarks (a table's
+    /// `WATERMARK FOR` column, the columns a view's job passes watermarks on for).
+    fn upstreams(&self) -> crate::stream::Upstreams {
+        let mut tables = self.tables();
+        // A view reads only relations created before it, with smaller ids.
+        tables.sort_by_key(|t| t.id);
+        let mut watermarks = std::collections::HashMap::new();
+        for t in &tables {
+            let marked = match (&t.view, &t.watermark) {
+                (Some(view), _) => view
+                    .plan
+                    .watermark_columns(&|id| watermarks.get(&id).cloned().unwrap_or_default()),
+                (None, Some(w)) => vec![w.column],
+                (None, None) => continue,
+            };
+            if !marked.is_empty() {
+                watermarks.insert(t.id, marked);
+            }
+        }
+        crate::stream::Upstreams {
+            append_only: tables
+                .iter()
+                .filter(|t| t.append_only && t.pk.iter().all(|c| t.columns[*c].hidden))
+                .map(|t| t.id)
+                .collect(),
+            watermarks,
+        }
     }
 }

@@ -8,9 +8,11 @@
 //! single actor). The distribution key is always part of the stream key, so all changes of
 //! one row take one path and stay in order.
 
+use std::collections::HashMap;
+
 use dataflow::batch::plan::{AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
-use dataflow::stream::plan::StreamPlan;
+use dataflow::stream::plan::{InequalityBound, StreamPlan};
 use dataflow::types::{DataType, Datum};
 
 use crate::catalog::ColumnCatalog;
@@ -57,11 +59,20 @@ pub struct ViewPlan {
     pub singleton: bool,
 }
 
+/// What a view's planner knows of the tables and views the view may read.
+#[derive(Clone, Debug, Default)]
+pub struct Upstreams {
+    /// Ids of the tables that only take inserts (operators over them need less state).
+    pub append_only: Vec<u32>,
+    /// The columns of each table or view that get watermarks, by id (see
+    /// [`StreamPlan::watermark_columns`]).
+    pub watermarks: HashMap<u32, Vec<usize>>,
+}
+
 struct Planner {
     next_table_id: u32,
     next_exchange_id: u32,
-    /// Ids of the append-only tables (and sources) views may read.
-    append_only_tables: Vec<u32>,
+    upstreams: Upstreams,
 }
 
 impl Planner {
@@ -70,7 +81,9 @@ impl Planner {
     fn append_only(&self, plan: &StreamPlan) -> bool {
         match plan {
             StreamPlan::Source { .. } | StreamPlan::Values { .. } => true,
-            StreamPlan::Scan { upstream_id, .. } => self.append_only_tables.contains(upstream_id),
+            StreamPlan::Scan { upstream_id, .. } => {
+                self.upstreams.append_only.contains(upstream_id)
+            }
             StreamPlan::Filter { input, .. }
             | StreamPlan::Project { input, .. }
             | StreamPlan::Unnest { input, .. }
@@ -84,6 +97,83 @@ impl Planner {
             } => self.append_only(left) && self.append_only(right),
             _ => false,
         }
+    }
+
+    /// The columns of `plan`'s output that get watermarks.
+    fn watermark_columns(&self, plan: &StreamPlan) -> Vec<usize> {
+        plan.watermark_columns(&|id| {
+            self.upstreams
+                .watermarks
+                .get(&id)
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// The bounds `condition` (over the left columns, `left_width` of them, then the right
+    /// ones) puts on each side's rows by the other side's watermark columns `watermarks` (see
+    /// [`InequalityBound`]), at most one per side: an interval join's state cleaning.
+    fn inequality_bounds(
+        &mut self,
+        condition: &Expr,
+        left_width: usize,
+        watermarks: [Vec<usize>; 2],
+    ) -> Vec<InequalityBound> {
+        // The side an expression reads only, if it reads columns of one side and is not
+        // volatile; and the expression over that side's own columns.
+        let side_of = |e: &Expr| -> Option<usize> {
+            let columns = e.input_columns();
+            if columns.is_empty() || e.is_volatile() {
+                None
+            } else if columns.iter().all(|c| *c < left_width) {
+                Some(0)
+            } else if columns.iter().all(|c| *c >= left_width) {
+                Some(1)
+            } else {
+                None
+            }
+        };
+        let local = |e: Box<Expr>, side: usize| {
+            if side == 0 {
+                *e
+            } else {
+                e.map_columns(&|i| i - left_width)
+            }
+        };
+        let mut out: Vec<InequalityBound> = Vec::new();
+        for conjunct in condition.clone().conjuncts() {
+            let Expr::Binary { op, left, right } = conjunct else {
+                continue;
+            };
+            let (lower, upper) = match op {
+                BinaryOp::Lt | BinaryOp::LtEq => (left, right),
+                BinaryOp::Gt | BinaryOp::GtEq => (right, left),
+                _ => continue,
+            };
+            let (Some(u), Some(v)) = (side_of(&lower), side_of(&upper)) else {
+                continue;
+            };
+            if u == v || out.iter().any(|b| b.side == v) {
+                continue;
+            }
+            let lower = local(lower, u);
+            let Some(column) = lower
+                .input_columns()
+                .first()
+                .copied()
+                .filter(|c| watermarks[u].contains(c) && lower.is_monotone_in(*c))
+            else {
+                continue;
+            };
+            out.push(InequalityBound {
+                side: v,
+                upper: local(upper, v),
+                watermark_column: column,
+                lower,
+                table: self.table_id(),
+            });
+        }
+        out
     }
 
     fn table_id(&mut self) -> u32 {
@@ -340,6 +430,14 @@ impl Planner {
                 // side's extra key columns come between them.
                 let condition =
                     condition.map(|c| c.map_columns(&|i| if i < lw { i } else { i + lall - lw }));
+                let watermarks = [
+                    self.watermark_columns(&left.plan),
+                    self.watermark_columns(&right.plan),
+                ];
+                let inequalities = match &condition {
+                    Some(c) => self.inequality_bounds(c, lall, watermarks),
+                    None => Vec::new(),
+                };
                 let single = left.dist == Dist::Single;
                 let dist = if single { Dist::Single } else { Dist::Any };
                 let mut key: Vec<usize> = Vec::new();
@@ -365,6 +463,7 @@ impl Planner {
                     right_keys,
                     condition,
                     tables: [self.table_id(), self.table_id()],
+                    inequalities,
                 };
                 if !kind.outputs_right() {
                     // Semi and anti joins pass the left side's columns on, keyed by the join key
@@ -745,19 +844,18 @@ fn no_clock<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> PlanResult<()> {
 
 /// Plans the job of a view over `query` whose visible columns are `columns`, keyed by the
 /// output columns `order` first (for an index; empty for a view); its state tables get ids
-/// from `first_table_id` on. `append_only_tables` are the ids of the tables that only take
-/// inserts (operators over them need less state).
+/// from `first_table_id` on.
 pub fn plan_view(
     query: BatchPlan,
     columns: &[(String, DataType)],
     order: &[usize],
     first_table_id: u32,
-    append_only_tables: Vec<u32>,
+    upstreams: Upstreams,
 ) -> PlanResult<ViewPlan> {
     let mut planner = Planner {
         next_table_id: first_table_id,
         next_exchange_id: 0,
-        append_only_tables,
+        upstreams,
     };
     let node = planner.plan(query)?;
     let types = node.types();

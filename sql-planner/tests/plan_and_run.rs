@@ -659,7 +659,7 @@ async fn dates_times_and_intervals() {
         panic!("not a view")
     };
     assert!(matches!(
-        sql_planner::stream::plan_view(query, &columns, &[], 100, vec![]),
+        sql_planner::stream::plan_view(query, &columns, &[], 100, Default::default()),
         Err(PlanError::NotSupported(_))
     ));
 }

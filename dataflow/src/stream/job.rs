@@ -228,6 +228,7 @@ impl<S: StateStore> Builder<'_, S> {
                 left_stream_key,
                 right_stream_key,
                 tables,
+                inequalities,
             } => {
                 let spec = JoinSpec {
                     kind: *kind,
@@ -236,6 +237,7 @@ impl<S: StateStore> Builder<'_, S> {
                     types: [left.output_types(), right.output_types()],
                     condition: condition.clone(),
                     tables: *tables,
+                    inequalities: inequalities.clone(),
                 };
                 let l = self.stream(left, actor);
                 let r = self.stream(right, actor);

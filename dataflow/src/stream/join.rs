@@ -12,6 +12,9 @@
 //!
 //! Once both sides have a watermark of their first join key (a window start, in a windowed
 //! join), rows below the smaller can match nothing more: they leave the state at the barrier.
+//! An interval join's condition bounds a side's rows by the other side's time column instead
+//! (see [`InequalityBound`]): such a side's rows are also kept in a second table ordered by
+//! the bounded value, where the rows below the other side's watermark are found and removed.
 
 use std::collections::HashMap;
 
@@ -21,6 +24,8 @@ use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
 use super::align::{Aligned, align};
+use super::plan::InequalityBound;
+use super::simple::eval_lenient;
 use super::simple::mask_lenient;
 use super::{Message, MessageStream, Watermark};
 use crate::Result;
@@ -49,8 +54,37 @@ pub(crate) fn join_side_desc(
     }
 }
 
+/// The layout of a side's rows ordered by a bounded value (see [`InequalityBound`]): the
+/// value, then the side's primary key; distributed by the join key, as the side's rows are.
+fn value_index_desc(table_id: u32, value_type: DataType, side: &TableDesc) -> TableDesc {
+    let mut types = vec![value_type];
+    types.extend(side.pk.iter().map(|c| side.types[*c]));
+    TableDesc {
+        table_id,
+        pk: (0..types.len()).collect(),
+        pk_orders: vec![OrderType::ASC; types.len()],
+        dist_key_in_pk: side.dist_key_in_pk.iter().map(|k| k + 1).collect(),
+        types,
+    }
+}
+
 /// The rows of one join key, by their encoded primary key.
 type KeyRows = HashMap<Vec<u8>, Vec<Datum>>;
+
+/// A side's rows by the value an [`InequalityBound`] bounds, and the newest bound.
+struct ValueIndex<S: StateStore> {
+    /// The bounded value, over the side's columns.
+    upper: Expr,
+    /// The other side's column whose watermark gives the bound.
+    watermark_column: usize,
+    /// The bound at a watermark, over the other side's columns.
+    lower: Expr,
+    /// Rows of (value, the side's primary key).
+    table: StateTable<S>,
+    /// The greatest bound so far, and whether the rows below it are still to go.
+    bound: Option<Datum>,
+    pending: bool,
+}
 
 struct Side<S: StateStore> {
     keys: Vec<usize>,
@@ -65,6 +99,8 @@ struct Side<S: StateStore> {
     /// About how much memory the cached rows take, and how much they may.
     cached_bytes: usize,
     cache_budget: usize,
+    /// Set when the condition bounds this side's rows by the other side's watermark.
+    index: Option<ValueIndex<S>>,
 }
 
 /// About how much memory a cached row takes, with its key.
@@ -98,10 +134,19 @@ impl<S: StateStore> Side<S> {
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
     }
 
-    /// Applies an insert or delete of `row` (join key `key`) to the state, and to the cached
-    /// rows of its key if they are cached (else a later read of the key sees it in the state
-    /// table's pending writes).
-    fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>) {
+    /// Applies an insert or delete of `row` (join key `key`, bounded value `value` if the side
+    /// has a [`ValueIndex`]) to the state, and to the cached rows of its key if they are
+    /// cached (else a later read of the key sees it in the state table's pending writes).
+    fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>, value: Option<Datum>) {
+        if let (Some(index), Some(value)) = (&mut self.index, value) {
+            let mut entry = vec![value];
+            entry.extend(self.pk.iter().map(|c| row[*c].clone()));
+            if insert {
+                index.table.insert(entry);
+            } else {
+                index.table.delete(entry);
+            }
+        }
         let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
         if let Some(rows) = self.cache.get_mut(&encoded) {
             let id = encode(&row, &self.pk);
@@ -132,6 +177,55 @@ impl<S: StateStore> Side<S> {
 
     fn padding(&self) -> Vec<Datum> {
         vec![Datum::Null; self.types.len()]
+    }
+
+    /// Takes a watermark of the other side: the bound on this side's rows rises with it.
+    fn other_watermark(&mut self, w: &Watermark) {
+        let Some(index) = &mut self.index else { return };
+        if index.watermark_column != w.column {
+            return;
+        }
+        let Some(bound) = index.lower.monotone_bound(w.column, &w.value) else {
+            return;
+        };
+        let higher = index
+            .bound
+            .as_ref()
+            .is_none_or(|old| crate::batch::agg::cmp_datums(&bound, old).is_gt());
+        if higher {
+            index.bound = Some(bound);
+            index.pending = true;
+        }
+    }
+
+    /// Removes the rows in `vnodes` whose bounded value is below the newest bound, from the
+    /// state and the cache.
+    async fn clean_below_bound(&mut self, vnodes: &[u16]) -> Result<()> {
+        let Some(index) = self.index.as_mut().filter(|i| i.pending) else {
+            return Ok(());
+        };
+        index.pending = false;
+        let bound = index.bound.clone().expect("pending bounds are set");
+        let keys = self.keys.len();
+        for vnode in vnodes {
+            for entry in index.table.delete_rows_below(*vnode, &bound).await? {
+                let pk = &entry[1..];
+                self.table.delete_pk(pk);
+                let all: Vec<usize> = (0..pk.len()).collect();
+                if let Some(rows) = self.cache.get_mut(&encode(&pk[..keys], &all[..keys]))
+                    && let Some(row) = rows.remove(&encode(pk, &all))
+                {
+                    let size = cached_size(&encode(pk, &all), &row);
+                    self.cached_bytes = self.cached_bytes.saturating_sub(size);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The state tables: the rows', and the bounded values' if any.
+    fn tables(&mut self) -> impl Iterator<Item = &mut StateTable<S>> {
+        std::iter::once(&mut self.table).chain(self.index.as_mut().map(|i| &mut i.table))
     }
 }
 
@@ -170,6 +264,7 @@ impl<S: StateStore> HashJoin<S> {
     /// side has rows below the smaller to come, so no row below it will match again: such
     /// state can go, and the output's key columns get that watermark.
     fn watermark(&mut self, s: usize, w: Watermark) -> Vec<Watermark> {
+        self.sides[1 - s].other_watermark(&w);
         if self.sides[s].keys.first() != Some(&w.column) {
             return vec![];
         }
@@ -210,8 +305,12 @@ impl<S: StateStore> HashJoin<S> {
         out
     }
 
-    /// Drops both sides' rows below the joined watermark, in this actor's vnodes.
+    /// Drops both sides' rows below the joined watermark, and those below their bounds, in
+    /// this actor's vnodes.
     async fn clean(&mut self) -> Result<()> {
+        for side in &mut self.sides {
+            side.clean_below_bound(&self.vnodes).await?;
+        }
         let Some(bound) = self.clean_below.take() else {
             return Ok(());
         };
@@ -341,8 +440,7 @@ impl<S: StateStore> HashJoin<S> {
     async fn apply(
         &mut self,
         s: usize,
-        op: Op,
-        row: Vec<Datum>,
+        (op, row, value): (Op, Vec<Datum>, Option<Datum>),
         matches: Vec<Vec<Datum>>,
         out: &mut (Vec<Op>, Vec<Vec<Datum>>),
     ) -> Result<()> {
@@ -412,7 +510,7 @@ impl<S: StateStore> HashJoin<S> {
                     }
                 }
             }
-            self.sides[s].store(&key, insert, row);
+            self.sides[s].store(&key, insert, row, value);
             return Ok(());
         }
         for other in &matches {
@@ -438,7 +536,7 @@ impl<S: StateStore> HashJoin<S> {
             out.0.push(if insert { Op::Insert } else { Op::Delete });
             out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
         }
-        self.sides[s].store(&key, insert, row);
+        self.sides[s].store(&key, insert, row, value);
         Ok(())
     }
 
@@ -446,8 +544,15 @@ impl<S: StateStore> HashJoin<S> {
         let mut out = (Vec::new(), Vec::new());
         let rows: Vec<Vec<Datum>> = (0..chunk.cardinality()).map(|r| chunk.row(r)).collect();
         let matches = self.matches_of(s, &rows).await?;
-        for ((row, op), matches) in rows.into_iter().zip(chunk.ops()).zip(matches) {
-            self.apply(s, *op, row, matches, &mut out).await?;
+        // The bounded values of the rows, if this side has them indexed.
+        let values = self.sides[s]
+            .index
+            .as_ref()
+            .map(|i| eval_lenient(&i.upper, chunk.data()));
+        for (r, ((row, op), matches)) in rows.into_iter().zip(chunk.ops()).zip(matches).enumerate()
+        {
+            let value = values.as_ref().map(|v| Datum::from_array(v.as_ref(), r));
+            self.apply(s, (*op, row, value), matches, &mut out).await?;
         }
         if out.0.is_empty() {
             return Ok(None);
@@ -465,6 +570,7 @@ pub(crate) struct JoinSpec {
     pub(crate) types: [Vec<DataType>; 2],
     pub(crate) condition: Option<Expr>,
     pub(crate) tables: [u32; 2],
+    pub(crate) inequalities: Vec<InequalityBound>,
 }
 
 /// Joins `left` and `right`.
@@ -496,6 +602,17 @@ pub(crate) fn hash_join<S: StateStore>(
         );
         // Probes read a join key's rows.
         table.index_prefix(spec.keys[i].len());
+        let index = spec.inequalities.iter().find(|b| b.side == i).map(|b| {
+            let index_desc = value_index_desc(b.table, b.upper.data_type(), &desc);
+            ValueIndex {
+                upper: b.upper.clone(),
+                watermark_column: b.watermark_column,
+                lower: b.lower.clone(),
+                table: StateTable::new(index_desc, store.clone(), epoch_mvcc::Epoch(0), 0),
+                bound: None,
+                pending: false,
+            }
+        });
         Side {
             keys: spec.keys[i].clone(),
             types: spec.types[i].clone(),
@@ -505,6 +622,7 @@ pub(crate) fn hash_join<S: StateStore>(
             cache: HashMap::new(),
             cached_bytes: 0,
             cache_budget: cache_bytes,
+            index,
         }
     };
     let mut joined_types = spec.types[0].clone();
@@ -547,10 +665,12 @@ pub(crate) fn hash_join<S: StateStore>(
                 Aligned::Barrier(barrier) => {
                     join.clean().await?;
                     for side in &mut join.sides {
-                        if first {
-                            side.table.init_epoch(barrier.epoch.curr);
-                        } else {
-                            side.table.commit(barrier.epoch.curr).await?;
+                        for table in side.tables() {
+                            if first {
+                                table.init_epoch(barrier.epoch.curr);
+                            } else {
+                                table.commit(barrier.epoch.curr).await?;
+                            }
                         }
                         side.trim_cache();
                     }
@@ -571,15 +691,169 @@ mod tests {
     use epoch_mvcc::Epoch;
 
     use super::*;
+    use crate::batch::agg::as_i64;
     use crate::stream::align::receiver_stream;
     use crate::stream::channel;
     use crate::stream::testing::{barrier, memory_store};
 
     fn watermark(v: i64) -> Message {
+        watermark_of(0, v)
+    }
+
+    fn watermark_of(column: usize, v: i64) -> Message {
         Message::Watermark(Watermark {
-            column: 0,
+            column,
             value: Datum::Int64(v),
         })
+    }
+
+    /// The rows of a table as of `epoch`.
+    async fn stored<S: StateStore>(store: &S, desc: &TableDesc, epoch: u64) -> Vec<Vec<Datum>> {
+        StateTable::new(desc.clone(), store.clone(), Epoch(epoch), 1 << 20)
+            .rows()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_interval_join_drops_the_rows_the_other_sides_watermark_leaves_behind() {
+        let store = memory_store().await;
+        // (k, t, id) JOIN (k, t, id) ON k = k AND l.t BETWEEN r.t - 5 AND r.t + 5.
+        let types = vec![DataType::Int64; 3];
+        let column = |i: usize| Expr::column(i, DataType::Int64);
+        let plus = |e: Expr, c: i64| {
+            Expr::binary(
+                crate::expr::BinaryOp::Add,
+                e,
+                Expr::literal(Datum::Int64(c), DataType::Int64),
+            )
+        };
+        let condition = Expr::binary(
+            crate::expr::BinaryOp::And,
+            Expr::binary(crate::expr::BinaryOp::GtEq, column(1), plus(column(4), -5)),
+            Expr::binary(crate::expr::BinaryOp::LtEq, column(1), plus(column(4), 5)),
+        );
+        // Left rows below the right side's watermark - 5 go, right rows whose t + 5 is below
+        // the left side's watermark go (each bound over the side's own columns).
+        let inequalities = vec![
+            InequalityBound {
+                side: 0,
+                upper: column(1),
+                watermark_column: 1,
+                lower: plus(column(1), -5),
+                table: 3,
+            },
+            InequalityBound {
+                side: 1,
+                upper: plus(column(1), 5),
+                watermark_column: 1,
+                lower: column(1),
+                table: 4,
+            },
+        ];
+        let spec = JoinSpec {
+            kind: JoinKind::Inner,
+            keys: [vec![0], vec![0]],
+            stream_keys: [vec![2], vec![2]],
+            types: [types.clone(), types.clone()],
+            condition: Some(condition),
+            tables: [1, 2],
+            inequalities,
+        };
+        let sides = [
+            join_side_desc(1, &types, &[0], &[2]),
+            join_side_desc(2, &types, &[0], &[2]),
+        ];
+        let indexes = [
+            value_index_desc(3, DataType::Int64, &sides[0]),
+            value_index_desc(4, DataType::Int64, &sides[1]),
+        ];
+        let (ltx, lrx) = channel();
+        let (rtx, rrx) = channel();
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = hash_join(
+            7,
+            store.clone(),
+            spec,
+            receiver_stream(lrx),
+            receiver_stream(rrx),
+            1 << 20,
+            all_vnodes,
+        );
+        let chunk = |rows: &str| Message::Chunk(StreamChunk::from_pretty(rows));
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(1)).await.unwrap();
+        }
+        ltx.send(chunk(
+            " I I I
+             + 1 10 1
+             + 1 20 2
+             + 1 30 3",
+        ))
+        .await
+        .unwrap();
+        rtx.send(chunk(
+            " I I I
+             + 1 12 1
+             + 1 50 2",
+        ))
+        .await
+        .unwrap();
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(2)).await.unwrap();
+        }
+        // Right rows to come have t >= 27: left rows below 22 can match none of them. Left
+        // rows to come have t >= 40: right rows with t + 5 below that can match none.
+        rtx.send(watermark_of(1, 27)).await.unwrap();
+        ltx.send(watermark_of(1, 40)).await.unwrap();
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(3)).await.unwrap();
+        }
+        rtx.send(chunk(
+            " I I I
+             + 1 33 3",
+        ))
+        .await
+        .unwrap();
+        // A deleted left row takes its index entry along.
+        ltx.send(chunk(
+            " I I I
+             + 1 46 4
+             - 1 46 4",
+        ))
+        .await
+        .unwrap();
+        for tx in [&ltx, &rtx] {
+            tx.send(barrier(4)).await.unwrap();
+        }
+        drop((ltx, rtx));
+        let mut joined = Vec::new();
+        while let Some(m) = out.next().await {
+            if let Message::Chunk(c) = m.unwrap() {
+                joined.extend((0..c.cardinality()).map(|r| (c.ops()[r], c.row(r))));
+            }
+        }
+        let ids = |rows: &[(Op, Vec<Datum>)]| -> Vec<(i64, i64)> {
+            let mut ids: Vec<(i64, i64)> = rows
+                .iter()
+                .filter(|(op, _)| op.is_insert())
+                .map(|(_, r)| (as_i64(&r[2]), as_i64(&r[5])))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        // (10, 12) at first; (30, 33) after the cleaning; 46 matched 50 and went again.
+        assert_eq!(ids(&joined), [(1, 1), (3, 3), (4, 2)]);
+        let ids_of = |rows: Vec<Vec<Datum>>, at: usize| -> Vec<i64> {
+            let mut ids: Vec<i64> = rows.iter().map(|r| as_i64(&r[at])).collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(ids_of(stored(&store, &sides[0], 5).await, 2), [3]);
+        assert_eq!(ids_of(stored(&store, &sides[1], 5).await, 2), [2, 3]);
+        // Index rows: (value, k, id).
+        assert_eq!(ids_of(stored(&store, &indexes[0], 5).await, 2), [3]);
+        assert_eq!(ids_of(stored(&store, &indexes[1], 5).await, 2), [2, 3]);
     }
 
     #[tokio::test]
@@ -594,6 +868,7 @@ mod tests {
             types: [types.clone(), types.clone()],
             condition: None,
             tables: [1, 2],
+            inequalities: Vec::new(),
         };
         let descs = [
             join_side_desc(1, &types, &[0], &[1]),
@@ -642,11 +917,8 @@ mod tests {
         // The smaller of the two, on both sides' key columns of the output.
         assert_eq!(watermarks, [(0, Datum::Int64(15)), (2, Datum::Int64(15))]);
         for desc in &descs {
-            let table = StateTable::new(desc.clone(), store.clone(), Epoch(4), 1 << 20);
-            let keys: Vec<Datum> = table
-                .rows()
+            let keys: Vec<Datum> = stored(&store, desc, 4)
                 .await
-                .unwrap()
                 .into_iter()
                 .map(|r| r[0].clone())
                 .collect();

@@ -107,6 +107,10 @@ pub enum StreamPlan {
         right_stream_key: Vec<usize>,
         /// State tables of the left and right rows.
         tables: [u32; 2],
+        /// Bounds the condition puts on each side's rows by the other side's watermarks
+        /// (an interval join's time range): the rows below one go from the state.
+        #[serde(default)]
+        inequalities: Vec<InequalityBound>,
     },
     /// The first rows by `order` (after skipping `offset`), maintained as the input changes.
     TopN {
@@ -166,7 +170,119 @@ pub enum StreamPlan {
     },
 }
 
+/// A join condition's conjunct `lower <= upper` (or `<`) where `lower` reads one column of
+/// one side and never decreases as it grows, and `upper` reads only the other side. Once that
+/// column has watermark `w`, every row to come has `lower` at least `lower(w)`: a row of the
+/// other side whose `upper` is below that can match none of them, and leaves the state (it
+/// has met every row it will ever meet, so outer joins' results stay right too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InequalityBound {
+    /// The side whose rows the bound removes (0 left, 1 right).
+    pub side: usize,
+    /// `upper`, over that side's columns.
+    pub upper: Expr,
+    /// The other side's column whose watermark gives the bound.
+    pub watermark_column: usize,
+    /// `lower`, over the other side's columns, monotone in `watermark_column`.
+    pub lower: Expr,
+    /// State table of the side's rows by `upper` (then the side's primary key), to find
+    /// the rows below a bound.
+    pub table: u32,
+}
+
 impl StreamPlan {
+    /// The output columns that get watermarks (every row after one is at or above it), given
+    /// those of each scanned table or view (`upstream`, by id, in its columns): what the
+    /// operators pass on, as they do it at run time.
+    pub fn watermark_columns(&self, upstream: &impl Fn(u32) -> Vec<usize>) -> Vec<usize> {
+        let of = |p: &StreamPlan| p.watermark_columns(upstream);
+        match self {
+            StreamPlan::Scan {
+                upstream_id,
+                columns,
+                ..
+            } => {
+                let marked = upstream(*upstream_id);
+                (0..columns.len())
+                    .filter(|i| marked.contains(&columns[*i]))
+                    .collect()
+            }
+            StreamPlan::Source { source, .. } => {
+                source.watermark.iter().map(|w| w.column).collect()
+            }
+            StreamPlan::Values { .. } => vec![],
+            StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => of(input),
+            StreamPlan::Project { input, exprs } => {
+                let marked = of(input);
+                (0..exprs.len())
+                    .filter(|i| marked.iter().any(|c| exprs[*i].is_monotone_in(*c)))
+                    .collect()
+            }
+            StreamPlan::Unnest { input, list } => {
+                let mut marked = of(input);
+                let width = input.output_types().len();
+                if marked
+                    .iter()
+                    .any(|c| super::simple::elements_monotone_in(list, *c))
+                {
+                    marked.push(width);
+                }
+                marked
+            }
+            StreamPlan::HashAgg {
+                input, group_keys, ..
+            } => {
+                let marked = of(input);
+                (0..group_keys.len())
+                    .filter(|p| marked.contains(&group_keys[*p]))
+                    .collect()
+            }
+            StreamPlan::HashJoin {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                ..
+            } => {
+                let (Some(l), Some(r)) = (left_keys.first(), right_keys.first()) else {
+                    return vec![];
+                };
+                if !of(left).contains(l) || !of(right).contains(r) {
+                    return vec![];
+                }
+                let mut marked = vec![*l];
+                if kind.outputs_right() {
+                    marked.push(left.output_types().len() + r);
+                }
+                marked
+            }
+            StreamPlan::TopN {
+                input,
+                group_key: keys,
+                ..
+            }
+            | StreamPlan::OverWindow {
+                input,
+                partition_by: keys,
+                ..
+            } => keys
+                .first()
+                .filter(|k| of(input).contains(k))
+                .into_iter()
+                .copied()
+                .collect(),
+            StreamPlan::Union { inputs } => {
+                let mut marked = inputs.first().map(of).unwrap_or_default();
+                for other in inputs.iter().skip(1) {
+                    let theirs = of(other);
+                    marked.retain(|c| theirs.contains(c));
+                }
+                marked
+            }
+        }
+    }
+
     /// The types of the output columns.
     pub fn output_types(&self) -> Vec<DataType> {
         match self {
@@ -252,7 +368,14 @@ impl StreamPlan {
             | StreamPlan::TopN { state_table, .. }
             | StreamPlan::OverWindow { state_table, .. } => out.push(*state_table),
             StreamPlan::HashAgg { tables, .. } => out.extend(tables),
-            StreamPlan::HashJoin { tables, .. } => out.extend(tables),
+            StreamPlan::HashJoin {
+                tables,
+                inequalities,
+                ..
+            } => {
+                out.extend(tables);
+                out.extend(inequalities.iter().map(|b| b.table));
+            }
             _ => {}
         });
         out
@@ -319,9 +442,25 @@ impl StreamPlan {
                 kind,
                 left_keys,
                 right_keys,
+                inequalities,
                 ..
             } => {
-                format!("StreamHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?} }}")
+                let mut line = format!(
+                    "StreamHashJoin {{ kind: {kind:?}, keys: {left_keys:?} = {right_keys:?}"
+                );
+                // Which side's rows each bound cleans, by which watermark column.
+                for b in inequalities {
+                    let (cleaned, watched) = if b.side == 0 {
+                        ("left", "right")
+                    } else {
+                        ("right", "left")
+                    };
+                    line.push_str(&format!(
+                        ", clean {cleaned} by {watched} watermark ${}",
+                        b.watermark_column
+                    ));
+                }
+                line + " }"
             }
             StreamPlan::TopN {
                 group_key,

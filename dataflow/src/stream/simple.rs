@@ -150,19 +150,31 @@ pub(crate) fn unnest(
 /// The least value `list`'s elements can have after watermark `w`, when `list` is an array
 /// of expressions each monotone in the watermark's column.
 fn element_bound(list: &Expr, w: &Watermark) -> Option<Datum> {
-    let Expr::Func {
-        func: crate::func::Func::ArrayConstruct,
-        args,
-        ..
-    } = list
-    else {
-        return None;
-    };
-    args.iter()
+    array_elements(list)?
+        .iter()
         .map(|e| e.monotone_bound(w.column, &w.value))
         .collect::<Option<Vec<Datum>>>()?
         .into_iter()
         .min_by(crate::batch::agg::cmp_datums)
+}
+
+/// Whether the elements of `list` get watermarks from column `column`'s (see
+/// [`element_bound`]).
+pub(crate) fn elements_monotone_in(list: &Expr, column: usize) -> bool {
+    array_elements(list)
+        .is_some_and(|args| !args.is_empty() && args.iter().all(|e| e.is_monotone_in(column)))
+}
+
+/// The element expressions of an `ARRAY[...]` constructor.
+fn array_elements(list: &Expr) -> Option<&[Expr]> {
+    match list {
+        Expr::Func {
+            func: crate::func::Func::ArrayConstruct,
+            args,
+            ..
+        } => Some(args),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ impl<'c> Binder<'c> {
                             &columns,
                             &order,
                             0,
-                            self.catalog.append_only_tables(),
+                            self.catalog.upstreams(),
                         )?
                         .plan
                         .explain(),
