@@ -2,11 +2,25 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use epoch_mvcc::{FullKeyRef, Value, VersionCursor, table_id_of};
 
 use crate::Result;
 use crate::iterator::MergeCursor;
 use crate::sstable::{BuiltSst, SstBuilder, SstOptions};
+
+/// An SST's bytes go out in parts of about this size (S3's multipart uploads take parts of
+/// at least 5 MiB), so a build holds a part or two, not a whole SST.
+const PART_SIZE: usize = 8 << 20;
+
+/// What a build sends: each SST's bytes in order, then its end.
+#[derive(Debug)]
+pub(crate) enum SstPart {
+    /// The next bytes of the SST being built.
+    Data(Bytes),
+    /// The SST's last bytes and properties: it is complete.
+    End(BuiltSst),
+}
 
 /// How outputs are cut.
 #[derive(Clone, Debug)]
@@ -16,8 +30,8 @@ pub(crate) struct SplitPolicy {
     pub(crate) split_by_table: bool,
 }
 
-/// Drains `cursor` into SSTs, keeping the versions `keep` accepts, and sends each SST on
-/// `out` as it is finished (so a consumer can upload it while the next is built). Outputs
+/// Drains `cursor` into SSTs, keeping the versions `keep` accepts, and sends each SST's
+/// bytes on `out` as they are written (so a consumer uploads it while it is built). Outputs
 /// are split only between user keys, so every version of a key lands in one SST and the
 /// outputs never overlap. CPU-bound: run it off the async runtime ([`build_on_rayon`]).
 pub(crate) async fn build_ssts(
@@ -26,7 +40,7 @@ pub(crate) async fn build_ssts(
     prefix_lens: &BTreeMap<u32, usize>,
     split: &SplitPolicy,
     mut keep: impl FnMut(FullKeyRef<'_>, &Value) -> bool,
-    out: &tokio::sync::mpsc::Sender<BuiltSst>,
+    out: &tokio::sync::mpsc::Sender<SstPart>,
 ) -> Result<()> {
     let gone = || crate::Error::Internal("the SST consumer stopped".into());
     let mut builder = SstBuilder::new(options, prefix_lens.clone());
@@ -41,22 +55,30 @@ pub(crate) async fn build_ssts(
             if !builder.is_empty() && new_user_key && (full || table_changed) {
                 let done =
                     std::mem::replace(&mut builder, SstBuilder::new(options, prefix_lens.clone()));
-                out.send(done.finish()).await.map_err(|_| gone())?;
+                out.send(SstPart::End(done.finish()))
+                    .await
+                    .map_err(|_| gone())?;
             }
             builder.add(key, &value);
+            if let Some(part) = builder.take_ready(PART_SIZE) {
+                out.send(SstPart::Data(part)).await.map_err(|_| gone())?;
+            }
         }
         cursor.next().await?;
     }
     if !builder.is_empty() {
-        out.send(builder.finish()).await.map_err(|_| gone())?;
+        out.send(SstPart::End(builder.finish()))
+            .await
+            .map_err(|_| gone())?;
     }
     Ok(())
 }
 
 /// Starts building SSTs from `cursor` on the rayon pool (reads it needs still go through
-/// this runtime): the returned future finishes with the build, and the receiver yields each
-/// SST as it is finished, at most one waiting, so the caller can upload while the next is
-/// built. Dropping the receiver stops the build.
+/// this runtime): the returned future finishes with the build, and the receiver yields the
+/// SSTs' parts as they are written, at most one waiting, for the caller to upload (see
+/// [`crate::sstable_store::SstStore::upload_parts`]). Dropping the receiver stops the
+/// build.
 pub(crate) fn build_on_rayon(
     cursor: MergeCursor,
     options: SstOptions,
@@ -65,7 +87,7 @@ pub(crate) fn build_on_rayon(
     keep: impl FnMut(FullKeyRef<'_>, &Value) -> bool + Send + 'static,
 ) -> (
     impl std::future::Future<Output = Result<()>>,
-    tokio::sync::mpsc::Receiver<BuiltSst>,
+    tokio::sync::mpsc::Receiver<SstPart>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let runtime = tokio::runtime::Handle::current();

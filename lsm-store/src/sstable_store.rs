@@ -14,7 +14,8 @@ use foyer::{
     HybridCacheBuilder,
 };
 
-use crate::object_store::{ObjectError, ObjectStore};
+use crate::object_store::{ObjectError, ObjectStore, ObjectUpload};
+use crate::sst_writer::SstPart;
 use crate::sstable::{Block, BuiltSst, SstTail};
 use crate::version::{SstInfo, sst_path};
 use crate::{Error, Result};
@@ -249,31 +250,47 @@ impl SstStore {
         Ok(block)
     }
 
-    /// Uploads a built SST create-only under `id`; `Ok(None)` if the id is taken.
-    pub(crate) async fn upload(&self, id: u64, built: &BuiltSst) -> Result<Option<SstInfo>> {
-        let path = sst_path(id);
-        match self
-            .object_store
-            .put_if_absent(&path, built.data.clone())
-            .await
-        {
-            Ok(()) => {}
-            Err(ObjectError::AlreadyExists { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    /// Uploads the SSTs a build sends as `parts`, each streamed create-only to an id from
+    /// `new_id` (which registers it as in flight before anything is written) while it is
+    /// built. An id someone else took fails the upload with [`ObjectError::AlreadyExists`]
+    /// (the caller may build again); a failed upload is aborted.
+    pub(crate) async fn upload_parts(
+        &self,
+        parts: &mut tokio::sync::mpsc::Receiver<SstPart>,
+        mut new_id: impl FnMut() -> u64,
+    ) -> Result<Vec<SstInfo>> {
+        let mut outputs = Vec::new();
+        let mut current: Option<(u64, Box<dyn ObjectUpload>)> = None;
+        while let Some(part) = parts.recv().await {
+            let (id, upload) = match &mut current {
+                Some(c) => c,
+                None => {
+                    let id = new_id();
+                    let upload = self.object_store.upload(&sst_path(id)).await?;
+                    current.insert((id, upload))
+                }
+            };
+            let id = *id;
+            let (bytes, end) = match part {
+                SstPart::Data(bytes) => (bytes, None),
+                SstPart::End(built) => (built.last.clone(), Some(built)),
+            };
+            if let Err(e) = upload.write(bytes).await {
+                let (_, upload) = current.take().expect("started");
+                let _ = upload.abort().await;
+                return Err(e.into());
+            }
+            if let Some(built) = end {
+                let (_, upload) = current.take().expect("started");
+                upload.finish().await?;
+                outputs.push(sst_info(id, &built));
+            }
         }
-        let p = &built.properties;
-        Ok(Some(SstInfo {
-            id,
-            file_size: built.data.len() as u64,
-            tail_offset: built.tail_offset,
-            smallest_key: p.smallest_key.clone(),
-            largest_key: p.largest_key.clone(),
-            min_epoch: p.min_epoch,
-            max_epoch: p.max_epoch,
-            key_count: p.key_count,
-            tombstone_count: p.tombstone_count,
-            table_ids: p.table_ids.clone(),
-        }))
+        if let Some((_, upload)) = current {
+            // The build stopped inside an SST (it failed): nothing of it becomes visible.
+            let _ = upload.abort().await;
+        }
+        Ok(outputs)
     }
 
     /// Drops cached state of SSTs that are gone.
@@ -284,6 +301,23 @@ impl SstStore {
     /// Flushes and closes the disk tier.
     pub(crate) async fn close(&self) {
         let _ = self.block_cache.close().await;
+    }
+}
+
+/// What the manifest records of SST `id`, built as `built`.
+fn sst_info(id: u64, built: &BuiltSst) -> SstInfo {
+    let p = &built.properties;
+    SstInfo {
+        id,
+        file_size: built.file_size,
+        tail_offset: built.tail_offset,
+        smallest_key: p.smallest_key.clone(),
+        largest_key: p.largest_key.clone(),
+        min_epoch: p.min_epoch,
+        max_epoch: p.max_epoch,
+        key_count: p.key_count,
+        tombstone_count: p.tombstone_count,
+        table_ids: p.table_ids.clone(),
     }
 }
 

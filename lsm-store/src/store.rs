@@ -11,7 +11,6 @@ use epoch_mvcc::{
     Direction, Epoch, EpochManager, FullKeyRef, KeyRange, MvccIter, PinnedSnapshot, StateStore,
     StateStoreIter, StoreResult, Value, WriteBatch, physical_now_ms, prefix_successor, table_id_of,
 };
-use futures::future::try_join_all;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -19,7 +18,7 @@ use crate::compaction::{self, CompactionOptions};
 use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstCursor, SstSource};
 use crate::manifest::ManifestStore;
 use crate::memtable::{ImmBatch, Memtable, entry_size};
-use crate::object_store::{InstrumentedObjectStore, ObjectStore, ObjectStoreStats};
+use crate::object_store::{InstrumentedObjectStore, ObjectError, ObjectStore, ObjectStoreStats};
 use crate::sst_writer::{SplitPolicy, build_on_rayon};
 use crate::sstable::SstOptions;
 use crate::sstable_store::{CacheOptions, SstStore};
@@ -605,8 +604,9 @@ impl LsmStore {
         Ok(())
     }
 
-    /// Builds SSTs (one L0 sub-level) from sealed batches and uploads them, registering each
-    /// id as in flight (and in `registered`) before its upload starts.
+    /// Builds SSTs (one L0 sub-level) from sealed batches and uploads them as they are
+    /// built, registering each id as in flight (and in `registered`) before its upload
+    /// starts. Should an id be taken by another writer, the batches are built again.
     async fn flush(
         &self,
         batches: &[Arc<ImmBatch>],
@@ -615,6 +615,21 @@ impl LsmStore {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
+        loop {
+            match self.flush_once(batches, registered).await {
+                Err(Error::ObjectStore(ObjectError::AlreadyExists { path })) => {
+                    tracing::warn!(%path, "an SST id was taken; flushing again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn flush_once(
+        &self,
+        batches: &[Arc<ImmBatch>],
+        registered: &Mutex<Vec<u64>>,
+    ) -> Result<Vec<SstInfo>> {
         let cursors = batches
             .iter()
             .rev()
@@ -627,28 +642,26 @@ impl LsmStore {
             target_file_size: options.target_file_size,
             split_by_table: false,
         };
-        let (build, mut finished) = build_on_rayon(merge, options, prefix_lens, split, |_, _| true);
-        let collect = async {
-            let mut built = Vec::new();
-            while let Some(sst) = finished.recv().await {
-                built.push(sst);
-            }
-            built
+        let (build, mut parts) = build_on_rayon(merge, options, prefix_lens, split, |_, _| true);
+        let upload = async {
+            let uploaded = self
+                .inner
+                .sst_store
+                .upload_parts(&mut parts, || {
+                    let id = new_sst_id();
+                    self.inner.in_flight.lock().insert(id);
+                    registered.lock().push(id);
+                    id
+                })
+                .await;
+            // A failed upload stops the build.
+            drop(parts);
+            uploaded
         };
-        let (done, built) = tokio::join!(build, collect);
-        done?;
-        let uploads = built.iter().map(|sst| async move {
-            loop {
-                let id = new_sst_id();
-                self.inner.in_flight.lock().insert(id);
-                registered.lock().push(id);
-                if let Some(info) = self.inner.sst_store.upload(id, sst).await? {
-                    return Ok::<_, Error>(info);
-                }
-            }
-        });
-        let mut ssts = try_join_all(uploads).await?;
-        ssts.sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
+        let (built, uploaded) = tokio::join!(build, upload);
+        // The upload's error first: the build's would only say that it was stopped.
+        let ssts = uploaded?;
+        built?;
         Ok(ssts)
     }
 

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use epoch_mvcc::{CompactionFilter, Direction, Epoch};
 
+use crate::Result;
 use crate::compaction::{CompactionResult, CompactionTask};
 use crate::iterator::{ConcatCursor, MergeCursor, SourceCursor, SstSource, StreamedSsts};
 use crate::sst_writer::{SplitPolicy, build_on_rayon};
 use crate::sstable::SstOptions;
 use crate::sstable_store::SstStore;
 use crate::version::SstInfo;
-use crate::{Error, Result};
 
 /// Executes `task`: uploads outputs under ids from `new_id`, calling `on_upload` with each id
 /// before its upload starts (so garbage collection leaves in-flight outputs alone).
@@ -51,33 +51,31 @@ pub(crate) async fn run(
     };
     let (safe_epoch, drop_tombstones) = (Epoch(task.safe_epoch), task.drop_tombstones);
     let mut filter = CompactionFilter::new(safe_epoch, drop_tombstones);
-    let (build, mut built) = build_on_rayon(
+    let (build, mut parts) = build_on_rayon(
         merge,
         sst_options.clone(),
         prefix_lens.clone(),
         split,
         move |k, v| filter.keep(k, v.is_delete()),
     );
-    // Each output is uploaded as soon as it is built.
+    // Each output is uploaded while it is built.
     let upload = async {
-        let mut outputs = Vec::new();
-        let mut bytes_written = 0;
-        while let Some(sst) = built.recv().await {
-            loop {
+        let uploaded = store
+            .upload_parts(&mut parts, || {
                 let id = new_id();
                 on_upload(id);
-                if let Some(info) = store.upload(id, &sst).await? {
-                    bytes_written += info.file_size;
-                    outputs.push(info);
-                    break;
-                }
-            }
-        }
-        Ok::<_, Error>((outputs, bytes_written))
+                id
+            })
+            .await;
+        // A failed upload stops the build.
+        drop(parts);
+        uploaded
     };
     let (finished, uploaded) = tokio::join!(build, upload);
-    let (outputs, bytes_written) = uploaded?;
+    // The upload's error first: the build's would only say that it was stopped.
+    let outputs = uploaded?;
     finished?;
+    let bytes_written = outputs.iter().map(|o| o.file_size).sum();
     Ok(CompactionResult {
         task_id: task.id,
         outputs,

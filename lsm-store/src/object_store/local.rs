@@ -276,7 +276,7 @@ impl ObjectUpload for LocalUpload {
         LocalObjectStore::blocking("upload", &self.path, move || {
             file.sync_all()?;
             drop(file);
-            publish(&tmp, &dest, false)
+            publish(&tmp, &dest, true)
         })
         .await
     }

@@ -129,7 +129,9 @@ impl ObjectUpload for MemoryUpload {
     }
 
     async fn finish(self: Box<Self>) -> ObjectResult<()> {
-        self.store.put(&self.path, Bytes::from(self.buf)).await
+        self.store
+            .put_if_absent(&self.path, Bytes::from(self.buf))
+            .await
     }
 
     async fn abort(self: Box<Self>) -> ObjectResult<()> {

@@ -121,7 +121,9 @@ pub trait ObjectStore: Send + Sync + Debug + 'static {
     /// [`ObjectError::AlreadyExists`]. Exactly one of several concurrent writers succeeds.
     async fn put_if_absent(&self, path: &str, data: Bytes) -> ObjectResult<()>;
 
-    /// Starts a streaming write of a large object; it becomes visible at `finish`.
+    /// Starts a streaming, create-only write of a large object (an SST, written once under a
+    /// fresh name): it becomes visible at `finish`, which fails with
+    /// [`ObjectError::AlreadyExists`] if an object exists at the path by then.
     async fn upload(&self, path: &str) -> ObjectResult<Box<dyn ObjectUpload>>;
 
     /// Deletes an object; deleting a missing object succeeds.

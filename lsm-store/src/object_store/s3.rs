@@ -207,7 +207,7 @@ impl ObjectStore for S3ObjectStore {
 
     async fn upload(&self, path: &str) -> ObjectResult<Box<dyn ObjectUpload>> {
         validate_path("upload", path)?;
-        Ok(Box::new(S3Upload::start(self.clone(), path, false).await?))
+        Ok(Box::new(S3Upload::start(self.clone(), path, true).await?))
     }
 
     async fn delete(&self, path: &str) -> ObjectResult<()> {

@@ -1,4 +1,5 @@
-//! Builds an SST in memory from versions in full-key order.
+//! Builds an SST from versions in full-key order, handing its bytes over a part at a time
+//! (so an SST is uploaded while it is built, and never held whole in memory).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,20 +37,28 @@ impl Default for SstOptions {
     }
 }
 
-/// An SST built in memory, ready to upload.
+/// The end of a built SST: its bytes not taken yet (the tail among them) and what the
+/// manifest records of it.
 #[derive(Debug)]
 pub(crate) struct BuiltSst {
-    pub(crate) data: Bytes,
+    /// The SST's last bytes: everything after the parts taken with
+    /// [`SstBuilder::take_ready`].
+    pub(crate) last: Bytes,
     pub(crate) properties: SstProperties,
     /// Where the tail (filter, index, meta, footer) starts.
     pub(crate) tail_offset: u64,
+    /// The whole SST's size.
+    pub(crate) file_size: u64,
 }
 
 /// Accumulates versions into blocks and, at the end, the tail.
 #[derive(Debug)]
 pub(crate) struct SstBuilder {
     block_size: usize,
+    /// Bytes written and not taken yet.
     out: Vec<u8>,
+    /// Bytes taken before `out`.
+    taken: u64,
     block: BlockBuilder,
     block_first_key: Vec<u8>,
     last_key: Vec<u8>,
@@ -66,6 +75,7 @@ impl SstBuilder {
         SstBuilder {
             block_size: options.block_size.max(1),
             out: Vec::new(),
+            taken: 0,
             block: BlockBuilder::default(),
             block_first_key: Vec::new(),
             last_key: Vec::new(),
@@ -118,11 +128,11 @@ impl SstBuilder {
     }
 
     fn finish_block(&mut self) {
-        let offset = self.out.len();
+        let offset = self.written();
         self.block.finish_into(&mut self.out);
         self.index.push(BlockHandle {
-            offset: offset as u64,
-            len: (self.out.len() - offset) as u32,
+            offset,
+            len: (self.written() - offset) as u32,
             first_key: Bytes::from(std::mem::take(&mut self.block_first_key)),
             last_key: Bytes::copy_from_slice(&self.last_key),
         });
@@ -130,21 +140,39 @@ impl SstBuilder {
 
     /// Bytes written so far, about.
     pub(crate) fn estimated_size(&self) -> usize {
-        self.out.len() + self.block.estimated_size()
+        self.written() as usize + self.block.estimated_size()
+    }
+
+    /// Bytes of finished blocks so far.
+    fn written(&self) -> u64 {
+        self.taken + self.out.len() as u64
+    }
+
+    /// The finished blocks' bytes not taken yet, once there are at least `part_size` of them:
+    /// the SST's next part, to upload while the rest is built.
+    pub(crate) fn take_ready(&mut self, part_size: usize) -> Option<Bytes> {
+        if self.out.len() < part_size {
+            return None;
+        }
+        // Room for the next part and the block that crosses its end, so it never regrows.
+        let next = Vec::with_capacity(part_size + 2 * self.block_size);
+        let part = std::mem::replace(&mut self.out, next);
+        self.taken += part.len() as u64;
+        Some(Bytes::from(part))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.props.key_count == 0
     }
 
-    /// Writes the tail and returns the SST.
+    /// Writes the tail and returns the end of the SST.
     pub(crate) fn finish(mut self) -> BuiltSst {
         if !self.block.is_empty() {
             self.finish_block();
         }
-        let tail_offset = self.out.len() as u64;
+        let tail_offset = self.written();
         let mut part = |bytes: Vec<u8>| {
-            let at = self.out.len() as u64;
+            let at = self.taken + self.out.len() as u64;
             self.out.extend_from_slice(&bytes);
             (at, bytes.len() as u32)
         };
@@ -160,10 +188,61 @@ impl SstBuilder {
             meta,
         });
         self.out.extend_from_slice(&footer);
+        let file_size = self.taken + self.out.len() as u64;
         BuiltSst {
-            data: Bytes::from(self.out),
+            file_size,
+            last: Bytes::from(self.out),
             properties: self.props,
             tail_offset,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use epoch_mvcc::Epoch;
+
+    use super::*;
+    use crate::sstable::format::SstTail;
+
+    /// Builds an SST of `keys` versions, taking parts of `part_size` bytes as they are
+    /// ready when set; returns the parts, then the end.
+    fn build(keys: u32, part_size: Option<usize>) -> (Vec<Bytes>, BuiltSst) {
+        let options = SstOptions {
+            block_size: 512,
+            ..SstOptions::default()
+        };
+        let mut builder = SstBuilder::new(&options, BTreeMap::new());
+        let mut parts = Vec::new();
+        for k in 0..keys {
+            let key = format!("key{k:08}");
+            let value = Value::Put(Bytes::from(vec![k as u8; 40]));
+            builder.add(FullKeyRef::new(key.as_bytes(), Epoch(7)), &value);
+            if let Some(part) = part_size.and_then(|size| builder.take_ready(size)) {
+                parts.push(part);
+            }
+        }
+        (parts, builder.finish())
+    }
+
+    #[test]
+    fn an_sst_taken_in_parts_is_the_sst_built_whole() {
+        let (none, whole) = build(2000, None);
+        assert!(none.is_empty());
+        let (parts, end) = build(2000, Some(4096));
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        joined.extend_from_slice(&end.last);
+        assert_eq!(joined, whole.last.to_vec());
+        assert_eq!(
+            (end.file_size, end.tail_offset),
+            (whole.file_size, whole.tail_offset)
+        );
+        assert_eq!(end.file_size, joined.len() as u64);
+        // The tail's block handles point into the whole object.
+        let tail =
+            SstTail::decode(&joined[end.tail_offset as usize..], end.tail_offset, "test").unwrap();
+        let last = tail.index.last().unwrap();
+        assert_eq!(last.offset + u64::from(last.len), end.tail_offset);
     }
 }

@@ -255,6 +255,15 @@ pub async fn check_object_store(store: &dyn lsm_store::object_store::ObjectStore
     let big = store.get("b/big").await.unwrap();
     assert_eq!(big.len(), 2000);
     assert_eq!(big[999..1001], [1, 2]);
+    // Streaming writes are create-only too: the existing object stays.
+    let mut again = store.upload("b/big").await.unwrap();
+    again.write(Bytes::from_static(b"other")).await.unwrap();
+    let again = again.finish().await;
+    assert!(
+        matches!(again, Err(ObjectError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    assert_eq!(store.get("b/big").await.unwrap().len(), 2000);
     let mut aborted = store.upload("b/aborted").await.unwrap();
     aborted.write(Bytes::from_static(b"x")).await.unwrap();
     aborted.abort().await.unwrap();
