@@ -45,6 +45,10 @@ struct Args {
     /// Bytes of memory for SST indexes and bloom filters.
     #[arg(long, default_value_t = 64 << 20)]
     meta_cache_bytes: usize,
+    /// Bytes of memory for writes not yet synced to the object store; writers wait while
+    /// more than this waits for a checkpoint.
+    #[arg(long, default_value_t = LsmStoreOptions::default().write_buffer_bytes)]
+    write_buffer_bytes: usize,
     /// Bytes of disk the block cache's disk tier may use (with --cache-dir).
     #[arg(long, default_value_t = 1 << 30)]
     disk_cache_bytes: usize,
@@ -136,6 +140,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             remote: matches!(args.compaction, Compaction::Remote),
             ..defaults.compaction.clone()
         },
+        write_buffer_bytes: args.write_buffer_bytes,
         ..defaults
     };
     let store = match args.role {

@@ -36,6 +36,35 @@ struct Args {
     /// Milliseconds between checkpoints.
     #[arg(long, default_value_t = 1000)]
     barrier_interval_ms: u64,
+    /// MiB of unsynced writes the store buffers (as `node-bin --write-buffer-bytes`).
+    #[arg(long, default_value_t = 256)]
+    write_buffer_mib: usize,
+    /// MiB of data blocks the store caches in memory.
+    #[arg(long, default_value_t = 256)]
+    block_cache_mib: usize,
+    /// MiB of SST indexes and filters the store caches.
+    #[arg(long, default_value_t = 64)]
+    meta_cache_mib: usize,
+    /// MiB each operator's state table caches, per actor (as `--operator-cache-bytes`).
+    #[arg(long, default_value_t = 4)]
+    operator_cache_mib: usize,
+}
+
+impl Args {
+    fn store_options(&self) -> LsmStoreOptions {
+        let mut options = LsmStoreOptions {
+            write_buffer_bytes: self.write_buffer_mib << 20,
+            ..LsmStoreOptions::default()
+        };
+        options.cache.block_cache_bytes = self.block_cache_mib << 20;
+        options.cache.meta_cache_bytes = self.meta_cache_mib << 20;
+        options
+    }
+
+    /// The store's memory budget: its write buffer and caches.
+    fn store_budget_bytes(&self) -> usize {
+        (self.write_buffer_mib + self.block_cache_mib + self.meta_cache_mib) << 20
+    }
 }
 
 /// The sources, each covering `events` events of all kinds.
@@ -118,11 +147,12 @@ async fn run_query(
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::open(dir.path())?);
-    let store = LsmStore::open(objects, LsmStoreOptions::default()).await?;
+    let store = LsmStore::open(objects, args.store_options()).await?;
     let db = Database::open(
         store.clone(),
         DatabaseOptions {
             barrier_interval: Duration::from_millis(args.barrier_interval_ms.max(1)),
+            state_cache_bytes: args.operator_cache_mib << 20,
             ..DatabaseOptions::default()
         },
     )
@@ -161,6 +191,8 @@ async fn run_query(
         "barrier_latency_p50_ms": latency_quantile(&metrics, 0.5),
         "barrier_latency_p99_ms": latency_quantile(&metrics, 0.99),
         "peak_rss_bytes": peak_rss(),
+        "store_memory_budget_bytes": args.store_budget_bytes(),
+        "operator_cache_bytes": args.operator_cache_mib << 20,
         "object_store_bytes_written": written,
         "lsm": lsm,
     }))
