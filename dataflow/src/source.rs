@@ -21,10 +21,9 @@ use nexmark::event::{Event, EventType};
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{StreamChunk, batch_of, schema_of};
-use crate::row_codec::columns_from_rows;
 use crate::state_table::{StateTable, TableDesc};
 use crate::stream::{JobProgress, Message, MessageStream, Watermark};
-use crate::types::{DataType, Datum};
+use crate::types::{DataType, Datum, array_from_datums};
 use crate::{Error, Result};
 
 /// Which Nexmark events a source yields.
@@ -256,40 +255,42 @@ fn int(v: usize) -> Datum {
     Datum::Int64(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-/// The fields of one event, in [`NexmarkTable::columns`] order.
-fn fields_of(event: Event) -> Vec<Datum> {
+/// Field `f` of an event, in [`NexmarkTable::columns`] order; a string field moves out of
+/// the event (each field is taken once).
+fn take_field(event: &mut Event, f: usize) -> Datum {
+    let text = |s: &mut String| Datum::Varchar(std::mem::take(s));
     match event {
-        Event::Person(p) => vec![
-            int(p.id),
-            Datum::Varchar(p.name),
-            Datum::Varchar(p.email_address),
-            Datum::Varchar(p.credit_card),
-            Datum::Varchar(p.city),
-            Datum::Varchar(p.state),
-            timestamp(p.date_time),
-            Datum::Varchar(p.extra),
-        ],
-        Event::Auction(a) => vec![
-            int(a.id),
-            Datum::Varchar(a.item_name),
-            Datum::Varchar(a.description),
-            int(a.initial_bid),
-            int(a.reserve),
-            timestamp(a.date_time),
-            timestamp(a.expires),
-            int(a.seller),
-            int(a.category),
-            Datum::Varchar(a.extra),
-        ],
-        Event::Bid(b) => vec![
-            int(b.auction),
-            int(b.bidder),
-            int(b.price),
-            Datum::Varchar(b.channel),
-            Datum::Varchar(b.url),
-            timestamp(b.date_time),
-            Datum::Varchar(b.extra),
-        ],
+        Event::Person(p) => match f {
+            0 => int(p.id),
+            1 => text(&mut p.name),
+            2 => text(&mut p.email_address),
+            3 => text(&mut p.credit_card),
+            4 => text(&mut p.city),
+            5 => text(&mut p.state),
+            6 => timestamp(p.date_time),
+            _ => text(&mut p.extra),
+        },
+        Event::Auction(a) => match f {
+            0 => int(a.id),
+            1 => text(&mut a.item_name),
+            2 => text(&mut a.description),
+            3 => int(a.initial_bid),
+            4 => int(a.reserve),
+            5 => timestamp(a.date_time),
+            6 => timestamp(a.expires),
+            7 => int(a.seller),
+            8 => int(a.category),
+            _ => text(&mut a.extra),
+        },
+        Event::Bid(b) => match f {
+            0 => int(b.auction),
+            1 => int(b.bidder),
+            2 => int(b.price),
+            3 => text(&mut b.channel),
+            4 => text(&mut b.url),
+            5 => timestamp(b.date_time),
+            _ => text(&mut b.extra),
+        },
     }
 }
 
@@ -455,27 +456,27 @@ impl Generator {
         due.saturating_sub(self.started.elapsed())
     }
 
-    /// The declared columns of the next row, `None` when there is none.
-    fn next_row(&mut self) -> Result<Option<Vec<Datum>>> {
-        Ok(match &mut self.rows {
+    /// Appends the declared columns of the next row to `columns` (one list of values per
+    /// column); false when there is no next row.
+    fn push_row(&mut self, columns: &mut [Vec<Datum>]) -> Result<bool> {
+        match &mut self.rows {
             // Each declared column names its own field (columns have distinct names), so the
-            // event's values move into the row.
-            Rows::Nexmark(events) => events.next().map(|event| {
-                let mut fields = fields_of(event);
-                self.spec
-                    .fields
-                    .iter()
-                    .map(|f| std::mem::replace(&mut fields[*f], Datum::Null))
-                    .collect()
-            }),
-            Rows::Datagen(d) => Some(
-                self.spec
-                    .fields
-                    .iter()
-                    .map(|f| d.fields[*f].value(self.offset, *f, d.base_time_ms))
-                    .collect::<Result<_>>()?,
-            ),
-        })
+            // event's values move into the columns.
+            Rows::Nexmark(events) => {
+                let Some(mut event) = events.next() else {
+                    return Ok(false);
+                };
+                for (column, f) in columns.iter_mut().zip(&self.spec.fields) {
+                    column.push(take_field(&mut event, *f));
+                }
+            }
+            Rows::Datagen(d) => {
+                for (column, f) in columns.iter_mut().zip(&self.spec.fields) {
+                    column.push(d.fields[*f].value(self.offset, *f, d.base_time_ms)?);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The next chunk: due rows up to the chunk size.
@@ -487,22 +488,30 @@ impl Generator {
             let elapsed = self.started.elapsed().as_nanos() / u128::from(gap);
             self.started_offset + u64::try_from(elapsed).unwrap_or(u64::MAX) + 1
         };
-        let mut rows = Vec::new();
-        while rows.len() < self.spec.max_chunk_size() && self.offset < due && !self.exhausted() {
-            let Some(mut row) = self.next_row()? else {
+        let types = self.spec.types();
+        let max = self.spec.max_chunk_size();
+        // The declared columns, then the row id (the offset).
+        let mut columns: Vec<Vec<Datum>> = vec![Vec::new(); types.len()];
+        let (declared, row_ids) = columns.split_at_mut(types.len() - 1);
+        let mut rows = 0;
+        while rows < max && self.offset < due && !self.exhausted() {
+            if !self.push_row(declared)? {
                 break;
-            };
-            row.push(Datum::Int64(i64::try_from(self.offset).unwrap_or(i64::MAX)));
-            rows.push(row);
+            }
+            row_ids[0].push(Datum::Int64(i64::try_from(self.offset).unwrap_or(i64::MAX)));
+            rows += 1;
             self.offset += 1;
         }
-        let types = self.spec.types();
-        let data = batch_of(
+        let arrays = columns
+            .iter()
+            .zip(&types)
+            .map(|(values, ty)| array_from_datums(*ty, values.iter()))
+            .collect();
+        Ok(StreamChunk::inserts(batch_of(
             schema_of(&types),
-            columns_from_rows(&rows, &types),
-            rows.len(),
-        )?;
-        Ok(StreamChunk::inserts(data))
+            arrays,
+            rows,
+        )?))
     }
 }
 

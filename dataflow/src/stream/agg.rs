@@ -400,11 +400,13 @@ impl<S: StateStore> HashAgg<S> {
         // Only the columns the aggregation reads, a value at a time.
         let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
         for (r, op) in chunk.ops().iter().enumerate() {
-            let key: Vec<Datum> = self
-                .group_keys
-                .iter()
-                .map(|k| value(*k, r).into_group_key())
-                .collect();
+            // The group key's values, needed for state rows and for a group not cached.
+            let key = || -> Vec<Datum> {
+                self.group_keys
+                    .iter()
+                    .map(|k| value(*k, r).into_group_key())
+                    .collect()
+            };
             let sign = if op.is_insert() { 1 } else { -1 };
             if self.append_only && sign < 0 {
                 return Err(Error::Internal(
@@ -424,7 +426,7 @@ impl<S: StateStore> HashAgg<S> {
                     continue;
                 }
                 if call.kind.is_ordered() {
-                    let mut entry = key.clone();
+                    let mut entry = key();
                     entry.extend(call.order_by.iter().map(|k| value(k.column, r)));
                     entry.extend(self.input_key.iter().map(|k| value(*k, r)));
                     entry.push(call.arg.map_or(Datum::Null, |a| value(a, r)));
@@ -438,7 +440,7 @@ impl<S: StateStore> HashAgg<S> {
                 if v.is_null() {
                     continue;
                 }
-                let mut entry = key.clone();
+                let mut entry = key();
                 entry.push(v);
                 entry.extend(self.input_key.iter().map(|k| value(*k, r)));
                 put(&mut self.per_call[i], entry, sign);
@@ -449,7 +451,7 @@ impl<S: StateStore> HashAgg<S> {
                 if members.is_empty() || v.is_null() {
                     continue;
                 }
-                let mut entry = key.clone();
+                let mut entry = key();
                 entry.push(v);
                 let table = &mut self.per_call[set[0]];
                 let mut counts: Vec<i64> = match table.get_row(&entry).await? {
@@ -477,7 +479,10 @@ impl<S: StateStore> HashAgg<S> {
                 entry.extend(counts.into_iter().map(Datum::Int64));
                 put(table, entry, if gone { -1 } else { 1 });
             }
-            self.load(&encoded[r], key).await?;
+            if !self.groups.contains_key(&encoded[r]) {
+                let key = key();
+                self.load(&encoded[r], key).await?;
+            }
             let group = self.groups.get_mut(&encoded[r]).expect("loaded");
             for (i, call) in self.aggs.iter().enumerate() {
                 if counted[i] && !is_recomputed(call, self.append_only) {
@@ -546,7 +551,8 @@ impl<S: StateStore> HashAgg<S> {
             .map(|(k, g)| g.memory_size(k.len()))
             .sum();
         if cached > self.cache_bytes {
-            self.groups.clear();
+            // A new map: a cleared one keeps the capacity of the epoch's most groups.
+            self.groups = HashMap::new();
         }
         if rows.is_empty() {
             return Ok(None);

@@ -103,9 +103,18 @@ struct Side<S: StateStore> {
     index: Option<ValueIndex<S>>,
 }
 
-/// About how much memory a cached row takes, with its key.
+/// Memory a cached join key takes besides its encoded bytes: its map slot (the key's and
+/// the rows' map headers, hash control bytes) and allocation rounding. A probe of a key
+/// with no rows caches it too, so this is most of what such keys cost.
+const KEY_OVERHEAD: usize = std::mem::size_of::<(Vec<u8>, KeyRows)>() + 40;
+
+/// Memory a cached row takes besides its id's bytes and its datums: its slot in the key's
+/// map and the row's allocation rounding.
+const ROW_OVERHEAD: usize = std::mem::size_of::<(Vec<u8>, Vec<Datum>)>() + 24;
+
+/// About how much memory a cached row takes, with its id.
 fn cached_size(id: &[u8], row: &[Datum]) -> usize {
-    id.len() + row.iter().map(Datum::memory_size).sum::<usize>()
+    ROW_OVERHEAD + id.len() + row.iter().map(Datum::memory_size).sum::<usize>()
 }
 
 /// The memcomparable encoding of `row`'s `columns`.
@@ -127,8 +136,9 @@ impl<S: StateStore> Side<S> {
                 .into_iter()
                 .map(|r| (encode(&r, &self.pk), r))
                 .collect();
-            self.cached_bytes +=
-                encoded.len() + rows.iter().map(|(k, r)| cached_size(k, r)).sum::<usize>();
+            self.cached_bytes += KEY_OVERHEAD
+                + encoded.len()
+                + rows.iter().map(|(k, r)| cached_size(k, r)).sum::<usize>();
             self.cache.insert(encoded.clone(), rows);
         }
         Ok(self.cache.get_mut(&encoded).expect("loaded"))
@@ -170,9 +180,15 @@ impl<S: StateStore> Side<S> {
     /// them all, this epoch's writes included).
     fn trim_cache(&mut self) {
         if self.cached_bytes > self.cache_budget {
-            self.cache.clear();
-            self.cached_bytes = 0;
+            self.clear_cache();
         }
+    }
+
+    /// Drops every cached row, and the map's memory with them (a cleared map keeps its
+    /// capacity).
+    fn clear_cache(&mut self) {
+        self.cache = HashMap::new();
+        self.cached_bytes = 0;
     }
 
     fn padding(&self) -> Vec<Datum> {
@@ -318,8 +334,7 @@ impl<S: StateStore> HashJoin<S> {
             for vnode in &self.vnodes {
                 side.table.delete_below(*vnode, &bound).await?;
             }
-            side.cache.clear();
-            side.cached_bytes = 0;
+            side.clear_cache();
         }
         Ok(())
     }
