@@ -173,6 +173,8 @@ fn psql_works_against_the_node() {
                   SELECT name FROM p WHERE id = 4;\n\
                   CREATE MATERIALIZED VIEW pm AS SELECT count(*) AS n FROM p;\n\
                   SELECT n FROM pm;\n\
+                  CREATE SOURCE s (v int) WITH (connector = 'datagen');\n\
+                  DROP SOURCE s;\n\
                   \\dt\n\
                   \\dm\n";
     let (stdout, stderr) = run_psql(node.port, &["-A", "-t"], script);
@@ -187,6 +189,8 @@ fn psql_works_against_the_node() {
             "four",
             "CREATE_MATERIALIZED_VIEW",
             "4",
+            "CREATE SOURCE",
+            "DROP SOURCE",
             "public|p|table|root",
             "public|pm|materialized view|root"
         ],

@@ -1566,6 +1566,9 @@ impl Database {
         let _dml = self.inner.dml.lock().await;
         let mut writes = Vec::new();
         let stopping;
+        // `DROP SOURCE` arrives as `DROP TABLE` (see `sql_planner`'s source rewrite): the
+        // tag follows what was dropped.
+        let mut tag = "DROP TABLE";
         {
             let mut catalog = self.inner.catalog.write();
             let dropped = droppable(&catalog, &names, if_exists, |t| {
@@ -1582,6 +1585,9 @@ impl Database {
             stopping = self.stop_jobs(&mut catalog, indexes);
             for name in &names {
                 if let Some(table) = catalog.tables.remove(name) {
+                    if table.source.is_some() {
+                        tag = "DROP SOURCE";
+                    }
                     // The rows become unreachable: table ids are never reused.
                     writes.push((catalog_key(table.id), Value::Delete));
                     if catalog.watermarks.remove(&table.id).is_some() {
@@ -1591,8 +1597,7 @@ impl Database {
             }
         }
         self.wait_stopped(stopping).await?;
-        self.commit_writes(session, writes, None, "DROP TABLE", None)
-            .await
+        self.commit_writes(session, writes, None, tag, None).await
     }
 
     /// Creates a materialized view: plans its job, starts it, and waits until the view holds
