@@ -84,6 +84,18 @@ struct ValueIndex<S: StateStore> {
     /// The greatest bound so far, and whether the rows below it are still to go.
     bound: Option<Datum>,
     pending: bool,
+    /// When `upper` is a column of the side: the side's newest watermark of it, and the
+    /// output watermark last emitted for it (see [`Side::bounded_watermark`]).
+    own_watermark: Option<Datum>,
+    emitted: Option<Datum>,
+}
+
+/// The column `e` is, if it is one.
+fn column_of(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Column { index, .. } => Some(*index),
+        _ => None,
+    }
 }
 
 struct Side<S: StateStore> {
@@ -214,6 +226,45 @@ impl<S: StateStore> Side<S> {
         }
     }
 
+    /// Takes a watermark of this side, of the bounded column if that is what it is.
+    fn own_watermark(&mut self, w: &Watermark) {
+        if let Some(index) = &mut self.index
+            && column_of(&index.upper) == Some(w.column)
+        {
+            index.own_watermark = Some(w.value.clone());
+        }
+    }
+
+    /// A watermark of this side's bounded column in the output, when it advanced: rows to
+    /// come on this side are at or above the side's own watermark, and rows kept that can
+    /// still match are at or above the bound, so every output row to come is at or above the
+    /// smaller of the two.
+    fn bounded_watermark(&mut self) -> Option<Watermark> {
+        let index = self.index.as_mut()?;
+        let column = column_of(&index.upper)?;
+        let (Some(own), Some(bound)) = (&index.own_watermark, &index.bound) else {
+            return None;
+        };
+        let least = if crate::batch::agg::cmp_datums(own, bound).is_le() {
+            own
+        } else {
+            bound
+        }
+        .clone();
+        let advanced = index
+            .emitted
+            .as_ref()
+            .is_none_or(|old| crate::batch::agg::cmp_datums(&least, old).is_gt());
+        if !advanced {
+            return None;
+        }
+        index.emitted = Some(least.clone());
+        Some(Watermark {
+            column,
+            value: least,
+        })
+    }
+
     /// Removes the rows in `vnodes` whose bounded value is below the newest bound, from the
     /// state and the cache.
     async fn clean_below_bound(&mut self, vnodes: &[u16]) -> Result<()> {
@@ -276,11 +327,29 @@ struct HashJoin<S: StateStore> {
 }
 
 impl<S: StateStore> HashJoin<S> {
-    /// Takes side `s`'s watermark. Once both sides have one of their first join key, neither
-    /// side has rows below the smaller to come, so no row below it will match again: such
-    /// state can go, and the output's key columns get that watermark.
+    /// Takes side `s`'s watermark: it raises the bound on the other side's rows (an interval
+    /// join's), and the watermarks of the join key and the bounded columns in the output.
     fn watermark(&mut self, s: usize, w: Watermark) -> Vec<Watermark> {
         self.sides[1 - s].other_watermark(&w);
+        self.sides[s].own_watermark(&w);
+        let mut out = self.key_watermark(s, w);
+        // The bounded columns' (an interval join's time columns), as output columns.
+        let left_width = self.sides[0].types.len();
+        if let Some(w) = self.sides[0].bounded_watermark() {
+            out.push(w);
+        }
+        if let Some(w) = self.sides[1].bounded_watermark()
+            && self.kind.outputs_right()
+        {
+            out.push(w.at(left_width + w.column));
+        }
+        out
+    }
+
+    /// Takes side `s`'s watermark of its first join key. Once both sides have one, neither
+    /// side has rows below the smaller to come, so no row below it will match again: such
+    /// state can go, and the output's key columns get that watermark.
+    fn key_watermark(&mut self, s: usize, w: Watermark) -> Vec<Watermark> {
         if self.sides[s].keys.first() != Some(&w.column) {
             return vec![];
         }
@@ -626,6 +695,8 @@ pub(crate) fn hash_join<S: StateStore>(
                 table: StateTable::new(index_desc, store.clone(), epoch_mvcc::Epoch(0), 0),
                 bound: None,
                 pending: false,
+                own_watermark: None,
+                emitted: None,
             }
         });
         Side {
@@ -843,11 +914,20 @@ mod tests {
         }
         drop((ltx, rtx));
         let mut joined = Vec::new();
+        let mut watermarks = Vec::new();
         while let Some(m) = out.next().await {
-            if let Message::Chunk(c) = m.unwrap() {
-                joined.extend((0..c.cardinality()).map(|r| (c.ops()[r], c.row(r))));
+            match m.unwrap() {
+                Message::Chunk(c) => {
+                    joined.extend((0..c.cardinality()).map(|r| (c.ops()[r], c.row(r))));
+                }
+                Message::Watermark(w) => watermarks.push((w.column, w.value)),
+                Message::Barrier(_) => {}
             }
         }
+        // Left rows to come have t >= 40, kept ones that can still match t >= 22: the
+        // output's left t gets the smaller. (The right side's bounded value is t + 5, not a
+        // column: nothing for its t.)
+        assert_eq!(watermarks, [(1, Datum::Int64(22))]);
         let ids = |rows: &[(Op, Vec<Datum>)]| -> Vec<(i64, i64)> {
             let mut ids: Vec<(i64, i64)> = rows
                 .iter()

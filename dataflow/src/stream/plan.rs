@@ -243,17 +243,34 @@ impl StreamPlan {
                 kind,
                 left_keys,
                 right_keys,
+                inequalities,
                 ..
             } => {
-                let (Some(l), Some(r)) = (left_keys.first(), right_keys.first()) else {
-                    return vec![];
+                let sides = [of(left), of(right)];
+                let left_width = left.output_types().len();
+                let mut marked = Vec::new();
+                let mut mark = |side: usize, c: usize| {
+                    let at = if side == 0 { c } else { left_width + c };
+                    if (side == 0 || kind.outputs_right()) && !marked.contains(&at) {
+                        marked.push(at);
+                    }
                 };
-                if !of(left).contains(l) || !of(right).contains(r) {
-                    return vec![];
+                if let (Some(l), Some(r)) = (left_keys.first(), right_keys.first())
+                    && sides[0].contains(l)
+                    && sides[1].contains(r)
+                {
+                    mark(0, *l);
+                    mark(1, *r);
                 }
-                let mut marked = vec![*l];
-                if kind.outputs_right() {
-                    marked.push(left.output_types().len() + r);
+                // A bounded column of a side with watermarks of its own (an interval join's
+                // time column): see the join's `bounded_watermark`.
+                for b in inequalities {
+                    if let Expr::Column { index, .. } = &b.upper
+                        && sides[b.side].contains(index)
+                        && sides[1 - b.side].contains(&b.watermark_column)
+                    {
+                        mark(b.side, *index);
+                    }
                 }
                 marked
             }
@@ -509,5 +526,78 @@ impl StreamPlan {
         for c in self.children() {
             c.explain_into(depth + 1, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use epoch_mvcc::memcomparable::OrderType;
+
+    use super::*;
+    use crate::expr::BinaryOp;
+    use crate::types::Datum;
+
+    /// A scan of table `id`'s (k, t, id) rows.
+    fn scan(id: u32) -> StreamPlan {
+        StreamPlan::Scan {
+            upstream_id: id,
+            table: TableDesc {
+                table_id: id,
+                types: vec![DataType::Int64; 3],
+                pk: vec![2],
+                pk_orders: vec![OrderType::ASC],
+                dist_key_in_pk: vec![0],
+            },
+            columns: vec![0, 1, 2],
+            progress_table: 100 + id,
+        }
+    }
+
+    #[test]
+    fn joins_pass_on_watermarks_of_their_keys_and_bounded_columns() {
+        let t = |i: usize| Expr::column(i, DataType::Int64);
+        let minus_3 = Expr::binary(
+            BinaryOp::Sub,
+            t(1),
+            Expr::literal(Datum::Int64(3), DataType::Int64),
+        );
+        // l JOIN r ON l.k = r.k AND r.t >= l.t - 3: the right side's t is bounded by the left's.
+        let join = |kind: JoinKind| StreamPlan::HashJoin {
+            left: Box::new(scan(1)),
+            right: Box::new(scan(2)),
+            kind,
+            left_keys: vec![0],
+            right_keys: vec![0],
+            condition: None,
+            left_stream_key: vec![2],
+            right_stream_key: vec![2],
+            tables: [10, 11],
+            inequalities: vec![InequalityBound {
+                side: 1,
+                upper: t(1),
+                watermark_column: 1,
+                lower: minus_3.clone(),
+                table: 12,
+            }],
+        };
+        // Both t columns have watermarks: the right t (output column 4) gets one.
+        let times = |_: u32| vec![1];
+        assert_eq!(join(JoinKind::Inner).watermark_columns(&times), [4]);
+        // A semi join outputs only the left columns.
+        assert!(
+            join(JoinKind::LeftSemi)
+                .watermark_columns(&times)
+                .is_empty()
+        );
+        // With the join keys marked too, both key columns get them.
+        let all = |_: u32| vec![0, 1];
+        assert_eq!(join(JoinKind::Inner).watermark_columns(&all), [0, 3, 4]);
+        // Without the left t's watermark there is no bound.
+        let right_only = |id: u32| if id == 2 { vec![1] } else { vec![] };
+        assert!(
+            join(JoinKind::Inner)
+                .watermark_columns(&right_only)
+                .is_empty()
+        );
     }
 }
