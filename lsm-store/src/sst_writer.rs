@@ -77,9 +77,8 @@ pub(crate) async fn build_ssts(
 /// Starts building SSTs from `cursor` on the rayon pool (reads it needs still go through
 /// this runtime): the returned future finishes with the build, and the receiver yields the
 /// SSTs' parts as they are written, at most one waiting, for the caller to upload (see
-/// [`crate::sstable_store::SstStore::upload_parts`]). Dropping the receiver stops the
-/// build.
-pub(crate) fn build_on_rayon(
+/// [`write_ssts`]). Dropping the receiver stops the build.
+fn build_on_rayon(
     cursor: MergeCursor,
     options: SstOptions,
     prefix_lens: BTreeMap<u32, usize>,
@@ -102,6 +101,32 @@ pub(crate) fn build_on_rayon(
         ))
     });
     (build, rx)
+}
+
+/// Builds SSTs from `cursor` (see [`build_ssts`]) on the rayon pool and streams each to
+/// `store` while it is built, under ids from `new_id` (see
+/// [`crate::sstable_store::SstStore::upload_parts`]); returns them in key order.
+pub(crate) async fn write_ssts(
+    store: &crate::sstable_store::SstStore,
+    cursor: MergeCursor,
+    options: SstOptions,
+    prefix_lens: BTreeMap<u32, usize>,
+    split: SplitPolicy,
+    keep: impl FnMut(FullKeyRef<'_>, &Value) -> bool + Send + 'static,
+    new_id: impl FnMut() -> u64,
+) -> Result<Vec<crate::version::SstInfo>> {
+    let (build, mut parts) = build_on_rayon(cursor, options, prefix_lens, split, keep);
+    let upload = async {
+        let uploaded = store.upload_parts(&mut parts, new_id).await;
+        // A failed upload stops the build.
+        drop(parts);
+        uploaded
+    };
+    let (built, uploaded) = tokio::join!(build, upload);
+    // The upload's error first: the build's would only say that it was stopped.
+    let ssts = uploaded?;
+    built?;
+    Ok(ssts)
 }
 
 /// Runs `f` on the rayon pool and waits for it without blocking the async runtime.

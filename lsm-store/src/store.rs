@@ -19,7 +19,7 @@ use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstC
 use crate::manifest::ManifestStore;
 use crate::memtable::{ImmBatch, Memtable, entry_size};
 use crate::object_store::{InstrumentedObjectStore, ObjectError, ObjectStore, ObjectStoreStats};
-use crate::sst_writer::{SplitPolicy, build_on_rayon};
+use crate::sst_writer::{SplitPolicy, write_ssts};
 use crate::sstable::SstOptions;
 use crate::sstable_store::{CacheOptions, SstStore};
 use crate::stats::{CacheStats, LevelStats, LsmStats};
@@ -642,27 +642,22 @@ impl LsmStore {
             target_file_size: options.target_file_size,
             split_by_table: false,
         };
-        let (build, mut parts) = build_on_rayon(merge, options, prefix_lens, split, |_, _| true);
-        let upload = async {
-            let uploaded = self
-                .inner
-                .sst_store
-                .upload_parts(&mut parts, || {
-                    let id = new_sst_id();
-                    self.inner.in_flight.lock().insert(id);
-                    registered.lock().push(id);
-                    id
-                })
-                .await;
-            // A failed upload stops the build.
-            drop(parts);
-            uploaded
+        let new_id = || {
+            let id = new_sst_id();
+            self.inner.in_flight.lock().insert(id);
+            registered.lock().push(id);
+            id
         };
-        let (built, uploaded) = tokio::join!(build, upload);
-        // The upload's error first: the build's would only say that it was stopped.
-        let ssts = uploaded?;
-        built?;
-        Ok(ssts)
+        write_ssts(
+            &self.inner.sst_store,
+            merge,
+            options,
+            prefix_lens,
+            split,
+            |_, _| true,
+            new_id,
+        )
+        .await
     }
 
     // ---- read path ----

@@ -90,6 +90,24 @@ struct ValueIndex<S: StateStore> {
     emitted: Option<Datum>,
 }
 
+/// The smaller of watermarks `a` and `b` when it is above `last`, which it then becomes: a
+/// combined watermark that advanced.
+fn advance_to_least(a: &Datum, b: &Datum, last: &mut Option<Datum>) -> Option<Datum> {
+    let least = if crate::batch::agg::cmp_datums(a, b).is_le() {
+        a
+    } else {
+        b
+    };
+    let advanced = last
+        .as_ref()
+        .is_none_or(|old| crate::batch::agg::cmp_datums(least, old).is_gt());
+    if !advanced {
+        return None;
+    }
+    *last = Some(least.clone());
+    Some(least.clone())
+}
+
 /// The column `e` is, if it is one.
 fn column_of(e: &Expr) -> Option<usize> {
     match e {
@@ -245,20 +263,7 @@ impl<S: StateStore> Side<S> {
         let (Some(own), Some(bound)) = (&index.own_watermark, &index.bound) else {
             return None;
         };
-        let least = if crate::batch::agg::cmp_datums(own, bound).is_le() {
-            own
-        } else {
-            bound
-        }
-        .clone();
-        let advanced = index
-            .emitted
-            .as_ref()
-            .is_none_or(|old| crate::batch::agg::cmp_datums(&least, old).is_gt());
-        if !advanced {
-            return None;
-        }
-        index.emitted = Some(least.clone());
+        let least = advance_to_least(own, bound, &mut index.emitted)?;
         Some(Watermark {
             column,
             value: least,
@@ -362,20 +367,9 @@ impl<S: StateStore> HashJoin<S> {
         let [Some(l), Some(r)] = &self.key_watermarks else {
             return vec![];
         };
-        let least = if crate::batch::agg::cmp_datums(l, r).is_le() {
-            l
-        } else {
-            r
-        }
-        .clone();
-        let advanced = self
-            .joined_watermark
-            .as_ref()
-            .is_none_or(|old| crate::batch::agg::cmp_datums(&least, old).is_gt());
-        if !advanced {
+        let Some(least) = advance_to_least(l, r, &mut self.joined_watermark) else {
             return vec![];
-        }
-        self.joined_watermark = Some(least.clone());
+        };
         self.clean_below = Some(least.clone());
         let mut out = vec![Watermark {
             column: self.sides[0].keys[0],
@@ -793,6 +787,27 @@ mod tests {
         })
     }
 
+    /// Starts job 7's join of `spec` in every vnode: the left and right inputs' senders and
+    /// the output.
+    fn start(
+        store: &lsm_store::LsmStore,
+        spec: JoinSpec,
+    ) -> (crate::stream::Sender, crate::stream::Sender, MessageStream) {
+        let (ltx, lrx) = channel();
+        let (rtx, rrx) = channel();
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let out = hash_join(
+            7,
+            store.clone(),
+            spec,
+            receiver_stream(lrx),
+            receiver_stream(rrx),
+            1 << 20,
+            all_vnodes,
+        );
+        (ltx, rtx, out)
+    }
+
     /// The rows of a table as of `epoch`.
     async fn stored<S: StateStore>(store: &S, desc: &TableDesc, epoch: u64) -> Vec<Vec<Datum>> {
         StateTable::new(desc.clone(), store.clone(), Epoch(epoch), 1 << 20)
@@ -854,18 +869,7 @@ mod tests {
             value_index_desc(3, DataType::Int64, &sides[0]),
             value_index_desc(4, DataType::Int64, &sides[1]),
         ];
-        let (ltx, lrx) = channel();
-        let (rtx, rrx) = channel();
-        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
-        let mut out = hash_join(
-            7,
-            store.clone(),
-            spec,
-            receiver_stream(lrx),
-            receiver_stream(rrx),
-            1 << 20,
-            all_vnodes,
-        );
+        let (ltx, rtx, mut out) = start(&store, spec);
         let chunk = |rows: &str| Message::Chunk(StreamChunk::from_pretty(rows));
         for tx in [&ltx, &rtx] {
             tx.send(barrier(1)).await.unwrap();
@@ -969,18 +973,7 @@ mod tests {
             join_side_desc(1, &types, &[0], &[1]),
             join_side_desc(2, &types, &[0], &[1]),
         ];
-        let (ltx, lrx) = channel();
-        let (rtx, rrx) = channel();
-        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
-        let mut out = hash_join(
-            7,
-            store.clone(),
-            spec,
-            receiver_stream(lrx),
-            receiver_stream(rrx),
-            1 << 20,
-            all_vnodes,
-        );
+        let (ltx, rtx, mut out) = start(&store, spec);
         for tx in [&ltx, &rtx] {
             tx.send(barrier(1)).await.unwrap();
             tx.send(Message::Chunk(StreamChunk::from_pretty(

@@ -10,7 +10,7 @@ use epoch_mvcc::{CompactionFilter, Direction, Epoch};
 use crate::Result;
 use crate::compaction::{CompactionResult, CompactionTask};
 use crate::iterator::{ConcatCursor, MergeCursor, SourceCursor, SstSource, StreamedSsts};
-use crate::sst_writer::{SplitPolicy, build_on_rayon};
+use crate::sst_writer::{SplitPolicy, write_ssts};
 use crate::sstable::SstOptions;
 use crate::sstable_store::SstStore;
 use crate::version::SstInfo;
@@ -51,30 +51,21 @@ pub(crate) async fn run(
     };
     let (safe_epoch, drop_tombstones) = (Epoch(task.safe_epoch), task.drop_tombstones);
     let mut filter = CompactionFilter::new(safe_epoch, drop_tombstones);
-    let (build, mut parts) = build_on_rayon(
+    // Each output is uploaded while it is built.
+    let outputs = write_ssts(
+        store,
         merge,
         sst_options.clone(),
         prefix_lens.clone(),
         split,
         move |k, v| filter.keep(k, v.is_delete()),
-    );
-    // Each output is uploaded while it is built.
-    let upload = async {
-        let uploaded = store
-            .upload_parts(&mut parts, || {
-                let id = new_id();
-                on_upload(id);
-                id
-            })
-            .await;
-        // A failed upload stops the build.
-        drop(parts);
-        uploaded
-    };
-    let (finished, uploaded) = tokio::join!(build, upload);
-    // The upload's error first: the build's would only say that it was stopped.
-    let outputs = uploaded?;
-    finished?;
+        || {
+            let id = new_id();
+            on_upload(id);
+            id
+        },
+    )
+    .await?;
     let bytes_written = outputs.iter().map(|o| o.file_size).sum();
     Ok(CompactionResult {
         task_id: task.id,
