@@ -278,17 +278,18 @@ impl<S: StateStore> Side<S> {
         };
         index.pending = false;
         let bound = index.bound.clone().expect("pending bounds are set");
-        let keys = self.keys.len();
+        // An index row is (value, the side's primary key: the join key, then the rest).
+        let all: Vec<usize> = (0..self.pk.len()).collect();
+        let keys = &all[..self.keys.len()];
         for vnode in vnodes {
             for entry in index.table.delete_rows_below(*vnode, &bound).await? {
                 let pk = &entry[1..];
                 self.table.delete_pk(pk);
-                let all: Vec<usize> = (0..pk.len()).collect();
-                if let Some(rows) = self.cache.get_mut(&encode(&pk[..keys], &all[..keys]))
-                    && let Some(row) = rows.remove(&encode(pk, &all))
+                let id = encode(pk, &all);
+                if let Some(rows) = self.cache.get_mut(&encode(pk, keys))
+                    && let Some(row) = rows.remove(&id)
                 {
-                    let size = cached_size(&encode(pk, &all), &row);
-                    self.cached_bytes = self.cached_bytes.saturating_sub(size);
+                    self.cached_bytes = self.cached_bytes.saturating_sub(cached_size(&id, &row));
                 }
             }
         }
