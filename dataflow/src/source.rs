@@ -4,10 +4,13 @@
 //!   crate (the generator RisingWave and others use, so results are comparable).
 //! - `datagen` generates rows of the declared columns: sequences, or seeded random values.
 //!
-//! Both generate row `n` as a pure function of the source's settings and `n`. A view over a
-//! source reads it from its first row; the source operator of the view's job keeps its offset
-//! in a state table committed with each epoch, so after a restart it resumes exactly after the
-//! last committed row: nothing is lost or generated twice.
+//! Both generate row `n` as a pure function of the source's settings and `n`. A source of
+//! `splits` splits (`nexmark.split.num`, `datagen.split.num`) has that many generators,
+//! split `s` making rows `s`, `s + splits`, `s + 2 * splits`, ...; a view's job reads them
+//! in parallel, its source actors sharing the splits out. A view over a source reads it from
+//! its first row; each split's offset is kept in a state table committed with each epoch, so
+//! after a restart the view resumes exactly after the last committed row of every split:
+//! nothing is lost or generated twice.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +23,7 @@ use nexmark::config::NexmarkConfig;
 use nexmark::event::{Event, EventType};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::agg::cmp_datums;
 use crate::chunk::{StreamChunk, batch_of, schema_of};
 use crate::state_table::{StateTable, TableDesc};
 use crate::stream::{JobProgress, Message, MessageStream, Watermark};
@@ -187,6 +191,14 @@ pub struct SourceSpec {
     /// the source's stream carries the watermark.
     #[serde(default)]
     pub watermark: Option<crate::watermark::WatermarkDesc>,
+    /// Generators that together make the source's rows, each every `splits`-th row; more
+    /// than one are read by parallel actors.
+    #[serde(default = "one_split")]
+    pub splits: u32,
+}
+
+fn one_split() -> u32 {
+    1
 }
 
 impl SourceSpec {
@@ -210,7 +222,14 @@ impl SourceSpec {
         }
     }
 
-    /// The least time between rows in nanoseconds (0: no pacing).
+    /// The splits actor `actor` of `actors` reads.
+    pub fn splits_of(&self, actor: usize, actors: usize) -> Vec<u32> {
+        (0..self.splits)
+            .filter(|s| *s as usize % actors.max(1) == actor)
+            .collect()
+    }
+
+    /// The least time between rows of the whole source in nanoseconds (0: no pacing).
     fn gap_ns(&self) -> u64 {
         match &self.connector {
             Connector::Nexmark(n) => n.min_event_gap_ns,
@@ -235,8 +254,9 @@ fn micros_as(ty: DataType, stored: &Datum) -> Option<Datum> {
     }
 }
 
-/// The layout of a source's offset: row 0 holds the number of events it has emitted, row 1
-/// its watermark (microseconds of the timestamp), if it has one.
+/// The layout of a source's offsets: row `2 * s` holds the offset of split `s`'s next row,
+/// row `2 * s + 1` the watermark of the actor that read it (microseconds of the timestamp),
+/// if the source has one.
 pub(crate) fn offset_desc(table_id: u32) -> TableDesc {
     TableDesc {
         table_id,
@@ -386,19 +406,20 @@ enum Rows {
     Datagen(DatagenSource),
 }
 
-/// Generates the source's rows from offset `offset` on.
+/// Generates one split's rows from offset `offset` on.
 struct Generator {
     spec: SourceSpec,
     rows: Rows,
-    /// Rows emitted so far (the next one's offset).
+    /// The next row's offset (its row id); each row advances it by the number of splits.
     offset: u64,
     started: Instant,
-    /// The offset at `started`, for pacing.
-    started_offset: u64,
+    /// Rows made since `started`, for pacing.
+    made: u64,
 }
 
 impl Generator {
     fn new(spec: SourceSpec, offset: u64) -> Self {
+        let step = u64::from(spec.splits.max(1));
         let rows = match &spec.connector {
             Connector::Nexmark(n) => {
                 let config = NexmarkConfig {
@@ -408,7 +429,8 @@ impl Generator {
                 Rows::Nexmark(Box::new(
                     EventGenerator::new(config)
                         .with_type_filter(n.table.event_type())
-                        .with_offset(offset),
+                        .with_offset(offset)
+                        .with_step(step),
                 ))
             }
             Connector::Datagen(d) => Rows::Datagen(d.clone()),
@@ -418,11 +440,11 @@ impl Generator {
             rows,
             offset,
             started: Instant::now(),
-            started_offset: offset,
+            made: 0,
         }
     }
 
-    /// Whether every row the source has is out: a nexmark source's share of its events, a
+    /// Whether every row of the split is out: its share of a nexmark source's events, a
     /// datagen source's sequences all past their ends (never, without sequences).
     fn exhausted(&self) -> bool {
         match (&self.rows, &self.spec.connector) {
@@ -446,13 +468,21 @@ impl Generator {
         }
     }
 
+    /// The least time between the split's rows in nanoseconds: the source's pace is shared
+    /// by its splits.
+    fn gap_ns(&self) -> u64 {
+        self.spec
+            .gap_ns()
+            .saturating_mul(u64::from(self.spec.splits.max(1)))
+    }
+
     /// How long to wait before the next row is due (zero when it is).
     fn wait(&self) -> Duration {
-        let gap = self.spec.gap_ns();
+        let gap = self.gap_ns();
         if gap == 0 {
             return Duration::ZERO;
         }
-        let due = Duration::from_nanos(gap.saturating_mul(self.offset - self.started_offset));
+        let due = Duration::from_nanos(gap.saturating_mul(self.made));
         due.saturating_sub(self.started.elapsed())
     }
 
@@ -481,26 +511,28 @@ impl Generator {
 
     /// The next chunk: due rows up to the chunk size.
     fn chunk(&mut self) -> Result<StreamChunk> {
-        let gap = self.spec.gap_ns();
+        let gap = self.gap_ns();
         let due = if gap == 0 {
             u64::MAX
         } else {
             let elapsed = self.started.elapsed().as_nanos() / u128::from(gap);
-            self.started_offset + u64::try_from(elapsed).unwrap_or(u64::MAX) + 1
+            u64::try_from(elapsed).unwrap_or(u64::MAX).saturating_add(1)
         };
         let types = self.spec.types();
         let max = self.spec.max_chunk_size();
+        let step = u64::from(self.spec.splits.max(1));
         // The declared columns, then the row id (the offset).
         let mut columns: Vec<Vec<Datum>> = vec![Vec::new(); types.len()];
         let (declared, row_ids) = columns.split_at_mut(types.len() - 1);
         let mut rows = 0;
-        while rows < max && self.offset < due && !self.exhausted() {
+        while rows < max && self.made < due && !self.exhausted() {
             if !self.push_row(declared)? {
                 break;
             }
             row_ids[0].push(Datum::Int64(i64::try_from(self.offset).unwrap_or(i64::MAX)));
             rows += 1;
-            self.offset += 1;
+            self.made += 1;
+            self.offset += step;
         }
         let arrays = columns
             .iter()
@@ -515,26 +547,59 @@ impl Generator {
     }
 }
 
-/// A source's rows between the barriers of `barriers`, resuming at the offset committed in
-/// `state`.
+/// The generators of an actor's splits, taking turns.
+struct Splits {
+    /// Each split's index and generator.
+    generators: Vec<(u32, Generator)>,
+    /// The generator whose turn it is when several have rows due.
+    turn: usize,
+}
+
+impl Splits {
+    /// The split to read next and how long until its next row is due; `None` when every
+    /// split is exhausted.
+    fn next_due(&self) -> Option<(usize, Duration)> {
+        let n = self.generators.len();
+        (0..n)
+            .map(|i| (self.turn + i) % n)
+            .filter(|i| !self.generators[*i].1.exhausted())
+            .map(|i| (i, self.generators[i].1.wait()))
+            .min_by_key(|(_, wait)| *wait)
+    }
+
+    fn exhausted(&self) -> bool {
+        self.generators.iter().all(|(_, g)| g.exhausted())
+    }
+}
+
+/// The state table key of split `split`'s offset (`watermark`: of its watermark).
+fn offset_key(split: u32, watermark: bool) -> Datum {
+    let key = i64::from(split) * 2 + i64::from(watermark);
+    Datum::Int32(i32::try_from(key).unwrap_or(i32::MAX))
+}
+
+/// The rows of the source's splits `splits` between the barriers of `barriers`, each split
+/// resuming at the offset committed in `state`.
 pub(crate) fn source<S: epoch_mvcc::StateStore>(
     job: u32,
     spec: SourceSpec,
+    splits: Vec<u32>,
     mut state: StateTable<S>,
     mut barriers: MessageStream,
     progress: Arc<JobProgress>,
 ) -> MessageStream {
     Box::pin(async_stream::try_stream! {
-        let mut generator: Option<Generator> = None;
-        let mut counted_done = false;
-        // The source's watermark (see `crate::watermark`), kept with the offset.
+        let mut generators: Option<Splits> = None;
+        // An actor without splits never counted itself as running.
+        let mut counted_done = splits.is_empty();
+        // The actor's watermark (see `crate::watermark`), kept with each split's offset.
         let mut watermark: Option<Datum> = None;
         let watermark_type = spec.watermark.as_ref().map(|w| spec.types()[w.column]);
         loop {
-            let ready = generator.as_ref().filter(|g| !g.exhausted()).map(Generator::wait);
+            let ready = generators.as_ref().and_then(Splits::next_due);
             // Between barriers, emit due rows; a barrier waiting goes first.
             let next = match ready {
-                Some(wait) => tokio::select! {
+                Some((_, wait)) => tokio::select! {
                     biased;
                     m = barriers.next() => Some(m),
                     _ = tokio::time::sleep(wait) => None,
@@ -542,12 +607,14 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                 None => Some(barriers.next().await),
             };
             let Some(message) = next else {
-                let g = generator.as_mut().expect("ready");
-                let mut chunk = g.chunk()?;
+                let (i, _) = ready.expect("a split is due");
+                let splits = generators.as_mut().expect("ready");
+                let mut chunk = splits.generators[i].1.chunk()?;
+                splits.turn = i + 1;
                 progress
                     .source_events
                     .fetch_add(chunk.cardinality() as u64, Ordering::Relaxed);
-                if g.exhausted() && !counted_done {
+                if !counted_done && splits.exhausted() {
                     counted_done = true;
                     progress.sources_running.fetch_sub(1, Ordering::AcqRel);
                 }
@@ -574,34 +641,46 @@ pub(crate) fn source<S: epoch_mvcc::StateStore>(
                 Err(Error::Internal("a source receives barriers only".into()))?;
                 return;
             };
-            match &generator {
+            match &generators {
                 None => {
                     state.init_epoch(barrier.epoch.curr);
-                    let offset = match state.get_row(&[Datum::Int32(0)]).await? {
-                        Some(row) => match row[1] {
-                            Datum::Int64(o) => u64::try_from(o).unwrap_or(0),
-                            _ => 0,
-                        },
-                        None => 0,
-                    };
-                    if let (Some(ty), Some(row)) =
-                        (watermark_type, state.get_row(&[Datum::Int32(1)]).await?)
-                    {
-                        watermark = micros_as(ty, &row[1]);
+                    let mut resumed = Vec::with_capacity(splits.len());
+                    let mut marks = Vec::with_capacity(splits.len());
+                    for split in &splits {
+                        let offset = match state.get_row(&[offset_key(*split, false)]).await? {
+                            Some(row) => match row[1] {
+                                Datum::Int64(o) => u64::try_from(o).unwrap_or(0),
+                                _ => u64::from(*split),
+                            },
+                            None => u64::from(*split),
+                        };
+                        resumed.push((*split, Generator::new(spec.clone(), offset)));
+                        if let Some(ty) = watermark_type {
+                            let stored = state.get_row(&[offset_key(*split, true)]).await?;
+                            marks.push(stored.and_then(|row| micros_as(ty, &row[1])));
+                        }
                     }
-                    let g = Generator::new(spec.clone(), offset);
-                    // Resumed after its last event: nothing left.
-                    if g.exhausted() {
+                    // The least of the splits' watermarks (none if one has none): splits
+                    // another actor read before may have had a lower one than this actor's.
+                    watermark = marks
+                        .into_iter()
+                        .collect::<Option<Vec<Datum>>>()
+                        .and_then(|marks| marks.into_iter().min_by(cmp_datums));
+                    let g = Splits { generators: resumed, turn: 0 };
+                    // Resumed after their last rows: nothing left.
+                    if !counted_done && g.exhausted() {
                         counted_done = true;
                         progress.sources_running.fetch_sub(1, Ordering::AcqRel);
                     }
-                    generator = Some(g);
+                    generators = Some(g);
                 }
                 Some(g) => {
-                    let offset = i64::try_from(g.offset).unwrap_or(i64::MAX);
-                    state.insert(vec![Datum::Int32(0), Datum::Int64(offset)]);
-                    if let Some(Datum::Timestamp(us) | Datum::Timestamptz(us)) = &watermark {
-                        state.insert(vec![Datum::Int32(1), Datum::Int64(*us)]);
+                    for (split, generator) in &g.generators {
+                        let offset = i64::try_from(generator.offset).unwrap_or(i64::MAX);
+                        state.insert(vec![offset_key(*split, false), Datum::Int64(offset)]);
+                        if let Some(Datum::Timestamp(us) | Datum::Timestamptz(us)) = &watermark {
+                            state.insert(vec![offset_key(*split, true), Datum::Int64(*us)]);
+                        }
                     }
                     state.commit(barrier.epoch.curr).await?;
                 }
@@ -630,6 +709,7 @@ mod tests {
             }),
             fields: vec![0, 2, 5],
             watermark: None,
+            splits: 1,
         }
     }
 
@@ -678,6 +758,7 @@ mod tests {
             }),
             fields: vec![0, 1, 2, 3],
             watermark: None,
+            splits: 1,
         }
     }
 
@@ -708,6 +789,53 @@ mod tests {
             crate::chunk::rows_of(&[resumed.chunk().unwrap().data().clone()]),
             rows[6..]
         );
+    }
+
+    /// Every row of `spec`'s split `split` (the spec must be bounded), resuming after each
+    /// chunk at the offset it reached, as an actor does after a restart.
+    fn rows_of_split(spec: &SourceSpec, split: u32) -> Vec<Vec<Datum>> {
+        let mut rows = Vec::new();
+        let mut offset = u64::from(split);
+        loop {
+            let mut g = Generator::new(spec.clone(), offset);
+            if g.exhausted() {
+                return rows;
+            }
+            rows.extend(crate::chunk::rows_of(&[g.chunk().unwrap().data().clone()]));
+            offset = g.offset;
+        }
+    }
+
+    #[test]
+    fn splits_together_make_the_rows_of_one() {
+        for spec in [bids(Some(300)), datagen()] {
+            let whole = rows_of_split(&spec, 0);
+            let split = SourceSpec { splits: 3, ..spec };
+            let mut parts: Vec<Vec<Datum>> =
+                (0..3).flat_map(|s| rows_of_split(&split, s)).collect();
+            // Each split's row ids are its own offsets.
+            assert!(
+                rows_of_split(&split, 1)
+                    .iter()
+                    .all(|r| matches!(r.last(), Some(Datum::Int64(id)) if id % 3 == 1))
+            );
+            parts.sort_by_key(|r| match r.last() {
+                Some(Datum::Int64(id)) => *id,
+                other => panic!("row id {other:?}"),
+            });
+            assert_eq!(parts, whole);
+        }
+    }
+
+    #[test]
+    fn an_actor_reads_its_share_of_the_splits() {
+        let spec = SourceSpec {
+            splits: 5,
+            ..bids(None)
+        };
+        assert_eq!(spec.splits_of(0, 2), vec![0, 2, 4]);
+        assert_eq!(spec.splits_of(1, 2), vec![1, 3]);
+        assert!(spec.splits_of(5, 6).is_empty());
     }
 
     #[test]

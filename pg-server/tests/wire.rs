@@ -806,9 +806,9 @@ async fn wait_for(c: &tokio_postgres::Client, query: &str, want: i64) {
     }
 }
 
-/// A nexmark source feeds views; a restart in the middle neither loses nor repeats an event
-/// (the source's offset commits with the views' state), and a view created afterwards reads
-/// the same events from the start.
+/// A nexmark source of three splits feeds views, its actors sharing the splits; a restart in
+/// the middle neither loses nor repeats an event (each split's offset commits with the views'
+/// state), and a view created afterwards reads the same events from the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexmark_source_resumes_exactly_after_a_restart() {
     let (_dir, objects, node) = start_fresh().await;
@@ -817,7 +817,8 @@ async fn nexmark_source_resumes_exactly_after_a_restart() {
     c.batch_execute(
         "CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP)
            WITH (connector = 'nexmark', nexmark.table.type = 'Bid', nexmark.event.num = '2000',
-                 nexmark.min.event.gap.in.ns = '500000', nexmark.max.chunk.size = '64');
+                 nexmark.min.event.gap.in.ns = '500000', nexmark.max.chunk.size = '64',
+                 nexmark.split.num = '3');
          CREATE MATERIALIZED VIEW totals AS
            SELECT count(*) AS n, sum(price) AS s, max(_row_id) AS last FROM bid;",
     )

@@ -282,6 +282,7 @@ fn datagen_spec(options: &[(String, String)], columns: &[ColumnCatalog]) -> Plan
     }
     Ok(SourceSpec {
         watermark: None,
+        splits: split_num("datagen.split.num", unsigned("datagen.split.num")?)?,
         fields: (0..fields.len()).collect(),
         connector: Connector::Datagen(DatagenSource {
             fields,
@@ -398,7 +399,19 @@ fn nexmark_spec(options: &[(String, String)], columns: &[ColumnCatalog]) -> Plan
         }),
         fields,
         watermark: None,
+        splits: split_num("nexmark.split.num", number("nexmark.split.num")?)?,
     })
+}
+
+/// The number of splits option `name` asks for (one without it).
+fn split_num(name: &str, option: Option<u64>) -> PlanResult<u32> {
+    match option {
+        None => Ok(1),
+        Some(n @ 1..=1024) => Ok(n as u32),
+        Some(n) => Err(PlanError::InvalidArgument(format!(
+            "{name} must be between 1 and 1024, not {n}"
+        ))),
+    }
 }
 
 #[cfg(test)]

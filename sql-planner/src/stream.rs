@@ -256,7 +256,8 @@ impl Planner {
                 }
             }
             // A source's rows are new on every read: its row id (the event's offset) keys
-            // them, and there is one generating actor.
+            // them. One actor generates a source of one split; parallel actors share out
+            // the splits of two or more.
             BatchPlan::Source {
                 source_id,
                 source,
@@ -274,6 +275,11 @@ impl Planner {
                         }),
                 ];
                 let types = source.types();
+                let dist = if source.splits > 1 {
+                    Dist::Any
+                } else {
+                    Dist::Single
+                };
                 let plan = StreamPlan::Source {
                     source_id,
                     source,
@@ -288,7 +294,7 @@ impl Planner {
                             .collect(),
                     },
                     key,
-                    dist: Dist::Single,
+                    dist,
                     width,
                 }
             }

@@ -65,8 +65,11 @@ fn owned_vnodes(actor: usize, parallelism: usize) -> Vec<u16> {
         .collect()
 }
 
+/// The actors of the fragment `plan` heads, of `n` per distributed fragment: one where a
+/// single actor reads an upstream (a table's changes, literal rows, a source of one split).
 fn fragment_parallelism(plan: &StreamPlan, n: usize) -> usize {
     match plan {
+        StreamPlan::Source { source, .. } if source.splits > 1 => n,
         StreamPlan::Scan { .. } | StreamPlan::Values { .. } | StreamPlan::Source { .. } => 1,
         StreamPlan::Exchange { dist, .. } if dist.is_empty() => 1,
         StreamPlan::Exchange { .. } => n,
@@ -117,6 +120,8 @@ struct Builder<'a, S: StateStore> {
     upstreams: Vec<UpstreamInput>,
     barrier_inputs: Vec<Sender>,
     progress: Arc<JobProgress>,
+    /// The actors of the fragment being built.
+    fragment_actors: usize,
 }
 
 impl<S: StateStore> Builder<'_, S> {
@@ -173,10 +178,14 @@ impl<S: StateStore> Builder<'_, S> {
                 let (tx, rx) = channel();
                 self.barrier_inputs.push(tx);
                 let state = self.table(crate::source::offset_desc(*state_table));
-                self.progress.sources_running.fetch_add(1, Ordering::AcqRel);
+                let splits = source.splits_of(actor, self.fragment_actors);
+                if !splits.is_empty() {
+                    self.progress.sources_running.fetch_add(1, Ordering::AcqRel);
+                }
                 crate::source::source(
                     job,
                     source.clone(),
+                    splits,
                     state,
                     receiver_stream(rx),
                     Arc::clone(&self.progress),
@@ -382,6 +391,7 @@ pub fn build_job<S: StateStore>(
         upstreams: Vec::new(),
         barrier_inputs: Vec::new(),
         progress: Arc::new(JobProgress::default()),
+        fragment_actors: root_parallelism,
     };
     for actor in 0..root_parallelism {
         let input = builder.stream(plan, actor);
@@ -401,6 +411,7 @@ pub fn build_job<S: StateStore>(
             unreachable!("only exchanges are listed")
         };
         let outputs = senders.remove(id).expect("channels for every exchange");
+        builder.fragment_actors = outputs.len();
         for (actor, outputs) in outputs.into_iter().enumerate() {
             let mut stream = builder.stream(input, actor);
             let mut dispatcher = HashDispatcher::new(dist.clone(), outputs);

@@ -48,6 +48,10 @@ struct Args {
     /// MiB each operator's state table caches, per actor (as `--operator-cache-bytes`).
     #[arg(long, default_value_t = 4)]
     operator_cache_mib: usize,
+    /// Splits of each source (`nexmark.split.num`), read by parallel actors; one per core
+    /// when not given.
+    #[arg(long)]
+    splits: Option<u32>,
 }
 
 impl Args {
@@ -67,13 +71,13 @@ impl Args {
     }
 }
 
-/// The sources, each covering `events` events of all kinds.
-fn sources(events: u64) -> String {
+/// The sources, each covering `events` events of all kinds in `splits` splits.
+fn sources(events: u64, splits: u32) -> String {
     let with = |table: &str| {
         format!(
             "WITH (connector = 'nexmark', nexmark.table.type = '{table}', \
              nexmark.event.num = '{events}', nexmark.min.event.gap.in.ns = '0', \
-             nexmark.max.chunk.size = '1024')"
+             nexmark.max.chunk.size = '1024', nexmark.split.num = '{splits}')"
         )
     };
     format!(
@@ -158,7 +162,12 @@ async fn run_query(
     )
     .await?;
     let mut session = Session::default();
-    db.execute(&mut session, &sources(args.events)).await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let splits = args
+        .splits
+        .unwrap_or_else(|| u32::try_from(cores).unwrap_or(1));
+    db.execute(&mut session, &sources(args.events, splits))
+        .await?;
     let written_before = store.stats().object_store.bytes_written;
     reset_peak_rss();
     let start = Instant::now();
@@ -175,7 +184,7 @@ async fn run_query(
     let seconds = start.elapsed().as_secs_f64();
     let generated = progress.source_events();
     let events = args.events;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cores = cores as f64;
     let metrics = db.metrics_text();
     let lsm = store.stats();
     let written = lsm.object_store.bytes_written - written_before;
@@ -185,6 +194,7 @@ async fn run_query(
         "query": name,
         "events": events,
         "source_rows": generated,
+        "source_splits": splits,
         "seconds": seconds,
         "events_per_sec": events as f64 / seconds,
         "events_per_sec_per_core": events as f64 / seconds / cores,
