@@ -15,7 +15,7 @@ mod store;
 pub mod version;
 
 pub use error::{Error, Result};
-pub use sstable::SstOptions;
+pub use sstable::{Compression, SstOptions};
 pub use sstable_store::CacheOptions;
 pub use stats::{CacheStats, LevelStats, LsmStats};
 pub use store::{GcOptions, GcReport, LsmIter, LsmStore, LsmStoreOptions};

@@ -245,7 +245,7 @@ impl SstStore {
                 "object is truncated inside a data block",
             ));
         }
-        let block = Block::decode(raw, &sst.path)?;
+        let block = Block::decode(raw, &sst.path, sst.tail.format_version)?;
         self.block_cache.insert(key, CachedBlock(block.clone()));
         Ok(block)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use lsm_store::object_store::object_store_from_url;
-use lsm_store::{CacheOptions, LsmStore, LsmStoreOptions};
+use lsm_store::{CacheOptions, Compression, LsmStore, LsmStoreOptions, SstOptions};
 use pg_server::{Auth, Database, DatabaseOptions};
 
 /// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
@@ -49,6 +49,9 @@ struct Args {
     /// more than this waits for a checkpoint.
     #[arg(long, default_value_t = LsmStoreOptions::default().write_buffer_bytes)]
     write_buffer_bytes: usize,
+    /// How SST data blocks are compressed: none, lz4 or zstd.
+    #[arg(long, default_value = "zstd")]
+    compression: Compression,
     /// Bytes of disk the block cache's disk tier may use (with --cache-dir).
     #[arg(long, default_value_t = 1 << 30)]
     disk_cache_bytes: usize,
@@ -141,6 +144,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ..defaults.compaction.clone()
         },
         write_buffer_bytes: args.write_buffer_bytes,
+        sst: SstOptions {
+            compression: args.compression,
+            ..defaults.sst.clone()
+        },
         ..defaults
     };
     let store = match args.role {

@@ -159,7 +159,7 @@ impl StreamedSsts {
         if last {
             self.windows.lock().remove(&sst.id);
         }
-        Block::decode(raw, &sst.path)
+        Block::decode(raw, &sst.path, sst.tail.format_version)
     }
 }
 

@@ -1,18 +1,22 @@
-//! Data blocks: prefix-compressed entries with restart points, sealed by an xxh3 checksum.
+//! Data blocks: prefix-compressed entries with restart points, stored compressed (see
+//! [`super::compression`]) and sealed by an xxh3 checksum.
 //!
 //! ```text
-//! entry*  restart_offset(u32 LE)*  restart_count(u32 LE)  checksum(u64 LE)
+//! block = stored(body)  checksum(u64 LE)
+//! body  = entry*  restart_offset(u32 LE)*  restart_count(u32 LE)
 //! entry = shared_len varint | unshared_len varint | value_len varint | key suffix | value
 //! ```
 //! A restart entry stores its whole key (`shared_len = 0`), so a seek binary-searches the
-//! restart points and then scans at most one restart interval.
+//! restart points and then scans at most one restart interval. SSTs of format version 1 store
+//! the body as it is, without the compression tag.
 
 use std::cmp::Ordering;
 
 use bytes::Bytes;
 use epoch_mvcc::{FullKeyRef, Value, cmp_encoded_full_keys};
 
-use crate::codec::{Reader, put_varint, seal_with_checksum, verify_checksum};
+use super::compression::{BlockCompressor, decompress};
+use crate::codec::{Reader, checksum, put_varint, verify_checksum};
 use crate::{Error, Result};
 
 /// Entries between restart points.
@@ -59,15 +63,18 @@ impl BlockBuilder {
         self.entries == 0
     }
 
-    /// Finishes the block into `out` and resets the builder.
-    pub(crate) fn finish_into(&mut self, out: &mut Vec<u8>) {
-        let mut block = std::mem::take(&mut self.buf);
+    /// Finishes the block into `out`, stored by `compressor`, and resets the builder.
+    pub(crate) fn finish_into(&mut self, out: &mut Vec<u8>, compressor: &mut BlockCompressor) {
         for r in &self.restarts {
-            block.extend_from_slice(&r.to_le_bytes());
+            self.buf.extend_from_slice(&r.to_le_bytes());
         }
-        block.extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
-        seal_with_checksum(&mut block);
-        out.extend_from_slice(&block);
+        self.buf
+            .extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        let start = out.len();
+        compressor.put(&self.buf, out);
+        let sum = checksum(&out[start..]);
+        out.extend_from_slice(&sum.to_le_bytes());
+        self.buf.clear();
         self.restarts.clear();
         self.last_key.clear();
         self.entries = 0;
@@ -84,10 +91,19 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// Verifies the checksum of a raw block and parses its trailer.
-    pub(crate) fn decode(raw: Bytes, object: &str) -> Result<Block> {
-        let body_len = verify_checksum(&raw, object, "data block")?.len();
-        let data = raw.slice(..body_len);
+    /// Verifies the checksum of a raw block of an SST of format `version`, decompresses it
+    /// and parses its trailer.
+    pub(crate) fn decode(raw: Bytes, object: &str, version: u32) -> Result<Block> {
+        let stored = verify_checksum(&raw, object, "data block")?;
+        if version < 2 {
+            let len = stored.len();
+            return Self::from_verified(raw.slice(..len), object);
+        }
+        let data = match decompress(stored, object)? {
+            Some(body) => Bytes::from(body),
+            // Stored as it is, before its tag.
+            None => raw.slice(..stored.len() - 1),
+        };
         Self::from_verified(data, object)
     }
 
@@ -286,10 +302,11 @@ impl BlockCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sstable::Compression;
     use epoch_mvcc::Epoch;
     use std::sync::Arc;
 
-    fn build(n: usize) -> (Block, Vec<Vec<u8>>) {
+    fn build(n: usize, compression: Compression) -> (Block, Vec<Vec<u8>>) {
         let mut b = BlockBuilder::default();
         let mut keys = Vec::new();
         for i in 0..n {
@@ -298,13 +315,32 @@ mod tests {
             keys.push(k);
         }
         let mut out = Vec::new();
-        b.finish_into(&mut out);
-        (Block::decode(Bytes::from(out), "t").unwrap(), keys)
+        b.finish_into(&mut out, &mut BlockCompressor::new(compression));
+        (Block::decode(Bytes::from(out), "t", 2).unwrap(), keys)
+    }
+
+    #[test]
+    fn every_compression_reads_back_the_same_block() {
+        let (plain, _) = build(300, Compression::None);
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            assert_eq!(build(300, compression).0.body(), plain.body());
+        }
+    }
+
+    #[test]
+    fn version_1_blocks_have_no_compression_tag() {
+        let (plain, keys) = build(50, Compression::None);
+        let mut v1 = plain.body().to_vec();
+        crate::codec::seal_with_checksum(&mut v1);
+        let block = Block::decode(Bytes::from(v1), "t", 1).unwrap();
+        let mut c = BlockCursor::new(block, Arc::from("t"));
+        c.seek_to_last().unwrap();
+        assert_eq!(c.key().encode().as_slice(), keys[49].as_slice());
     }
 
     #[test]
     fn forward_backward_and_seek() {
-        let (block, keys) = build(100);
+        let (block, keys) = build(100, Compression::Zstd);
         let mut c = BlockCursor::new(block, Arc::from("t"));
         c.seek_to_first().unwrap();
         for k in &keys {
@@ -335,17 +371,22 @@ mod tests {
 
     #[test]
     fn flipped_byte_is_detected() {
-        let mut b = BlockBuilder::default();
-        b.add(&FullKeyRef::new(b"k", Epoch(1)).encode(), &Value::Delete);
-        let mut out = Vec::new();
-        b.finish_into(&mut out);
-        for i in 0..out.len() {
-            let mut bad = out.clone();
-            bad[i] ^= 0x10;
-            assert!(matches!(
-                Block::decode(Bytes::from(bad), "o"),
-                Err(Error::Corruption { .. })
-            ));
+        for compression in [Compression::None, Compression::Zstd] {
+            let mut b = BlockBuilder::default();
+            for i in 0..50 {
+                let key = FullKeyRef::new(format!("k{i:03}").as_bytes(), Epoch(1)).encode();
+                b.add(&key, &Value::Delete);
+            }
+            let mut out = Vec::new();
+            b.finish_into(&mut out, &mut BlockCompressor::new(compression));
+            for i in 0..out.len() {
+                let mut bad = out.clone();
+                bad[i] ^= 0x10;
+                assert!(matches!(
+                    Block::decode(Bytes::from(bad), "o", 2),
+                    Err(Error::Corruption { .. })
+                ));
+            }
         }
     }
 }

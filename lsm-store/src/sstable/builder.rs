@@ -7,9 +7,11 @@ use bytes::Bytes;
 use epoch_mvcc::{FullKeyRef, Value, table_id_of};
 
 use super::block::BlockBuilder;
+use super::compression::{BlockCompressor, Compression};
 use super::filter::FilterBuilder;
 use super::format::{
-    BlockHandle, Footer, SstProperties, encode_footer, encode_index, encode_properties,
+    BlockHandle, FORMAT_VERSION, Footer, SstProperties, encode_footer, encode_index,
+    encode_properties,
 };
 
 /// How SSTs are laid out.
@@ -24,6 +26,9 @@ pub struct SstOptions {
     pub whole_key_filter: bool,
     /// Target false positive rate of the bloom filter.
     pub bloom_false_positive_rate: f64,
+    /// How data blocks are compressed.
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 impl Default for SstOptions {
@@ -33,6 +38,7 @@ impl Default for SstOptions {
             target_file_size: 64 << 20,
             whole_key_filter: true,
             bloom_false_positive_rate: 0.01,
+            compression: Compression::default(),
         }
     }
 }
@@ -60,6 +66,7 @@ pub(crate) struct SstBuilder {
     /// Bytes taken before `out`.
     taken: u64,
     block: BlockBuilder,
+    compressor: BlockCompressor,
     block_first_key: Vec<u8>,
     last_key: Vec<u8>,
     last_user_key: Option<Vec<u8>>,
@@ -77,6 +84,7 @@ impl SstBuilder {
             out: Vec::new(),
             taken: 0,
             block: BlockBuilder::default(),
+            compressor: BlockCompressor::new(options.compression),
             block_first_key: Vec::new(),
             last_key: Vec::new(),
             last_user_key: None,
@@ -129,7 +137,7 @@ impl SstBuilder {
 
     fn finish_block(&mut self) {
         let offset = self.written();
-        self.block.finish_into(&mut self.out);
+        self.block.finish_into(&mut self.out, &mut self.compressor);
         self.index.push(BlockHandle {
             offset,
             len: (self.written() - offset) as u32,
@@ -186,6 +194,7 @@ impl SstBuilder {
             filter,
             index,
             meta,
+            version: FORMAT_VERSION,
         });
         self.out.extend_from_slice(&footer);
         let file_size = self.taken + self.out.len() as u64;
@@ -210,6 +219,7 @@ mod tests {
     fn build(keys: u32, part_size: Option<usize>) -> (Vec<Bytes>, BuiltSst) {
         let options = SstOptions {
             block_size: 512,
+            compression: Compression::None,
             ..SstOptions::default()
         };
         let mut builder = SstBuilder::new(&options, BTreeMap::new());

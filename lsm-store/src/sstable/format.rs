@@ -5,6 +5,8 @@
 //! footer = filter_offset u64 | filter_len u32 | index_offset u64 | index_len u32 |
 //!          meta_offset u64 | meta_len u32 | format_version u32 | magic u64 | checksum u64
 //! ```
+//! Format version 2 compresses data blocks (see [`super::compression`]); version 1 SSTs,
+//! whose blocks are stored as they are, are still read.
 //! Everything after the data blocks (the "tail") is read with one ranged GET when an SST is
 //! opened; each part carries its own xxh3 checksum, and the footer checksums itself.
 
@@ -19,8 +21,8 @@ use crate::{Error, Result};
 
 /// Bytes of the fixed footer.
 pub(crate) const FOOTER_LEN: usize = 56;
-/// The format version this code writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes (it reads this one and the ones before).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const MAGIC: u64 = 0x4c53_4d53_5354_0001;
 
 /// Where one data block lives and which keys it spans.
@@ -134,6 +136,8 @@ pub(crate) struct Footer {
     pub(crate) filter: (u64, u32),
     pub(crate) index: (u64, u32),
     pub(crate) meta: (u64, u32),
+    /// The format version the SST was written in.
+    pub(crate) version: u32,
 }
 
 pub(crate) fn encode_footer(f: &Footer) -> Vec<u8> {
@@ -142,7 +146,7 @@ pub(crate) fn encode_footer(f: &Footer) -> Vec<u8> {
         out.extend_from_slice(&offset.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
     }
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&f.version.to_le_bytes());
     out.extend_from_slice(&MAGIC.to_le_bytes());
     let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
@@ -166,7 +170,7 @@ fn decode_footer(bytes: &[u8], object: &str) -> Result<Footer> {
             "footer magic mismatch: not an SST",
         ));
     }
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(Error::corruption(
             object,
             format!("unsupported SST format version {version}"),
@@ -176,6 +180,7 @@ fn decode_footer(bytes: &[u8], object: &str) -> Result<Footer> {
         filter,
         index,
         meta,
+        version,
     })
 }
 
@@ -185,6 +190,8 @@ pub(crate) struct SstTail {
     pub(crate) index: Vec<BlockHandle>,
     pub(crate) filter: SstFilter,
     pub(crate) properties: SstProperties,
+    /// The format version the SST was written in: how its blocks are read.
+    pub(crate) format_version: u32,
 }
 
 impl SstTail {
@@ -225,6 +232,7 @@ impl SstTail {
             index,
             filter,
             properties,
+            format_version: footer.version,
         })
     }
 }

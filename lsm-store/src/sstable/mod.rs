@@ -3,10 +3,12 @@
 
 mod block;
 mod builder;
+mod compression;
 mod filter;
 mod format;
 
 pub(crate) use block::{Block, BlockCursor};
 pub use builder::SstOptions;
 pub(crate) use builder::{BuiltSst, SstBuilder};
+pub use compression::Compression;
 pub(crate) use format::{SstTail, block_at_or_after, block_at_or_before};

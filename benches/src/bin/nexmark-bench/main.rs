@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lsm_store::object_store::{LocalObjectStore, ObjectStore};
-use lsm_store::{LsmStore, LsmStoreOptions};
+use lsm_store::{Compression, LsmStore, LsmStoreOptions};
 use pg_server::{Database, DatabaseOptions, Session};
 use queries::QUERIES;
 
@@ -48,6 +48,9 @@ struct Args {
     /// MiB each operator's state table caches, per actor (as `--operator-cache-bytes`).
     #[arg(long, default_value_t = 4)]
     operator_cache_mib: usize,
+    /// How SST data blocks are compressed: none, lz4 or zstd.
+    #[arg(long, default_value = "zstd")]
+    compression: Compression,
     /// Splits of each source (`nexmark.split.num`), read by parallel actors; one per core
     /// when not given.
     #[arg(long)]
@@ -60,6 +63,7 @@ impl Args {
             write_buffer_bytes: self.write_buffer_mib << 20,
             ..LsmStoreOptions::default()
         };
+        options.sst.compression = self.compression;
         options.cache.block_cache_bytes = self.block_cache_mib << 20;
         options.cache.meta_cache_bytes = self.meta_cache_mib << 20;
         options
@@ -195,6 +199,7 @@ async fn run_query(
         "events": events,
         "source_rows": generated,
         "source_splits": splits,
+        "compression": format!("{:?}", args.compression).to_lowercase(),
         "seconds": seconds,
         "events_per_sec": events as f64 / seconds,
         "events_per_sec_per_core": events as f64 / seconds / cores,
