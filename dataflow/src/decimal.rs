@@ -178,10 +178,19 @@ impl Decimal {
     /// Rounds to `digits` decimals, halves away from zero; a negative `digits` rounds to a
     /// power of ten (`round(1234.5, -2)` is 1200).
     pub fn round(self, digits: i32) -> Result<Decimal> {
+        self.round_with(digits, RoundingStrategy::MidpointAwayFromZero)
+    }
+
+    /// Truncates to `digits` decimals (toward zero); a negative `digits` truncates to a power
+    /// of ten.
+    pub fn trunc(self, digits: i32) -> Result<Decimal> {
+        self.round_with(digits, RoundingStrategy::ToZero)
+    }
+
+    fn round_with(self, digits: i32, strategy: RoundingStrategy) -> Result<Decimal> {
         let Decimal::Finite(d) = self else {
             return Ok(self);
         };
-        let strategy = RoundingStrategy::MidpointAwayFromZero;
         if digits >= 0 {
             let dp = u32::try_from(digits).unwrap_or(u32::MAX).min(28);
             return Ok(Decimal::Finite(d.round_dp_with_strategy(dp, strategy)));

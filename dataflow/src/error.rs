@@ -27,6 +27,15 @@ pub enum Error {
     /// number).
     #[error("{0}")]
     InvalidValue(String),
+    /// An argument outside a function's domain (the square root of a negative number), with
+    /// the SQLSTATE PostgreSQL gives it.
+    #[error("{message}")]
+    FunctionArgument {
+        /// The SQLSTATE.
+        sqlstate: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A regular expression that does not compile.
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
@@ -56,6 +65,7 @@ impl Error {
             Error::InvalidInput(_) | Error::InvalidText { .. } => "22P02",
             Error::InvalidValue(_) => "22023",
             Error::InvalidRegex(_) => "2201B",
+            Error::FunctionArgument { sqlstate, .. } => sqlstate,
             Error::CardinalityViolation(_) => "21000",
             Error::Store(_) | Error::CorruptState(_) => "XX001",
             Error::NotSupported(_) => "0A000",

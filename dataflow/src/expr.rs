@@ -9,7 +9,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryBuilder, RecordBatch, Scalar,
     new_null_array,
 };
-use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
+use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{CastOptions, cast_with_options, is_not_null, is_null};
 use arrow::datatypes::{Float32Type, Float64Type};
 use serde::{Deserialize, Serialize};
@@ -468,22 +468,28 @@ impl Expr {
                 let a = expr.eval(batch)?;
                 Value::Array(cast(&a, from, *to)?)
             }
+            // Each condition and value is evaluated only for the rows that reach it, as in
+            // PostgreSQL: `CASE WHEN x <> 0 THEN 1 / x END` divides no row by zero.
             Expr::Case {
                 branches,
                 otherwise,
                 ty,
             } => {
-                let mut result = match otherwise {
-                    Some(e) => e.eval(batch)?,
-                    None => new_null_array(&ty.to_arrow(), rows),
-                };
-                // Later branches are overridden by earlier ones: apply them last to first.
-                for (cond, value) in branches.iter().rev() {
-                    let mask = cond.eval_mask(batch)?;
-                    let v = value.eval(batch)?;
-                    result = zip(&mask, &v, &result)?;
+                let mut undecided = Undecided::new(batch);
+                for (cond, value) in branches {
+                    if undecided.is_empty() {
+                        break;
+                    }
+                    let mask = cond.eval_mask(undecided.batch())?;
+                    undecided.decide(&mask, |rows| value.eval(rows))?;
                 }
-                Value::Array(result)
+                if let Some(e) = otherwise
+                    && !undecided.is_empty()
+                {
+                    let all = BooleanArray::from(vec![true; undecided.batch().num_rows()]);
+                    undecided.decide(&all, |rows| e.eval(rows))?;
+                }
+                Value::Array(undecided.finish(*ty)?)
             }
             Expr::Func { func, args, ty } => {
                 let arrays = args
@@ -492,16 +498,110 @@ impl Expr {
                     .collect::<Result<Vec<_>>>()?;
                 Value::Array(crate::func::eval(*func, &arrays, *ty, rows)?)
             }
+            // Each argument is evaluated only for the rows whose earlier ones are NULL.
             Expr::Coalesce { args, ty } => {
-                let mut result = new_null_array(&ty.to_arrow(), rows);
-                for arg in args.iter().rev() {
-                    let v = arg.eval(batch)?;
+                let mut undecided = Undecided::new(batch);
+                for arg in args {
+                    if undecided.is_empty() {
+                        break;
+                    }
+                    let v = arg.eval(undecided.batch())?;
                     let present = is_not_null(&v)?;
-                    result = zip(&present, &v, &result)?;
+                    undecided.decide(&present, |_| {
+                        Ok(if present.true_count() == v.len() {
+                            v.clone()
+                        } else {
+                            arrow::compute::filter(&v, &present)?
+                        })
+                    })?;
                 }
-                Value::Array(result)
+                Value::Array(undecided.finish(*ty)?)
             }
         })
+    }
+}
+
+/// The rows of a batch that no branch of a CASE (argument of a COALESCE) has decided yet,
+/// and the values of those decided, for evaluating branches only on the rows they decide.
+struct Undecided {
+    /// The undecided rows.
+    batch: RecordBatch,
+    /// Their positions in the whole batch.
+    positions: Vec<usize>,
+    /// Each decided row's value: (piece, index in the piece), by position.
+    picks: Vec<Option<(usize, usize)>>,
+    /// Values of the rows each decision took.
+    pieces: Vec<ArrayRef>,
+}
+
+impl Undecided {
+    fn new(batch: &RecordBatch) -> Self {
+        let rows = batch.num_rows();
+        Undecided {
+            batch: batch.clone(),
+            positions: (0..rows).collect(),
+            picks: vec![None; rows],
+            pieces: Vec::new(),
+        }
+    }
+
+    fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Decides the undecided rows where `mask` (over them, NULL-free) is true, with the values
+    /// `values` gives over just those rows.
+    fn decide(
+        &mut self,
+        mask: &BooleanArray,
+        values: impl FnOnce(&RecordBatch) -> Result<ArrayRef>,
+    ) -> Result<()> {
+        let taken = mask.true_count();
+        if taken == 0 {
+            return Ok(());
+        }
+        let all = taken == self.positions.len();
+        let rows = if all {
+            self.batch.clone()
+        } else {
+            arrow::compute::filter_record_batch(&self.batch, mask)?
+        };
+        let piece = self.pieces.len();
+        self.pieces.push(values(&rows)?);
+        let mut next = 0;
+        let mut left = Vec::with_capacity(self.positions.len() - taken);
+        for (i, position) in self.positions.iter().enumerate() {
+            if mask.value(i) {
+                self.picks[*position] = Some((piece, next));
+                next += 1;
+            } else {
+                left.push(*position);
+            }
+        }
+        if !all {
+            let rest = boolean::not(mask)?;
+            self.batch = arrow::compute::filter_record_batch(&self.batch, &rest)?;
+        }
+        self.positions = left;
+        Ok(())
+    }
+
+    /// The values of all rows, NULL (of type `ty`) for those still undecided.
+    fn finish(mut self, ty: DataType) -> Result<ArrayRef> {
+        // One decision took every row, in order.
+        if self.pieces.len() == 1 && self.positions.is_empty() {
+            return Ok(self.pieces.pop().expect("one"));
+        }
+        let null = self.pieces.len();
+        self.pieces.push(new_null_array(&ty.to_arrow(), 1));
+        let picks: Vec<(usize, usize)> =
+            self.picks.iter().map(|p| p.unwrap_or((null, 0))).collect();
+        let pieces: Vec<&dyn Array> = self.pieces.iter().map(|p| p.as_ref()).collect();
+        Ok(arrow::compute::interleave(&pieces, &picks)?)
     }
 }
 
@@ -1024,6 +1124,49 @@ mod tests {
             vec![Datum::Bool(true), Datum::Bool(false), Datum::Null]
         );
         assert_eq!(regex("(").eval(&batch()).unwrap_err().sqlstate(), "2201B");
+    }
+
+    #[test]
+    fn case_and_coalesce_evaluate_a_branch_only_for_the_rows_reaching_it() {
+        let x = || col(0, DataType::Int64);
+        let int = |v: i64| Expr::literal(Datum::Int64(v), DataType::Int64);
+        // Rows of x: 1, 2, NULL (see `batch`); 6 / (x - 1) fails for the first only.
+        let reciprocal = Expr::binary(
+            BinaryOp::Div,
+            int(6),
+            Expr::binary(BinaryOp::Sub, x(), int(1)),
+        );
+        let guarded = Expr::Case {
+            branches: vec![
+                (Expr::binary(BinaryOp::Eq, x(), int(1)), int(-1)),
+                (
+                    Expr::binary(BinaryOp::Gt, reciprocal.clone(), int(3)),
+                    int(100),
+                ),
+            ],
+            otherwise: Some(Box::new(reciprocal.clone())),
+            ty: DataType::Int64,
+        };
+        assert_eq!(
+            values(&guarded),
+            vec![Datum::Int64(-1), Datum::Int64(100), Datum::Null]
+        );
+        assert!(reciprocal.eval(&batch()).is_err());
+        let coalesce = Expr::Coalesce {
+            args: vec![
+                Expr::Case {
+                    branches: vec![(Expr::binary(BinaryOp::Eq, x(), int(1)), int(7))],
+                    otherwise: None,
+                    ty: DataType::Int64,
+                },
+                reciprocal,
+            ],
+            ty: DataType::Int64,
+        };
+        assert_eq!(
+            values(&coalesce),
+            vec![Datum::Int64(7), Datum::Int64(6), Datum::Null]
+        );
     }
 
     #[test]

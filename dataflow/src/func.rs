@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray};
 use arrow::compute::kernels::arity::{binary, try_unary, unary};
 use arrow::datatypes::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::agg::cmp_datums;
 use crate::datetime::{self, DateField};
 use crate::expr::{decimal_array, decimals};
 use crate::types::{DataType, Datum, array_from_datums};
@@ -110,6 +111,191 @@ pub enum Func {
         /// The field's position.
         index: usize,
     },
+    /// `trunc(x)` / `trunc(x, digits)` over double precision or numeric: toward zero.
+    Trunc,
+    /// A function of double precision numbers (see [`MathFunc`]).
+    Math(MathFunc),
+    /// `greatest(a, b, ...)`: the largest argument that is not NULL (NULL if all are).
+    Greatest,
+    /// `least(a, b, ...)`: the smallest argument that is not NULL.
+    Least,
+    /// `strpos(s, sub)` / `position(sub IN s)`: the character position of the first `sub`,
+    /// from 1 (0 when there is none).
+    Strpos,
+    /// `btrim`, `ltrim`, `rtrim(s [, characters])` and `trim(...)`: `s` without the given
+    /// characters (spaces by default) at its chosen ends.
+    Trim {
+        /// From the start.
+        leading: bool,
+        /// From the end.
+        trailing: bool,
+    },
+    /// `left(s, n)`: the first `n` characters (all but the last `-n` when `n` is negative).
+    Left,
+    /// `right(s, n)`: the last `n` characters (all but the first `-n`).
+    Right,
+    /// `repeat(s, n)`.
+    Repeat,
+    /// `reverse(s)`.
+    Reverse,
+    /// `lpad(s, length [, fill])` / `rpad`: `s` filled (with spaces by default) or cut to
+    /// `length` characters.
+    Pad {
+        /// Fill on the left (`lpad`).
+        left: bool,
+    },
+    /// `initcap(s)`: each word's first letter in upper case, the others in lower case.
+    Initcap,
+    /// `octet_length(s)`: bytes of the text (UTF-8).
+    OctetLength,
+    /// `starts_with(s, prefix)`.
+    StartsWith,
+    /// `ascii(s)`: the code point of the first character (0 for the empty text).
+    Ascii,
+    /// `chr(n)`: the character of code point `n`.
+    Chr,
+    /// `translate(s, from, to)`: each character of `from` in `s` replaced by the one at its
+    /// position in `to`, or removed when `to` is shorter.
+    Translate,
+    /// `regexp_replace(s, pattern, replacement [, flags])`: the first match (every one with
+    /// flag `g`) replaced; `\1`..`\9` in the replacement are groups, `\&` the match.
+    RegexpReplace,
+    /// `string_to_array(s, delimiter)`: the pieces between delimiters, as text[].
+    StringToArray,
+    /// `md5(s)`: the MD5 digest of the text, in hex.
+    Md5,
+    /// `concat_ws(separator, a, b, ...)`: the arguments that are not NULL, as text, joined by
+    /// the separator (NULL when it is).
+    ConcatWs,
+    /// `to_timestamp(seconds)`: a Unix time as timestamptz.
+    ToTimestamp,
+}
+
+/// Functions of double precision numbers, evaluated as PostgreSQL does for `float8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MathFunc {
+    /// `sqrt(x)`; an error for negative `x`.
+    Sqrt,
+    /// `cbrt(x)`.
+    Cbrt,
+    /// `exp(x)`.
+    Exp,
+    /// `ln(x)`; an error for `x <= 0`.
+    Ln,
+    /// `log(x)` / `log10(x)`: base 10.
+    Log10,
+    /// `log(b, x)`: base `b`.
+    Log,
+    /// `power(x, y)` / `x ^ y`.
+    Power,
+    /// `sign(x)`: -1, 0 or 1.
+    Sign,
+    /// `degrees(radians)`.
+    Degrees,
+    /// `radians(degrees)`.
+    Radians,
+    /// `sin(x)`.
+    Sin,
+    /// `cos(x)`.
+    Cos,
+    /// `tan(x)`.
+    Tan,
+    /// `cot(x)`.
+    Cot,
+    /// `asin(x)`; an error outside [-1, 1].
+    Asin,
+    /// `acos(x)`; an error outside [-1, 1].
+    Acos,
+    /// `atan(x)`.
+    Atan,
+    /// `atan2(y, x)`.
+    Atan2,
+    /// `pi()`.
+    Pi,
+}
+
+impl MathFunc {
+    /// The function's name and arity, for binding.
+    pub fn by_name(name: &str) -> Option<(MathFunc, usize)> {
+        use MathFunc::*;
+        Some(match name {
+            "sqrt" => (Sqrt, 1),
+            "cbrt" => (Cbrt, 1),
+            "exp" => (Exp, 1),
+            "ln" => (Ln, 1),
+            "log10" => (Log10, 1),
+            "power" | "pow" => (Power, 2),
+            "sign" => (Sign, 1),
+            "degrees" => (Degrees, 1),
+            "radians" => (Radians, 1),
+            "sin" => (Sin, 1),
+            "cos" => (Cos, 1),
+            "tan" => (Tan, 1),
+            "cot" => (Cot, 1),
+            "asin" => (Asin, 1),
+            "acos" => (Acos, 1),
+            "atan" => (Atan, 1),
+            "atan2" => (Atan2, 2),
+            "pi" => (Pi, 0),
+            _ => return None,
+        })
+    }
+
+    /// The function of `x` (and `y`, the second argument, for two-argument ones).
+    fn apply(self, x: f64, y: f64) -> Result<f64> {
+        use MathFunc::*;
+        let domain = |sqlstate: &'static str, message: &str| Error::FunctionArgument {
+            sqlstate,
+            message: message.into(),
+        };
+        Ok(match self {
+            Sqrt if x < 0.0 => Err(domain(
+                "2201F",
+                "cannot take square root of a negative number",
+            ))?,
+            Sqrt => x.sqrt(),
+            Cbrt => x.cbrt(),
+            Exp => x.exp(),
+            Ln | Log10 if x == 0.0 => Err(domain("2201E", "cannot take logarithm of zero"))?,
+            Ln | Log10 if x < 0.0 => Err(domain(
+                "2201E",
+                "cannot take logarithm of a negative number",
+            ))?,
+            Ln => x.ln(),
+            Log10 => x.log10(),
+            // log(base, value)
+            Log if x <= 0.0 || y <= 0.0 => Err(domain(
+                "2201E",
+                "cannot take logarithm of zero or a negative number",
+            ))?,
+            Log if x == 1.0 => Err(Error::DivisionByZero)?,
+            Log => y.ln() / x.ln(),
+            Power if x == 0.0 && y < 0.0 => Err(domain(
+                "2201F",
+                "zero raised to a negative power is undefined",
+            ))?,
+            Power if x < 0.0 && y.fract() != 0.0 => Err(domain(
+                "2201F",
+                "a negative number raised to a non-integer power yields a complex result",
+            ))?,
+            Power => x.powf(y),
+            Sign if x.is_nan() => x,
+            Sign if x == 0.0 => 0.0,
+            Sign => x.signum(),
+            Degrees => x.to_degrees(),
+            Radians => x.to_radians(),
+            Sin => x.sin(),
+            Cos => x.cos(),
+            Tan => x.tan(),
+            Cot => 1.0 / x.tan(),
+            Asin | Acos if !(-1.0..=1.0).contains(&x) => Err(Error::OutOfRange("input is".into()))?,
+            Asin => x.asin(),
+            Acos => x.acos(),
+            Atan => x.atan(),
+            Atan2 => x.atan2(y),
+            Pi => std::f64::consts::PI,
+        })
+    }
 }
 
 /// PostgreSQL's `substring`: characters `start .. start + count` (1-based; positions before
@@ -255,7 +441,49 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
             Some(Datum::Varchar(s)) => Ok(s.as_str()),
             other => Err(Error::Internal(format!("{func:?} argument {other:?}"))),
         };
+        let int = |i: usize| match row.get(i) {
+            Some(Datum::Int32(n)) => Ok(*n),
+            other => Err(Error::Internal(format!("{func:?} argument {other:?}"))),
+        };
+        // An optional text argument `i`, `default` when not given.
+        let text_or = |i: usize, default: &'static str| {
+            if row.len() > i { text(i) } else { Ok(default) }
+        };
+        let varchar = |s: &str| Datum::Varchar(s.to_string());
         Ok(match func {
+            Func::Strpos => Datum::Int32(string::strpos(text(0)?, text(1)?)),
+            Func::Trim { leading, trailing } => {
+                varchar(string::trim(text(0)?, text_or(1, " ")?, leading, trailing))
+            }
+            Func::Left | Func::Right => {
+                Datum::Varchar(string::take_chars(text(0)?, int(1)?, func == Func::Right))
+            }
+            Func::Repeat => Datum::Varchar(string::repeat(text(0)?, int(1)?)?),
+            Func::Reverse => Datum::Varchar(text(0)?.chars().rev().collect()),
+            Func::Pad { left } => {
+                Datum::Varchar(string::pad(text(0)?, int(1)?, text_or(2, " ")?, left)?)
+            }
+            Func::Initcap => Datum::Varchar(string::initcap(text(0)?)),
+            Func::OctetLength => Datum::Int32(
+                i32::try_from(text(0)?.len()).map_err(|_| Error::OutOfRange("integer".into()))?,
+            ),
+            Func::StartsWith => Datum::Bool(text(0)?.starts_with(text(1)?)),
+            Func::Ascii => Datum::Int32(text(0)?.chars().next().map_or(0, |c| c as i32)),
+            Func::Chr => Datum::Varchar(string::chr(int(0)?)?),
+            Func::Translate => Datum::Varchar(string::translate(text(0)?, text(1)?, text(2)?)),
+            Func::RegexpReplace => Datum::Varchar(regexes.regexp_replace(
+                text(0)?,
+                text(1)?,
+                text(2)?,
+                text_or(3, "")?,
+            )?),
+            Func::StringToArray => Datum::List(
+                string::string_to_array(text(0)?, text(1)?)
+                    .into_iter()
+                    .map(Datum::Varchar)
+                    .collect(),
+            ),
+            Func::Md5 => Datum::Varchar(format!("{:x}", md5::compute(text(0)?.as_bytes()))),
             Func::ToChar => match &row[0] {
                 Datum::Timestamp(us) => Datum::Varchar(string::to_char(*us, text(1)?, "")?),
                 Datum::Timestamptz(us) => Datum::Varchar(string::to_char(*us, text(1)?, "UTC")?),
@@ -287,6 +515,28 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
             }
         })
     })
+}
+
+/// A math function of double precision columns (`args` has its arity), NULL where an
+/// argument is.
+fn eval_math(math: MathFunc, args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let columns: Vec<&Float64Array> = args.iter().map(|a| a.as_primitive()).collect();
+    let values = (0..rows)
+        .map(|r| {
+            if columns.iter().any(|c| c.is_null(r)) {
+                return Ok(None);
+            }
+            let arg = |i: usize| columns.get(i).map_or(0.0, |c| c.value(r));
+            let (x, y) = (arg(0), arg(1));
+            let v = math.apply(x, y)?;
+            let overflow = v.is_infinite() && x.is_finite() && y.is_finite();
+            if overflow && matches!(math, MathFunc::Power | MathFunc::Exp) {
+                return Err(Error::OutOfRange("value".into()));
+            }
+            Ok(Some(v))
+        })
+        .collect::<Result<Float64Array>>()?;
+    Ok(Arc::new(values))
 }
 
 /// Applies `func` to argument arrays of length `rows`.
@@ -329,7 +579,26 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
     }
     if matches!(
         func,
-        Func::ToChar | Func::SplitPart | Func::Replace | Func::RegexpMatch
+        Func::ToChar
+            | Func::SplitPart
+            | Func::Replace
+            | Func::RegexpMatch
+            | Func::Strpos
+            | Func::Trim { .. }
+            | Func::Left
+            | Func::Right
+            | Func::Repeat
+            | Func::Reverse
+            | Func::Pad { .. }
+            | Func::Initcap
+            | Func::OctetLength
+            | Func::StartsWith
+            | Func::Ascii
+            | Func::Chr
+            | Func::Translate
+            | Func::RegexpReplace
+            | Func::StringToArray
+            | Func::Md5
     ) {
         return eval_string(func, args, ty);
     }
@@ -405,6 +674,55 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             Ok(Datum::Varchar(substring(s, *start, row.get(2))?))
         });
     }
+    if let Func::Math(math) = func {
+        return eval_math(math, args, rows);
+    }
+    if matches!(func, Func::Greatest | Func::Least) {
+        let greatest = func == Func::Greatest;
+        let values: Vec<Datum> = (0..rows)
+            .map(|r| {
+                args.iter()
+                    .map(|a| Datum::from_array(a.as_ref(), r))
+                    .filter(|d| !d.is_null())
+                    .reduce(|a, b| {
+                        let order = cmp_datums(&a, &b);
+                        if (greatest && order.is_ge()) || (!greatest && order.is_le()) {
+                            a
+                        } else {
+                            b
+                        }
+                    })
+                    .unwrap_or(Datum::Null)
+            })
+            .collect();
+        return Ok(array_from_datums(ty, values.iter()));
+    }
+    if func == Func::ConcatWs {
+        let strings: Vec<&StringArray> = args.iter().map(|a| a.as_string::<i32>()).collect();
+        let (separator, parts) = strings
+            .split_first()
+            .ok_or_else(|| Error::Internal("concat_ws without a separator".into()))?;
+        let out: StringArray = (0..rows)
+            .map(|r| {
+                let present = parts.iter().filter(|p| !p.is_null(r)).map(|p| p.value(r));
+                (!separator.is_null(r))
+                    .then(|| present.collect::<Vec<_>>().join(separator.value(r)))
+            })
+            .collect();
+        return Ok(Arc::new(out));
+    }
+    if func == Func::ToTimestamp {
+        return each_row(args, ty, |row| {
+            let Datum::Float64(seconds) = row[0] else {
+                return Err(Error::Internal("to_timestamp argument".into()));
+            };
+            let micros = (seconds * 1e6).round();
+            if !micros.is_finite() || micros.abs() >= 9.2e18 {
+                return Err(Error::OutOfRange("timestamp".into()));
+            }
+            Ok(Datum::Timestamptz(micros as i64))
+        });
+    }
     if func == Func::Random {
         let values: arrow::array::Float64Array =
             (0..rows).map(|_| Some(rand::random::<f64>())).collect();
@@ -454,9 +772,23 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
                 },
             )?)
         }
+        (Func::Trunc, DataType::Float64) if args.len() == 2 => {
+            Arc::new(binary::<Float64Type, Int32Type, _, Float64Type>(
+                arg.as_primitive(),
+                args[1].as_primitive(),
+                |x, digits| {
+                    let scale = 10f64.powi(digits);
+                    (x * scale).trunc() / scale
+                },
+            )?)
+        }
         (Func::Round, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
             arg.as_primitive(),
             f64::round,
+        )),
+        (Func::Trunc, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
+            arg.as_primitive(),
+            f64::trunc,
         )),
         (Func::Ceil, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
             arg.as_primitive(),
@@ -466,7 +798,7 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             arg.as_primitive(),
             f64::floor,
         )),
-        (Func::Abs | Func::Round | Func::Ceil | Func::Floor, DataType::Decimal) => {
+        (Func::Abs | Func::Round | Func::Trunc | Func::Ceil | Func::Floor, DataType::Decimal) => {
             let digits: Box<dyn Iterator<Item = Option<i32>>> = match args.get(1) {
                 Some(d) => Box::new(d.as_primitive::<Int32Type>().iter()),
                 None => Box::new(std::iter::repeat(Some(0))),
@@ -480,6 +812,7 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
                     Ok(Some(match func {
                         Func::Abs => v.abs(),
                         Func::Round => v.round(digits)?,
+                        Func::Trunc => v.trunc(digits)?,
                         Func::Ceil => v.ceil(),
                         _ => v.floor(),
                     }))
@@ -524,7 +857,6 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Float64Array;
 
     #[test]
     fn round_abs_and_strings() {

@@ -210,6 +210,161 @@ pub fn replace(s: &str, from: &str, to: &str) -> String {
     }
 }
 
+/// Texts longer than this (in bytes) are refused, as PostgreSQL refuses values over 1 GB.
+const MAX_TEXT_BYTES: usize = 1 << 30;
+
+fn too_long() -> Error {
+    Error::FunctionArgument {
+        sqlstate: "54000",
+        message: "requested length too large".into(),
+    }
+}
+
+/// `strpos(s, sub)`: the character position of the first `sub` in `s`, from 1; 0 if none.
+pub fn strpos(s: &str, sub: &str) -> i32 {
+    s.find(sub)
+        .map_or(0, |at| s[..at].chars().count() as i32 + 1)
+}
+
+/// `s` without the characters of `set` at its start (`leading`) and end (`trailing`).
+pub fn trim<'a>(s: &'a str, set: &str, leading: bool, trailing: bool) -> &'a str {
+    let strip = |c: char| set.contains(c);
+    match (leading, trailing) {
+        (true, true) => s.trim_matches(strip),
+        (true, false) => s.trim_start_matches(strip),
+        (false, true) => s.trim_end_matches(strip),
+        (false, false) => s,
+    }
+}
+
+/// `left(s, n)` (`from_end` false) or `right(s, n)`: `n` characters from that end, or all
+/// but `-n` from the other end when `n` is negative.
+pub fn take_chars(s: &str, n: i32, from_end: bool) -> String {
+    let len = s.chars().count() as i64;
+    let n = i64::from(n);
+    let keep = if n >= 0 { n.min(len) } else { (len + n).max(0) } as usize;
+    if from_end {
+        s.chars().skip(len as usize - keep).collect()
+    } else {
+        s.chars().take(keep).collect()
+    }
+}
+
+/// `repeat(s, n)`: nothing when `n` is not positive.
+pub fn repeat(s: &str, n: i32) -> Result<String> {
+    let n = usize::try_from(n).unwrap_or(0);
+    if s.len().saturating_mul(n) > MAX_TEXT_BYTES {
+        return Err(too_long());
+    }
+    Ok(s.repeat(n))
+}
+
+/// `lpad`/`rpad(s, length, fill)`: `s` cut to `length` characters, or filled to it with
+/// repetitions of `fill` on the left (`left`) or right (unchanged when `fill` is empty).
+pub fn pad(s: &str, length: i32, fill: &str, left: bool) -> Result<String> {
+    let length = usize::try_from(length).unwrap_or(0);
+    if length.saturating_mul(4) > MAX_TEXT_BYTES {
+        return Err(too_long());
+    }
+    let len = s.chars().count();
+    if len >= length {
+        return Ok(s.chars().take(length).collect());
+    }
+    if fill.is_empty() {
+        return Ok(s.to_string());
+    }
+    let filling: String = fill.chars().cycle().take(length - len).collect();
+    Ok(if left {
+        filling + s
+    } else {
+        format!("{s}{filling}")
+    })
+}
+
+/// `initcap(s)`: the first letter of each run of letters and digits in upper case, the
+/// others in lower case.
+pub fn initcap(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_word = false;
+    for c in s.chars() {
+        if in_word {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        in_word = c.is_alphanumeric();
+    }
+    out
+}
+
+/// `translate(s, from, to)`: each character of `from` replaced by the one at the same
+/// position of `to`, or removed when `to` has none there; the first occurrence in `from`
+/// counts.
+pub fn translate(s: &str, from: &str, to: &str) -> String {
+    let to: Vec<char> = to.chars().collect();
+    s.chars()
+        .filter_map(|c| match from.chars().position(|f| f == c) {
+            Some(i) => to.get(i).copied(),
+            None => Some(c),
+        })
+        .collect()
+}
+
+/// `chr(n)`: the character of code point `n`.
+pub fn chr(n: i32) -> Result<String> {
+    let invalid =
+        || Error::InvalidValue(format!("requested character not valid for encoding: {n}"));
+    if n == 0 {
+        return Err(Error::InvalidValue("null character not permitted".into()));
+    }
+    let c = u32::try_from(n)
+        .ok()
+        .and_then(char::from_u32)
+        .ok_or_else(invalid)?;
+    Ok(c.to_string())
+}
+
+/// `string_to_array(s, delimiter)`: the pieces of `s` between delimiters (its characters
+/// when the delimiter is empty; none for an empty `s`).
+pub fn string_to_array(s: &str, delimiter: &str) -> Vec<String> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    if delimiter.is_empty() {
+        return vec![s.to_string()];
+    }
+    s.split(delimiter).map(str::to_string).collect()
+}
+
+/// A PostgreSQL replacement text (`\1`..`\9` groups, `\&` the whole match, `\\` a
+/// backslash) in the `regex` crate's syntax.
+fn replacement_template(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek().copied() {
+                Some(d @ '1'..='9') => {
+                    chars.next();
+                    out.push_str(&format!("${{{d}}}"));
+                }
+                Some('&') => {
+                    chars.next();
+                    out.push_str("${0}");
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Compiled regular expressions by pattern and flags, reused across the rows of one call.
 #[derive(Default)]
 pub struct RegexCache {
@@ -242,6 +397,35 @@ impl RegexCache {
         } else {
             (1..captures.len()).map(group).collect()
         }))
+    }
+}
+
+impl RegexCache {
+    /// `regexp_replace(s, pattern, replacement [, flags])`: the first match replaced, or
+    /// every one with flag `g`.
+    pub fn regexp_replace(
+        &self,
+        s: &str,
+        pattern: &str,
+        replacement: &str,
+        flags: &str,
+    ) -> Result<String> {
+        let global = flags.contains('g');
+        let flags: String = flags.chars().filter(|f| *f != 'g').collect();
+        let mut last = self.last.borrow_mut();
+        let cached = last
+            .as_ref()
+            .is_some_and(|(p, f, _)| p == pattern && *f == flags);
+        if !cached {
+            *last = Some((pattern.into(), flags.clone(), compile(pattern, &flags)?));
+        }
+        let (_, _, regex) = last.as_ref().expect("compiled above");
+        let template = replacement_template(replacement);
+        Ok(if global {
+            regex.replace_all(s, template.as_str()).into_owned()
+        } else {
+            regex.replace(s, template.as_str()).into_owned()
+        })
     }
 }
 
@@ -333,5 +517,35 @@ mod tests {
         assert!(cache.regexp_match("a", "a", "g").is_err());
         assert_eq!(replace("abcabc", "b", "XY"), "aXYcaXYc");
         assert_eq!(replace("abc", "", "X"), "abc");
+    }
+
+    #[test]
+    fn text_functions_follow_postgres() {
+        assert_eq!(strpos("héllo", "llo"), 3);
+        assert_eq!(strpos("abc", "x"), 0);
+        assert_eq!(trim("xxaxx", "x", true, false), "axx");
+        assert_eq!(trim("  a  ", " ", true, true), "a");
+        assert_eq!(take_chars("abcde", 2, false), "ab");
+        assert_eq!(take_chars("abcde", -2, false), "abc");
+        assert_eq!(take_chars("abcde", 2, true), "de");
+        assert_eq!(take_chars("abcde", -2, true), "cde");
+        assert_eq!(take_chars("ab", 9, true), "ab");
+        assert_eq!(repeat("ab", 3).unwrap(), "ababab");
+        assert_eq!(repeat("ab", -1).unwrap(), "");
+        assert!(repeat("ab", i32::MAX).is_err());
+        assert_eq!(pad("hi", 5, "xy", true).unwrap(), "xyxhi");
+        assert_eq!(pad("hi", 5, "xy", false).unwrap(), "hixyx");
+        assert_eq!(pad("hello", 2, " ", true).unwrap(), "he");
+        assert_eq!(initcap("hi THOMAS o'neil2x"), "Hi Thomas O'Neil2x");
+        assert_eq!(translate("12345", "143", "ax"), "a2x5");
+        assert_eq!(chr(65).unwrap(), "A");
+        assert!(chr(0).is_err());
+        assert_eq!(string_to_array("a,b,,c", ","), vec!["a", "b", "", "c"]);
+        assert!(string_to_array("", ",").is_empty());
+        let cache = RegexCache::default();
+        let r = |s, p, t, f| cache.regexp_replace(s, p, t, f).unwrap();
+        assert_eq!(r("foobarbaz", "b(..)", "X\\1Y", "g"), "fooXarYXazY");
+        assert_eq!(r("foobarbaz", "b(..)", "[\\&]$", ""), "foo[bar]$baz");
+        assert_eq!(r("ABC", "b", "x", "i"), "AxC");
     }
 }

@@ -223,7 +223,7 @@ impl Default for Session {
             ("application_name", ""),
             ("client_encoding", "UTF8"),
             ("datestyle", "ISO, MDY"),
-            ("server_version", "15.0.0"),
+            ("server_version", sql_planner::PG_VERSION),
             ("standard_conforming_strings", "on"),
             ("timezone", "UTC"),
             ("transaction_isolation", "read committed"),

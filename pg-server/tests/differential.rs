@@ -31,6 +31,13 @@ const VIEWS: &[(&str, &str)] = &[
          first_value(k ORDER BY b DESC NULLS LAST, k) AS f, last_value(b ORDER BY k) AS l \
          FROM t1 GROUP BY a",
     ),
+    // Aggregates written with others: variance through count, sum and sum of squares,
+    // bool_and and bool_or through counts.
+    (
+        "v_statistics",
+        "SELECT a, stddev(b) AS sd, var_pop(b) AS vp, variance(k) AS vk, \
+         bool_and(b > k) AS ba, bool_or(b > 5) AS bo FROM t1 GROUP BY a",
+    ),
     // Over an append-only table: min and max keep only the extreme so far, distinct values
     // are written once.
     (

@@ -1218,3 +1218,84 @@ async fn information_schema_describes_tables_and_columns() {
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
     node.stop().await;
 }
+
+/// Scalar functions and operators answer as PostgreSQL's do, a domain error carries
+/// PostgreSQL's SQLSTATE and leaves the session usable, and CASE and COALESCE evaluate a
+/// branch only for the rows that reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_functions_answer_as_postgres_does() {
+    let (_dir, _, node) = start_fresh().await;
+    let c = &node.client;
+    let cases = [
+        (
+            "SELECT position('b' IN 'abc'), strpos('héllo', 'llo'), position('x' IN 'a')",
+            "2|3|0",
+        ),
+        (
+            "SELECT trim('  a '), trim(LEADING 'x' FROM 'xxaxx'), trim(BOTH 'xy' FROM 'xyaxy'), \
+             btrim('xax', 'x'), ltrim('  a'), rtrim('a  ') || '|'",
+            "a|axx|a|a|a|a|",
+        ),
+        (
+            "SELECT left('abcde', 2), left('abcde', -2), right('abcde', 2), repeat('ab', 3), \
+             reverse('abc'), lpad('hi', 5, 'xy'), rpad('hi', 4), initcap('hi THOMAS')",
+            "ab|abc|de|ababab|cba|xyxhi|hi  |Hi Thomas",
+        ),
+        (
+            "SELECT octet_length('héllo'), bit_length('a'), starts_with('abc', 'ab'), \
+             ascii('A'), chr(66), translate('12345', '143', 'ax'), md5('a')",
+            "6|8|t|65|B|a2x5|0cc175b9c0f1b6a831c399e269772661",
+        ),
+        (
+            "SELECT regexp_replace('foobarbaz', 'b(..)', 'X\\1Y', 'g'), \
+             regexp_replace('abc', 'B', 'x', 'i'), string_to_array('a,b,,c', ','), \
+             concat_ws(',', 'a', NULL, 2), concat_ws(NULL, 'a') IS NULL",
+            "fooXarYXazY|axc|{a,b,\"\",c}|a,2|t",
+        ),
+        (
+            "SELECT mod(7, 3), power(2, 10), 2 ^ 3, |/ 16, ||/ 27, @ -5, sqrt(2.25), \
+             log(100), log(2, 8), ln(1), exp(0), sign(-3), trunc(2.77, 1), trunc(-2.7), \
+             round(pi()::numeric, 4)",
+            "1|1024|8|4|3|5|1.5|2|3|0|1|-1|2.7|-2|3.1416",
+        ),
+        (
+            "SELECT greatest(1, NULL, 3), least(2.5, 1), greatest('a', 'b'), nullif(1, 1), \
+             nullif(1, 2), to_timestamp(86400)",
+            "3|1|b||1|1970-01-02 00:00:00+00:00",
+        ),
+        (
+            "SELECT current_user, session_user, current_database(), current_schema(), \
+             version() LIKE 'PostgreSQL 15%'",
+            "root|root|dev|public|t",
+        ),
+        (
+            "SELECT CASE WHEN x <> 0 THEN 12 / x ELSE -1 END, coalesce(x, 1 / x) \
+             FROM (VALUES (0), (4)) AS t(x)",
+            "-1|0",
+        ),
+    ];
+    for (query, want) in cases {
+        let rows = simple_rows(c.simple_query(query).await.unwrap());
+        let got: Vec<String> = rows[0]
+            .iter()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(got.join("|"), want, "{query}");
+    }
+    let errors = [
+        ("SELECT sqrt(-1)", "2201F"),
+        ("SELECT ln(0)", "2201E"),
+        ("SELECT log(-2)", "2201E"),
+        ("SELECT power(0, -1)", "2201F"),
+        ("SELECT exp(1000)", "22003"),
+        ("SELECT repeat('x', 2000000000)", "54000"),
+        ("SELECT chr(0)", "22023"),
+        ("SELECT bool_and(1)", "42883"),
+        ("SELECT stddev('a'::varchar)", "42883"),
+    ];
+    for (query, code) in errors {
+        let err = c.simple_query(query).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some(code), "{query}: {err}");
+    }
+    node.stop().await;
+}

@@ -23,6 +23,9 @@ pub use catalog::{
 };
 pub use error::{PlanError, PlanResult};
 
+/// The PostgreSQL version the server speaks for (its `server_version`, and `version()`).
+pub const PG_VERSION: &str = "15.0.0";
+
 /// What a statement does, ready to run.
 #[derive(Clone, Debug)]
 pub enum Plan {

@@ -139,19 +139,103 @@ pub(crate) fn agg_return_type(kind: AggKind, arg: Option<DataType>) -> Option<Da
     })
 }
 
-/// Whether `name` is an aggregate: one of [`agg_kind`]'s, or `string_agg` (bound through
-/// `array_agg`, see `string_agg`).
+/// Aggregates bound as expressions of other aggregates (see [`statistic`] and
+/// [`bool_agg`]).
+const DERIVED_AGGS: &[&str] = &[
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "var_samp",
+    "variance",
+    "var_pop",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+];
+
+/// Whether `name` is an aggregate: one of [`agg_kind`]'s, or one bound through others
+/// ([`DERIVED_AGGS`]).
 fn is_agg_name(name: &str) -> bool {
-    agg_kind(name).is_some() || name == "string_agg"
+    agg_kind(name).is_some() || DERIVED_AGGS.contains(&name)
+}
+
+/// The single argument of aggregate call `f` and its FILTER condition (TRUE without one),
+/// as SQL text.
+fn agg_arg_and_filter(f: &ast::Function) -> PlanResult<(&ast::FunctionArg, String)> {
+    let name = function_name(f);
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(PlanError::UndefinedFunction(format!(
+            "function {name}() does not exist"
+        )));
+    };
+    let [arg] = list.args.as_slice() else {
+        return Err(PlanError::UndefinedFunction(format!(
+            "function {name} takes one argument"
+        )));
+    };
+    let filter = f
+        .filter
+        .as_ref()
+        .map_or("TRUE".to_string(), |c| format!("({c})"));
+    Ok((arg, filter))
+}
+
+/// `bool_and(x)` / `every(x)` / `bool_or(x)` of a boolean `x`, through counts: NULL without
+/// non-NULL values, else whether no value is false (any is true).
+fn bool_agg(f: &ast::Function, name: &str) -> PlanResult<ast::Expr> {
+    let (x, filter) = agg_arg_and_filter(f)?;
+    let test = if name == "bool_or" {
+        format!("count(*) FILTER (WHERE {filter} AND ({x})) > 0")
+    } else {
+        format!("count(*) FILTER (WHERE {filter} AND NOT ({x})) = 0")
+    };
+    super::subquery::parse_expr(&format!(
+        "CASE WHEN count({x}) FILTER (WHERE {filter}) = 0 THEN NULL ELSE {test} END"
+    ))
+}
+
+/// The variance and standard deviation aggregates of a number `x` of type `ty`, through the
+/// count, sum and sum of squares of its values (as numeric, or double precision for floats,
+/// which is also their result type).
+fn statistic(f: &ast::Function, name: &str, ty: DataType) -> PlanResult<ast::Expr> {
+    if !ty.is_numeric() {
+        return Err(PlanError::UndefinedFunction(format!(
+            "function {name}({ty}) does not exist"
+        )));
+    }
+    if is_distinct(f) {
+        return Err(PlanError::NotSupported(format!("{name}(DISTINCT ...)")));
+    }
+    let (x, filter) = agg_arg_and_filter(f)?;
+    let t = if matches!(ty, DataType::Float32 | DataType::Float64) {
+        "double precision"
+    } else {
+        "numeric"
+    };
+    let n = format!("count({x}) FILTER (WHERE {filter})");
+    let s = format!("sum(CAST({x} AS {t})) FILTER (WHERE {filter})");
+    let q = format!("sum(CAST({x} AS {t}) * CAST({x} AS {t})) FILTER (WHERE {filter})");
+    // Rounding can take a double precision variance just below zero.
+    let (least, divisor) = if name.ends_with("_pop") {
+        (0, n.clone())
+    } else {
+        (1, format!("({n} - 1)"))
+    };
+    let variance = format!(
+        "CASE WHEN {n} > {least} THEN greatest(({q} - {s} * {s} / {n}) / {divisor}, 0) END"
+    );
+    super::subquery::parse_expr(&if name.starts_with("stddev") {
+        format!("CAST(sqrt({variance}) AS {t})")
+    } else {
+        variance
+    })
 }
 
 /// `string_agg(x, sep)` through `array_agg` of each row's separator and value: NULL values
 /// (and their separators) are skipped, no values give NULL, and the separator before the
 /// first value is cut off.
 fn string_agg(f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
-    if function_name(f) != "string_agg" {
-        return Ok(None);
-    }
     let ast::FunctionArguments::List(list) = &f.args else {
         return Ok(None);
     };
@@ -216,6 +300,17 @@ pub(crate) fn contains_agg(e: &ast::Expr) -> bool {
         E::Array(ast::Array { elem, .. }) | E::Tuple(elem) => elem.iter().any(contains_agg),
         E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } => {
             contains_agg(left) || contains_agg(right)
+        }
+        E::Position { expr, r#in } => contains_agg(expr) || contains_agg(r#in),
+        E::Trim {
+            expr,
+            trim_what,
+            trim_characters,
+            ..
+        } => {
+            contains_agg(expr)
+                || trim_what.as_deref().is_some_and(contains_agg)
+                || trim_characters.iter().flatten().any(contains_agg)
         }
         E::Substring {
             expr,
@@ -580,9 +675,45 @@ impl ExprBinder<'_, '_> {
         }
     }
 
+    /// `f` written with other aggregates, if it is one of [`DERIVED_AGGS`] called in an
+    /// aggregation.
+    fn derived_agg(&mut self, f: &ast::Function) -> PlanResult<Option<ast::Expr>> {
+        let name = function_name(f);
+        if !DERIVED_AGGS.contains(&name.as_str()) || f.over.is_some() {
+            return Ok(None);
+        }
+        let Some(agg) = self.agg.as_deref() else {
+            return Ok(None);
+        };
+        if name == "string_agg" {
+            return string_agg(f);
+        }
+        let (arg, _) = agg_arg_and_filter(f)?;
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = arg else {
+            return Err(PlanError::UndefinedFunction(format!(
+                "function {name}({arg}) does not exist"
+            )));
+        };
+        if contains_agg(x) {
+            return Err(PlanError::Grouping(
+                "aggregate function calls cannot be nested".into(),
+            ));
+        }
+        let ty = ExprBinder::bind_plain(agg.input, self.params, x)?.data_type();
+        match name.as_str() {
+            "bool_and" | "bool_or" | "every" if ty == DataType::Boolean => {
+                bool_agg(f, &name).map(Some)
+            }
+            "bool_and" | "bool_or" | "every" => Err(PlanError::UndefinedFunction(format!(
+                "function {name}({ty}) does not exist"
+            ))),
+            _ => statistic(f, &name, ty).map(Some),
+        }
+    }
+
     pub(crate) fn bind(&mut self, e: &ast::Expr) -> PlanResult<Expr> {
         if let ast::Expr::Function(f) = e
-            && let Some(rewritten) = string_agg(f)?
+            && let Some(rewritten) = self.derived_agg(f)?
         {
             return self.bind(&rewritten);
         }
@@ -747,6 +878,32 @@ impl ExprBinder<'_, '_> {
                     ty: DataType::Varchar,
                 })
             }
+            E::Position { expr, r#in } => {
+                let (sub, s) = (self.bind(expr)?, self.bind(r#in)?);
+                self.call("strpos", vec![s, sub])
+            }
+            // TRIM([BOTH | LEADING | TRAILING] [characters] FROM s), or TRIM(s, characters).
+            E::Trim {
+                trim_where,
+                trim_what,
+                expr,
+                trim_characters,
+            } => {
+                let name = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                    _ => "btrim",
+                };
+                let mut args = vec![self.bind(expr)?];
+                for c in trim_what
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .chain(trim_characters.iter().flatten())
+                {
+                    args.push(self.bind(c)?);
+                }
+                self.call(name, args)
+            }
             E::Extract { field, expr, .. } => {
                 let name = field.to_string().trim_matches('\'').to_string();
                 let field = DateField::parse(&name).ok_or_else(|| {
@@ -816,6 +973,16 @@ impl ExprBinder<'_, '_> {
                         ))),
                     },
                     UnaryOperator::Plus => Ok(inner),
+                    UnaryOperator::PGSquareRoot
+                    | UnaryOperator::PGCubeRoot
+                    | UnaryOperator::PGAbs => {
+                        let name = match op {
+                            UnaryOperator::PGSquareRoot => "sqrt",
+                            UnaryOperator::PGCubeRoot => "cbrt",
+                            _ => "abs",
+                        };
+                        self.call(name, vec![inner])
+                    }
                     other => Err(PlanError::NotSupported(format!("operator {other}"))),
                 }
             }
@@ -1105,7 +1272,12 @@ impl ExprBinder<'_, '_> {
                 Arg::Star => Err(PlanError::Syntax(format!("{name}(*)"))),
             })
             .collect::<PlanResult<Vec<_>>>()?;
-        match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
+        self.call(&name, args)
+    }
+
+    /// The scalar function `name` of bound `args`.
+    fn call(&mut self, name: &str, args: Vec<Expr>) -> PlanResult<Expr> {
+        match name.strip_prefix("pg_catalog.").unwrap_or(name) {
             system if super::system::is_system_function(system) => {
                 super::system::system_function(system, args, self.params.catalog)
             }
@@ -1126,7 +1298,7 @@ impl ExprBinder<'_, '_> {
                 })
             }
             "round" | "ceil" | "ceiling" | "floor" if !args.is_empty() && args.len() <= 2 => {
-                let func = match name.as_str() {
+                let func = match name {
                     "round" => Func::Round,
                     "floor" => Func::Floor,
                     _ => Func::Ceil,
@@ -1280,7 +1452,7 @@ impl ExprBinder<'_, '_> {
             "upper" | "lower" | "length" | "char_length" | "character_length"
                 if args.len() == 1 =>
             {
-                let (func, ty) = match name.as_str() {
+                let (func, ty) = match name {
                     "upper" => (Func::Upper, DataType::Varchar),
                     "lower" => (Func::Lower, DataType::Varchar),
                     _ => (Func::CharLength, DataType::Int32),
@@ -1294,7 +1466,7 @@ impl ExprBinder<'_, '_> {
             }
             "array_length" | "array_upper" | "array_lower" | "cardinality" | "array_to_string"
             | "array_append" | "array_prepend" | "array_cat" => {
-                array_function(name.strip_prefix("pg_catalog.").unwrap_or(&name), args)
+                array_function(name.strip_prefix("pg_catalog.").unwrap_or(name), args)
             }
             // RisingWave's name for array_to_string.
             "array_join" => array_function("array_to_string", args),
@@ -1325,11 +1497,14 @@ impl ExprBinder<'_, '_> {
                 let (l, r) = (args.next().expect("two")?, args.next().expect("two")?);
                 Ok(Expr::binary(op, l, r))
             }
+            builtin if let Some(bound) = super::builtin::bind_builtin(builtin, args.clone()) => {
+                bound
+            }
             _ if let Some(function) = self.params.catalog.and_then(|c| {
                 let qualified = if name.contains('.') {
-                    name.clone()
+                    name.to_string()
                 } else {
-                    crate::catalog::qualified(crate::catalog::DEFAULT_SCHEMA, &name)
+                    crate::catalog::qualified(crate::catalog::DEFAULT_SCHEMA, name)
                 };
                 c.function(&qualified)
                     .filter(|f| f.args.len() == args.len())
@@ -1751,6 +1926,9 @@ pub(crate) fn bind_binary(op: &BinaryOperator, l: Expr, r: Expr) -> PlanResult<E
     };
     let op = match op {
         B::Arrow | B::LongArrow => return jsonb_access(*op == B::LongArrow, l, r),
+        B::PGExp => {
+            return super::builtin::bind_builtin("power", vec![l, r]).expect("power is a builtin");
+        }
         B::Plus => BinaryOp::Add,
         B::Minus => BinaryOp::Sub,
         B::Multiply => BinaryOp::Mul,

@@ -1,5 +1,6 @@
 //! Binding statements: names resolved against the catalog, types checked, plans built.
 
+mod builtin;
 pub(crate) mod expr;
 mod function;
 mod query;

@@ -11,6 +11,7 @@ use crate::error::{PlanError, PlanResult};
 
 use std::sync::Arc;
 
+use crate::PG_VERSION;
 use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog, ViewCatalog};
 
 /// Oids PostgreSQL gives its built-in namespaces; user schemas get oids from 16384 on.
@@ -720,6 +721,14 @@ pub(crate) fn is_system_function(name: &str) -> bool {
             | "obj_description"
             | "col_description"
             | "shobj_description"
+            | "version"
+            | "current_user"
+            | "session_user"
+            | "current_role"
+            | "user"
+            | "current_database"
+            | "current_catalog"
+            | "current_schema"
     )
 }
 
@@ -736,7 +745,33 @@ pub(crate) fn system_function(
         coerce(arg, DataType::Int32)
     };
     let tables = catalog.map(|c| c.tables()).unwrap_or_default();
+    let text = |s: &str| Expr::literal(Datum::Varchar(s.to_string()), DataType::Varchar);
+    if !args.is_empty()
+        && matches!(
+            name,
+            "version"
+                | "current_user"
+                | "session_user"
+                | "current_role"
+                | "user"
+                | "current_database"
+                | "current_catalog"
+                | "current_schema"
+        )
+    {
+        return Err(PlanError::UndefinedFunction(format!(
+            "function {name} takes no arguments"
+        )));
+    }
     Ok(match name {
+        "version" => text(&format!(
+            "PostgreSQL {PG_VERSION} (streamdb {})",
+            env!("CARGO_PKG_VERSION")
+        )),
+        // Every session is the one role's, in the one database, resolving names in public.
+        "current_user" | "session_user" | "current_role" | "user" => text("root"),
+        "current_database" | "current_catalog" => text(DATABASE_NAME),
+        "current_schema" => text(DEFAULT_SCHEMA),
         // Every object is owned by the one role.
         "pg_get_userbyid" => lookup(
             first()?,
