@@ -25,7 +25,7 @@ use futures::TryStreamExt;
 use lsm_store::LsmStore;
 use parking_lot::RwLock;
 use sql_planner::{
-    Catalog, DEFAULT_SCHEMA, FunctionCatalog, Plan, PlanError, TableCatalog, ViewCatalog,
+    Catalog, DEFAULT_SCHEMA, FunctionCatalog, Plan, PlanError, Returning, TableCatalog, ViewCatalog,
 };
 use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
@@ -73,6 +73,9 @@ pub enum StatementResult {
         columns: Vec<(String, DataType)>,
         /// The rows.
         batches: Vec<RecordBatch>,
+        /// The command tag before the row count when the statement is not a query (a DML
+        /// statement with `RETURNING`: `INSERT 0`, `UPDATE`, `DELETE`).
+        tag: Option<String>,
     },
     /// A command tag such as `INSERT 0 3`.
     Command {
@@ -834,6 +837,15 @@ impl Database {
                     sql_planner::plan_with_parameters(stmt, &*self.inner.catalog.read())?;
                 let columns = match plan {
                     Plan::Query { columns, .. } => columns,
+                    Plan::Insert {
+                        returning: Some(r), ..
+                    }
+                    | Plan::Delete {
+                        returning: Some(r), ..
+                    }
+                    | Plan::Update {
+                        returning: Some(r), ..
+                    } => r.columns,
                     Plan::Explain(_) => vec![("QUERY PLAN".into(), DataType::Varchar)],
                     _ => vec![],
                 };
@@ -1087,7 +1099,11 @@ impl Database {
             Plan::Query { plan, columns } => {
                 let pin = self.inner.store.pin_snapshot();
                 let batches = self.run(plan, pin.epoch()).await?;
-                Ok(StatementResult::Rows { columns, batches })
+                Ok(StatementResult::Rows {
+                    columns,
+                    batches,
+                    tag: None,
+                })
             }
             Plan::Explain(lines) => Ok(rows_of(
                 vec![("QUERY PLAN".into(), DataType::Varchar)],
@@ -1164,9 +1180,21 @@ impl Database {
                 if_exists,
                 index,
             } => self.drop_views(session, names, if_exists, index).await,
-            Plan::Insert { table, source } => self.insert(session, &table, source).await,
-            Plan::Delete { table, rows } => self.delete(session, &table, rows).await,
-            Plan::Update { table, rows } => self.update(session, &table, rows).await,
+            Plan::Insert {
+                table,
+                source,
+                returning,
+            } => self.insert(session, &table, source, returning).await,
+            Plan::Delete {
+                table,
+                rows,
+                returning,
+            } => self.delete(session, &table, rows, returning).await,
+            Plan::Update {
+                table,
+                rows,
+                returning,
+            } => self.update(session, &table, rows, returning).await,
             Plan::CreateFunction {
                 function,
                 or_replace,
@@ -1553,7 +1581,7 @@ impl Database {
         let _dml = self.inner.dml.lock().await;
         self.append_row_ids(table, &mut columns, n);
         let data = batch_of(schema_of(&table.types()), columns, n)?;
-        self.insert_batches(session, table, vec![data], "COPY")
+        self.insert_batches(session, table, vec![data], "COPY", None)
             .await
     }
 
@@ -1769,6 +1797,7 @@ impl Database {
         session: &Session,
         table: &TableCatalog,
         source: BatchPlan,
+        returning: Option<Returning>,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let types = table.types();
@@ -1778,17 +1807,19 @@ impl Database {
             self.append_row_ids(table, &mut columns, batch.num_rows());
             batches.push(batch_of(schema_of(&types), columns, batch.num_rows())?);
         }
-        self.insert_batches(session, table, batches, "INSERT").await
+        self.insert_batches(session, table, batches, "INSERT", returning)
+            .await
     }
 
     /// Inserts `batches` (whole rows) into `table`, its late rows dropped and its watermark
-    /// raised (in the same epoch) when it declares one.
+    /// raised (in the same epoch) when it declares one; `returning` gives the rows inserted.
     async fn insert_batches(
         &self,
         session: &Session,
         table: &TableCatalog,
         mut batches: Vec<RecordBatch>,
         tag: &str,
+        returning: Option<Returning>,
     ) -> Result<StatementResult> {
         let mut raised = None;
         if let Some(desc) = &table.watermark {
@@ -1802,6 +1833,10 @@ impl Database {
                 }
             }
         }
+        let returned_rows = match &returning {
+            Some(r) => returned(r, &batches)?,
+            None => Vec::new(),
+        };
         let (mut writes, mut changes, count) = Self::writes_of(table, batches, Op::Insert)?;
         if let (Some(value), Some(desc)) = (&raised, &table.watermark) {
             let stored = serde_json::to_vec(value).expect("values serialize");
@@ -1824,7 +1859,7 @@ impl Database {
                 .watermarks
                 .insert(table.id, value);
         }
-        result
+        Ok(with_returning(result?, returning, returned_rows))
     }
 
     /// Fresh row ids for `rows` new rows of a table without a primary key.
@@ -1878,12 +1913,19 @@ impl Database {
         session: &Session,
         table: &TableCatalog,
         rows: BatchPlan,
+        returning: Option<Returning>,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
-        let (writes, changes, count) =
-            Self::writes_of(table, self.dml_rows(rows).await?, Op::Delete)?;
-        self.commit_writes(session, writes, changes, "DELETE", Some(count))
-            .await
+        let deleted = self.dml_rows(rows).await?;
+        let returned_rows = match &returning {
+            Some(r) => returned(r, &deleted)?,
+            None => Vec::new(),
+        };
+        let (writes, changes, count) = Self::writes_of(table, deleted, Op::Delete)?;
+        let result = self
+            .commit_writes(session, writes, changes, "DELETE", Some(count))
+            .await?;
+        Ok(with_returning(result, returning, returned_rows))
     }
 
     /// `rows` holds each row's old values, then its new ones. The new rows keep their keys
@@ -1894,9 +1936,11 @@ impl Database {
         session: &Session,
         table: &TableCatalog,
         rows: BatchPlan,
+        returning: Option<Returning>,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let desc = table.desc();
+        let mut returned_rows = Vec::new();
         let width = desc.types.len();
         let schema = schema_of(&desc.types);
         let mut writes = Vec::new();
@@ -1907,6 +1951,9 @@ impl Database {
             count += n;
             let old = batch_of(schema.clone(), batch.columns()[..width].to_vec(), n)?;
             let new = batch_of(schema.clone(), batch.columns()[width..].to_vec(), n)?;
+            if let Some(r) = &returning {
+                returned_rows.extend(returned(r, std::slice::from_ref(&new))?);
+            }
             writes.extend(desc.writes(&StreamChunk::inserts(new.clone())));
             // Rows old0, new0, old1, new1, ...: each update as a pair.
             let both = arrow::compute::concat_batches(&schema, [&old, &new])
@@ -1921,8 +1968,10 @@ impl Database {
             chunks.push(StreamChunk::new(ops, paired));
         }
         let changes = TableChanges::of(table, chunks, Op::UpdateInsert);
-        self.commit_writes(session, writes, changes, "UPDATE", Some(count))
-            .await
+        let result = self
+            .commit_writes(session, writes, changes, "UPDATE", Some(count))
+            .await?;
+        Ok(with_returning(result, returning, returned_rows))
     }
 }
 
@@ -1989,5 +2038,43 @@ fn rows_of(columns: Vec<(String, DataType)>, rows: Vec<Vec<Datum>>) -> Statement
     StatementResult::Rows {
         columns,
         batches: vec![batch],
+        tag: None,
+    }
+}
+
+/// `RETURNING`'s values over the whole rows `written`.
+fn returned(returning: &Returning, written: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let types: Vec<DataType> = returning.columns.iter().map(|c| c.1).collect();
+    written
+        .iter()
+        .map(|batch| {
+            let arrays = returning
+                .exprs
+                .iter()
+                .map(|e| e.eval(batch))
+                .collect::<dataflow::Result<Vec<_>>>()?;
+            Ok(batch_of(schema_of(&types), arrays, batch.num_rows())?)
+        })
+        .collect()
+}
+
+/// A DML statement's committed `result` as its `RETURNING` rows, `rows`, when it has one.
+fn with_returning(
+    result: StatementResult,
+    returning: Option<Returning>,
+    rows: Vec<RecordBatch>,
+) -> StatementResult {
+    match (result, returning) {
+        (StatementResult::Command { tag, .. }, Some(returning)) => StatementResult::Rows {
+            columns: returning.columns,
+            batches: rows,
+            // PostgreSQL's INSERT tag carries an oid (always 0) before the count.
+            tag: Some(if tag == "INSERT" {
+                "INSERT 0".into()
+            } else {
+                tag
+            }),
+        },
+        (result, _) => result,
     }
 }

@@ -437,14 +437,22 @@ fn encode_batch(
 
 fn to_response(result: StatementResult, format: &Format) -> Response {
     match result {
-        StatementResult::Rows { columns, batches } => {
+        StatementResult::Rows {
+            columns,
+            batches,
+            tag,
+        } => {
             let schema = fields(&columns, format);
             let mut encoder = DataRowEncoder::new(Arc::clone(&schema));
             let mut rows = Vec::new();
             for batch in &batches {
                 encode_batch(batch, format, &mut encoder, &mut rows);
             }
-            Response::Query(QueryResponse::new(schema, stream::iter(rows)))
+            let mut response = QueryResponse::new(schema, stream::iter(rows));
+            if let Some(tag) = tag {
+                response.set_command_tag(&tag);
+            }
+            Response::Query(response)
         }
         StatementResult::Command { tag, rows } => {
             let t = Tag::new(&tag);

@@ -1299,3 +1299,62 @@ async fn builtin_functions_answer_as_postgres_does() {
     }
     node.stop().await;
 }
+
+/// INSERT, UPDATE and DELETE ... RETURNING give the rows they wrote (through prepared
+/// statements too, which describe the columns beforehand) with their row counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dml_returning_gives_the_written_rows() {
+    let (_dir, _, node) = start_fresh().await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE r (k int PRIMARY KEY, v varchar DEFAULT 'd'); CREATE TABLE n (x int);",
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query(
+            "INSERT INTO r (k) VALUES ($1), (2) RETURNING k, v, k * 10 AS ten",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let inserted: Vec<(i32, String, i32)> = rows
+        .iter()
+        .map(|r| (r.get("k"), r.get("v"), r.get("ten")))
+        .collect();
+    assert_eq!(
+        inserted,
+        vec![(1, "d".to_string(), 10), (2, "d".to_string(), 20)]
+    );
+    let count = |messages: &[SimpleQueryMessage]| {
+        messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+    };
+    let updated = c
+        .simple_query("UPDATE r SET v = 'u' WHERE k = 2 RETURNING *")
+        .await
+        .unwrap();
+    assert_eq!(count(&updated), Some(1));
+    assert_eq!(
+        simple_rows(updated),
+        vec![vec![Some("2".to_string()), Some("u".to_string())]]
+    );
+    let deleted = c.simple_query("DELETE FROM r RETURNING k").await.unwrap();
+    assert_eq!(count(&deleted), Some(2));
+    assert_eq!(simple_rows(deleted).len(), 2);
+    // A table's hidden row id is not among `*`.
+    let plain = c
+        .simple_query("INSERT INTO n VALUES (5) RETURNING *")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(plain), vec![vec![Some("5".to_string())]]);
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM r", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    node.stop().await;
+}

@@ -26,6 +26,15 @@ pub use error::{PlanError, PlanResult};
 /// The PostgreSQL version the server speaks for (its `server_version`, and `version()`).
 pub const PG_VERSION: &str = "15.0.0";
 
+/// A DML statement's `RETURNING` list.
+#[derive(Clone, Debug)]
+pub struct Returning {
+    /// The values, over each written row whole (the table's columns, hidden ones too).
+    pub exprs: Vec<dataflow::expr::Expr>,
+    /// The result columns' names and types.
+    pub columns: Vec<(String, dataflow::types::DataType)>,
+}
+
 /// What a statement does, ready to run.
 #[derive(Clone, Debug)]
 pub enum Plan {
@@ -96,6 +105,8 @@ pub enum Plan {
         table: Arc<TableCatalog>,
         /// Rows to insert.
         source: BatchPlan,
+        /// `RETURNING`, of the inserted rows.
+        returning: Option<Returning>,
     },
     /// `DELETE`: `rows` yields the whole rows to delete.
     Delete {
@@ -103,6 +114,8 @@ pub enum Plan {
         table: Arc<TableCatalog>,
         /// Rows to delete.
         rows: BatchPlan,
+        /// `RETURNING`, of the deleted rows.
+        returning: Option<Returning>,
     },
     /// `UPDATE`: `rows` yields each updated row whole, old values then new values (primary
     /// keys never change).
@@ -111,6 +124,8 @@ pub enum Plan {
         table: Arc<TableCatalog>,
         /// The updated rows.
         rows: BatchPlan,
+        /// `RETURNING`, of the rows' new values.
+        returning: Option<Returning>,
     },
     /// `CREATE FUNCTION ... LANGUAGE SQL`.
     CreateFunction {

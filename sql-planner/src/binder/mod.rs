@@ -592,7 +592,54 @@ impl<'c> Binder<'c> {
             input: Box::new(bound.plan),
             exprs,
         };
-        Ok(Plan::Insert { table, source })
+        let qualifier = insert
+            .table_alias
+            .as_ref()
+            .map_or(table.name.clone(), |a| ident_name(&a.alias));
+        let returning = self.bind_returning(&table, &qualifier, insert.returning.as_deref())?;
+        Ok(Plan::Insert {
+            table,
+            source,
+            returning,
+        })
+    }
+
+    /// A DML statement's `RETURNING items` over the written rows of `table` (named
+    /// `qualifier`); `*` is its visible columns.
+    fn bind_returning(
+        &self,
+        table: &TableCatalog,
+        qualifier: &str,
+        items: Option<&[ast::SelectItem]>,
+    ) -> PlanResult<Option<crate::Returning>> {
+        let Some(items) = items else {
+            return Ok(None);
+        };
+        let scope = Self::table_scope(table, qualifier);
+        let mut returning = crate::Returning {
+            exprs: Vec::new(),
+            columns: Vec::new(),
+        };
+        for item in items {
+            let (e, name) = match item {
+                ast::SelectItem::UnnamedExpr(e) => (e, query::column_name(e)),
+                ast::SelectItem::ExprWithAlias { expr, alias } => (expr, ident_name(alias)),
+                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                    for (i, c) in table.columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
+                        returning.exprs.push(Expr::column(i, c.ty));
+                        returning.columns.push((c.name.clone(), c.ty));
+                    }
+                    continue;
+                }
+                other => {
+                    return Err(PlanError::NotSupported(format!("RETURNING {other}")));
+                }
+            };
+            let bound = ExprBinder::bind_plain(&scope, &self.params, e)?;
+            returning.columns.push((name, bound.data_type()));
+            returning.exprs.push(bound);
+        }
+        Ok(Some(returning))
     }
 
     fn table_scope(table: &TableCatalog, qualifier: &str) -> Scope {
@@ -685,7 +732,12 @@ impl<'c> Binder<'c> {
         let mut scope = Self::table_scope(&table, &qualifier);
         let rows = self.filtered_scan(&table, &mut scope, delete.selection.as_ref())?;
         let rows = Self::table_columns(rows, &scope, table.columns.len());
-        Ok(Plan::Delete { table, rows })
+        let returning = self.bind_returning(&table, &qualifier, delete.returning.as_deref())?;
+        Ok(Plan::Delete {
+            table,
+            rows,
+            returning,
+        })
     }
 
     fn bind_update(&mut self, update: &ast::Update) -> PlanResult<Plan> {
@@ -806,7 +858,12 @@ impl<'c> Binder<'c> {
             input: Box::new(input),
             exprs,
         };
-        Ok(Plan::Update { table, rows })
+        let returning = self.bind_returning(&table, &qualifier, update.returning.as_deref())?;
+        Ok(Plan::Update {
+            table,
+            rows,
+            returning,
+        })
     }
 }
 

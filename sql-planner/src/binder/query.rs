@@ -133,7 +133,7 @@ fn const_u64(e: &ast::Expr, what: &str) -> PlanResult<u64> {
     }
 }
 
-fn column_name(e: &ast::Expr) -> String {
+pub(crate) fn column_name(e: &ast::Expr) -> String {
     match e {
         ast::Expr::Identifier(id) => ident_name(id),
         ast::Expr::CompoundIdentifier(ids) => ids.last().map(ident_name).unwrap_or_default(),
