@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use dataflow::batch::plan::{AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
+use dataflow::func::Func;
 use dataflow::stream::plan::{InequalityBound, StreamPlan};
 use dataflow::types::{DataType, Datum};
 
@@ -67,6 +68,47 @@ pub struct Upstreams {
     /// The columns of each table or view that get watermarks, by id (see
     /// [`StreamPlan::watermark_columns`]).
     pub watermarks: HashMap<u32, Vec<usize>>,
+}
+
+/// `lower <= upper` with a constant time shift moved from `upper` to `lower`
+/// (`y <= x + INTERVAL '2' SECOND` as `y - INTERVAL '2' SECOND <= x`), so that `upper` is a
+/// plain column, whose output watermark an interval join can then give. Only shifts without
+/// months move: adding a month is not undone by subtracting one (month ends clamp).
+fn column_upper(lower: Expr, upper: Expr) -> (Expr, Expr) {
+    let Expr::Func {
+        func: Func::AddInterval,
+        args,
+        ty,
+    } = &upper
+    else {
+        return (lower, upper);
+    };
+    let [time @ Expr::Column { ty: column_ty, .. }, shift] = args.as_slice() else {
+        return (lower, upper);
+    };
+    let constant = shift.input_columns().is_empty() && !shift.is_volatile();
+    let Some(Datum::Interval {
+        months: 0,
+        days,
+        nanos,
+    }) = constant.then(|| shift.eval_constant().ok()).flatten()
+    else {
+        return (lower, upper);
+    };
+    if column_ty != ty || lower.data_type() != *ty {
+        return (lower, upper);
+    }
+    let back = Datum::Interval {
+        months: 0,
+        days: -days,
+        nanos: -nanos,
+    };
+    let lower = Expr::Func {
+        func: Func::AddInterval,
+        args: vec![lower, Expr::literal(back, DataType::Interval)],
+        ty: *ty,
+    };
+    (lower, time.clone())
 }
 
 struct Planner {
@@ -165,9 +207,10 @@ impl Planner {
             else {
                 continue;
             };
+            let (lower, upper) = column_upper(lower, local(upper, v));
             out.push(InequalityBound {
                 side: v,
-                upper: local(upper, v),
+                upper,
                 watermark_column: column,
                 lower,
                 table: self.table_id(),

@@ -782,3 +782,57 @@ async fn fetch_first_rows() {
     .await;
     assert_eq!(rows, vec![vec![i(1)], vec![i(2)]]);
 }
+
+/// An interval join whose bound on a side is that side's time column shifted by a constant
+/// (`y.ts <= x.ts + INTERVAL '2' SECOND`) passes on watermarks of both time columns: the
+/// planner moves the shift to the other side of the comparison.
+#[test]
+fn interval_joins_give_both_time_columns_watermarks() {
+    let table = |id: u32, name: &str| {
+        Arc::new(TableCatalog {
+            id,
+            schema: "public".into(),
+            name: name.into(),
+            columns: vec![col("k", DataType::Int64), col("ts", DataType::Timestamp)],
+            pk: vec![],
+            view: None,
+            append_only: true,
+            definition: String::new(),
+            source: None,
+            watermark: None,
+        })
+    };
+    let tables = Tables(
+        [
+            ("public.a".to_string(), table(10, "a")),
+            ("public.b".to_string(), table(11, "b")),
+        ]
+        .into(),
+    );
+    let view = plan_sql(
+        "CREATE MATERIALIZED VIEW v AS SELECT x.k, x.ts AS xts, y.ts AS yts \
+         FROM a AS x JOIN b AS y ON x.k = y.k \
+         AND y.ts BETWEEN x.ts - INTERVAL '3' SECOND AND x.ts + INTERVAL '2' SECOND",
+        &tables,
+    )
+    .unwrap()
+    .remove(0);
+    let Plan::CreateView { query, columns, .. } = view else {
+        panic!("not a view")
+    };
+    let upstreams = sql_planner::stream::Upstreams {
+        append_only: vec![10, 11],
+        watermarks: [(10, vec![1]), (11, vec![1])].into(),
+    };
+    let planned = sql_planner::stream::plan_view(query, &columns, &[], 100, upstreams).unwrap();
+    let marked = planned.plan.watermark_columns(&|id| match id {
+        10 | 11 => vec![1],
+        _ => vec![],
+    });
+    // xts and yts (columns 1 and 2 of the view).
+    assert!(
+        marked.contains(&1) && marked.contains(&2),
+        "{marked:?}\n{:#?}",
+        planned.plan.explain()
+    );
+}
