@@ -1041,6 +1041,7 @@ impl Database {
                 | Statement::Insert(_)
                 | Statement::Update(_)
                 | Statement::Delete(_)
+                | Statement::Truncate(_)
         );
         if writes {
             self.check_writer(&command_name(stmt))?;
@@ -1189,7 +1190,16 @@ impl Database {
                 table,
                 rows,
                 returning,
-            } => self.delete(session, &table, rows, returning).await,
+            } => {
+                let deleted = self.delete(session, &table, rows, returning).await?;
+                Ok(match stmt {
+                    Statement::Truncate(_) => StatementResult::Command {
+                        tag: "TRUNCATE TABLE".into(),
+                        rows: None,
+                    },
+                    _ => deleted,
+                })
+            }
             Plan::Update {
                 table,
                 rows,

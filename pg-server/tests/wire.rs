@@ -1301,7 +1301,8 @@ async fn builtin_functions_answer_as_postgres_does() {
 }
 
 /// INSERT, UPDATE and DELETE ... RETURNING give the rows they wrote (through prepared
-/// statements too, which describe the columns beforehand) with their row counts.
+/// statements too, which describe the columns beforehand) with their row counts; TRUNCATE
+/// empties a table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dml_returning_gives_the_written_rows() {
     let (_dir, _, node) = start_fresh().await;
@@ -1356,5 +1357,13 @@ async fn dml_returning_gives_the_written_rows() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+    // TRUNCATE deletes every row, and views see the deletes.
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW nv AS SELECT count(*) AS c FROM n; TRUNCATE n; FLUSH;",
+    )
+    .await
+    .unwrap();
+    let in_view: i64 = c.query_one("SELECT c FROM nv", &[]).await.unwrap().get(0);
+    assert_eq!(in_view, 0);
     node.stop().await;
 }

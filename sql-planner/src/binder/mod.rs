@@ -177,6 +177,7 @@ impl<'c> Binder<'c> {
             Statement::CreateIndex(ci) => self.bind_create_index(ci),
             Statement::Insert(insert) => self.bind_insert(insert),
             Statement::Delete(delete) => self.bind_delete(delete),
+            Statement::Truncate(truncate) => self.bind_truncate(truncate),
             Statement::Update(update) => self.bind_update(update),
             Statement::Explain { statement, .. } => match self.bind_statement(statement)? {
                 Plan::Query { plan, .. }
@@ -737,6 +738,24 @@ impl<'c> Binder<'c> {
             table,
             rows,
             returning,
+        })
+    }
+
+    /// `TRUNCATE t`: a DELETE of every row (readers see the deletes like any others).
+    fn bind_truncate(&mut self, truncate: &ast::Truncate) -> PlanResult<Plan> {
+        let [target] = truncate.table_names.as_slice() else {
+            return Err(PlanError::NotSupported(
+                "TRUNCATE of several tables at once".into(),
+            ));
+        };
+        let table = self.changeable_table(&target.name)?;
+        let mut scope = Self::table_scope(&table, &table.name);
+        let rows = self.filtered_scan(&table, &mut scope, None)?;
+        let rows = Self::table_columns(rows, &scope, table.columns.len());
+        Ok(Plan::Delete {
+            table,
+            rows,
+            returning: None,
         })
     }
 
