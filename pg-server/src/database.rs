@@ -934,7 +934,8 @@ impl Database {
         let qualified = sql_planner::qualified(schema, bare);
         let table = self.inner.catalog.read().table(&qualified);
         let definition = match (kind, table.as_deref()) {
-            ("table", Some(t)) if t.view.is_none() && t.source.is_none() => t.definition.clone(),
+            ("table", Some(t)) if t.is_stored_table() => t.definition.clone(),
+            ("view", Some(t)) if t.logical.is_some() => t.definition.clone(),
             ("source", Some(t)) if t.source.is_some() => t.definition.clone(),
             ("materialized view" | "view", Some(t)) if t.is_view() => t
                 .view
@@ -994,7 +995,7 @@ impl Database {
                 row(&c.name, &ty, flag(c.hidden))
             })
             .collect();
-        if table.source.is_none() {
+        if table.source.is_none() && table.logical.is_none() {
             rows.push(row(
                 sql_planner::catalog::COMMIT_TIME_COLUMN,
                 &DataType::Timestamptz.pg_name(),
@@ -1068,7 +1069,9 @@ impl Database {
                     .read()
                     .tables
                     .values()
-                    .filter(|t| t.schema == DEFAULT_SCHEMA && t.view.is_none())
+                    .filter(|t| {
+                        t.schema == DEFAULT_SCHEMA && t.view.is_none() && t.logical.is_none()
+                    })
                     .map(|t| t.name.clone())
                     .collect();
                 names.sort();
@@ -1132,11 +1135,41 @@ impl Database {
                     definition,
                     source,
                     watermark,
+                    logical: None,
+                };
+                self.create_table(session, table, if_not_exists).await
+            }
+            Plan::CreateLogicalView {
+                schema,
+                name,
+                columns,
+                view,
+                if_not_exists,
+                definition,
+            } => {
+                let table = TableCatalog {
+                    id: 0,
+                    schema,
+                    name,
+                    columns: columns
+                        .into_iter()
+                        .map(|(name, ty)| sql_planner::ColumnCatalog::new(name, ty))
+                        .collect(),
+                    pk: vec![],
+                    view: None,
+                    append_only: false,
+                    definition,
+                    source: None,
+                    watermark: None,
+                    logical: Some(view),
                 };
                 self.create_table(session, table, if_not_exists).await
             }
             Plan::DropTable { names, if_exists } => {
-                self.drop_tables(session, names, if_exists).await
+                self.drop_tables(session, names, if_exists, false).await
+            }
+            Plan::DropLogicalView { names, if_exists } => {
+                self.drop_tables(session, names, if_exists, true).await
             }
             Plan::CreateView {
                 schema,
@@ -1292,7 +1325,7 @@ impl Database {
         }
     }
 
-    /// Creates `table` under a fresh id.
+    /// Creates `table` (a table, source or view) under a fresh id.
     async fn create_table(
         &self,
         session: &Session,
@@ -1302,6 +1335,8 @@ impl Database {
         let _dml = self.inner.dml.lock().await;
         let tag = if table.source.is_some() {
             "CREATE SOURCE"
+        } else if table.logical.is_some() {
+            "CREATE VIEW"
         } else {
             "CREATE TABLE"
         };
@@ -1321,6 +1356,17 @@ impl Database {
                     });
                 }
                 return Err(PlanError::DuplicateTable(table.name).into());
+            }
+            // What a view reads was found when it was planned, outside this lock.
+            let gone = table
+                .dependencies()
+                .into_iter()
+                .find(|id| !catalog.tables.values().any(|t| t.id == *id));
+            if gone.is_some() {
+                return Err(Error::sql(
+                    "42P01",
+                    "a relation the view reads was dropped meanwhile",
+                ));
             }
             table.id = catalog.next_table_id;
             catalog.next_table_id += 1;
@@ -1595,24 +1641,33 @@ impl Database {
             .await
     }
 
+    /// Drops tables and sources, or (`views`) views that are not materialized.
     async fn drop_tables(
         &self,
         session: &Session,
         names: Vec<String>,
         if_exists: bool,
+        views: bool,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let mut writes = Vec::new();
         let stopping;
         // `DROP SOURCE` arrives as `DROP TABLE` (see `sql_planner`'s source rewrite): the
         // tag follows what was dropped.
-        let mut tag = "DROP TABLE";
+        let mut tag = if views { "DROP VIEW" } else { "DROP TABLE" };
         {
             let mut catalog = self.inner.catalog.write();
             let dropped = droppable(&catalog, &names, if_exists, |t| {
-                (t.view.is_none())
-                    .then_some(())
-                    .ok_or("a table; use DROP MATERIALIZED VIEW or DROP INDEX")
+                if views {
+                    t.logical
+                        .is_some()
+                        .then_some(())
+                        .ok_or("a view; use DROP MATERIALIZED VIEW, DROP TABLE or DROP INDEX")
+                } else {
+                    (t.view.is_none() && t.logical.is_none())
+                        .then_some(())
+                        .ok_or("a table; use DROP VIEW, DROP MATERIALIZED VIEW or DROP INDEX")
+                }
             })?;
             let indexes = catalog
                 .tables
@@ -1704,6 +1759,7 @@ impl Database {
                 definition: String::new(),
                 source: None,
                 watermark: None,
+                logical: None,
             });
             catalog
                 .tables
@@ -2021,8 +2077,14 @@ fn check_no_dependents(catalog: &CatalogState, table: &TableCatalog) -> Result<(
         Some(dependent) => Err(Error::sql(
             "2BP01",
             format!(
-                "cannot drop {} because materialized view {} depends on it",
-                table.name, dependent.name
+                "cannot drop {} because {} {} depends on it",
+                table.name,
+                if dependent.logical.is_some() {
+                    "view"
+                } else {
+                    "materialized view"
+                },
+                dependent.name
             ),
         )),
         None => Ok(()),

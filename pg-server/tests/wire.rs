@@ -1367,3 +1367,93 @@ async fn dml_returning_gives_the_written_rows() {
     assert_eq!(in_view, 0);
     node.stop().await;
 }
+
+/// Views that are not materialized: their query runs where they are read (with their own
+/// column names, not seeing the reader's CTEs), views read views, materialized views read
+/// them, they cannot be written, what they read cannot be dropped while they exist, they
+/// survive a restart, and the catalog shows them as views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_expand_where_they_are_read() {
+    let (_dir, objects, node) = start_fresh().await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE t (k int PRIMARY KEY, v int);
+         INSERT INTO t VALUES (1, 10), (2, 20), (3, 30);
+         CREATE VIEW big (key, val) AS SELECT k, v FROM t WHERE v > 15;
+         CREATE VIEW bigger AS SELECT key FROM big WHERE val > 25;
+         CREATE MATERIALIZED VIEW n_bigger AS SELECT count(*) AS n FROM bigger;",
+    )
+    .await
+    .unwrap();
+    let texts = |messages: Vec<SimpleQueryMessage>| -> Vec<String> {
+        simple_rows(messages)
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    };
+    let query = |sql: &'static str| async move { texts(c.simple_query(sql).await.unwrap()) };
+    assert_eq!(
+        query("SELECT * FROM big ORDER BY key").await,
+        ["2|20", "3|30"]
+    );
+    assert_eq!(
+        query("WITH t AS (SELECT 9 AS k, 9 AS v) SELECT b.key FROM big AS b ORDER BY 1").await,
+        ["2", "3"]
+    );
+    assert_eq!(query("SELECT * FROM bigger").await, ["3"]);
+    c.batch_execute("INSERT INTO t VALUES (4, 40); FLUSH;")
+        .await
+        .unwrap();
+    assert_eq!(query("SELECT n FROM n_bigger").await, ["2"]);
+    let code = |sql: &'static str| async move {
+        let err = c.simple_query(sql).await.unwrap_err();
+        err.code().map(|c| c.code().to_string())
+    };
+    assert_eq!(
+        code("INSERT INTO big VALUES (5, 50)").await.as_deref(),
+        Some("42809")
+    );
+    assert_eq!(code("DROP VIEW big").await.as_deref(), Some("2BP01"));
+    assert_eq!(code("DROP TABLE big").await.as_deref(), Some("42809"));
+    assert_eq!(
+        query(
+            "SELECT c.relname, c.relkind, v.view_definition FROM pg_class AS c \
+             JOIN information_schema.views AS v ON v.table_name = c.relname \
+             WHERE c.relname LIKE 'big%' ORDER BY 1"
+        )
+        .await,
+        [
+            "big|v|SELECT k, v FROM t WHERE v > 15",
+            "bigger|v|SELECT key FROM big WHERE val > 25"
+        ]
+    );
+    node.stop().await;
+
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    let rows = texts(
+        c.simple_query("SELECT * FROM bigger ORDER BY 1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows, ["3", "4"]);
+    // A materialized view keeps its own plan: the views it was defined through can go,
+    // the table it reads cannot.
+    c.batch_execute("DROP VIEW bigger; DROP VIEW big;")
+        .await
+        .unwrap();
+    let err = c.batch_execute("DROP TABLE t").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("2BP01"));
+    let n: i64 = c
+        .query_one("SELECT n FROM n_bigger", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    node.stop().await;
+}

@@ -80,6 +80,20 @@ pub struct TableCatalog {
     /// dropped on insert). A source's is in its [`dataflow::source::SourceSpec`].
     #[serde(default)]
     pub watermark: Option<dataflow::watermark::WatermarkDesc>,
+    /// Set for a view (`CREATE VIEW`, not materialized): stores nothing; its query is bound
+    /// in place of its name wherever it is read.
+    #[serde(default)]
+    pub logical: Option<LogicalView>,
+}
+
+/// What makes a relation a (non-materialized) view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogicalView {
+    /// The query, as SQL.
+    pub query: String,
+    /// Ids of the tables, views and sources the query names: none can be dropped while the
+    /// view exists.
+    pub reads: Vec<u32>,
 }
 
 /// What makes a table a materialized view.
@@ -143,9 +157,26 @@ impl TableCatalog {
 
     /// Ids of the tables and views a view reads (none for a table).
     pub fn dependencies(&self) -> Vec<u32> {
-        self.view
-            .as_ref()
-            .map_or_else(Vec::new, |v| v.plan.upstreams())
+        match (&self.view, &self.logical) {
+            (Some(v), _) => v.plan.upstreams(),
+            (None, Some(l)) => l.reads.clone(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// A view's query (materialized or not), as `pg_get_viewdef` and
+    /// `information_schema.views` show it.
+    pub fn view_query(&self) -> Option<String> {
+        match (&self.view, &self.logical) {
+            (Some(v), _) if v.index_of.is_none() => Some(v.query()),
+            (_, Some(l)) => Some(l.query.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a table whose rows are stored (not a view, index or source).
+    pub fn is_stored_table(&self) -> bool {
+        self.view.is_none() && self.source.is_none() && self.logical.is_none()
     }
 
     /// Position of the column called `name`.

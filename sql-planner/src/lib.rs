@@ -18,8 +18,8 @@ use dataflow::types::DataType;
 use sqlparser::parser::Parser;
 
 pub use catalog::{
-    Catalog, ColumnCatalog, DEFAULT_SCHEMA, FunctionCatalog, ROW_ID_COLUMN, TableCatalog,
-    ViewCatalog, qualified,
+    Catalog, ColumnCatalog, DEFAULT_SCHEMA, FunctionCatalog, LogicalView, ROW_ID_COLUMN,
+    TableCatalog, ViewCatalog, qualified,
 };
 pub use error::{PlanError, PlanResult};
 
@@ -89,6 +89,28 @@ pub enum Plan {
         definition: String,
         /// For `CREATE INDEX`: the table, and the output columns the index is ordered by.
         index: Option<(u32, Vec<usize>)>,
+    },
+    /// `CREATE VIEW` (not materialized).
+    CreateLogicalView {
+        /// Schema.
+        schema: String,
+        /// View name.
+        name: String,
+        /// Names and types of its columns.
+        columns: Vec<(String, DataType)>,
+        /// Its query and what it reads.
+        view: LogicalView,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// The statement, for the catalog.
+        definition: String,
+    },
+    /// `DROP VIEW` (of views that are not materialized).
+    DropLogicalView {
+        /// Qualified view names (`schema.name`).
+        names: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
     },
     /// `DROP MATERIALIZED VIEW` or `DROP INDEX`.
     DropView {

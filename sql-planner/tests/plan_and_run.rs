@@ -55,6 +55,7 @@ async fn setup() -> (LsmStore, Tables) {
         definition: String::new(),
         source: None,
         watermark: None,
+        logical: None,
     };
     let u = TableCatalog {
         id: 2,
@@ -67,6 +68,7 @@ async fn setup() -> (LsmStore, Tables) {
         definition: String::new(),
         source: None,
         watermark: None,
+        logical: None,
     };
     for (table, rows) in [
         (&t, " I T I\n + 1 a 10\n + 2 b 20\n + 3 a 30\n + 4 c ."),
@@ -800,6 +802,7 @@ fn interval_joins_give_both_time_columns_watermarks() {
             definition: String::new(),
             source: None,
             watermark: None,
+            logical: None,
         })
     };
     let tables = Tables(

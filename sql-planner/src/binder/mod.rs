@@ -33,6 +33,8 @@ pub(crate) struct Binder<'c> {
     subqueries: usize,
     /// Window functions bound so far (numbers their hidden columns).
     windows: usize,
+    /// Ids of the catalog relations the statement names.
+    referenced: Vec<u32>,
 }
 
 /// `(schema, name)` of a possibly qualified name; unqualified names are in the default schema.
@@ -63,6 +65,7 @@ impl<'c> Binder<'c> {
             ctes: Vec::new(),
             subqueries: 0,
             windows: 0,
+            referenced: Vec::new(),
             params: Params {
                 catalog: Some(catalog),
                 ..Params::default()
@@ -102,6 +105,12 @@ impl<'c> Binder<'c> {
         if table.is_view() {
             return Err(PlanError::WrongObjectType(format!(
                 "cannot change materialized view \"{}\"",
+                table.name
+            )));
+        }
+        if table.logical.is_some() {
+            return Err(PlanError::WrongObjectType(format!(
+                "cannot change view \"{}\"",
                 table.name
             )));
         }
@@ -151,6 +160,15 @@ impl<'c> Binder<'c> {
                 names,
                 ..
             } => Ok(Plan::DropTable {
+                names: names.iter().map(qualified_name).collect(),
+                if_exists: *if_exists,
+            }),
+            Statement::Drop {
+                object_type: ast::ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => Ok(Plan::DropLogicalView {
                 names: names.iter().map(qualified_name).collect(),
                 if_exists: *if_exists,
             }),
@@ -216,10 +234,8 @@ impl<'c> Binder<'c> {
     }
 
     fn bind_create_view(&mut self, cv: &ast::CreateView) -> PlanResult<Plan> {
-        if !cv.materialized {
-            return Err(PlanError::NotSupported(
-                "CREATE VIEW (use CREATE MATERIALIZED VIEW)".into(),
-            ));
+        if cv.or_replace {
+            return Err(PlanError::NotSupported("CREATE OR REPLACE VIEW".into()));
         }
         let (schema, name) = schema_and_name(&cv.name);
         let bound = self.bind_query(&cv.query)?;
@@ -240,6 +256,22 @@ impl<'c> Binder<'c> {
             if columns[..i].iter().any(|(n, _)| n == name) {
                 return Err(PlanError::DuplicateColumn(name.clone()));
             }
+        }
+        if !cv.materialized {
+            let mut reads = std::mem::take(&mut self.referenced);
+            reads.sort_unstable();
+            reads.dedup();
+            return Ok(Plan::CreateLogicalView {
+                schema,
+                name,
+                columns,
+                view: crate::LogicalView {
+                    query: cv.query.to_string(),
+                    reads,
+                },
+                if_not_exists: cv.if_not_exists,
+                definition: cv.to_string(),
+            });
         }
         Ok(Plan::CreateView {
             schema,

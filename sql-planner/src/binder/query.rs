@@ -1398,6 +1398,10 @@ impl Binder<'_> {
                     .catalog
                     .table(&crate::catalog::qualified(&schema, &table_name))
                     .ok_or_else(|| PlanError::UndefinedTable(table_name.clone()))?;
+                self.referenced.push(table.id);
+                if let Some(view) = &table.logical {
+                    return self.bind_logical_view(&table, view, &qualifier, alias.as_ref());
+                }
                 let mut scope = Scope {
                     columns: table
                         .columns
@@ -1460,6 +1464,45 @@ impl Binder<'_> {
             } => self.bind_from(std::slice::from_ref(table_with_joins)),
             other => Err(PlanError::NotSupported(format!("FROM {other}"))),
         }
+    }
+
+    /// The rows of view `table` (named `qualifier` here): its query, bound as it was written
+    /// (the enclosing statement's CTEs are not in its scope), with the view's column names.
+    fn bind_logical_view(
+        &mut self,
+        table: &crate::TableCatalog,
+        view: &crate::LogicalView,
+        qualifier: &str,
+        alias: Option<&ast::TableAlias>,
+    ) -> PlanResult<(BatchPlan, Scope)> {
+        let query = match crate::parse_sql(&format!("{};", view.query))?.as_slice() {
+            [ast::Statement::Query(q)] => q.clone(),
+            _ => {
+                return Err(PlanError::Syntax(format!(
+                    "view \"{}\" has no query",
+                    table.name
+                )));
+            }
+        };
+        let ctes = std::mem::take(&mut self.ctes);
+        let bound = self.bind_query(&query);
+        self.ctes = ctes;
+        let bound = bound?;
+        let mut scope = bound.scope;
+        let mut visible = scope.columns.iter_mut().filter(|c| !c.hidden && !c.outer);
+        for column in &table.columns {
+            let Some(c) = visible.next() else { break };
+            c.name.clone_from(&column.name);
+        }
+        scope
+            .columns
+            .iter_mut()
+            .filter(|c| !c.outer)
+            .for_each(|c| c.table = Some(qualifier.to_string()));
+        if let Some(alias) = alias {
+            apply_alias(&mut scope, alias);
+        }
+        Ok((bound.plan, scope))
     }
 
     fn bind_join(

@@ -12,7 +12,7 @@ use crate::error::{PlanError, PlanResult};
 use std::sync::Arc;
 
 use crate::PG_VERSION;
-use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog, ViewCatalog};
+use crate::catalog::{Catalog, DEFAULT_SCHEMA, TableCatalog};
 
 /// Oids PostgreSQL gives its built-in namespaces; user schemas get oids from 16384 on.
 const PG_CATALOG_OID: i32 = 11;
@@ -182,6 +182,7 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                         text(match (t.is_view(), t.index_of()) {
                             (_, Some(_)) => "i",
                             (true, _) => "m",
+                            _ if t.logical.is_some() => "v",
                             _ => "r",
                         }),
                         int(ROOT_ROLE_OID),
@@ -379,6 +380,8 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
                 .map(|t| {
                     let (kind, insertable) = if t.is_view() {
                         ("MATERIALIZED VIEW", "NO")
+                    } else if t.logical.is_some() {
+                        ("VIEW", "NO")
                     } else if t.source.is_some() {
                         ("SOURCE", "NO")
                     } else {
@@ -403,14 +406,14 @@ pub(crate) fn system_table(catalog: &dyn Catalog, name: &str) -> Option<SystemTa
             ],
             tables
                 .iter()
-                .filter(|t| t.is_view())
-                .map(|t| {
-                    vec![
+                .filter_map(|t| {
+                    let query = t.view_query()?;
+                    Some(vec![
                         text(DATABASE_NAME),
                         text(&t.schema),
                         text(&t.name),
-                        text(&t.view.as_ref().map(ViewCatalog::query).unwrap_or_default()),
-                    ]
+                        text(&query),
+                    ])
                 })
                 .collect(),
         ),
@@ -882,7 +885,7 @@ pub(crate) fn system_function(
             first()?,
             tables
                 .iter()
-                .filter_map(|t| Some((t.id as i32, format!("{};", t.view.as_ref()?.query()))))
+                .filter_map(|t| Some((t.id as i32, format!("{};", t.view_query()?))))
                 .collect(),
             null_text(),
         ),
