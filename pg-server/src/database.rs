@@ -104,6 +104,8 @@ struct ViewSpec {
     definition: String,
     /// For an index: its table and the columns it is ordered by.
     index: Option<(u32, Vec<usize>)>,
+    /// `EMIT ON WINDOW CLOSE`.
+    emit_on_window_close: bool,
 }
 
 /// Changes of one table that a statement sends to the views reading it.
@@ -1179,6 +1181,7 @@ impl Database {
                 if_not_exists,
                 definition,
                 index,
+                emit_on_window_close,
             } => {
                 // A view of no table is constant: its rows, computed once, are its input.
                 let query = if query.reads_tables() {
@@ -1206,6 +1209,7 @@ impl Database {
                     columns,
                     definition,
                     index,
+                    emit_on_window_close,
                 };
                 self.create_view(session, spec, if_not_exists).await
             }
@@ -1708,6 +1712,7 @@ impl Database {
             columns,
             definition,
             index,
+            emit_on_window_close,
         } = spec;
         let tag = if index.is_some() {
             "CREATE_INDEX"
@@ -1739,8 +1744,14 @@ impl Database {
             let id = catalog.next_table_id;
             let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
             let upstreams = sql_planner::Catalog::upstreams(&*catalog);
-            let planned =
-                sql_planner::stream::plan_view(query, &columns, &order, id + 1, upstreams)?;
+            let planned = sql_planner::stream::plan_view(
+                query,
+                &columns,
+                &order,
+                id + 1,
+                upstreams,
+                emit_on_window_close,
+            )?;
             catalog.next_table_id = planned.next_table_id;
             let view = Arc::new(TableCatalog {
                 id,

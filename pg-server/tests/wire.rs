@@ -65,6 +65,19 @@ impl Node {
     }
 }
 
+/// The rows `sql` returns, each as its values (NULL as empty text) joined by `|`.
+async fn texts(c: &Client, sql: &str) -> Vec<String> {
+    simple_rows(c.simple_query(sql).await.unwrap())
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(Option::unwrap_or_default)
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
 fn simple_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
     messages
         .into_iter()
@@ -1385,18 +1398,7 @@ async fn views_expand_where_they_are_read() {
     )
     .await
     .unwrap();
-    let texts = |messages: Vec<SimpleQueryMessage>| -> Vec<String> {
-        simple_rows(messages)
-            .into_iter()
-            .map(|r| {
-                r.into_iter()
-                    .map(Option::unwrap_or_default)
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect()
-    };
-    let query = |sql: &'static str| async move { texts(c.simple_query(sql).await.unwrap()) };
+    let query = |sql: &'static str| texts(c, sql);
     assert_eq!(
         query("SELECT * FROM big ORDER BY key").await,
         ["2|20", "3|30"]
@@ -1436,12 +1438,10 @@ async fn views_expand_where_they_are_read() {
 
     let node = start(Arc::clone(&objects)).await;
     let c = &node.client;
-    let rows = texts(
-        c.simple_query("SELECT * FROM bigger ORDER BY 1")
-            .await
-            .unwrap(),
+    assert_eq!(
+        texts(c, "SELECT * FROM bigger ORDER BY 1").await,
+        ["3", "4"]
     );
-    assert_eq!(rows, ["3", "4"]);
     // A materialized view keeps its own plan: the views it was defined through can go,
     // the table it reads cannot.
     c.batch_execute("DROP VIEW bigger; DROP VIEW big;")
@@ -1455,5 +1455,69 @@ async fn views_expand_where_they_are_read() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
+    node.stop().await;
+}
+
+/// `EMIT ON WINDOW CLOSE`: a window aggregation's view takes each window once the watermark
+/// has passed it, with its final values; windows held when the node stops come out after
+/// the restart, once the watermark passes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_on_window_close_takes_only_closed_windows() {
+    let (_dir, objects, node) = start_fresh().await;
+    let c = &node.client;
+    const WINDOWS: &str = "SELECT window_start, count(*) AS n, sum(v) AS s \
+         FROM tumble(e, ts, INTERVAL '10' SECOND) GROUP BY window_start";
+    c.batch_execute(&format!(
+        "CREATE TABLE e (ts TIMESTAMP, v INT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           APPEND ONLY;
+         CREATE MATERIALIZED VIEW closed AS {WINDOWS} EMIT ON WINDOW CLOSE;"
+    ))
+    .await
+    .unwrap();
+    let plan = simple_rows(
+        c.simple_query(&format!(
+            "EXPLAIN CREATE MATERIALIZED VIEW x AS {WINDOWS} EMIT ON WINDOW CLOSE"
+        ))
+        .await
+        .unwrap(),
+    );
+    assert!(
+        plan.iter().any(|r| r[0]
+            .as_deref()
+            .is_some_and(|l| l.contains("StreamEowcSort"))),
+        "{plan:?}"
+    );
+    const CLOSED: &str = "SELECT window_start, n, s FROM closed ORDER BY 1";
+    let at = |s: u32| format!("TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{s}' SECOND");
+    c.batch_execute(&format!(
+        "INSERT INTO e VALUES ({}, 1), ({}, 2), ({}, 3); FLUSH;",
+        at(1),
+        at(3),
+        at(12)
+    ))
+    .await
+    .unwrap();
+    // The watermark is at 7 s: no window has closed.
+    assert!(texts(c, CLOSED).await.is_empty());
+    c.batch_execute(&format!("INSERT INTO e VALUES ({}, 4); FLUSH;", at(16)))
+        .await
+        .unwrap();
+    assert_eq!(texts(c, CLOSED).await, ["2026-01-01 00:00:00|2|3"]);
+    node.stop().await;
+
+    let node = start(Arc::clone(&objects)).await;
+    let c = &node.client;
+    c.batch_execute(&format!("INSERT INTO e VALUES ({}, 5); FLUSH;", at(31)))
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(c, CLOSED).await,
+        ["2026-01-01 00:00:00|2|3", "2026-01-01 00:00:10|2|7"]
+    );
+    let err = c
+        .batch_execute("CREATE MATERIALIZED VIEW bad AS SELECT v FROM e EMIT ON WINDOW CLOSE")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("0A000"));
     node.stop().await;
 }

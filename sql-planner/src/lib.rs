@@ -4,6 +4,7 @@ mod binder;
 pub mod catalog;
 mod corresponding;
 pub mod dialect;
+mod emit;
 mod error;
 mod optimizer;
 mod source;
@@ -89,6 +90,8 @@ pub enum Plan {
         definition: String,
         /// For `CREATE INDEX`: the table, and the output columns the index is ordered by.
         index: Option<(u32, Vec<usize>)>,
+        /// `EMIT ON WINDOW CLOSE`: rows enter the view once the watermark passes them, final.
+        emit_on_window_close: bool,
     },
     /// `CREATE VIEW` (not materialized).
     CreateLogicalView {
@@ -181,6 +184,7 @@ pub fn plan_sql(sql: &str, catalog: &dyn Catalog) -> PlanResult<Vec<Plan>> {
 pub fn parse_sql(sql: &str) -> PlanResult<Vec<sqlparser::ast::Statement>> {
     let sql = corresponding::rewrite(sql)?;
     let sql = append_only::rewrite(&sql)?;
+    let sql = emit::rewrite(&sql)?;
     let sql = source::rewrite(&sql)?;
     let sql = watermark::rewrite(&sql)?;
     let sql = dialect::rewrite(&sql)?;

@@ -219,6 +219,59 @@ impl Planner {
         out
     }
 
+    /// `node`'s rows held until the watermark of one of its columns passes them (`EMIT ON
+    /// WINDOW CLOSE`): a column of its stream key (a window's start) if one has a watermark.
+    fn emit_on_window_close(&mut self, node: Node) -> PlanResult<Node> {
+        let marked = self.watermark_columns(&node.plan);
+        let column = node
+            .key
+            .iter()
+            .copied()
+            .find(|k| marked.contains(k))
+            .or_else(|| marked.first().copied())
+            .ok_or_else(|| {
+                PlanError::NotSupported(
+                    "EMIT ON WINDOW CLOSE without a watermark on an output column (group a \
+                     window aggregation by the window of a table or source with WATERMARK FOR)"
+                        .into(),
+                )
+            })?;
+        // The held rows are keyed by (column, stream key) and distributed as the input is:
+        // by columns of that key.
+        let keyed = |d: &Vec<usize>| d.iter().all(|c| *c == column || node.key.contains(c));
+        let node = match &node.dist {
+            Dist::Single => node,
+            Dist::Hash(d) if keyed(d) => node,
+            _ => {
+                let key = node.key.clone();
+                self.exchange(node, Dist::Hash(key))
+            }
+        };
+        let dist_key = match &node.dist {
+            Dist::Hash(d) => d.clone(),
+            _ => vec![],
+        };
+        let state_table = self.table_id();
+        let Node {
+            plan,
+            key,
+            dist,
+            width,
+        } = node;
+        Ok(Node {
+            plan: StreamPlan::EmitOnWindowClose {
+                input: Box::new(plan),
+                watermark_column: column,
+                input_key: key.clone(),
+                dist_key,
+                state_table,
+            },
+            key,
+            dist,
+            width,
+        })
+    }
+
     fn table_id(&mut self) -> u32 {
         self.next_table_id += 1;
         self.next_table_id - 1
@@ -900,13 +953,17 @@ pub fn plan_view(
     order: &[usize],
     first_table_id: u32,
     upstreams: Upstreams,
+    emit_on_window_close: bool,
 ) -> PlanResult<ViewPlan> {
     let mut planner = Planner {
         next_table_id: first_table_id,
         next_exchange_id: 0,
         upstreams,
     };
-    let node = planner.plan(query)?;
+    let mut node = planner.plan(query)?;
+    if emit_on_window_close {
+        node = planner.emit_on_window_close(node)?;
+    }
     let types = node.types();
     let mut catalog_columns: Vec<ColumnCatalog> = columns
         .iter()

@@ -661,7 +661,7 @@ async fn dates_times_and_intervals() {
         panic!("not a view")
     };
     assert!(matches!(
-        sql_planner::stream::plan_view(query, &columns, &[], 100, Default::default()),
+        sql_planner::stream::plan_view(query, &columns, &[], 100, Default::default(), false),
         Err(PlanError::NotSupported(_))
     ));
 }
@@ -827,7 +827,8 @@ fn interval_joins_give_both_time_columns_watermarks() {
         append_only: vec![10, 11],
         watermarks: [(10, vec![1]), (11, vec![1])].into(),
     };
-    let planned = sql_planner::stream::plan_view(query, &columns, &[], 100, upstreams).unwrap();
+    let planned =
+        sql_planner::stream::plan_view(query, &columns, &[], 100, upstreams, false).unwrap();
     let marked = planned.plan.watermark_columns(&|id| match id {
         10 | 11 => vec![1],
         _ => vec![],

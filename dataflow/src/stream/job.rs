@@ -318,6 +318,31 @@ impl<S: StateStore> Builder<'_, S> {
                 let inputs = inputs.iter().map(|i| self.stream(i, actor)).collect();
                 super::align::union(inputs)
             }
+            StreamPlan::EmitOnWindowClose {
+                input,
+                watermark_column,
+                input_key,
+                dist_key,
+                state_table,
+            } => {
+                let desc = super::eowc::held_rows_desc(
+                    *state_table,
+                    &input.output_types(),
+                    *watermark_column,
+                    input_key,
+                    dist_key,
+                );
+                super::eowc::emit_on_window_close(
+                    job,
+                    self.stream(input, actor),
+                    self.table(desc),
+                    *watermark_column,
+                    owned_vnodes(
+                        actor,
+                        fragment_parallelism(input, self.options.parallelism.max(1)),
+                    ),
+                )
+            }
             StreamPlan::Exchange { id, .. } => {
                 let receivers = self
                     .receivers

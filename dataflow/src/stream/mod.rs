@@ -14,6 +14,7 @@ mod agg;
 mod align;
 mod backfill;
 mod dispatch;
+mod eowc;
 mod grouped;
 mod job;
 mod join;

@@ -153,6 +153,22 @@ pub enum StreamPlan {
         /// State table of every input row.
         state_table: u32,
     },
+    /// `EMIT ON WINDOW CLOSE`: the input's rows held in state until the watermark of
+    /// `watermark_column` passes them, then emitted once, as inserts (an input change to a
+    /// held row changes it in place).
+    EmitOnWindowClose {
+        /// Input.
+        input: Box<StreamPlan>,
+        /// The column whose watermark releases rows.
+        watermark_column: usize,
+        /// The input's stream key.
+        input_key: Vec<usize>,
+        /// The columns the input is distributed by (empty: one actor), which the held rows
+        /// are distributed by too.
+        dist_key: Vec<usize>,
+        /// State table of the held rows, keyed by the watermark column, then the stream key.
+        state_table: u32,
+    },
     /// The changes of every input (same column types).
     Union {
         /// Inputs.
@@ -289,6 +305,14 @@ impl StreamPlan {
                 .into_iter()
                 .copied()
                 .collect(),
+            StreamPlan::EmitOnWindowClose {
+                input,
+                watermark_column,
+                ..
+            } => of(input)
+                .into_iter()
+                .filter(|c| c == watermark_column)
+                .collect(),
             StreamPlan::Union { inputs } => {
                 let mut marked = inputs.first().map(of).unwrap_or_default();
                 for other in inputs.iter().skip(1) {
@@ -308,9 +332,9 @@ impl StreamPlan {
             }
             StreamPlan::Values { types, .. } => types.clone(),
             StreamPlan::Source { source, .. } => source.types(),
-            StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => {
-                input.output_types()
-            }
+            StreamPlan::Filter { input, .. }
+            | StreamPlan::Exchange { input, .. }
+            | StreamPlan::EmitOnWindowClose { input, .. } => input.output_types(),
             StreamPlan::OverWindow { input, calls, .. } => {
                 let mut t = input.output_types();
                 let input_types = t.clone();
@@ -383,7 +407,8 @@ impl StreamPlan {
             StreamPlan::Values { state_table, .. }
             | StreamPlan::Source { state_table, .. }
             | StreamPlan::TopN { state_table, .. }
-            | StreamPlan::OverWindow { state_table, .. } => out.push(*state_table),
+            | StreamPlan::OverWindow { state_table, .. }
+            | StreamPlan::EmitOnWindowClose { state_table, .. } => out.push(*state_table),
             StreamPlan::HashAgg { tables, .. } => out.extend(tables),
             StreamPlan::HashJoin {
                 tables,
@@ -409,6 +434,7 @@ impl StreamPlan {
             | StreamPlan::HashAgg { input, .. }
             | StreamPlan::TopN { input, .. }
             | StreamPlan::OverWindow { input, .. }
+            | StreamPlan::EmitOnWindowClose { input, .. }
             | StreamPlan::Exchange { input, .. } => vec![input],
             StreamPlan::HashJoin { left, right, .. } => vec![left, right],
             StreamPlan::Union { inputs } => inputs.iter().collect(),
@@ -515,6 +541,9 @@ impl StreamPlan {
                 order_by.iter().map(|k| k.column).collect::<Vec<_>>()
             ),
             StreamPlan::Union { .. } => "StreamUnion".into(),
+            StreamPlan::EmitOnWindowClose {
+                watermark_column, ..
+            } => format!("StreamEowcSort {{ watermark: ${watermark_column} }}"),
             StreamPlan::Exchange { dist, .. } if dist.is_empty() => {
                 "StreamExchange { dist: Single }".into()
             }

@@ -206,6 +206,7 @@ impl<'c> Binder<'c> {
                     query,
                     columns,
                     index,
+                    emit_on_window_close,
                     ..
                 } => {
                     let order = index.map(|(_, o)| o).unwrap_or_default();
@@ -216,6 +217,7 @@ impl<'c> Binder<'c> {
                             &order,
                             0,
                             self.catalog.upstreams(),
+                            emit_on_window_close,
                         )?
                         .plan
                         .explain(),
@@ -257,6 +259,33 @@ impl<'c> Binder<'c> {
                 return Err(PlanError::DuplicateColumn(name.clone()));
             }
         }
+        let mut emit_on_window_close = false;
+        let mut definition = cv.clone();
+        if let ast::CreateTableOptions::With(options) = &cv.options {
+            for option in options {
+                match option {
+                    ast::SqlOption::KeyValue { key, value }
+                        if ident_name(key) == crate::emit::OPTION =>
+                    {
+                        emit_on_window_close = value.to_string().eq_ignore_ascii_case("true");
+                    }
+                    other => {
+                        return Err(PlanError::NotSupported(format!("view option {other}")));
+                    }
+                }
+            }
+            // The statement as written, for the catalog.
+            definition.options = ast::CreateTableOptions::None;
+        }
+        let mut definition = definition.to_string();
+        if emit_on_window_close {
+            if !cv.materialized {
+                return Err(PlanError::NotSupported(
+                    "EMIT ON WINDOW CLOSE in a view that is not materialized".into(),
+                ));
+            }
+            definition.push_str(" EMIT ON WINDOW CLOSE");
+        }
         if !cv.materialized {
             let mut reads = std::mem::take(&mut self.referenced);
             reads.sort_unstable();
@@ -270,7 +299,7 @@ impl<'c> Binder<'c> {
                     reads,
                 },
                 if_not_exists: cv.if_not_exists,
-                definition: cv.to_string(),
+                definition,
             });
         }
         Ok(Plan::CreateView {
@@ -279,8 +308,9 @@ impl<'c> Binder<'c> {
             query: bound.plan,
             columns,
             if_not_exists: cv.if_not_exists,
-            definition: cv.to_string(),
+            definition,
             index: None,
+            emit_on_window_close,
         })
     }
 
@@ -338,6 +368,7 @@ impl<'c> Binder<'c> {
             if_not_exists: ci.if_not_exists,
             definition: ci.to_string(),
             index: Some((table.id, order)),
+            emit_on_window_close: false,
         })
     }
 
