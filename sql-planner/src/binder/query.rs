@@ -264,6 +264,21 @@ fn fetch_first(plan: BatchPlan, fetch: &ast::Fetch) -> PlanResult<BatchPlan> {
 
 /// `AS name(a, b, ...)`: the relation's columns get `name` as qualifier and the leading ones
 /// the listed names.
+/// `scope` as the FROM item `qualifier` (with `alias`, if given): a CTE's or a view's
+/// columns under the name they are read by; columns of an enclosing query (see
+/// `subquery.rs`) keep their qualifiers.
+fn requalified(mut scope: Scope, qualifier: &str, alias: Option<&ast::TableAlias>) -> Scope {
+    scope
+        .columns
+        .iter_mut()
+        .filter(|c| !c.outer)
+        .for_each(|c| c.table = Some(qualifier.to_string()));
+    if let Some(alias) = alias {
+        apply_alias(&mut scope, alias);
+    }
+    scope
+}
+
 pub(crate) fn apply_alias(scope: &mut Scope, alias: &ast::TableAlias) {
     let name = ident_name(&alias.name);
     let mut renames = alias.columns.iter();
@@ -1339,16 +1354,7 @@ impl Binder<'_> {
                     None
                 };
                 if let Some((_, cte)) = cte {
-                    let mut scope = cte.scope.clone();
-                    // Columns of an enclosing query (see `subquery.rs`) keep their qualifiers.
-                    scope
-                        .columns
-                        .iter_mut()
-                        .filter(|c| !c.outer)
-                        .for_each(|c| c.table = Some(qualifier.clone()));
-                    if let Some(alias) = alias {
-                        apply_alias(&mut scope, alias);
-                    }
+                    let scope = requalified(cte.scope.clone(), &qualifier, alias.as_ref());
                     return Ok((cte.plan.clone(), scope));
                 }
                 let (schema, _) = super::schema_and_name(name);
@@ -1494,15 +1500,7 @@ impl Binder<'_> {
             let Some(c) = visible.next() else { break };
             c.name.clone_from(&column.name);
         }
-        scope
-            .columns
-            .iter_mut()
-            .filter(|c| !c.outer)
-            .for_each(|c| c.table = Some(qualifier.to_string()));
-        if let Some(alias) = alias {
-            apply_alias(&mut scope, alias);
-        }
-        Ok((bound.plan, scope))
+        Ok((bound.plan, requalified(scope, qualifier, alias)))
     }
 
     fn bind_join(

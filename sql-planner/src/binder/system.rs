@@ -724,16 +724,20 @@ pub(crate) fn is_system_function(name: &str) -> bool {
             | "obj_description"
             | "col_description"
             | "shobj_description"
-            | "version"
-            | "current_user"
-            | "session_user"
-            | "current_role"
-            | "user"
-            | "current_database"
-            | "current_catalog"
-            | "current_schema"
-    )
+    ) || SESSION_FUNCTIONS.contains(&name)
 }
+
+/// Functions of the session, which take no arguments.
+const SESSION_FUNCTIONS: &[&str] = &[
+    "version",
+    "current_user",
+    "session_user",
+    "current_role",
+    "user",
+    "current_database",
+    "current_catalog",
+    "current_schema",
+];
 
 /// A catalog function of `args`, answered from `catalog`.
 pub(crate) fn system_function(
@@ -749,19 +753,7 @@ pub(crate) fn system_function(
     };
     let tables = catalog.map(|c| c.tables()).unwrap_or_default();
     let text = |s: &str| Expr::literal(Datum::Varchar(s.to_string()), DataType::Varchar);
-    if !args.is_empty()
-        && matches!(
-            name,
-            "version"
-                | "current_user"
-                | "session_user"
-                | "current_role"
-                | "user"
-                | "current_database"
-                | "current_catalog"
-                | "current_schema"
-        )
-    {
+    if !args.is_empty() && SESSION_FUNCTIONS.contains(&name) {
         return Err(PlanError::UndefinedFunction(format!(
             "function {name} takes no arguments"
         )));
