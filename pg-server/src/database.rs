@@ -1147,6 +1147,7 @@ impl Database {
                 columns,
                 view,
                 if_not_exists,
+                or_replace,
                 definition,
             } => {
                 let table = TableCatalog {
@@ -1165,7 +1166,11 @@ impl Database {
                     watermark: None,
                     logical: Some(view),
                 };
-                self.create_table(session, table, if_not_exists).await
+                if or_replace {
+                    self.replace_view(session, table).await
+                } else {
+                    self.create_table(session, table, if_not_exists).await
+                }
             }
             Plan::DropTable { names, if_exists } => {
                 self.drop_tables(session, names, if_exists, false).await
@@ -1329,6 +1334,42 @@ impl Database {
         }
     }
 
+    /// `CREATE OR REPLACE VIEW`: `view` replaces the view of its name (keeping its id, so
+    /// what depends on it still does), or is created.
+    async fn replace_view(&self, session: &Session, view: TableCatalog) -> Result<StatementResult> {
+        let existing = self
+            .inner
+            .catalog
+            .read()
+            .tables
+            .get(&view.qualified_name())
+            .cloned();
+        let Some(old) = existing else {
+            return self.create_table(session, view, false).await;
+        };
+        if old.logical.is_none() {
+            return Err(
+                PlanError::WrongObjectType(format!("\"{}\" is not a view", old.name)).into(),
+            );
+        }
+        let _dml = self.inner.dml.lock().await;
+        let view = Arc::new(TableCatalog { id: old.id, ..view });
+        {
+            let mut catalog = self.inner.catalog.write();
+            // Replaced meanwhile by another session: its check of the columns no longer holds.
+            if catalog.tables.get(&view.qualified_name()) != Some(&old) {
+                return Err(Error::sql("40001", "the view changed meanwhile; try again"));
+            }
+            check_reads_exist(&catalog, &view)?;
+            catalog
+                .tables
+                .insert(view.qualified_name(), Arc::clone(&view));
+        }
+        let writes = vec![catalog_put(&view)];
+        self.commit_writes(session, writes, None, "CREATE VIEW", None)
+            .await
+    }
+
     /// Creates `table` (a table, source or view) under a fresh id.
     async fn create_table(
         &self,
@@ -1361,17 +1402,7 @@ impl Database {
                 }
                 return Err(PlanError::DuplicateTable(table.name).into());
             }
-            // What a view reads was found when it was planned, outside this lock.
-            let gone = table
-                .dependencies()
-                .into_iter()
-                .find(|id| !catalog.tables.values().any(|t| t.id == *id));
-            if gone.is_some() {
-                return Err(Error::sql(
-                    "42P01",
-                    "a relation the view reads was dropped meanwhile",
-                ));
-            }
+            check_reads_exist(&catalog, &table)?;
             table.id = catalog.next_table_id;
             catalog.next_table_id += 1;
             let table = Arc::new(table);
@@ -2076,6 +2107,22 @@ fn droppable(
         }
     }
     Ok(ids)
+}
+
+/// Refuses a view whose reads, found when it was planned (outside the catalog lock), were
+/// dropped since.
+fn check_reads_exist(catalog: &CatalogState, view: &TableCatalog) -> Result<()> {
+    let gone = view
+        .dependencies()
+        .into_iter()
+        .any(|id| !catalog.tables.values().any(|t| t.id == id));
+    if gone {
+        return Err(Error::sql(
+            "42P01",
+            "a relation the view reads was dropped meanwhile",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses to drop `table` while a view reads it (its indexes go with it).

@@ -1422,6 +1422,29 @@ async fn views_expand_where_they_are_read() {
     );
     assert_eq!(code("DROP VIEW big").await.as_deref(), Some("2BP01"));
     assert_eq!(code("DROP TABLE big").await.as_deref(), Some("42809"));
+    // OR REPLACE: a new query under the same columns (more may follow), never reading
+    // itself through another view.
+    c.batch_execute(
+        "CREATE OR REPLACE VIEW big (key, val, twice) AS SELECT k, v, 2 * v FROM t WHERE v > 25",
+    )
+    .await
+    .unwrap();
+    assert_eq!(query("SELECT * FROM bigger ORDER BY 1").await, ["3", "4"]);
+    assert_eq!(
+        code("CREATE OR REPLACE VIEW big AS SELECT v FROM t")
+            .await
+            .as_deref(),
+        Some("22023")
+    );
+    assert_eq!(
+        code("CREATE OR REPLACE VIEW big (key, val, twice) AS SELECT key, key, key FROM bigger")
+            .await
+            .as_deref(),
+        Some("22023")
+    );
+    c.batch_execute("CREATE OR REPLACE VIEW big (key, val) AS SELECT k, v FROM t WHERE v > 15")
+        .await
+        .unwrap_err();
     assert_eq!(
         query(
             "SELECT c.relname, c.relkind, v.view_definition FROM pg_class AS c \
@@ -1430,7 +1453,7 @@ async fn views_expand_where_they_are_read() {
         )
         .await,
         [
-            "big|v|SELECT k, v FROM t WHERE v > 15",
+            "big|v|SELECT k, v, 2 * v FROM t WHERE v > 25",
             "bigger|v|SELECT key FROM big WHERE val > 25"
         ]
     );

@@ -105,6 +105,8 @@ pub enum Plan {
         view: LogicalView,
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
+        /// `OR REPLACE`: a view of that name gets the new query.
+        or_replace: bool,
         /// The statement, for the catalog.
         definition: String,
     },

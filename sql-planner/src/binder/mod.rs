@@ -236,8 +236,10 @@ impl<'c> Binder<'c> {
     }
 
     fn bind_create_view(&mut self, cv: &ast::CreateView) -> PlanResult<Plan> {
-        if cv.or_replace {
-            return Err(PlanError::NotSupported("CREATE OR REPLACE VIEW".into()));
+        if cv.or_replace && cv.materialized {
+            return Err(PlanError::NotSupported(
+                "CREATE OR REPLACE MATERIALIZED VIEW".into(),
+            ));
         }
         let (schema, name) = schema_and_name(&cv.name);
         let bound = self.bind_query(&cv.query)?;
@@ -287,10 +289,35 @@ impl<'c> Binder<'c> {
             definition.push_str(" EMIT ON WINDOW CLOSE");
         }
         if !cv.materialized {
+            // Every relation the query reads, through the views it names too.
             let mut reads = std::mem::take(&mut self.referenced);
             reads.sort_unstable();
             reads.dedup();
+            let replaced = self
+                .catalog
+                .table(&crate::catalog::qualified(&schema, &name));
+            if let Some(old) = replaced.filter(|_| cv.or_replace) {
+                if reads.contains(&old.id) {
+                    return Err(PlanError::InvalidArgument(format!(
+                        "view \"{name}\" would read itself"
+                    )));
+                }
+                // Readers of the view keep binding: its columns stay, new ones may follow.
+                let kept = old.columns.len() <= columns.len()
+                    && old
+                        .columns
+                        .iter()
+                        .zip(&columns)
+                        .all(|(o, (n, t))| o.name == *n && o.ty == *t);
+                if !kept {
+                    return Err(PlanError::InvalidArgument(format!(
+                        "cannot change the columns of view \"{name}\" (new columns may only \
+                         follow the old ones)"
+                    )));
+                }
+            }
             return Ok(Plan::CreateLogicalView {
+                or_replace: cv.or_replace,
                 schema,
                 name,
                 columns,
