@@ -43,7 +43,8 @@ pub(crate) async fn build_ssts(
     out: &tokio::sync::mpsc::Sender<SstPart>,
 ) -> Result<()> {
     let gone = || crate::Error::Internal("the SST consumer stopped".into());
-    let mut builder = SstBuilder::new(options, prefix_lens.clone());
+    let new_builder = || SstBuilder::new(options, prefix_lens.clone(), PART_SIZE);
+    let mut builder = new_builder();
     while cursor.is_valid() {
         let key = cursor.key();
         let value = cursor.value();
@@ -53,14 +54,13 @@ pub(crate) async fn build_ssts(
                 && builder.last_user_key().and_then(table_id_of) != table_id_of(key.user_key);
             let full = builder.estimated_size() >= split.target_file_size;
             if !builder.is_empty() && new_user_key && (full || table_changed) {
-                let done =
-                    std::mem::replace(&mut builder, SstBuilder::new(options, prefix_lens.clone()));
+                let done = std::mem::replace(&mut builder, new_builder());
                 out.send(SstPart::End(done.finish()))
                     .await
                     .map_err(|_| gone())?;
             }
             builder.add(key, &value);
-            if let Some(part) = builder.take_ready(PART_SIZE) {
+            if let Some(part) = builder.take_ready() {
                 out.send(SstPart::Data(part)).await.map_err(|_| gone())?;
             }
         }

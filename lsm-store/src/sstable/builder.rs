@@ -61,6 +61,8 @@ pub(crate) struct BuiltSst {
 #[derive(Debug)]
 pub(crate) struct SstBuilder {
     block_size: usize,
+    /// Bytes of finished blocks handed over at once (see [`SstBuilder::take_ready`]).
+    part_size: usize,
     /// Bytes written and not taken yet.
     out: Vec<u8>,
     /// Bytes taken before `out`.
@@ -78,10 +80,17 @@ pub(crate) struct SstBuilder {
 }
 
 impl SstBuilder {
-    pub(crate) fn new(options: &SstOptions, prefix_lens: BTreeMap<u32, usize>) -> Self {
+    /// A builder handing its bytes over in parts of `part_size`.
+    pub(crate) fn new(
+        options: &SstOptions,
+        prefix_lens: BTreeMap<u32, usize>,
+        part_size: usize,
+    ) -> Self {
+        let block_size = options.block_size.max(1);
         SstBuilder {
-            block_size: options.block_size.max(1),
-            out: Vec::new(),
+            block_size,
+            part_size,
+            out: Self::part_buffer(part_size.min(options.target_file_size), block_size),
             taken: 0,
             block: BlockBuilder::default(),
             compressor: BlockCompressor::new(options.compression),
@@ -156,14 +165,19 @@ impl SstBuilder {
         self.taken + self.out.len() as u64
     }
 
-    /// The finished blocks' bytes not taken yet, once there are at least `part_size` of them:
-    /// the SST's next part, to upload while the rest is built.
-    pub(crate) fn take_ready(&mut self, part_size: usize) -> Option<Bytes> {
-        if self.out.len() < part_size {
+    /// Room for a part and the block that crosses its end, so that the buffer never grows
+    /// (growing would copy it and fault in fresh pages at each doubling).
+    fn part_buffer(part_size: usize, block_size: usize) -> Vec<u8> {
+        Vec::with_capacity(part_size + 2 * block_size)
+    }
+
+    /// The finished blocks' bytes not taken yet, once there are at least a part of them: the
+    /// SST's next part, to upload while the rest is built.
+    pub(crate) fn take_ready(&mut self) -> Option<Bytes> {
+        if self.out.len() < self.part_size {
             return None;
         }
-        // Room for the next part and the block that crosses its end, so it never regrows.
-        let next = Vec::with_capacity(part_size + 2 * self.block_size);
+        let next = Self::part_buffer(self.part_size, self.block_size);
         let part = std::mem::replace(&mut self.out, next);
         self.taken += part.len() as u64;
         Some(Bytes::from(part))
@@ -222,13 +236,14 @@ mod tests {
             compression: Compression::None,
             ..SstOptions::default()
         };
-        let mut builder = SstBuilder::new(&options, BTreeMap::new());
+        let mut builder =
+            SstBuilder::new(&options, BTreeMap::new(), part_size.unwrap_or(usize::MAX));
         let mut parts = Vec::new();
         for k in 0..keys {
             let key = format!("key{k:08}");
             let value = Value::Put(Bytes::from(vec![k as u8; 40]));
             builder.add(FullKeyRef::new(key.as_bytes(), Epoch(7)), &value);
-            if let Some(part) = part_size.and_then(|size| builder.take_ready(size)) {
+            if let Some(part) = builder.take_ready() {
                 parts.push(part);
             }
         }
