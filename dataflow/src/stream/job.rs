@@ -66,10 +66,12 @@ fn owned_vnodes(actor: usize, parallelism: usize) -> Vec<u16> {
 }
 
 /// The actors of the fragment `plan` heads, of `n` per distributed fragment: one where a
-/// single actor reads an upstream (a table's changes, literal rows, a source of one split).
+/// single actor reads an upstream (a table's changes, literal rows, a source of one split),
+/// and no more than a source has splits (an actor without one would hold back the
+/// watermark its fragment passes on).
 fn fragment_parallelism(plan: &StreamPlan, n: usize) -> usize {
     match plan {
-        StreamPlan::Source { source, .. } if source.splits > 1 => n,
+        StreamPlan::Source { source, .. } if source.splits > 1 => n.min(source.splits as usize),
         StreamPlan::Scan { .. } | StreamPlan::Values { .. } | StreamPlan::Source { .. } => 1,
         StreamPlan::Exchange { dist, .. } if dist.is_empty() => 1,
         StreamPlan::Exchange { .. } => n,
@@ -458,5 +460,36 @@ pub fn build_job<S: StateStore>(
         barrier_inputs: builder.barrier_inputs,
         materialize_actors: root_parallelism,
         progress: builder.progress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Connector, DatagenSource, SourceSpec};
+
+    fn source(splits: u32) -> StreamPlan {
+        StreamPlan::Source {
+            source_id: 1,
+            source: SourceSpec {
+                connector: Connector::Datagen(DatagenSource {
+                    fields: vec![],
+                    rows_per_second: 0,
+                    base_time_ms: 0,
+                }),
+                fields: vec![],
+                watermark: None,
+                splits,
+            },
+            state_table: 2,
+        }
+    }
+
+    #[test]
+    fn a_split_source_gets_an_actor_per_split_up_to_the_parallelism() {
+        assert_eq!(fragment_parallelism(&source(1), 4), 1);
+        // No actor without a split: it would never pass a watermark on.
+        assert_eq!(fragment_parallelism(&source(2), 4), 2);
+        assert_eq!(fragment_parallelism(&source(8), 4), 4);
     }
 }
