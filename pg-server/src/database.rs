@@ -106,6 +106,8 @@ struct ViewSpec {
     index: Option<(u32, Vec<usize>)>,
     /// `EMIT ON WINDOW CLOSE`.
     emit_on_window_close: bool,
+    /// The views (not materialized) its query named.
+    views_read: Vec<u32>,
 }
 
 /// Changes of one table that a statement sends to the views reading it.
@@ -1187,6 +1189,7 @@ impl Database {
                 definition,
                 index,
                 emit_on_window_close,
+                views_read,
             } => {
                 // A view of no table is constant: its rows, computed once, are its input.
                 let query = if query.reads_tables() {
@@ -1215,6 +1218,7 @@ impl Database {
                     definition,
                     index,
                     emit_on_window_close,
+                    views_read,
                 };
                 self.create_view(session, spec, if_not_exists).await
             }
@@ -1744,6 +1748,7 @@ impl Database {
             definition,
             index,
             emit_on_window_close,
+            views_read,
         } = spec;
         let tag = if index.is_some() {
             "CREATE_INDEX"
@@ -1796,6 +1801,7 @@ impl Database {
                     next_table_id: planned.next_table_id,
                     index_of: index.map(|(table, _)| table),
                     singleton: planned.singleton,
+                    views_read,
                 }),
                 append_only: false,
                 definition: String::new(),
@@ -1803,6 +1809,7 @@ impl Database {
                 watermark: None,
                 logical: None,
             });
+            check_reads_exist(&catalog, &view)?;
             catalog
                 .tables
                 .insert(view.qualified_name(), Arc::clone(&view));

@@ -113,6 +113,10 @@ pub struct ViewCatalog {
     /// returns them in key order (a view of `VALUES` lists its rows in the order written).
     #[serde(default)]
     pub singleton: bool,
+    /// The views (not materialized) its query named: its plan reads their tables, and they
+    /// cannot be dropped while it exists.
+    #[serde(default)]
+    pub views_read: Vec<u32>,
 }
 
 impl TableCatalog {
@@ -158,7 +162,11 @@ impl TableCatalog {
     /// Ids of the tables and views a view reads (none for a table).
     pub fn dependencies(&self) -> Vec<u32> {
         match (&self.view, &self.logical) {
-            (Some(v), _) => v.plan.upstreams(),
+            (Some(v), _) => {
+                let mut reads = v.plan.upstreams();
+                reads.extend(&v.views_read);
+                reads
+            }
             (None, Some(l)) => l.reads.clone(),
             (None, None) => Vec::new(),
         }

@@ -92,6 +92,8 @@ pub enum Plan {
         index: Option<(u32, Vec<usize>)>,
         /// `EMIT ON WINDOW CLOSE`: rows enter the view once the watermark passes them, final.
         emit_on_window_close: bool,
+        /// Ids of the views (not materialized) the query named.
+        views_read: Vec<u32>,
     },
     /// `CREATE VIEW` (not materialized).
     CreateLogicalView {

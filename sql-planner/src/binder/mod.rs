@@ -338,6 +338,13 @@ impl<'c> Binder<'c> {
             definition,
             index: None,
             emit_on_window_close,
+            views_read: self
+                .catalog
+                .tables()
+                .iter()
+                .filter(|t| t.logical.is_some() && self.referenced.contains(&t.id))
+                .map(|t| t.id)
+                .collect(),
         })
     }
 
@@ -396,6 +403,7 @@ impl<'c> Binder<'c> {
             definition: ci.to_string(),
             index: Some((table.id, order)),
             emit_on_window_close: false,
+            views_read: vec![],
         })
     }
 
