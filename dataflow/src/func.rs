@@ -762,34 +762,27 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
             arg.as_primitive(),
             f64::abs,
         )),
-        (Func::Round, DataType::Float64) if args.len() == 2 => {
-            Arc::new(binary::<Float64Type, Int32Type, _, Float64Type>(
-                arg.as_primitive(),
-                args[1].as_primitive(),
-                |x, digits| {
-                    let scale = 10f64.powi(digits);
-                    (x * scale).round() / scale
-                },
-            )?)
+        (Func::Round | Func::Trunc, DataType::Float64) => {
+            let to_integer = if func == Func::Round {
+                f64::round
+            } else {
+                f64::trunc
+            };
+            match args.get(1) {
+                Some(digits) => Arc::new(binary::<Float64Type, Int32Type, _, Float64Type>(
+                    arg.as_primitive(),
+                    digits.as_primitive(),
+                    |x, digits| {
+                        let scale = 10f64.powi(digits);
+                        to_integer(x * scale) / scale
+                    },
+                )?),
+                None => Arc::new(unary::<Float64Type, _, Float64Type>(
+                    arg.as_primitive(),
+                    to_integer,
+                )),
+            }
         }
-        (Func::Trunc, DataType::Float64) if args.len() == 2 => {
-            Arc::new(binary::<Float64Type, Int32Type, _, Float64Type>(
-                arg.as_primitive(),
-                args[1].as_primitive(),
-                |x, digits| {
-                    let scale = 10f64.powi(digits);
-                    (x * scale).trunc() / scale
-                },
-            )?)
-        }
-        (Func::Round, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
-            arg.as_primitive(),
-            f64::round,
-        )),
-        (Func::Trunc, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
-            arg.as_primitive(),
-            f64::trunc,
-        )),
         (Func::Ceil, DataType::Float64) => Arc::new(unary::<Float64Type, _, Float64Type>(
             arg.as_primitive(),
             f64::ceil,
