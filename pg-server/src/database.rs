@@ -1174,12 +1174,11 @@ impl Database {
                     self.create_table(session, table, if_not_exists).await
                 }
             }
-            Plan::DropTable { names, if_exists } => {
-                self.drop_tables(session, names, if_exists, false).await
-            }
-            Plan::DropLogicalView { names, if_exists } => {
-                self.drop_tables(session, names, if_exists, true).await
-            }
+            Plan::DropTable {
+                names,
+                if_exists,
+                views,
+            } => self.drop_tables(session, names, if_exists, views).await,
             Plan::CreateView {
                 schema,
                 name,

@@ -67,12 +67,15 @@ pub enum Plan {
         /// A table's `WATERMARK FOR column AS expr`.
         watermark: Option<dataflow::watermark::WatermarkDesc>,
     },
-    /// `DROP TABLE`.
+    /// `DROP TABLE` (and `DROP SOURCE`), or `DROP VIEW` of views that are not materialized:
+    /// relations with no job to stop.
     DropTable {
-        /// Qualified table names (`schema.name`).
+        /// Qualified names (`schema.name`).
         names: Vec<String>,
         /// `IF EXISTS`.
         if_exists: bool,
+        /// `DROP VIEW`.
+        views: bool,
     },
     /// `CREATE MATERIALIZED VIEW`.
     CreateView {
@@ -111,13 +114,6 @@ pub enum Plan {
         or_replace: bool,
         /// The statement, for the catalog.
         definition: String,
-    },
-    /// `DROP VIEW` (of views that are not materialized).
-    DropLogicalView {
-        /// Qualified view names (`schema.name`).
-        names: Vec<String>,
-        /// `IF EXISTS`.
-        if_exists: bool,
     },
     /// `DROP MATERIALIZED VIEW` or `DROP INDEX`.
     DropView {

@@ -155,22 +155,14 @@ impl<'c> Binder<'c> {
             }
             Statement::CreateTable(ct) => self.bind_create_table(ct),
             Statement::Drop {
-                object_type: ast::ObjectType::Table,
+                object_type: object @ (ast::ObjectType::Table | ast::ObjectType::View),
                 if_exists,
                 names,
                 ..
             } => Ok(Plan::DropTable {
                 names: names.iter().map(qualified_name).collect(),
                 if_exists: *if_exists,
-            }),
-            Statement::Drop {
-                object_type: ast::ObjectType::View,
-                if_exists,
-                names,
-                ..
-            } => Ok(Plan::DropLogicalView {
-                names: names.iter().map(qualified_name).collect(),
-                if_exists: *if_exists,
+                views: *object == ast::ObjectType::View,
             }),
             Statement::Drop {
                 object_type: object @ (ast::ObjectType::MaterializedView | ast::ObjectType::Index),
