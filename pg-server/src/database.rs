@@ -25,7 +25,8 @@ use futures::TryStreamExt;
 use lsm_store::LsmStore;
 use parking_lot::RwLock;
 use sql_planner::{
-    Catalog, DEFAULT_SCHEMA, FunctionCatalog, Plan, PlanError, Returning, TableCatalog, ViewCatalog,
+    Catalog, DEFAULT_SCHEMA, FunctionCatalog, Plan, PlanError, RelationKind, Returning,
+    TableCatalog, ViewCatalog,
 };
 use sqlparser::ast::{ObjectType, SchemaName, Statement};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
@@ -1177,8 +1178,8 @@ impl Database {
             Plan::DropTable {
                 names,
                 if_exists,
-                views,
-            } => self.drop_tables(session, names, if_exists, views).await,
+                kind,
+            } => self.drop_tables(session, names, if_exists, kind).await,
             Plan::CreateView {
                 schema,
                 name,
@@ -1679,34 +1680,31 @@ impl Database {
             .await
     }
 
-    /// Drops tables and sources, or (`views`) views that are not materialized.
+    /// Drops tables, sources, or views that are not materialized: each statement only its
+    /// own `kind`.
     async fn drop_tables(
         &self,
         session: &Session,
         names: Vec<String>,
         if_exists: bool,
-        views: bool,
+        kind: RelationKind,
     ) -> Result<StatementResult> {
         let _dml = self.inner.dml.lock().await;
         let mut writes = Vec::new();
         let stopping;
-        // `DROP SOURCE` arrives as `DROP TABLE` (see `sql_planner`'s source rewrite): the
-        // tag follows what was dropped.
-        let mut tag = if views { "DROP VIEW" } else { "DROP TABLE" };
+        let tag = match kind {
+            RelationKind::Table => "DROP TABLE",
+            RelationKind::Source => "DROP SOURCE",
+            RelationKind::View => "DROP VIEW",
+        };
         {
             let mut catalog = self.inner.catalog.write();
-            let dropped = droppable(&catalog, &names, if_exists, |t| {
-                if views {
-                    t.logical
-                        .is_some()
-                        .then_some(())
-                        .ok_or("a view; use DROP MATERIALIZED VIEW, DROP TABLE or DROP INDEX")
-                } else {
-                    (t.view.is_none() && t.logical.is_none())
-                        .then_some(())
-                        .ok_or("a table; use DROP VIEW, DROP MATERIALIZED VIEW or DROP INDEX")
-                }
-            })?;
+            let what = match kind {
+                RelationKind::Table => "a table",
+                RelationKind::Source => "a source",
+                RelationKind::View => "a view",
+            };
+            let dropped = droppable(&catalog, &names, if_exists, what, tag)?;
             let indexes = catalog
                 .tables
                 .values()
@@ -1716,9 +1714,6 @@ impl Database {
             stopping = self.stop_jobs(&mut catalog, indexes);
             for name in &names {
                 if let Some(table) = catalog.tables.remove(name) {
-                    if table.source.is_some() {
-                        tag = "DROP SOURCE";
-                    }
                     // The rows become unreachable: table ids are never reused.
                     writes.push((catalog_key(table.id), Value::Delete));
                     if catalog.watermarks.remove(&table.id).is_some() {
@@ -1836,11 +1831,7 @@ impl Database {
         };
         let stopping = {
             let mut catalog = self.inner.catalog.write();
-            let ids = droppable(&catalog, &names, if_exists, |t| {
-                (t.view.is_some() && t.index_of().is_some() == index)
-                    .then_some(())
-                    .ok_or(kind)
-            })?;
+            let ids = droppable(&catalog, &names, if_exists, kind, &tag.replace('_', " "))?;
             self.stop_jobs(&mut catalog, ids)
         };
         self.wait_stopped(stopping).await?;
@@ -2091,11 +2082,29 @@ impl Database {
 
 /// The ids of the relations `names` that exist, after checking each is of the kind the
 /// statement drops (`kind` says what it must be otherwise) and that no view reads it.
+/// The statement that drops `t`.
+fn drop_statement(t: &TableCatalog) -> &'static str {
+    if t.index_of().is_some() {
+        "DROP INDEX"
+    } else if t.view.is_some() {
+        "DROP MATERIALIZED VIEW"
+    } else if t.logical.is_some() {
+        "DROP VIEW"
+    } else if t.source.is_some() {
+        "DROP SOURCE"
+    } else {
+        "DROP TABLE"
+    }
+}
+
+/// The ids of the relations `names` that `statement` drops (`what` they must be), after
+/// checking that nothing depends on them.
 fn droppable(
     catalog: &CatalogState,
     names: &[String],
     if_exists: bool,
-    kind: impl Fn(&TableCatalog) -> std::result::Result<(), &'static str>,
+    what: &str,
+    statement: &str,
 ) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     for name in names {
@@ -2104,9 +2113,13 @@ fn droppable(
             None if if_exists => {}
             None => return Err(PlanError::UndefinedTable(bare.to_string()).into()),
             Some(t) => {
-                kind(t).map_err(|what| {
-                    PlanError::WrongObjectType(format!("\"{bare}\" is not {what}"))
-                })?;
+                let actual = drop_statement(t);
+                if actual != statement {
+                    return Err(PlanError::WrongObjectType(format!(
+                        "\"{bare}\" is not {what}; use {actual} to remove it"
+                    ))
+                    .into());
+                }
                 check_no_dependents(catalog, t)?;
                 ids.push(t.id);
             }

@@ -937,6 +937,31 @@ async fn datagen_source_resumes_exactly_after_a_restart() {
         .await
         .unwrap_err();
     assert_eq!(in_use.code().unwrap().code(), "2BP01");
+    // Each DROP takes only its own kind of relation.
+    node.client
+        .batch_execute("CREATE TABLE plain (v INT)")
+        .await
+        .unwrap();
+    for (wrong, message) in [
+        ("DROP TABLE gen", "use DROP SOURCE"),
+        ("DROP SOURCE plain", "use DROP TABLE"),
+        ("DROP VIEW gen", "use DROP SOURCE"),
+    ] {
+        let err = node.client.batch_execute(wrong).await.unwrap_err();
+        let err = err.as_db_error().expect("a database error");
+        assert_eq!(err.code().code(), "42809", "{wrong}");
+        assert!(
+            err.message().contains(message),
+            "{wrong}: {}",
+            err.message()
+        );
+    }
+    let err = node
+        .client
+        .batch_execute("DROP STREAM gen")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42601");
     node.stop().await;
 }
 

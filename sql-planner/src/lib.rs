@@ -67,15 +67,15 @@ pub enum Plan {
         /// A table's `WATERMARK FOR column AS expr`.
         watermark: Option<dataflow::watermark::WatermarkDesc>,
     },
-    /// `DROP TABLE` (and `DROP SOURCE`), or `DROP VIEW` of views that are not materialized:
+    /// `DROP TABLE`, `DROP SOURCE`, or `DROP VIEW` of views that are not materialized:
     /// relations with no job to stop.
     DropTable {
         /// Qualified names (`schema.name`).
         names: Vec<String>,
         /// `IF EXISTS`.
         if_exists: bool,
-        /// `DROP VIEW`.
-        views: bool,
+        /// What the statement drops.
+        kind: RelationKind,
     },
     /// `CREATE MATERIALIZED VIEW`.
     CreateView {
@@ -170,6 +170,18 @@ pub enum Plan {
     Explain(Vec<String>),
     /// `BEGIN`, `COMMIT`, `ROLLBACK`: every statement commits on its own.
     Transaction,
+}
+
+/// The kind of relation a `DROP` statement names; each drops only its own kind, as in
+/// PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// `DROP TABLE`.
+    Table,
+    /// `DROP SOURCE`.
+    Source,
+    /// `DROP VIEW`: a view that is not materialized.
+    View,
 }
 
 /// Parses `sql` (one or more statements) and plans each.

@@ -2,7 +2,9 @@
 //! the `nexmark` and `datagen` connectors. Before parsing, `CREATE SOURCE` becomes `CREATE
 //! TABLE` with the table option [`OPTION`] (the binder makes it a source), its dotted option
 //! names (`nexmark.table.type`) become quoted names, a trailing `FORMAT ... ENCODE ...` is
-//! dropped, and `DROP SOURCE` becomes `DROP TABLE`.
+//! dropped, and `DROP SOURCE` becomes `DROP STREAM` (an object PostgreSQL does not have, so
+//! the binder can tell a source's drop from a table's; a `DROP STREAM` typed as such is
+//! refused).
 
 use std::borrow::Cow;
 
@@ -22,7 +24,8 @@ pub(crate) const OPTION: &str = "__source";
 
 /// `sql` with its `CREATE SOURCE` and `DROP SOURCE` statements rewritten as tables.
 pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
-    if !sql.to_ascii_lowercase().contains("source") {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("source") && !lower.contains("stream") {
         return Ok(Cow::Borrowed(sql));
     }
     let (tokens, solid) = crate::dialect::tokens(sql)?;
@@ -31,8 +34,13 @@ pub(crate) fn rewrite(sql: &str) -> PlanResult<Cow<'_, str>> {
     while n + 1 < solid.len() {
         let (t, next) = (&tokens[solid[n]], &tokens[solid[n + 1]]);
         let creates = is_word(t, "create") && is_word(next, "source");
+        if is_word(t, "drop") && is_word(next, "stream") {
+            return Err(PlanError::Syntax(
+                "syntax error at or near \"STREAM\"".into(),
+            ));
+        }
         if is_word(t, "drop") && is_word(next, "source") {
-            out[solid[n + 1]] = "TABLE".into();
+            out[solid[n + 1]] = "STREAM".into();
         }
         if !creates {
             n += 1;
@@ -440,8 +448,9 @@ mod tests {
         );
         assert_eq!(
             rewrite("create source s (a int); drop source s").unwrap(),
-            "create TABLE s (a int) WITH (__source = true); drop TABLE s"
+            "create TABLE s (a int) WITH (__source = true); drop STREAM s"
         );
+        assert!(rewrite("DROP STREAM s").is_err());
         assert_eq!(
             rewrite(
                 "create source s (v int) with (connector = 'datagen', fields.v.kind = \

@@ -14,11 +14,11 @@ use dataflow::expr::Expr;
 use dataflow::types::DataType;
 use sqlparser::ast::{self, Statement};
 
-use crate::Plan;
 use crate::catalog::{
     Catalog, ColumnCatalog, DEFAULT_SCHEMA, ROW_ID_COLUMN, TableCatalog, qualified,
 };
 use crate::error::{PlanError, PlanResult};
+use crate::{Plan, RelationKind};
 use expr::{ExprBinder, Params, Scope, ScopeColumn, coerce, ident_name, note_param, sql_type};
 use query::BoundQuery;
 
@@ -155,14 +155,20 @@ impl<'c> Binder<'c> {
             }
             Statement::CreateTable(ct) => self.bind_create_table(ct),
             Statement::Drop {
-                object_type: object @ (ast::ObjectType::Table | ast::ObjectType::View),
+                object_type:
+                    object @ (ast::ObjectType::Table | ast::ObjectType::View | ast::ObjectType::Stream),
                 if_exists,
                 names,
                 ..
             } => Ok(Plan::DropTable {
                 names: names.iter().map(qualified_name).collect(),
                 if_exists: *if_exists,
-                views: *object == ast::ObjectType::View,
+                kind: match object {
+                    ast::ObjectType::View => RelationKind::View,
+                    // What `DROP SOURCE` is parsed as (see `source::rewrite`).
+                    ast::ObjectType::Stream => RelationKind::Source,
+                    _ => RelationKind::Table,
+                },
             }),
             Statement::Drop {
                 object_type: object @ (ast::ObjectType::MaterializedView | ast::ObjectType::Index),
