@@ -1365,6 +1365,22 @@ impl Database {
                 return Err(Error::sql("40001", "the view changed meanwhile; try again"));
             }
             check_reads_exist(&catalog, &view)?;
+            // A materialized view keeps the plan of the query it was created with: replacing
+            // a view it reads would leave it maintaining the old one.
+            if let Some(reader) = catalog
+                .tables
+                .values()
+                .find(|t| t.view.is_some() && t.dependencies().contains(&old.id))
+            {
+                return Err(Error::sql(
+                    "2BP01",
+                    format!(
+                        "cannot replace view {} because materialized view {} depends on it; \
+                         drop the materialized view first",
+                        old.name, reader.name
+                    ),
+                ));
+            }
             catalog
                 .tables
                 .insert(view.qualified_name(), Arc::clone(&view));

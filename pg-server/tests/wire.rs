@@ -1448,12 +1448,19 @@ async fn views_expand_where_they_are_read() {
     assert_eq!(code("DROP VIEW big").await.as_deref(), Some("2BP01"));
     assert_eq!(code("DROP TABLE big").await.as_deref(), Some("42809"));
     // OR REPLACE: a new query under the same columns (more may follow), never reading
-    // itself through another view.
-    c.batch_execute(
-        "CREATE OR REPLACE VIEW big (key, val, twice) AS SELECT k, v, 2 * v FROM t WHERE v > 25",
-    )
-    .await
-    .unwrap();
+    // itself through another view, and not under a materialized view (which would keep
+    // maintaining the old query).
+    let replace =
+        "CREATE OR REPLACE VIEW big (key, val, twice) AS SELECT k, v, 2 * v FROM t WHERE v > 25";
+    assert_eq!(code(replace).await.as_deref(), Some("2BP01"));
+    c.batch_execute("DROP MATERIALIZED VIEW n_bigger")
+        .await
+        .unwrap();
+    c.batch_execute(replace).await.unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW n_bigger AS SELECT count(*) AS n FROM bigger")
+        .await
+        .unwrap();
+    assert_eq!(query("SELECT n FROM n_bigger").await, ["2"]);
     assert_eq!(query("SELECT * FROM bigger ORDER BY 1").await, ["3", "4"]);
     assert_eq!(
         code("CREATE OR REPLACE VIEW big AS SELECT v FROM t")
