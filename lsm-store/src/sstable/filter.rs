@@ -28,6 +28,8 @@ pub(crate) struct FilterBuilder {
     hashes: Vec<u64>,
     last_prefix_hash: Option<u64>,
     last_key_hash: Option<u64>,
+    /// The table of the last key added, and its prefix length.
+    last_table: Option<(u32, Option<usize>)>,
     used_prefix_lens: BTreeMap<u32, usize>,
 }
 
@@ -40,22 +42,20 @@ impl FilterBuilder {
             hashes: Vec::new(),
             last_prefix_hash: None,
             last_key_hash: None,
+            last_table: None,
             used_prefix_lens: BTreeMap::new(),
         }
     }
 
     /// Records a user key (versions of one key arrive together; duplicates are skipped).
     pub(crate) fn add(&mut self, user_key: &[u8]) {
-        if let Some(table) = table_id_of(user_key)
-            && let Some(&len) = self.prefix_lens.get(&table)
+        if let Some(len) = self.prefix_len(user_key)
+            && user_key.len() >= len
         {
-            self.used_prefix_lens.insert(table, len);
-            if user_key.len() >= len {
-                let h = xxh3_64_with_seed(&user_key[..len], PREFIX_SEED);
-                if self.last_prefix_hash != Some(h) {
-                    self.hashes.push(h);
-                    self.last_prefix_hash = Some(h);
-                }
+            let h = xxh3_64_with_seed(&user_key[..len], PREFIX_SEED);
+            if self.last_prefix_hash != Some(h) {
+                self.hashes.push(h);
+                self.last_prefix_hash = Some(h);
             }
         }
         if self.whole_key {
@@ -63,6 +63,23 @@ impl FilterBuilder {
             if self.last_key_hash != Some(h) {
                 self.hashes.push(h);
                 self.last_key_hash = Some(h);
+            }
+        }
+    }
+
+    /// The prefix length of `user_key`'s table, recorded as used; keys arrive in order, so
+    /// the table's is looked up when the table changes.
+    fn prefix_len(&mut self, user_key: &[u8]) -> Option<usize> {
+        let table = table_id_of(user_key)?;
+        match self.last_table {
+            Some((last, len)) if last == table => len,
+            _ => {
+                let len = self.prefix_lens.get(&table).copied();
+                if let Some(len) = len {
+                    self.used_prefix_lens.insert(table, len);
+                }
+                self.last_table = Some((table, len));
+                len
             }
         }
     }
