@@ -29,6 +29,12 @@ pub enum PlanError {
         "column \"{0}\" must appear in the GROUP BY clause or be used in an aggregate function"
     )]
     Grouping(String),
+    /// An aggregate where none may be (`GROUP BY count(*)`, `WHERE sum(x) > 1`).
+    #[error("aggregate functions are not allowed in {0}")]
+    MisplacedAggregate(&'static str),
+    /// A position in the select list that is not there (`GROUP BY 3` of two columns).
+    #[error("{0}")]
+    InvalidColumnReference(String),
     /// A function or operator that does not exist for these arguments.
     #[error("{0}")]
     UndefinedFunction(String),
@@ -93,7 +99,8 @@ impl PlanError {
             PlanError::DuplicateColumn(_) => "42701",
             PlanError::DuplicateAlias(_) => "42712",
             PlanError::TypeMismatch(_) => "42804",
-            PlanError::Grouping(_) => "42803",
+            PlanError::Grouping(_) | PlanError::MisplacedAggregate(_) => "42803",
+            PlanError::InvalidColumnReference(_) => "42P10",
             PlanError::UndefinedFunction(_) => "42883",
             PlanError::UndefinedObject(_) => "42704",
             PlanError::InvalidLiteral { .. } => "22P02",

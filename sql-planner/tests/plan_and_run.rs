@@ -144,6 +144,31 @@ async fn queries() {
         ]
     );
 
+    // GROUP BY a select-list position or output name, as in PostgreSQL; an input
+    // column's name means the input column.
+    for sql in [
+        "SELECT v > 15 AS big, count(*) FROM t GROUP BY 1 ORDER BY 1",
+        "SELECT v > 15 AS big, count(*) FROM t GROUP BY big ORDER BY 1",
+    ] {
+        let (_, rows) = query(&store, &tables, sql).await;
+        assert_eq!(
+            rows,
+            vec![
+                vec![Datum::Bool(false), i(1)],
+                vec![Datum::Bool(true), i(2)],
+                vec![Datum::Null, i(1)],
+            ],
+            "{sql}"
+        );
+    }
+    let (_, rows) = query(
+        &store,
+        &tables,
+        "SELECT v % 10 AS v, count(*) FROM t GROUP BY v",
+    )
+    .await;
+    assert_eq!(rows.len(), 4, "grouped by the input's v, not the output's");
+
     let (_, rows) = query(
         &store,
         &tables,
@@ -235,6 +260,9 @@ async fn errors_carry_sqlstates() {
         ("SELECT nope FROM t", "42703"),
         ("SELECT id FROM t JOIN u ON t.id = u.id", "42702"),
         ("SELECT name, count(*) FROM t", "42803"),
+        ("SELECT count(*) FROM t GROUP BY 1", "42803"),
+        ("SELECT name FROM t GROUP BY 2", "42P10"),
+        ("SELECT name FROM t GROUP BY 0", "42P10"),
         ("SELECT 1 + 'abc'", "22P02"),
         ("SELECT name + 1 FROM t", "42883"),
         ("SELEC 1", "42601"),

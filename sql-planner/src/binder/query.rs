@@ -1753,16 +1753,15 @@ impl Binder<'_> {
             }
         }
         let scope = scope;
-        // The select list: (expression, output name).
-        let mut items: Vec<(&ast::Expr, String)> = Vec::new();
-        let mut star_columns: Vec<(usize, usize)> = Vec::new(); // (item position, scope column)
+        let mut select_list: Vec<SelectColumn> = Vec::new();
         for (item, unnamed_name) in projection.iter().zip(unnamed_names) {
             match item {
-                ast::SelectItem::UnnamedExpr(e) => {
-                    items.push((e, unnamed_name.unwrap_or_else(|| column_name(e))))
-                }
+                ast::SelectItem::UnnamedExpr(e) => select_list.push(SelectColumn::Expr(
+                    e,
+                    unnamed_name.unwrap_or_else(|| column_name(e)),
+                )),
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push((expr, ident_name(alias)))
+                    select_list.push(SelectColumn::Expr(expr, ident_name(alias)))
                 }
                 ast::SelectItem::Wildcard(options)
                 | ast::SelectItem::QualifiedWildcard(_, options) => {
@@ -1778,7 +1777,7 @@ impl Binder<'_> {
                         ),
                         _ => None,
                     };
-                    let before = star_columns.len();
+                    let before = select_list.len();
                     for (i, c) in scope.columns.iter().enumerate() {
                         if !c.hidden
                             && !excluded.contains(&i)
@@ -1786,11 +1785,11 @@ impl Binder<'_> {
                                 .as_ref()
                                 .is_none_or(|q| c.table.as_ref() == Some(q))
                         {
-                            star_columns.push((items.len() + star_columns.len(), i));
+                            select_list.push(SelectColumn::Star(i));
                         }
                     }
                     if let Some(q) = qualifier
-                        && star_columns.len() == before
+                        && select_list.len() == before
                     {
                         return Err(PlanError::UndefinedTable(q));
                     }
@@ -1804,12 +1803,20 @@ impl Binder<'_> {
         };
         let aggregating = !group_by.is_empty()
             || s.having.is_some()
-            || items.iter().any(|(e, _)| contains_agg(e))
+            || select_list
+                .iter()
+                .any(|c| matches!(c, SelectColumn::Expr(e, _) if contains_agg(e)))
             || order_by.iter().any(|o| contains_agg(&o.expr));
         // Bind the select list (and ORDER BY and HAVING) over the input, or over the grouping.
         let group_exprs = group_by
             .iter()
-            .map(|g| ExprBinder::bind_plain(&scope, &self.params, g))
+            .map(|g| {
+                let g = group_item(g, &select_list, &scope, &self.params)?;
+                if contains_agg(&g) {
+                    return Err(PlanError::MisplacedAggregate("GROUP BY"));
+                }
+                ExprBinder::bind_plain(&scope, &self.params, &g)
+            })
             .collect::<PlanResult<Vec<_>>>()?;
         let mut agg = AggContext {
             input: &scope,
@@ -1829,26 +1836,18 @@ impl Binder<'_> {
             }
         };
         let mut exprs: Vec<(Expr, String)> = Vec::new();
-        let mut item_iter = items.iter();
-        let mut star_iter = star_columns.iter().peekable();
-        for position in 0..items.len() + star_columns.len() {
-            if star_iter.peek().is_some_and(|(p, _)| *p == position) {
-                let (_, col) = star_iter.next().expect("peeked");
-                let c = &scope.columns[*col];
-                let e = if aggregating {
-                    let name = ast::Expr::CompoundIdentifier(vec![
-                        ast::Ident::new(c.table.clone().unwrap_or_default()),
-                        ast::Ident::new(c.name.clone()),
-                    ]);
-                    bind(&name)?
-                } else {
-                    Expr::column(*col, c.ty)
-                };
-                exprs.push((e, c.name.clone()));
-            } else {
-                let (e, name) = item_iter.next().expect("one item per position");
-                exprs.push((bind(e)?, name.clone()));
-            }
+        for column in &select_list {
+            exprs.push(match column {
+                SelectColumn::Star(col) if !aggregating => {
+                    let c = &scope.columns[*col];
+                    (Expr::column(*col, c.ty), c.name.clone())
+                }
+                SelectColumn::Star(col) => (
+                    bind(&star_column_name(&scope, *col))?,
+                    scope.columns[*col].name.clone(),
+                ),
+                SelectColumn::Expr(e, name) => (bind(e)?, name.clone()),
+            });
         }
         let having = having.as_ref().map(&mut bind).transpose()?;
         // ORDER BY: an output name or position, an expression of the list, or a hidden extra.
@@ -2106,4 +2105,63 @@ fn series_scope(function: &str, ty: DataType, alias: Option<&ast::TableAlias>) -
         }
     }
     scope
+}
+
+/// One column of a select list: an expression with its output name, or a scope column a `*`
+/// expands to.
+enum SelectColumn<'a> {
+    Expr(&'a ast::Expr, String),
+    Star(usize),
+}
+
+/// The name of scope column `col`, qualified by its table where it has one.
+fn star_column_name(scope: &Scope, col: usize) -> ast::Expr {
+    let c = &scope.columns[col];
+    ast::Expr::CompoundIdentifier(vec![
+        ast::Ident::new(c.table.clone().unwrap_or_default()),
+        ast::Ident::new(c.name.clone()),
+    ])
+}
+
+/// What a GROUP BY item groups by, as PostgreSQL reads it: a position is that column of the
+/// select list, and a bare name that is no input column is the select list's column of
+/// that name; anything else is itself.
+fn group_item(
+    g: &ast::Expr,
+    select_list: &[SelectColumn],
+    scope: &Scope,
+    params: &Params,
+) -> PlanResult<ast::Expr> {
+    let column = |c: &SelectColumn| match c {
+        SelectColumn::Expr(e, _) => (*e).clone(),
+        SelectColumn::Star(col) => star_column_name(scope, *col),
+    };
+    match g {
+        ast::Expr::Value(ast::ValueWithSpan {
+            value: ast::Value::Number(n, _),
+            ..
+        }) => n
+            .parse::<usize>()
+            .ok()
+            .and_then(|p| p.checked_sub(1))
+            .and_then(|p| select_list.get(p))
+            .map(column)
+            .ok_or_else(|| {
+                PlanError::InvalidColumnReference(format!(
+                    "GROUP BY position {n} is not in select list"
+                ))
+            }),
+        ast::Expr::Identifier(id) if ExprBinder::bind_plain(scope, params, g).is_err() => {
+            let name = ident_name(id);
+            let named: Vec<&SelectColumn> = select_list
+                .iter()
+                .filter(|c| matches!(c, SelectColumn::Expr(_, n) if *n == name))
+                .collect();
+            Ok(match named.as_slice() {
+                [one] => column(one),
+                _ => g.clone(),
+            })
+        }
+        _ => Ok(g.clone()),
+    }
 }
