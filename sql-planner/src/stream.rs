@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use dataflow::batch::plan::{AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
+use dataflow::batch::plan::{AggCall, AggKind, BatchPlan, JoinKind, SortKey, WindowFunc};
 use dataflow::expr::{BinaryOp, Expr};
 use dataflow::func::Func;
 use dataflow::stream::plan::{InequalityBound, StreamPlan};
@@ -118,11 +118,13 @@ struct Planner {
 }
 
 impl Planner {
-    /// Whether `plan` only ever inserts rows: sources, append-only tables and literal rows,
-    /// and filters, projections, unnests, exchanges, unions and inner joins of such inputs.
+    /// Whether `plan` only ever inserts rows: sources, append-only tables, literal rows and
+    /// local aggregations' partial results, and filters, projections, unnests, exchanges, unions and inner joins of such inputs.
     fn append_only(&self, plan: &StreamPlan) -> bool {
         match plan {
-            StreamPlan::Source { .. } | StreamPlan::Values { .. } => true,
+            StreamPlan::Source { .. }
+            | StreamPlan::Values { .. }
+            | StreamPlan::LocalSimpleAgg { .. } => true,
             StreamPlan::Scan { upstream_id, .. } => {
                 self.upstreams.append_only.contains(upstream_id)
             }
@@ -295,6 +297,58 @@ impl Planner {
             dist,
             ..node
         }
+    }
+
+    /// An aggregation without groups over an input that only inserts, spread over several
+    /// actors: each actor aggregates its own rows of an epoch, and one actor combines their
+    /// partial results, instead of every row going to that one actor.
+    fn two_phase_simple_agg(&mut self, input: Node, aggs: Vec<AggCall>) -> Node {
+        let local = Node {
+            width: aggs.len(),
+            plan: StreamPlan::LocalSimpleAgg {
+                input: Box::new(input.plan),
+                aggs: aggs.clone(),
+            },
+            key: vec![],
+            dist: Dist::Any,
+        };
+        let partials = self.exchange(local, Dist::Single);
+        let append_only = self.append_only(&partials.plan);
+        let tables = (0..=aggs.len()).map(|_| self.table_id()).collect();
+        let global = Node {
+            width: aggs.len(),
+            plan: StreamPlan::HashAgg {
+                input: Box::new(partials.plan),
+                group_keys: vec![],
+                aggs: aggs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| dataflow::stream::combining_call(c, i))
+                    .collect(),
+                input_key: vec![],
+                tables,
+                append_only,
+                distinct_shared: true,
+            },
+            key: vec![],
+            dist: Dist::Single,
+        };
+        // A count is 0, not NULL, before any partial result arrives.
+        let exprs = aggs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let column = Expr::column(i, c.ret);
+                match c.kind {
+                    AggKind::CountStar | AggKind::Count => Expr::Coalesce {
+                        args: vec![column, Expr::literal(Datum::Int64(0), DataType::Int64)],
+                        ty: DataType::Int64,
+                    },
+                    _ => column,
+                }
+            })
+            .collect();
+        self.project(global, exprs)
     }
 
     /// Projects `exprs`, keeping the input's stream key (appended where not projected).
@@ -479,6 +533,13 @@ impl Planner {
                     ));
                 }
                 let input = self.plan(*input)?;
+                if group_keys.is_empty()
+                    && input.dist != Dist::Single
+                    && self.append_only(&input.plan)
+                    && dataflow::stream::splits_in_two(&aggs)
+                {
+                    return Ok(self.two_phase_simple_agg(input, aggs));
+                }
                 let dist = if group_keys.is_empty() {
                     Dist::Single
                 } else {

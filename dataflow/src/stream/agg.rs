@@ -266,6 +266,16 @@ impl AggState {
         }
     }
 
+    /// The partial result a local aggregation sends (see [`local_simple_agg`]).
+    fn partial(&self) -> Datum {
+        match self {
+            AggState::Count(n) => Datum::Int64(*n),
+            AggState::Sum { n: 0, .. } => Datum::Null,
+            AggState::Sum { sum, .. } | AggState::Avg { sum, .. } => sum.clone(),
+            AggState::Recomputed(d) | AggState::Extreme(d) => d.clone(),
+        }
+    }
+
     fn result(&self, ret: DataType) -> Datum {
         match self {
             AggState::Count(n) => Datum::Int64(*n),
@@ -638,6 +648,94 @@ impl<S: StateStore> HashAgg<S> {
     }
 }
 
+/// Whether an aggregation without groups of `aggs` over an input that only inserts can run
+/// in two phases (see [`local_simple_agg`]): counts, sums, min and max, none distinct or
+/// filtered.
+pub fn splits_in_two(aggs: &[AggCall]) -> bool {
+    aggs.iter().all(|c| {
+        matches!(
+            c.kind,
+            AggKind::CountStar | AggKind::Count | AggKind::Sum | AggKind::Min | AggKind::Max
+        ) && !c.distinct
+            && c.filter.is_none()
+            && c.order_by.is_empty()
+    })
+}
+
+/// The type of `call`'s partial result (see [`local_simple_agg`]): a count, a sum in its
+/// accumulator type, or the extreme value.
+pub(crate) fn partial_type(call: &AggCall) -> DataType {
+    match call.kind {
+        AggKind::CountStar | AggKind::Count => DataType::Int64,
+        AggKind::Sum => accumulator_type(call.ret),
+        _ => call.ret,
+    }
+}
+
+/// The call of the global phase that combines `call`'s partial results from input column
+/// `column`: counts and sums add up, min and max take the extreme. (A sum of counts is NULL
+/// before any partial result; the planner makes it 0.)
+pub fn combining_call(call: &AggCall, column: usize) -> AggCall {
+    let kind = match call.kind {
+        AggKind::CountStar | AggKind::Count | AggKind::Sum => AggKind::Sum,
+        other => other,
+    };
+    AggCall::new(kind, Some(column), call.ret)
+}
+
+/// The local phase of a two-phase aggregation without groups, over an input that only
+/// inserts: the actor aggregates its rows of an epoch in memory and, at the barrier, sends
+/// one row of partial results (one column per call, of [`partial_type`]) ahead of the
+/// barrier, so the global phase combines every actor's in the same epoch. It keeps no state:
+/// an epoch's partial results are complete once sent.
+pub(crate) fn local_simple_agg(mut input: MessageStream, aggs: Vec<AggCall>) -> MessageStream {
+    let types: Vec<DataType> = aggs.iter().map(partial_type).collect();
+    let fresh = |aggs: &[AggCall]| -> Vec<AggState> {
+        aggs.iter().map(|c| AggState::new(c, true)).collect()
+    };
+    Box::pin(async_stream::try_stream! {
+        let mut states = fresh(&aggs);
+        let mut rows = 0;
+        while let Some(message) = input.next().await {
+            match message? {
+                Message::Chunk(chunk) => {
+                    if chunk.ops().iter().any(|op| !op.is_insert()) {
+                        Err(Error::Internal(
+                            "a local aggregation's input deleted a row".into(),
+                        ))?;
+                    }
+                    let columns = chunk.data().columns();
+                    for (state, call) in states.iter_mut().zip(&aggs) {
+                        for r in 0..chunk.cardinality() {
+                            let value = call
+                                .arg
+                                .map_or(Datum::Null, |a| Datum::from_array(columns[a].as_ref(), r));
+                            state.apply(call, &value, 1);
+                        }
+                    }
+                    rows += chunk.cardinality();
+                }
+                // The partial results carry no input column.
+                Message::Watermark(_) => {}
+                Message::Barrier(barrier) => {
+                    if rows > 0 {
+                        let row: Vec<Datum> = states.iter().map(AggState::partial).collect();
+                        let batch = batch_of(
+                            schema_of(&types),
+                            columns_from_rows(&[row], &types),
+                            1,
+                        )?;
+                        yield Message::Chunk(StreamChunk::inserts(batch));
+                        states = fresh(&aggs);
+                        rows = 0;
+                    }
+                    yield Message::Barrier(barrier);
+                }
+            }
+        }
+    })
+}
+
 /// Aggregates `input` by `group_keys`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn hash_agg<S: StateStore>(
@@ -836,5 +934,60 @@ mod tests {
         assert!(values.iter().all(|r| r[0] == Datum::Int64(30)));
         // Before the watermark's barrier, all three groups were there.
         assert_eq!(stored(&store, &descs[0], 2).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_local_aggregation_sends_each_epochs_partial_results_before_its_barrier() {
+        let (tx, rx) = channel();
+        let aggs = vec![
+            AggCall::new(AggKind::CountStar, None, DataType::Int64),
+            AggCall::new(AggKind::Count, Some(1), DataType::Int64),
+            AggCall::new(AggKind::Sum, Some(1), DataType::Decimal),
+            AggCall::new(AggKind::Max, Some(0), DataType::Int64),
+        ];
+        assert!(splits_in_two(&aggs));
+        let mut out = local_simple_agg(receiver_stream(rx), aggs);
+        tx.send(barrier(1)).await.unwrap();
+        for rows in [" I I\n + 3 .\n + 9 .", " I I\n + 4 .", " I I\n + 1 5\n + 2 6"] {
+            tx.send(Message::Chunk(StreamChunk::from_pretty(rows)))
+                .await
+                .unwrap();
+            tx.send(barrier(2)).await.unwrap();
+        }
+        tx.send(barrier(5)).await.unwrap();
+        drop(tx);
+        let mut partials = Vec::new();
+        let mut barriers = 0;
+        while let Some(m) = out.next().await {
+            match m.unwrap() {
+                Message::Chunk(c) => {
+                    assert_eq!(c.cardinality(), 1);
+                    partials.push((barriers, c.row(0)));
+                }
+                Message::Barrier(_) => barriers += 1,
+                Message::Watermark(_) => unreachable!("no watermarks were sent"),
+            }
+        }
+        // No values of a sum: NULL, and a count of 0; an epoch without rows sends nothing.
+        let null_sum = |n: i64, max: i64| {
+            vec![Datum::Int64(n), Datum::Int64(0), Datum::Null, Datum::Int64(max)]
+        };
+        assert_eq!(
+            partials,
+            [
+                (1, null_sum(2, 9)),
+                (2, null_sum(1, 4)),
+                (
+                    3,
+                    vec![
+                        Datum::Int64(2),
+                        Datum::Int64(2),
+                        Datum::Decimal(11.into()),
+                        Datum::Int64(2)
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(barriers, 5);
     }
 }

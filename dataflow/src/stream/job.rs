@@ -10,7 +10,7 @@ use epoch_mvcc::{Epoch, StateStore};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::agg::hash_agg;
+use super::agg::{hash_agg, local_simple_agg};
 use super::align::{merge, receiver_stream};
 use super::backfill::{backfill, progress_desc};
 use super::dispatch::HashDispatcher;
@@ -203,6 +203,9 @@ impl<S: StateStore> Builder<'_, S> {
             ),
             StreamPlan::Project { input, exprs } => {
                 project(self.stream(input, actor), exprs.clone())
+            }
+            StreamPlan::LocalSimpleAgg { input, aggs } => {
+                local_simple_agg(self.stream(input, actor), aggs.clone())
             }
             StreamPlan::HashAgg {
                 input,

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use crate::Result;
 use crate::chunk::StreamChunk;
 
+pub use agg::{combining_call, splits_in_two};
 pub use job::{BuiltJob, JobOptions, UpstreamInput, build_job};
 
 /// Messages an actor's channel buffers before its sender waits (backpressure).

@@ -87,6 +87,15 @@ pub enum StreamPlan {
         #[serde(default)]
         distinct_shared: bool,
     },
+    /// The local phase of a two-phase aggregation without groups: each actor's partial
+    /// results of an epoch, one column per call (see `agg::local_simple_agg`), sent at the
+    /// barrier to a `HashAgg` of the calls' `agg::combining_call`s.
+    LocalSimpleAgg {
+        /// Input (only inserts).
+        input: Box<StreamPlan>,
+        /// The aggregates (see `agg::splits_in_two`).
+        aggs: Vec<AggCall>,
+    },
     /// Incrementally maintained equi-join; both sides' rows are kept in state.
     HashJoin {
         /// Left input.
@@ -226,7 +235,7 @@ impl StreamPlan {
             StreamPlan::Source { source, .. } => {
                 source.watermark.iter().map(|w| w.column).collect()
             }
-            StreamPlan::Values { .. } => vec![],
+            StreamPlan::Values { .. } | StreamPlan::LocalSimpleAgg { .. } => vec![],
             StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => of(input),
             StreamPlan::Project { input, exprs } => {
                 let marked = of(input);
@@ -370,6 +379,9 @@ impl StreamPlan {
                     .chain(aggs.iter().map(|a| a.ret))
                     .collect()
             }
+            StreamPlan::LocalSimpleAgg { aggs, .. } => {
+                aggs.iter().map(super::agg::partial_type).collect()
+            }
             StreamPlan::HashJoin {
                 left, right, kind, ..
             } => {
@@ -432,6 +444,7 @@ impl StreamPlan {
             | StreamPlan::Project { input, .. }
             | StreamPlan::Unnest { input, .. }
             | StreamPlan::HashAgg { input, .. }
+            | StreamPlan::LocalSimpleAgg { input, .. }
             | StreamPlan::TopN { input, .. }
             | StreamPlan::OverWindow { input, .. }
             | StreamPlan::EmitOnWindowClose { input, .. }
@@ -479,6 +492,10 @@ impl StreamPlan {
             } => format!(
                 "Stream{}HashAgg {{ group_keys: {group_keys:?}, aggs: {:?} }}",
                 if *append_only { "AppendOnly" } else { "" },
+                aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
+            ),
+            StreamPlan::LocalSimpleAgg { aggs, .. } => format!(
+                "StreamLocalSimpleAgg {{ aggs: {:?} }}",
                 aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
             ),
             StreamPlan::HashJoin {
