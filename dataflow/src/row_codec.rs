@@ -85,11 +85,50 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
 
 /// Memcomparable keys of `columns` of every row of `batch`.
 pub fn encode_keys(batch: &RecordBatch, columns: &[usize], orders: &[OrderType]) -> Vec<Vec<u8>> {
-    let mut keys = vec![Vec::with_capacity(columns.len() * 9); batch.num_rows()];
+    let mut keys = row_buffers(batch, columns, 0, |len| len + len / 8 + 9);
     for (c, order) in columns.iter().zip(orders) {
         encode_key_column(batch.column(*c), *order, &mut keys);
     }
     keys
+}
+
+/// One empty buffer per row of `batch`, each with room for `reserved` bytes and the
+/// encodings of `columns`: a fixed width per value, or `per_bytes` of the length of a string
+/// or byte string, so that encoding a row allocates once.
+pub(crate) fn row_buffers(
+    batch: &RecordBatch,
+    columns: &[usize],
+    reserved: usize,
+    per_bytes: impl Fn(usize) -> usize,
+) -> Vec<Vec<u8>> {
+    let mut sizes = vec![reserved; batch.num_rows()];
+    for c in columns {
+        let array = batch.column(*c);
+        let mut add = |len: &dyn Fn(usize) -> usize| {
+            for (i, size) in sizes.iter_mut().enumerate() {
+                *size += len(i);
+            }
+        };
+        match DataType::from_arrow(array.data_type()).expect("arrays hold SQL types") {
+            DataType::Varchar => {
+                let a = array.as_string::<i32>();
+                add(&|i| per_bytes(a.value_length(i) as usize));
+            }
+            DataType::Jsonb => {
+                let a = array.as_string::<i64>();
+                add(&|i| per_bytes(a.value_length(i) as usize));
+            }
+            DataType::Bytea => {
+                let a = array.as_binary::<i32>();
+                add(&|i| per_bytes(a.value_length(i) as usize));
+            }
+            ty => {
+                let width = ty.key_width().unwrap_or(24);
+                add(&|_| width);
+            }
+        }
+    }
+    sizes.into_iter().map(Vec::with_capacity).collect()
 }
 
 /// Decodes a key made by [`encode_keys`].
@@ -113,7 +152,7 @@ const PRESENT: u8 = 1;
 /// Compact values of `columns` of every row: per column a presence byte, then fixed-width
 /// little-endian values, or a varint length and bytes for strings.
 pub fn encode_values(batch: &RecordBatch, columns: &[usize]) -> Vec<Vec<u8>> {
-    let mut rows = vec![Vec::with_capacity(columns.len() * 9); batch.num_rows()];
+    let mut rows = row_buffers(batch, columns, 0, |len| len + 6);
     for c in columns {
         let array = batch.column(*c);
         macro_rules! each {

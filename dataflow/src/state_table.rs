@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::chunk::{StreamChunk, batch_of, schema_of};
 use crate::row_codec::{
-    columns_from_rows, decode_value, encode_keys, encode_value_datums, encode_values,
+    columns_from_rows, decode_value, encode_key_column, encode_keys, encode_value_datums,
+    encode_values, row_buffers,
 };
 use crate::types::{DataType, Datum};
 
@@ -61,20 +62,46 @@ impl TableDesc {
         (0..self.types.len()).collect()
     }
 
-    /// The full keys of every row of `batch`.
+    /// The full keys of every row of `batch`, each built in one buffer: the header, then the
+    /// primary key, whose leading columns give the vnode when they are the distribution key.
     pub fn keys(&self, batch: &RecordBatch) -> Vec<Bytes> {
-        let pks = encode_keys(batch, &self.pk, &self.pk_orders);
-        let dist_cols = self.dist_key_columns();
-        let dists = encode_keys(batch, &dist_cols, &vec![OrderType::ASC; dist_cols.len()]);
-        pks.iter()
-            .zip(dists)
-            .map(|(pk, dist)| {
-                let vnode = if dist_cols.is_empty() {
-                    0
-                } else {
-                    vnode_for(&dist)
-                };
-                table_key(self.table_id, vnode, pk)
+        let n = batch.num_rows();
+        let mut keys = row_buffers(batch, &self.pk, TABLE_KEY_HEADER_LEN, |len| {
+            len + len / 8 + 9
+        });
+        for key in &mut keys {
+            key.extend_from_slice(&self.table_id.to_be_bytes());
+            key.extend_from_slice(&[0; 2]);
+        }
+        let dist = self.dist_key_in_pk.len();
+        let leading_dist = dist > 0
+            && (0..dist).eq(self.dist_key_in_pk.iter().copied())
+            && self.pk_orders[..dist].iter().all(|o| *o == OrderType::ASC);
+        let mut vnodes = None;
+        for (i, (c, order)) in self.pk.iter().zip(&self.pk_orders).enumerate() {
+            if leading_dist && i == dist {
+                vnodes = Some(leading_vnodes(&keys));
+            }
+            encode_key_column(batch.column(*c), *order, &mut keys);
+        }
+        let vnodes = match vnodes {
+            Some(v) => v,
+            None if dist == 0 => vec![0; n],
+            None if leading_dist => leading_vnodes(&keys),
+            None => {
+                let dist_cols = self.dist_key_columns();
+                encode_keys(batch, &dist_cols, &vec![OrderType::ASC; dist])
+                    .iter()
+                    .map(|d| vnode_for(d))
+                    .collect()
+            }
+        };
+        keys.into_iter()
+            .zip(vnodes)
+            .map(|(mut key, vnode)| {
+                key[TABLE_KEY_HEADER_LEN - 2..TABLE_KEY_HEADER_LEN]
+                    .copy_from_slice(&vnode.to_be_bytes());
+                Bytes::from(key.into_boxed_slice())
             })
             .collect()
     }
@@ -106,7 +133,7 @@ impl TableDesc {
             .zip(chunk.ops())
             .map(|((key, value), op)| {
                 let value = if op.is_insert() {
-                    Value::Put(Bytes::from(value))
+                    Value::Put(Bytes::from(value.into_boxed_slice()))
                 } else {
                     Value::Delete
                 };
@@ -151,6 +178,13 @@ impl TableDesc {
             prefix_successor(&start).map_or(Bound::Unbounded, |e| Bound::Excluded(Bytes::from(e)));
         (Bound::Included(start), end)
     }
+}
+
+/// The vnodes of keys whose bytes after the header are so far their distribution key.
+fn leading_vnodes(keys: &[Vec<u8>]) -> Vec<u16> {
+    keys.iter()
+        .map(|k| vnode_for(&k[TABLE_KEY_HEADER_LEN..]))
+        .collect()
 }
 
 /// Rows of one table or operator state, written at the current epoch.
@@ -201,7 +235,7 @@ impl<S: StateStore> StateTable<S> {
         let values = encode_values(chunk.data(), &self.desc.all_columns());
         for ((key, value), op) in keys.into_iter().zip(values).zip(chunk.ops()) {
             let value = if op.is_insert() {
-                Value::Put(Bytes::from(value))
+                Value::Put(Bytes::from(value.into_boxed_slice()))
             } else {
                 Value::Delete
             };
@@ -486,6 +520,41 @@ mod tests {
             pk: vec![1, 0],
             pk_orders: vec![OrderType::ASC, OrderType::DESC],
             dist_key_in_pk: vec![0],
+        }
+    }
+
+    /// Keys built a column at a time for a whole batch are the keys of each row's primary
+    /// key, however the distribution key sits in it.
+    #[test]
+    fn batch_keys_are_each_rows_key() {
+        let chunk = StreamChunk::from_pretty(
+            " I T F
+             + 1 a 1.5
+             + -7 a-rather-long-string-of-text 2.5
+             + . b .
+             + 3 . 0.25",
+        );
+        let batch = chunk.data();
+        let (asc, desc_order) = (OrderType::ASC, OrderType::DESC);
+        for (pk_orders, dist_key_in_pk) in [
+            (vec![asc, desc_order], vec![0]),
+            (vec![asc, desc_order], vec![1]),
+            (vec![asc, desc_order], vec![0, 1]),
+            (vec![desc_order, asc], vec![0]),
+            (vec![asc, asc], vec![1, 0]),
+            (vec![asc, asc], vec![]),
+        ] {
+            let desc = TableDesc {
+                pk_orders,
+                dist_key_in_pk,
+                ..desc()
+            };
+            let keys = desc.keys(batch);
+            for (r, key) in keys.iter().enumerate() {
+                let row = chunk.row(r);
+                let pk: Vec<Datum> = desc.pk.iter().map(|c| row[*c].clone()).collect();
+                assert_eq!(*key, desc.key_of_pk(&pk), "{desc:?} row {r}");
+            }
         }
     }
 

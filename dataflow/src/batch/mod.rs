@@ -43,7 +43,9 @@ pub(crate) fn literal_rows(
     eval: impl Fn(&crate::expr::Expr, &RecordBatch) -> Result<arrow::array::ArrayRef>,
 ) -> Result<RecordBatch> {
     let empty = batch_of(schema_of(&[]), vec![], 1)?;
-    let mut columns = vec![Vec::with_capacity(rows.len()); types.len()];
+    let mut columns: Vec<Vec<_>> = (0..types.len())
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
     for row in rows {
         for (c, expr) in row.iter().enumerate() {
             let v = eval(expr, &empty)?;

@@ -165,9 +165,10 @@ pub(crate) fn rank(
             }
         }
     }
-    let mut ranks: Vec<Vec<i64>> = vec![Vec::with_capacity(n); calls.len()];
+    let mut ranks: Vec<Vec<i64>> = (0..calls.len()).map(|_| Vec::with_capacity(n)).collect();
     // For lag and lead: the input row whose value each output row takes (None: NULL).
-    let mut sources: Vec<Vec<Option<u32>>> = vec![Vec::with_capacity(n); calls.len()];
+    let mut sources: Vec<Vec<Option<u32>>> =
+        (0..calls.len()).map(|_| Vec::with_capacity(n)).collect();
     let (mut row_number, mut rank, mut dense) = (0i64, 0i64, 0i64);
     for (p, &i) in sorted.iter().enumerate() {
         let (first, end) = bounds[p];

@@ -948,7 +948,11 @@ mod tests {
         assert!(splits_in_two(&aggs));
         let mut out = local_simple_agg(receiver_stream(rx), aggs);
         tx.send(barrier(1)).await.unwrap();
-        for rows in [" I I\n + 3 .\n + 9 .", " I I\n + 4 .", " I I\n + 1 5\n + 2 6"] {
+        for rows in [
+            " I I\n + 3 .\n + 9 .",
+            " I I\n + 4 .",
+            " I I\n + 1 5\n + 2 6",
+        ] {
             tx.send(Message::Chunk(StreamChunk::from_pretty(rows)))
                 .await
                 .unwrap();
@@ -970,7 +974,12 @@ mod tests {
         }
         // No values of a sum: NULL, and a count of 0; an epoch without rows sends nothing.
         let null_sum = |n: i64, max: i64| {
-            vec![Datum::Int64(n), Datum::Int64(0), Datum::Null, Datum::Int64(max)]
+            vec![
+                Datum::Int64(n),
+                Datum::Int64(0),
+                Datum::Null,
+                Datum::Int64(max),
+            ]
         };
         assert_eq!(
             partials,

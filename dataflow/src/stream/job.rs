@@ -400,7 +400,7 @@ pub fn build_job<S: StateStore>(
     let mut senders: HashMap<u32, Vec<Vec<Sender>>> = HashMap::new();
     let mut receivers = HashMap::new();
     for (id, (up, down)) in &exchanges {
-        let mut by_up = vec![Vec::with_capacity(*down); *up];
+        let mut by_up: Vec<Vec<Sender>> = (0..*up).map(|_| Vec::with_capacity(*down)).collect();
         let mut by_down: Vec<Vec<Receiver>> = (0..*down).map(|_| Vec::with_capacity(*up)).collect();
         for from in by_up.iter_mut() {
             for to in by_down.iter_mut() {
