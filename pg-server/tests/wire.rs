@@ -856,28 +856,51 @@ async fn nexmark_source_resumes_exactly_after_a_restart() {
     let node = start(Arc::clone(&objects)).await;
     let c = &node.client;
     wait_for(c, "SELECT n FROM totals", 1840).await;
-    // Aggregations without groups over the split source run in two phases (each source
-    // actor's partial results, combined by one actor); grouped, every row goes to its
-    // group's actor. Both see the same rows.
-    let again = "CREATE MATERIALIZED VIEW again AS \
-                 SELECT count(*) AS n, sum(price) AS s, min(price) AS lo, max(price) AS hi FROM bid";
-    let plan = simple_rows(c.simple_query(&format!("EXPLAIN {again}")).await.unwrap());
-    assert!(
-        plan.iter()
-            .any(|l| l[0].as_deref().unwrap().contains("StreamLocalSimpleAgg")),
-        "{plan:?}"
-    );
-    c.batch_execute(&format!(
-        "{again}; CREATE MATERIALIZED VIEW grouped AS SELECT bidder >= 0 AS k, count(*) AS n, \
-         sum(price) AS s, min(price) AS lo, max(price) AS hi FROM bid GROUP BY 1"
-    ))
-    .await
-    .unwrap();
+    // Counts, sums, min and max over the split source run in two phases (each source actor's
+    // partial results by group, combined by the group's actor); with a distinct count, every
+    // row goes to its group's actor. Both see the same rows.
+    let two_phase = [
+        "CREATE MATERIALIZED VIEW again AS \
+         SELECT count(*) AS n, sum(price) AS s, min(price) AS lo, max(price) AS hi FROM bid",
+        "CREATE MATERIALIZED VIEW by_auction AS \
+         SELECT auction, count(*) AS n, sum(price) AS s, max(price) AS hi FROM bid GROUP BY 1",
+    ];
+    let one_phase = [
+        "CREATE MATERIALIZED VIEW grouped AS SELECT bidder >= 0 AS k, count(*) AS n, \
+         sum(price) AS s, min(price) AS lo, max(price) AS hi, count(DISTINCT bidder) AS d \
+         FROM bid GROUP BY 1",
+        "CREATE MATERIALIZED VIEW by_auction_1 AS SELECT auction, count(*) AS n, \
+         sum(price) AS s, max(price) AS hi, count(DISTINCT bidder) AS d FROM bid GROUP BY 1",
+    ];
+    for (view, local) in two_phase
+        .iter()
+        .zip([true; 2])
+        .chain(one_phase.iter().zip([false; 2]))
+    {
+        let plan = simple_rows(c.simple_query(&format!("EXPLAIN {view}")).await.unwrap());
+        let has_local = plan
+            .iter()
+            .any(|l| l[0].as_deref().unwrap().contains("StreamLocalAgg"));
+        assert_eq!(has_local, local, "{view}: {plan:?}");
+        c.batch_execute(view).await.unwrap();
+    }
     wait_for(c, "SELECT n FROM again", 1840).await;
     wait_for(c, "SELECT n FROM grouped", 1840).await;
+    for view in ["by_auction", "by_auction_1"] {
+        wait_for(
+            c,
+            &format!("SELECT coalesce(sum(n), 0)::bigint FROM {view}"),
+            1840,
+        )
+        .await;
+    }
     let row = c
         .query_one(
-            "SELECT t.s = a.s, t.last, (a.s, a.lo, a.hi) = (g.s, g.lo, g.hi) \
+            "SELECT t.s = a.s, t.last, (a.s, a.lo, a.hi) = (g.s, g.lo, g.hi), \
+             (SELECT count(*) FROM (SELECT auction, n, s, hi FROM by_auction \
+                EXCEPT SELECT auction, n, s, hi FROM by_auction_1) AS x) \
+             + (SELECT count(*) FROM (SELECT auction, n, s, hi FROM by_auction_1 \
+                EXCEPT SELECT auction, n, s, hi FROM by_auction) AS y) \
              FROM totals t, again a, grouped g",
             &[],
         )
@@ -889,6 +912,11 @@ async fn nexmark_source_resumes_exactly_after_a_restart() {
     );
     assert_eq!(row.get::<_, i64>(1), 1839);
     assert!(row.get::<_, bool>(2), "two phases and one disagree");
+    assert_eq!(
+        row.get::<_, i64>(3),
+        0,
+        "per auction, two phases and one disagree"
+    );
     node.stop().await;
 }
 

@@ -122,9 +122,9 @@ impl Planner {
     /// local aggregations' partial results, and filters, projections, unnests, exchanges, unions and inner joins of such inputs.
     fn append_only(&self, plan: &StreamPlan) -> bool {
         match plan {
-            StreamPlan::Source { .. }
-            | StreamPlan::Values { .. }
-            | StreamPlan::LocalSimpleAgg { .. } => true,
+            StreamPlan::Source { .. } | StreamPlan::Values { .. } | StreamPlan::LocalAgg { .. } => {
+                true
+            }
             StreamPlan::Scan { upstream_id, .. } => {
                 self.upstreams.append_only.contains(upstream_id)
             }
@@ -299,41 +299,51 @@ impl Planner {
         }
     }
 
-    /// An aggregation without groups over an input that only inserts, spread over several
-    /// actors: each actor aggregates its own rows of an epoch, and one actor combines their
-    /// partial results, instead of every row going to that one actor.
-    fn two_phase_simple_agg(&mut self, input: Node, aggs: Vec<AggCall>) -> Node {
+    /// An aggregation over an input that only inserts, spread over several actors and not
+    /// by the group keys: each actor aggregates its own rows of an epoch by group, and the
+    /// actor of each group combines their partial results, instead of every row going to it.
+    fn two_phase_agg(&mut self, input: Node, group_keys: Vec<usize>, aggs: Vec<AggCall>) -> Node {
+        let g = group_keys.len();
         let local = Node {
-            width: aggs.len(),
-            plan: StreamPlan::LocalSimpleAgg {
+            width: g + aggs.len(),
+            plan: StreamPlan::LocalAgg {
                 input: Box::new(input.plan),
+                group_keys,
                 aggs: aggs.clone(),
             },
             key: vec![],
             dist: Dist::Any,
         };
-        let partials = self.exchange(local, Dist::Single);
+        let dist = if g == 0 {
+            Dist::Single
+        } else {
+            Dist::Hash((0..g).collect())
+        };
+        let partials = self.exchange(local, dist.clone());
         let append_only = self.append_only(&partials.plan);
         let tables = (0..=aggs.len()).map(|_| self.table_id()).collect();
         let global = Node {
-            width: aggs.len(),
+            width: g + aggs.len(),
             plan: StreamPlan::HashAgg {
                 input: Box::new(partials.plan),
-                group_keys: vec![],
+                group_keys: (0..g).collect(),
                 aggs: aggs
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| dataflow::stream::combining_call(c, i))
+                    .map(|(i, c)| dataflow::stream::combining_call(c, g + i))
                     .collect(),
                 input_key: vec![],
                 tables,
                 append_only,
                 distinct_shared: true,
             },
-            key: vec![],
-            dist: Dist::Single,
+            key: (0..g).collect(),
+            dist,
         };
-        // A count is 0, not NULL, before any partial result arrives.
+        if g > 0 {
+            return global;
+        }
+        // Without groups, a count is 0, not NULL, before any partial result arrives.
         let exprs = aggs
             .iter()
             .enumerate()
@@ -533,18 +543,18 @@ impl Planner {
                     ));
                 }
                 let input = self.plan(*input)?;
-                if group_keys.is_empty()
-                    && input.dist != Dist::Single
-                    && self.append_only(&input.plan)
-                    && dataflow::stream::splits_in_two(&aggs)
-                {
-                    return Ok(self.two_phase_simple_agg(input, aggs));
-                }
                 let dist = if group_keys.is_empty() {
                     Dist::Single
                 } else {
                     Dist::Hash(group_keys.clone())
                 };
+                if input.dist != dist
+                    && input.dist != Dist::Single
+                    && self.append_only(&input.plan)
+                    && dataflow::stream::splits_in_two(&aggs)
+                {
+                    return Ok(self.two_phase_agg(input, group_keys, aggs));
+                }
                 let input = self.exchange(input, dist.clone());
                 let g = group_keys.len();
                 let tables = (0..=aggs.len()).map(|_| self.table_id()).collect();

@@ -266,7 +266,7 @@ impl AggState {
         }
     }
 
-    /// The partial result a local aggregation sends (see [`local_simple_agg`]).
+    /// The partial result a local aggregation sends (see [`local_agg`]).
     fn partial(&self) -> Datum {
         match self {
             AggState::Count(n) => Datum::Int64(*n),
@@ -648,9 +648,8 @@ impl<S: StateStore> HashAgg<S> {
     }
 }
 
-/// Whether an aggregation without groups of `aggs` over an input that only inserts can run
-/// in two phases (see [`local_simple_agg`]): counts, sums, min and max, none distinct or
-/// filtered.
+/// Whether an aggregation of `aggs` over an input that only inserts can run in two phases
+/// (see [`local_agg`]): counts, sums, min and max, none distinct or filtered.
 pub fn splits_in_two(aggs: &[AggCall]) -> bool {
     aggs.iter().all(|c| {
         matches!(
@@ -662,7 +661,7 @@ pub fn splits_in_two(aggs: &[AggCall]) -> bool {
     })
 }
 
-/// The type of `call`'s partial result (see [`local_simple_agg`]): a count, a sum in its
+/// The type of `call`'s partial result (see [`local_agg`]): a count, a sum in its
 /// accumulator type, or the extreme value.
 pub(crate) fn partial_type(call: &AggCall) -> DataType {
     match call.kind {
@@ -673,8 +672,8 @@ pub(crate) fn partial_type(call: &AggCall) -> DataType {
 }
 
 /// The call of the global phase that combines `call`'s partial results from input column
-/// `column`: counts and sums add up, min and max take the extreme. (A sum of counts is NULL
-/// before any partial result; the planner makes it 0.)
+/// `column`: counts and sums add up, min and max take the extreme. (Without groups, a sum of
+/// counts is NULL before any partial result; the planner makes it 0.)
 pub fn combining_call(call: &AggCall, column: usize) -> AggCall {
     let kind = match call.kind {
         AggKind::CountStar | AggKind::Count | AggKind::Sum => AggKind::Sum,
@@ -683,19 +682,42 @@ pub fn combining_call(call: &AggCall, column: usize) -> AggCall {
     AggCall::new(kind, Some(column), call.ret)
 }
 
-/// The local phase of a two-phase aggregation without groups, over an input that only
-/// inserts: the actor aggregates its rows of an epoch in memory and, at the barrier, sends
-/// one row of partial results (one column per call, of [`partial_type`]) ahead of the
-/// barrier, so the global phase combines every actor's in the same epoch. It keeps no state:
-/// an epoch's partial results are complete once sent.
-pub(crate) fn local_simple_agg(mut input: MessageStream, aggs: Vec<AggCall>) -> MessageStream {
-    let types: Vec<DataType> = aggs.iter().map(partial_type).collect();
-    let fresh = |aggs: &[AggCall]| -> Vec<AggState> {
-        aggs.iter().map(|c| AggState::new(c, true)).collect()
-    };
+/// Groups a local aggregation holds before it sends their partial results early.
+const LOCAL_AGG_MAX_GROUPS: usize = 1 << 16;
+
+/// The local phase of a two-phase aggregation over an input that only inserts: the actor
+/// aggregates its rows of an epoch by group in memory and, at the barrier (or when it holds
+/// [`LOCAL_AGG_MAX_GROUPS`] groups), sends one row per group of the group key and the partial
+/// results (one column per call, of [`partial_type`]), so the global phase, which combines
+/// them, sees a row per group and actor instead of every row. Watermarks of group key columns
+/// go out at the barrier after the partial results, which may be below them. It keeps no
+/// state: an epoch's partial results are complete once sent.
+pub(crate) fn local_agg(
+    mut input: MessageStream,
+    input_types: &[DataType],
+    group_keys: Vec<usize>,
+    aggs: Vec<AggCall>,
+) -> MessageStream {
+    let types: Vec<DataType> = group_keys
+        .iter()
+        .map(|k| input_types[*k])
+        .chain(aggs.iter().map(partial_type))
+        .collect();
+    let orders = vec![OrderType::ASC; group_keys.len()];
     Box::pin(async_stream::try_stream! {
-        let mut states = fresh(&aggs);
-        let mut rows = 0;
+        let mut groups: HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)> = HashMap::new();
+        let mut watermarks: Vec<Watermark> = Vec::new();
+        let partials = |groups: &mut HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)>| {
+            let rows: Vec<Vec<Datum>> = groups
+                .drain()
+                .map(|(_, (mut row, states))| {
+                    row.extend(states.iter().map(AggState::partial));
+                    row
+                })
+                .collect();
+            let batch = batch_of(schema_of(&types), columns_from_rows(&rows, &types), rows.len())?;
+            Ok::<_, Error>(Message::Chunk(StreamChunk::inserts(batch)))
+        };
         while let Some(message) = input.next().await {
             match message? {
                 Message::Chunk(chunk) => {
@@ -705,29 +727,36 @@ pub(crate) fn local_simple_agg(mut input: MessageStream, aggs: Vec<AggCall>) -> 
                         ))?;
                     }
                     let columns = chunk.data().columns();
-                    for (state, call) in states.iter_mut().zip(&aggs) {
-                        for r in 0..chunk.cardinality() {
-                            let value = call
-                                .arg
-                                .map_or(Datum::Null, |a| Datum::from_array(columns[a].as_ref(), r));
-                            state.apply(call, &value, 1);
+                    let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
+                    let keys = encode_keys(chunk.data(), &group_keys, &orders);
+                    for (r, key) in keys.into_iter().enumerate() {
+                        let (_, states) = groups.entry(key).or_insert_with(|| {
+                            (
+                                group_keys.iter().map(|k| value(*k, r).into_group_key()).collect(),
+                                aggs.iter().map(|c| AggState::new(c, true)).collect(),
+                            )
+                        });
+                        for (state, call) in states.iter_mut().zip(&aggs) {
+                            let v = call.arg.map_or(Datum::Null, |a| value(a, r));
+                            state.apply(call, &v, 1);
                         }
                     }
-                    rows += chunk.cardinality();
+                    if groups.len() >= LOCAL_AGG_MAX_GROUPS {
+                        yield partials(&mut groups)?;
+                    }
                 }
-                // The partial results carry no input column.
-                Message::Watermark(_) => {}
+                Message::Watermark(w) => {
+                    if let Some(p) = group_keys.iter().position(|k| *k == w.column) {
+                        watermarks.retain(|held| held.column != p);
+                        watermarks.push(w.at(p));
+                    }
+                }
                 Message::Barrier(barrier) => {
-                    if rows > 0 {
-                        let row: Vec<Datum> = states.iter().map(AggState::partial).collect();
-                        let batch = batch_of(
-                            schema_of(&types),
-                            columns_from_rows(&[row], &types),
-                            1,
-                        )?;
-                        yield Message::Chunk(StreamChunk::inserts(batch));
-                        states = fresh(&aggs);
-                        rows = 0;
+                    if !groups.is_empty() {
+                        yield partials(&mut groups)?;
+                    }
+                    for w in watermarks.drain(..) {
+                        yield Message::Watermark(w);
                     }
                     yield Message::Barrier(barrier);
                 }
@@ -946,7 +975,12 @@ mod tests {
             AggCall::new(AggKind::Max, Some(0), DataType::Int64),
         ];
         assert!(splits_in_two(&aggs));
-        let mut out = local_simple_agg(receiver_stream(rx), aggs);
+        let mut out = local_agg(
+            receiver_stream(rx),
+            &[DataType::Int64, DataType::Int64],
+            vec![],
+            aggs,
+        );
         tx.send(barrier(1)).await.unwrap();
         for rows in [
             " I I\n + 3 .\n + 9 .",
@@ -998,5 +1032,65 @@ mod tests {
             ]
         );
         assert_eq!(barriers, 5);
+    }
+
+    #[tokio::test]
+    async fn a_grouped_local_aggregation_sends_a_row_per_group_then_the_watermarks() {
+        let (tx, rx) = channel();
+        // GROUP BY c1: count(*), min(c0).
+        let aggs = vec![
+            AggCall::new(AggKind::CountStar, None, DataType::Int64),
+            AggCall::new(AggKind::Min, Some(0), DataType::Int64),
+        ];
+        let mut out = local_agg(
+            receiver_stream(rx),
+            &[DataType::Int64, DataType::Int64],
+            vec![1],
+            aggs,
+        );
+        tx.send(barrier(1)).await.unwrap();
+        let watermark = |column: usize, v: i64| {
+            Message::Watermark(Watermark {
+                column,
+                value: Datum::Int64(v),
+            })
+        };
+        tx.send(Message::Chunk(StreamChunk::from_pretty(
+            " I I\n + 5 10\n + 3 10\n + 8 20",
+        )))
+        .await
+        .unwrap();
+        // The group key's watermark waits for the partial results; another column's goes.
+        tx.send(watermark(1, 15)).await.unwrap();
+        tx.send(watermark(0, 99)).await.unwrap();
+        tx.send(Message::Chunk(StreamChunk::from_pretty(" I I\n + 1 10")))
+            .await
+            .unwrap();
+        tx.send(barrier(2)).await.unwrap();
+        drop(tx);
+        let mut messages = Vec::new();
+        while let Some(m) = out.next().await {
+            messages.push(m.unwrap());
+        }
+        assert!(matches!(messages[0], Message::Barrier(_)));
+        let Message::Chunk(chunk) = &messages[1] else {
+            panic!("partial results first: {messages:?}");
+        };
+        let mut rows: Vec<Vec<Datum>> = (0..chunk.cardinality()).map(|r| chunk.row(r)).collect();
+        rows.sort_by_key(|r| format!("{r:?}"));
+        let int = |v: &[i64]| v.iter().map(|v| Datum::Int64(*v)).collect::<Vec<_>>();
+        assert_eq!(rows, [int(&[10, 3, 1]), int(&[20, 1, 8])]);
+        let Message::Watermark(w) = &messages[2] else {
+            panic!("then the watermark: {messages:?}");
+        };
+        assert_eq!(
+            *w,
+            Watermark {
+                column: 0,
+                value: Datum::Int64(15)
+            }
+        );
+        assert!(matches!(messages[3], Message::Barrier(_)));
+        assert_eq!(messages.len(), 4);
     }
 }

@@ -10,7 +10,7 @@ use epoch_mvcc::{Epoch, StateStore};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::agg::{hash_agg, local_simple_agg};
+use super::agg::{hash_agg, local_agg};
 use super::align::{merge, receiver_stream};
 use super::backfill::{backfill, progress_desc};
 use super::dispatch::HashDispatcher;
@@ -204,9 +204,16 @@ impl<S: StateStore> Builder<'_, S> {
             StreamPlan::Project { input, exprs } => {
                 project(self.stream(input, actor), exprs.clone())
             }
-            StreamPlan::LocalSimpleAgg { input, aggs } => {
-                local_simple_agg(self.stream(input, actor), aggs.clone())
-            }
+            StreamPlan::LocalAgg {
+                input,
+                group_keys,
+                aggs,
+            } => local_agg(
+                self.stream(input, actor),
+                &input.output_types(),
+                group_keys.clone(),
+                aggs.clone(),
+            ),
             StreamPlan::HashAgg {
                 input,
                 group_keys,

@@ -87,12 +87,14 @@ pub enum StreamPlan {
         #[serde(default)]
         distinct_shared: bool,
     },
-    /// The local phase of a two-phase aggregation without groups: each actor's partial
-    /// results of an epoch, one column per call (see `agg::local_simple_agg`), sent at the
+    /// The local phase of a two-phase aggregation: each actor's partial results of an epoch
+    /// by group, the group keys then a column per call (see `agg::local_agg`), sent at the
     /// barrier to a `HashAgg` of the calls' `agg::combining_call`s.
-    LocalSimpleAgg {
+    LocalAgg {
         /// Input (only inserts).
         input: Box<StreamPlan>,
+        /// Input columns to group by.
+        group_keys: Vec<usize>,
         /// The aggregates (see `agg::splits_in_two`).
         aggs: Vec<AggCall>,
     },
@@ -235,7 +237,7 @@ impl StreamPlan {
             StreamPlan::Source { source, .. } => {
                 source.watermark.iter().map(|w| w.column).collect()
             }
-            StreamPlan::Values { .. } | StreamPlan::LocalSimpleAgg { .. } => vec![],
+            StreamPlan::Values { .. } => vec![],
             StreamPlan::Filter { input, .. } | StreamPlan::Exchange { input, .. } => of(input),
             StreamPlan::Project { input, exprs } => {
                 let marked = of(input);
@@ -255,6 +257,9 @@ impl StreamPlan {
                 marked
             }
             StreamPlan::HashAgg {
+                input, group_keys, ..
+            }
+            | StreamPlan::LocalAgg {
                 input, group_keys, ..
             } => {
                 let marked = of(input);
@@ -379,8 +384,17 @@ impl StreamPlan {
                     .chain(aggs.iter().map(|a| a.ret))
                     .collect()
             }
-            StreamPlan::LocalSimpleAgg { aggs, .. } => {
-                aggs.iter().map(super::agg::partial_type).collect()
+            StreamPlan::LocalAgg {
+                input,
+                group_keys,
+                aggs,
+            } => {
+                let types = input.output_types();
+                group_keys
+                    .iter()
+                    .map(|k| types[*k])
+                    .chain(aggs.iter().map(super::agg::partial_type))
+                    .collect()
             }
             StreamPlan::HashJoin {
                 left, right, kind, ..
@@ -444,7 +458,7 @@ impl StreamPlan {
             | StreamPlan::Project { input, .. }
             | StreamPlan::Unnest { input, .. }
             | StreamPlan::HashAgg { input, .. }
-            | StreamPlan::LocalSimpleAgg { input, .. }
+            | StreamPlan::LocalAgg { input, .. }
             | StreamPlan::TopN { input, .. }
             | StreamPlan::OverWindow { input, .. }
             | StreamPlan::EmitOnWindowClose { input, .. }
@@ -494,8 +508,10 @@ impl StreamPlan {
                 if *append_only { "AppendOnly" } else { "" },
                 aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
             ),
-            StreamPlan::LocalSimpleAgg { aggs, .. } => format!(
-                "StreamLocalSimpleAgg {{ aggs: {:?} }}",
+            StreamPlan::LocalAgg {
+                group_keys, aggs, ..
+            } => format!(
+                "StreamLocalAgg {{ group_keys: {group_keys:?}, aggs: {:?} }}",
                 aggs.iter().map(|a| a.kind).collect::<Vec<_>>()
             ),
             StreamPlan::HashJoin {

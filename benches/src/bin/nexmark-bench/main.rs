@@ -7,6 +7,8 @@
 //! (barrier latency), peak memory and bytes written to the object store.
 //!
 //!     cargo run --release -p benches --bin nexmark-bench -- --events 1000000 --queries q0,q1
+//!
+//! `--view 'CREATE MATERIALIZED VIEW v AS ...'` measures a view of one's own over the sources.
 
 mod queries;
 
@@ -55,6 +57,10 @@ struct Args {
     /// when not given.
     #[arg(long)]
     splits: Option<u32>,
+    /// A `CREATE MATERIALIZED VIEW` statement over the sources to run instead of the
+    /// suite's queries (reported as query `custom`).
+    #[arg(long, conflicts_with = "queries")]
+    view: Option<String>,
 }
 
 impl Args {
@@ -216,10 +222,17 @@ async fn run_query(
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let selected: Vec<&(&str, &str)> = QUERIES
-        .iter()
-        .filter(|(name, _)| args.queries.is_empty() || args.queries.iter().any(|q| q == name))
-        .collect();
+    let custom;
+    let selected: Vec<&(&str, &str)> = match &args.view {
+        Some(view) => {
+            custom = ("custom", view.as_str());
+            vec![&custom]
+        }
+        None => QUERIES
+            .iter()
+            .filter(|(name, _)| args.queries.is_empty() || args.queries.iter().any(|q| q == name))
+            .collect(),
+    };
     if selected.is_empty() {
         eprintln!(
             "no such query; the queries are {}",
