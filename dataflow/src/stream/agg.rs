@@ -266,6 +266,15 @@ impl AggState {
         }
     }
 
+    /// About how many bytes the state takes besides its own size.
+    fn memory_size(&self) -> usize {
+        match self {
+            AggState::Count(_) => 8,
+            AggState::Sum { sum, .. } | AggState::Avg { sum, .. } => sum.memory_size() + 8,
+            AggState::Recomputed(d) | AggState::Extreme(d) => d.memory_size(),
+        }
+    }
+
     /// The partial result a local aggregation sends (see [`local_agg`]).
     fn partial(&self) -> Datum {
         match self {
@@ -290,6 +299,11 @@ impl AggState {
     }
 }
 
+/// About how many bytes `row`'s values take.
+fn datums_size(row: &[Datum]) -> usize {
+    row.iter().map(Datum::memory_size).sum()
+}
+
 struct Group {
     key: Vec<Datum>,
     rows: i64,
@@ -303,21 +317,11 @@ impl Group {
     /// About how many bytes the group takes in the cache (with its map entry and encoded
     /// key of `key_len` bytes).
     fn memory_size(&self, key_len: usize) -> usize {
-        let datums = |row: &[Datum]| row.iter().map(Datum::memory_size).sum::<usize>();
-        let states: usize = self
-            .states
-            .iter()
-            .map(|s| match s {
-                AggState::Count(_) => 8,
-                AggState::Sum { sum, .. } | AggState::Avg { sum, .. } => sum.memory_size() + 8,
-                AggState::Recomputed(d) | AggState::Extreme(d) => d.memory_size(),
-            })
-            .sum();
         std::mem::size_of::<(Vec<u8>, Group)>()
             + key_len
-            + datums(&self.key)
-            + states
-            + self.emitted.as_deref().map_or(0, datums)
+            + datums_size(&self.key)
+            + self.states.iter().map(AggState::memory_size).sum::<usize>()
+            + self.emitted.as_deref().map_or(0, datums_size)
     }
 }
 
@@ -682,12 +686,9 @@ pub fn combining_call(call: &AggCall, column: usize) -> AggCall {
     AggCall::new(kind, Some(column), call.ret)
 }
 
-/// Groups a local aggregation holds before it sends their partial results early.
-const LOCAL_AGG_MAX_GROUPS: usize = 1 << 16;
-
 /// The local phase of a two-phase aggregation over an input that only inserts: the actor
-/// aggregates its rows of an epoch by group in memory and, at the barrier (or when it holds
-/// [`LOCAL_AGG_MAX_GROUPS`] groups), sends one row per group of the group key and the partial
+/// aggregates its rows of an epoch by group in memory and, at the barrier (or when its groups
+/// take `budget_bytes`), sends one row per group of the group key and the partial
 /// results (one column per call, of [`partial_type`]), so the global phase, which combines
 /// them, sees a row per group and actor instead of every row. Watermarks of group key columns
 /// go out at the barrier after the partial results, which may be below them. It keeps no
@@ -697,6 +698,7 @@ pub(crate) fn local_agg(
     input_types: &[DataType],
     group_keys: Vec<usize>,
     aggs: Vec<AggCall>,
+    budget_bytes: usize,
 ) -> MessageStream {
     let types: Vec<DataType> = group_keys
         .iter()
@@ -706,6 +708,7 @@ pub(crate) fn local_agg(
     let orders = vec![OrderType::ASC; group_keys.len()];
     Box::pin(async_stream::try_stream! {
         let mut groups: HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)> = HashMap::new();
+        let mut held_bytes = 0;
         let mut watermarks: Vec<Watermark> = Vec::new();
         let partials = |groups: &mut HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)>| {
             let rows: Vec<Vec<Datum>> = groups
@@ -730,19 +733,26 @@ pub(crate) fn local_agg(
                     let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
                     let keys = encode_keys(chunk.data(), &group_keys, &orders);
                     for (r, key) in keys.into_iter().enumerate() {
+                        let key_len = key.len();
                         let (_, states) = groups.entry(key).or_insert_with(|| {
-                            (
-                                group_keys.iter().map(|k| value(*k, r).into_group_key()).collect(),
-                                aggs.iter().map(|c| AggState::new(c, true)).collect(),
-                            )
+                            let row: Vec<Datum> =
+                                group_keys.iter().map(|k| value(*k, r).into_group_key()).collect();
+                            let states: Vec<AggState> =
+                                aggs.iter().map(|c| AggState::new(c, true)).collect();
+                            held_bytes += std::mem::size_of::<(Vec<u8>, Vec<Datum>, Vec<AggState>)>()
+                                + key_len
+                                + datums_size(&row)
+                                + states.iter().map(AggState::memory_size).sum::<usize>();
+                            (row, states)
                         });
                         for (state, call) in states.iter_mut().zip(&aggs) {
                             let v = call.arg.map_or(Datum::Null, |a| value(a, r));
                             state.apply(call, &v, 1);
                         }
                     }
-                    if groups.len() >= LOCAL_AGG_MAX_GROUPS {
+                    if held_bytes >= budget_bytes {
                         yield partials(&mut groups)?;
+                        held_bytes = 0;
                     }
                 }
                 Message::Watermark(w) => {
@@ -754,6 +764,7 @@ pub(crate) fn local_agg(
                 Message::Barrier(barrier) => {
                     if !groups.is_empty() {
                         yield partials(&mut groups)?;
+                        held_bytes = 0;
                     }
                     for w in watermarks.drain(..) {
                         yield Message::Watermark(w);
@@ -980,6 +991,7 @@ mod tests {
             &[DataType::Int64, DataType::Int64],
             vec![],
             aggs,
+            1 << 20,
         );
         tx.send(barrier(1)).await.unwrap();
         for rows in [
@@ -1047,6 +1059,7 @@ mod tests {
             &[DataType::Int64, DataType::Int64],
             vec![1],
             aggs,
+            1 << 20,
         );
         tx.send(barrier(1)).await.unwrap();
         let watermark = |column: usize, v: i64| {
@@ -1092,5 +1105,36 @@ mod tests {
         );
         assert!(matches!(messages[3], Message::Barrier(_)));
         assert_eq!(messages.len(), 4);
+
+        // Groups over the budget go out before the barrier: here after every chunk.
+        let (tx, rx) = channel();
+        let aggs = vec![AggCall::new(AggKind::CountStar, None, DataType::Int64)];
+        let mut out = local_agg(
+            receiver_stream(rx),
+            &[DataType::Int64, DataType::Int64],
+            vec![1],
+            aggs,
+            1,
+        );
+        tx.send(barrier(1)).await.unwrap();
+        for rows in [" I I\n + 5 10\n + 3 10", " I I\n + 1 10"] {
+            tx.send(Message::Chunk(StreamChunk::from_pretty(rows)))
+                .await
+                .unwrap();
+        }
+        tx.send(barrier(2)).await.unwrap();
+        drop(tx);
+        // Each chunk's partial count, None for a barrier.
+        let mut counts = Vec::new();
+        while let Some(m) = out.next().await {
+            counts.push(match m.unwrap() {
+                Message::Chunk(c) => Some(c.row(0)[1].clone()),
+                _ => None,
+            });
+        }
+        assert_eq!(
+            counts,
+            [None, Some(Datum::Int64(2)), Some(Datum::Int64(1)), None]
+        );
     }
 }

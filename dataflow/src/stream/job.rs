@@ -213,6 +213,7 @@ impl<S: StateStore> Builder<'_, S> {
                 &input.output_types(),
                 group_keys.clone(),
                 aggs.clone(),
+                cache,
             ),
             StreamPlan::HashAgg {
                 input,

@@ -376,24 +376,25 @@ impl StreamPlan {
                 group_keys,
                 aggs,
                 ..
-            } => {
-                let types = input.output_types();
-                group_keys
-                    .iter()
-                    .map(|k| types[*k])
-                    .chain(aggs.iter().map(|a| a.ret))
-                    .collect()
             }
-            StreamPlan::LocalAgg {
+            | StreamPlan::LocalAgg {
                 input,
                 group_keys,
                 aggs,
             } => {
                 let types = input.output_types();
+                // A local aggregation's calls give partial results.
+                let local = matches!(self, StreamPlan::LocalAgg { .. });
                 group_keys
                     .iter()
                     .map(|k| types[*k])
-                    .chain(aggs.iter().map(super::agg::partial_type))
+                    .chain(aggs.iter().map(|a| {
+                        if local {
+                            super::agg::partial_type(a)
+                        } else {
+                            a.ret
+                        }
+                    }))
                     .collect()
             }
             StreamPlan::HashJoin {
