@@ -30,7 +30,7 @@ pub(crate) struct Memtable {
 const MAX_RUNS: usize = 16;
 
 /// Entries sorted by key, one per key.
-type Run = Vec<(Bytes, Value)>;
+pub(crate) type Run = Vec<(Bytes, Value)>;
 
 #[derive(Debug, Default)]
 struct MemtableInner {
@@ -94,23 +94,21 @@ impl Memtable {
             .collect();
         ImmBatch {
             epoch: self.epoch,
-            entries: merge_runs(parts).0,
+            runs: vec![merge_runs(parts).0],
             size: 0,
             charged: 0,
         }
     }
 
-    /// Freezes the memtable into an immutable batch.
+    /// Freezes the memtable into an immutable batch of the same runs: they are merged by
+    /// whoever reads them (a flush's merge of every sealed batch), not here, under the
+    /// store's lock, into a second copy of the epoch's entries.
     pub(crate) fn freeze(&self) -> ImmBatch {
         let inner = std::mem::take(&mut *self.inner.lock());
-        let (entries, dropped) = match inner.runs.len() {
-            1 => (inner.runs.into_iter().next().expect("one run"), 0),
-            _ => merge_runs(inner.runs.into_iter().map(Vec::into_iter).collect()),
-        };
         ImmBatch {
             epoch: self.epoch,
-            entries,
-            size: inner.size - dropped,
+            runs: inner.runs,
+            size: inner.size,
             charged: inner.charged,
         }
     }
@@ -272,22 +270,24 @@ fn as_slice_bound(b: &Bound<Bytes>) -> Bound<&[u8]> {
     }
 }
 
-/// Sorted, immutable writes of one epoch.
+/// Immutable writes of one epoch: sorted runs, each with one entry per key, a later run's
+/// entry replacing an earlier one's.
 #[derive(Debug, Default)]
 pub(crate) struct ImmBatch {
     pub(crate) epoch: Epoch,
-    /// Sorted by user key, one entry per key.
-    pub(crate) entries: Vec<(Bytes, Value)>,
+    /// Oldest first.
+    pub(crate) runs: Vec<Run>,
     pub(crate) size: usize,
     pub(crate) charged: usize,
 }
 
 impl ImmBatch {
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Value> {
-        self.entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| &self.entries[i].1)
+        self.runs.iter().rev().find_map(|run| run_get(run, key))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.runs.iter().all(Vec::is_empty)
     }
 }
 
@@ -342,12 +342,16 @@ mod tests {
                 .range((Bound::Excluded(lo), Bound::Included(hi)))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            prop_assert_eq!(memtable.snapshot(&range).entries, expected);
+            prop_assert_eq!(memtable.snapshot(&range).runs, vec![expected]);
             let frozen = memtable.freeze();
+            let held: usize = frozen.runs.iter().flatten().map(|(k, v)| entry_size(k, v)).sum();
+            prop_assert_eq!(frozen.size, held);
+            for k in 0..42 {
+                prop_assert_eq!(frozen.get(&key(k)), model.get(&key(k)));
+            }
+            let runs = frozen.runs.iter().map(|r| r.as_slice()).collect();
             let expected: Vec<_> = model.into_iter().collect();
-            let size: usize = expected.iter().map(|(k, v)| entry_size(k, v)).sum();
-            prop_assert_eq!(frozen.size, size);
-            prop_assert_eq!(frozen.entries, expected);
+            prop_assert_eq!(merge_runs(runs).0, expected);
         }
     }
 }

@@ -523,7 +523,7 @@ impl LsmStore {
         for e in epochs {
             let memtable = state.memtables.remove(&e).expect("listed");
             let batch = memtable.freeze();
-            if batch.entries.is_empty() {
+            if batch.is_empty() {
                 self.release_buffer(batch.charged);
             } else {
                 state.sealed.push(Arc::new(batch));
@@ -633,7 +633,8 @@ impl LsmStore {
         let cursors = batches
             .iter()
             .rev()
-            .map(|b| SourceCursor::Batch(BatchCursor::new(Arc::clone(b), Direction::Forward, None)))
+            .flat_map(|b| BatchCursor::over_runs(b, Direction::Forward, None))
+            .map(SourceCursor::Batch)
             .collect();
         let merge = MergeCursor::new(cursors, Direction::Forward)?;
         let options = self.inner.options.sst.clone();
@@ -793,14 +794,13 @@ impl LsmStore {
         let mut cursors = Vec::new();
         for m in &memtables {
             let snapshot = Arc::new(m.snapshot(&range));
-            cursors.push(SourceCursor::Batch(BatchCursor::new(
-                snapshot, direction, None,
-            )));
+            cursors.extend(
+                BatchCursor::over_runs(&snapshot, direction, None).map(SourceCursor::Batch),
+            );
         }
-        for b in sealed {
-            cursors.push(SourceCursor::Batch(BatchCursor::new(
-                b, direction, target_key,
-            )));
+        for b in &sealed {
+            cursors
+                .extend(BatchCursor::over_runs(b, direction, target_key).map(SourceCursor::Batch));
         }
         let prefix = self.bloom_prefix(&range);
         let store = &self.inner.sst_store;

@@ -1,4 +1,4 @@
-//! A cursor over an immutable, sorted batch of writes of one epoch.
+//! A cursor over one sorted run of an immutable batch of writes of one epoch.
 
 use std::sync::Arc;
 
@@ -6,58 +6,77 @@ use epoch_mvcc::{Direction, FullKeyRef, Value};
 
 use crate::memtable::ImmBatch;
 
-/// Positions over an [`ImmBatch`]; every entry has the batch's epoch.
+/// Positions over one run of an [`ImmBatch`]; every entry has the batch's epoch.
 #[derive(Debug)]
 pub(crate) struct BatchCursor {
     batch: Arc<ImmBatch>,
+    /// The run, by index in the batch's runs.
+    run: usize,
     direction: Direction,
     /// Index of the current entry; `entries.len()` when invalid.
     pos: usize,
 }
 
 impl BatchCursor {
-    /// A cursor at the first entry >= `target` (forward) or the last <= `target` (backward);
-    /// `None` starts at the respective end.
-    pub(crate) fn new(
+    /// Cursors over every run of `batch`, newest first (as a merge ranks its inputs), each at
+    /// its first entry >= `target` (forward) or its last <= `target` (backward); `None`
+    /// starts at the respective end.
+    pub(crate) fn over_runs(
+        batch: &Arc<ImmBatch>,
+        direction: Direction,
+        target: Option<FullKeyRef<'_>>,
+    ) -> impl Iterator<Item = BatchCursor> {
+        (0..batch.runs.len())
+            .rev()
+            .map(move |run| BatchCursor::new(Arc::clone(batch), run, direction, target))
+    }
+
+    fn new(
         batch: Arc<ImmBatch>,
+        run: usize,
         direction: Direction,
         target: Option<FullKeyRef<'_>>,
     ) -> Self {
         let epoch = batch.epoch;
-        let len = batch.entries.len();
+        let entries = &batch.runs[run];
+        let len = entries.len();
         let pos = match (direction, target) {
             (Direction::Forward, None) => 0,
-            (Direction::Forward, Some(t)) => batch
-                .entries
-                .partition_point(|(k, _)| FullKeyRef::new(k, epoch) < t),
+            (Direction::Forward, Some(t)) => {
+                entries.partition_point(|(k, _)| FullKeyRef::new(k, epoch) < t)
+            }
             (Direction::Backward, None) => len.wrapping_sub(1),
-            (Direction::Backward, Some(t)) => batch
-                .entries
+            (Direction::Backward, Some(t)) => entries
                 .partition_point(|(k, _)| FullKeyRef::new(k, epoch) <= t)
                 .wrapping_sub(1),
         };
         let pos = if pos < len { pos } else { len };
         BatchCursor {
             batch,
+            run,
             direction,
             pos,
         }
     }
 
+    fn entries(&self) -> &[(bytes::Bytes, Value)] {
+        &self.batch.runs[self.run]
+    }
+
     pub(crate) fn is_valid(&self) -> bool {
-        self.pos < self.batch.entries.len()
+        self.pos < self.entries().len()
     }
 
     pub(crate) fn key(&self) -> FullKeyRef<'_> {
-        FullKeyRef::new(&self.batch.entries[self.pos].0, self.batch.epoch)
+        FullKeyRef::new(&self.entries()[self.pos].0, self.batch.epoch)
     }
 
     pub(crate) fn value(&self) -> Value {
-        self.batch.entries[self.pos].1.clone()
+        self.entries()[self.pos].1.clone()
     }
 
     pub(crate) fn next(&mut self) {
-        let len = self.batch.entries.len();
+        let len = self.entries().len();
         self.pos = match self.direction {
             Direction::Forward => (self.pos + 1).min(len),
             Direction::Backward if self.pos == 0 => len,

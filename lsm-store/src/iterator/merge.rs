@@ -59,11 +59,12 @@ struct HeapItem {
 
 impl Ord for HeapItem {
     fn cmp(&self, other: &Self) -> Ordering {
-        // BinaryHeap pops the greatest: forward wants the smallest key on top.
+        // BinaryHeap pops the greatest: forward wants the smallest key on top, backward the
+        // largest; of equal keys, the newest source (lowest rank) either way.
         let by_key = self.cursor.key().cmp(&other.cursor.key());
         match self.direction {
             Direction::Forward => by_key.then(self.rank.cmp(&other.rank)).reverse(),
-            Direction::Backward => by_key.then(self.rank.cmp(&other.rank)),
+            Direction::Backward => by_key.then(other.rank.cmp(&self.rank)),
         }
     }
 }
@@ -82,13 +83,16 @@ impl PartialEq for HeapItem {
 
 impl Eq for HeapItem {}
 
-/// Merges positioned cursors, newest source first on ties.
+/// Merges positioned cursors, newest source first on ties: of entries with one full key
+/// (the runs of one epoch's batch may each have the key), only the newest source's is seen.
 #[derive(Debug)]
 pub(crate) struct MergeCursor {
     heap: BinaryHeap<HeapItem>,
     /// The value of the current entry, read when the cursor moved there so that corruption
     /// surfaces as an error from `next` rather than from an accessor.
     current_value: Option<Value>,
+    /// The user key of the entry being left by `next` (a buffer kept between calls).
+    left: Vec<u8>,
 }
 
 impl MergeCursor {
@@ -107,9 +111,26 @@ impl MergeCursor {
         let mut merge = MergeCursor {
             heap,
             current_value: None,
+            left: Vec::new(),
         };
         merge.load_value()?;
         Ok(merge)
+    }
+
+    /// Moves the top source to its next entry.
+    async fn advance_top(&mut self) -> Result<()> {
+        if let Some(mut top) = self.heap.peek_mut() {
+            if let Err(e) = top.cursor.next().await {
+                // A failed read leaves the cursor without a position: out of the heap,
+                // whose order needs its key (the merge is not to be read on after an error).
+                PeekMut::pop(top);
+                return Err(e);
+            }
+            if !top.cursor.is_valid() {
+                PeekMut::pop(top);
+            }
+        }
+        Ok(())
     }
 
     fn load_value(&mut self) -> Result<()> {
@@ -137,16 +158,21 @@ impl VersionCursor for MergeCursor {
     }
 
     async fn next(&mut self) -> Result<()> {
-        if let Some(mut top) = self.heap.peek_mut() {
-            if let Err(e) = top.cursor.next().await {
-                // A failed read leaves the cursor without a position: out of the heap,
-                // whose order needs its key (the merge is not to be read on after an error).
-                PeekMut::pop(top);
-                return Err(e);
-            }
-            if !top.cursor.is_valid() {
-                PeekMut::pop(top);
-            }
+        let Some(top) = self.heap.peek() else {
+            return Ok(());
+        };
+        let key = top.cursor.key();
+        let epoch = key.epoch;
+        self.left.clear();
+        self.left.extend_from_slice(key.user_key);
+        self.advance_top().await?;
+        // Older sources' entries of the full key just left go with it.
+        while self
+            .heap
+            .peek()
+            .is_some_and(|top| top.cursor.key() == FullKeyRef::new(&self.left, epoch))
+        {
+            self.advance_top().await?;
         }
         self.load_value()
     }
