@@ -85,11 +85,17 @@ pub fn encode_key_column(array: &ArrayRef, order: OrderType, keys: &mut [Vec<u8>
 
 /// Memcomparable keys of `columns` of every row of `batch`.
 pub fn encode_keys(batch: &RecordBatch, columns: &[usize], orders: &[OrderType]) -> Vec<Vec<u8>> {
-    let mut keys = row_buffers(batch, columns, 0, |len| len + len / 8 + 9);
+    let mut keys = row_buffers(batch, columns, 0, key_bytes_len);
     for (c, order) in columns.iter().zip(orders) {
         encode_key_column(batch.column(*c), *order, &mut keys);
     }
     keys
+}
+
+/// At least the length of the memcomparable encoding of a string of `len` bytes: a tag,
+/// then 9 bytes per group of up to 8 (one group when empty).
+pub(crate) fn key_bytes_len(len: usize) -> usize {
+    len + len / 8 + 10
 }
 
 /// One empty buffer per row of `batch`, each with room for `reserved` bytes and the

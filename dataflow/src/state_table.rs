@@ -23,7 +23,7 @@ use crate::Result;
 use crate::chunk::{StreamChunk, batch_of, schema_of};
 use crate::row_codec::{
     columns_from_rows, decode_value, encode_key_column, encode_keys, encode_value_datums,
-    encode_values, row_buffers,
+    encode_values, key_bytes_len, row_buffers,
 };
 use crate::types::{DataType, Datum};
 
@@ -66,9 +66,7 @@ impl TableDesc {
     /// primary key, whose leading columns give the vnode when they are the distribution key.
     pub fn keys(&self, batch: &RecordBatch) -> Vec<Bytes> {
         let n = batch.num_rows();
-        let mut keys = row_buffers(batch, &self.pk, TABLE_KEY_HEADER_LEN, |len| {
-            len + len / 8 + 9
-        });
+        let mut keys = row_buffers(batch, &self.pk, TABLE_KEY_HEADER_LEN, key_bytes_len);
         for key in &mut keys {
             key.extend_from_slice(&self.table_id.to_be_bytes());
             key.extend_from_slice(&[0; 2]);
