@@ -405,11 +405,7 @@ impl Binder<'_> {
     fn output_position(&self, scope: &Scope, e: &ast::Expr) -> PlanResult<usize> {
         match e {
             ast::Expr::Value(v) => match &v.value {
-                ast::Value::Number(n, _) => n
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|p| (1..=scope.columns.len()).contains(p))
-                    .map(|p| p - 1)
+                ast::Value::Number(n, _) => list_position(n, scope.columns.len())
                     .ok_or_else(|| PlanError::UndefinedColumn(format!("ORDER BY position {n}"))),
                 _ => Err(PlanError::NotSupported("ORDER BY a constant".into())),
             },
@@ -1864,15 +1860,11 @@ impl Binder<'_> {
                     (matches.len() == 1).then(|| matches[0])
                 }
                 ast::Expr::Value(v) => match &v.value {
-                    ast::Value::Number(n, _) => Some(
-                        n.parse::<usize>()
-                            .ok()
-                            .filter(|p| (1..=visible).contains(p))
-                            .map(|p| p - 1)
-                            .ok_or_else(|| {
-                                PlanError::UndefinedColumn(format!("ORDER BY position {n}"))
-                            })?,
-                    ),
+                    ast::Value::Number(n, _) => {
+                        Some(list_position(n, visible).ok_or_else(|| {
+                            PlanError::UndefinedColumn(format!("ORDER BY position {n}"))
+                        })?)
+                    }
                     _ => None,
                 },
                 _ => None,
@@ -2140,18 +2132,19 @@ fn group_item(
         ast::Expr::Value(ast::ValueWithSpan {
             value: ast::Value::Number(n, _),
             ..
-        }) => n
-            .parse::<usize>()
-            .ok()
-            .and_then(|p| p.checked_sub(1))
-            .and_then(|p| select_list.get(p))
-            .map(column)
+        }) => list_position(n, select_list.len())
+            .map(|p| column(&select_list[p]))
             .ok_or_else(|| {
                 PlanError::InvalidColumnReference(format!(
                     "GROUP BY position {n} is not in select list"
                 ))
             }),
-        ast::Expr::Identifier(id) if ExprBinder::bind_plain(scope, params, g).is_err() => {
+        ast::Expr::Identifier(id)
+            if matches!(
+                ExprBinder::bind_plain(scope, params, g),
+                Err(PlanError::UndefinedColumn(_))
+            ) =>
+        {
             let name = ident_name(id);
             let named: Vec<&SelectColumn> = select_list
                 .iter()
@@ -2164,4 +2157,12 @@ fn group_item(
         }
         _ => Ok(g.clone()),
     }
+}
+
+/// The index of the 1-based position `n` (as written) in a list of `len` columns.
+fn list_position(n: &str, len: usize) -> Option<usize> {
+    n.parse::<usize>()
+        .ok()
+        .filter(|p| (1..=len).contains(p))
+        .map(|p| p - 1)
 }
