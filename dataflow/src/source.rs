@@ -97,8 +97,9 @@ pub struct NexmarkSource {
     /// `nexmark.event.num`: events of all kinds to generate (this table gets its share);
     /// unbounded when `None`.
     pub event_num: Option<u64>,
-    /// `nexmark.min.event.gap.in.ns`: the least time between events (0: as fast as the view
-    /// takes them).
+    /// `nexmark.min.event.gap.in.ns`: the least time between events of the stream (of all
+    /// kinds: a table's rows come at its share of the rate; 0: as fast as the view takes
+    /// them).
     pub min_event_gap_ns: u64,
     /// `nexmark.max.chunk.size`: rows per chunk.
     pub max_chunk_size: usize,
@@ -413,8 +414,8 @@ struct Generator {
     /// The next row's offset (its row id); each row advances it by the number of splits.
     offset: u64,
     started: Instant,
-    /// Rows made since `started`, for pacing.
-    made: u64,
+    /// The stream position (see [`Generator::position`]) at `started`, for pacing.
+    start_position: u64,
 }
 
 impl Generator {
@@ -435,13 +436,31 @@ impl Generator {
             }
             Connector::Datagen(d) => Rows::Datagen(d.clone()),
         };
-        Generator {
+        let mut generator = Generator {
             spec,
             rows,
             offset,
             started: Instant::now(),
-            made: 0,
+            start_position: 0,
+        };
+        generator.start_position = generator.position();
+        generator
+    }
+
+    /// The next row's place in the source's stream, in units of the source's gap: a nexmark
+    /// event's offset among events of every kind (the gap is between events of the stream,
+    /// so each table's rows come at its share of the rate), a datagen row's id (all splits
+    /// together make the source's rows per second).
+    fn position(&self) -> u64 {
+        match &self.rows {
+            Rows::Nexmark(events) => events.global_offset(),
+            Rows::Datagen(_) => self.offset,
         }
+    }
+
+    /// Nanoseconds after `started` at which the next row is due.
+    fn due_ns(&self) -> u128 {
+        u128::from(self.spec.gap_ns()) * u128::from(self.position() - self.start_position)
     }
 
     /// Whether every row of the split is out: its share of a nexmark source's events, a
@@ -468,22 +487,12 @@ impl Generator {
         }
     }
 
-    /// The least time between the split's rows in nanoseconds: the source's pace is shared
-    /// by its splits.
-    fn gap_ns(&self) -> u64 {
-        self.spec
-            .gap_ns()
-            .saturating_mul(u64::from(self.spec.splits.max(1)))
-    }
-
     /// How long to wait before the next row is due (zero when it is).
     fn wait(&self) -> Duration {
-        let gap = self.gap_ns();
-        if gap == 0 {
-            return Duration::ZERO;
-        }
-        let due = Duration::from_nanos(gap.saturating_mul(self.made));
-        due.saturating_sub(self.started.elapsed())
+        let wait = self
+            .due_ns()
+            .saturating_sub(self.started.elapsed().as_nanos());
+        Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
     }
 
     /// Appends the declared columns of the next row to `columns` (one list of values per
@@ -511,13 +520,7 @@ impl Generator {
 
     /// The next chunk: due rows up to the chunk size.
     fn chunk(&mut self) -> Result<StreamChunk> {
-        let gap = self.gap_ns();
-        let due = if gap == 0 {
-            u64::MAX
-        } else {
-            let elapsed = self.started.elapsed().as_nanos() / u128::from(gap);
-            u64::try_from(elapsed).unwrap_or(u64::MAX).saturating_add(1)
-        };
+        let elapsed = self.started.elapsed().as_nanos();
         let types = self.spec.types();
         let max = self.spec.max_chunk_size();
         let step = u64::from(self.spec.splits.max(1));
@@ -525,13 +528,12 @@ impl Generator {
         let mut columns: Vec<Vec<Datum>> = vec![Vec::new(); types.len()];
         let (declared, row_ids) = columns.split_at_mut(types.len() - 1);
         let mut rows = 0;
-        while rows < max && self.made < due && !self.exhausted() {
+        while rows < max && !self.exhausted() && self.due_ns() <= elapsed {
             if !self.push_row(declared)? {
                 break;
             }
             row_ids[0].push(Datum::Int64(i64::try_from(self.offset).unwrap_or(i64::MAX)));
             rows += 1;
-            self.made += 1;
             self.offset += step;
         }
         let arrays = columns
@@ -725,6 +727,25 @@ mod tests {
             crate::chunk::rows_of(&[resumed.chunk().unwrap().data().clone()]),
             crate::chunk::rows_of(&[second.data().clone()])
         );
+    }
+
+    #[test]
+    fn a_table_gets_its_share_of_the_event_rate() {
+        // Events 1 µs apart; split 0 of 2 of the bids (46 in every 50 events).
+        let mut spec = bids(None);
+        spec.splits = 2;
+        if let Connector::Nexmark(n) = &mut spec.connector {
+            n.min_event_gap_ns = 1_000;
+        }
+        let mut split = Generator::new(spec, 0);
+        assert_eq!(split.due_ns(), 0, "the first row is due at once");
+        let mut made = 0;
+        while made < 460 {
+            made += split.chunk().unwrap().cardinality() as u128;
+        }
+        // 460 bids of this split span about 2 * 500 events of the stream.
+        let due_events = split.due_ns() / 1_000 * 460 / made;
+        assert!((990..=1010).contains(&due_events), "{due_events}");
     }
 
     fn datagen() -> SourceSpec {

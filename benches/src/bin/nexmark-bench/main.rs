@@ -53,6 +53,11 @@ struct Args {
     /// How SST data blocks are compressed: none, lz4 or zstd.
     #[arg(long, default_value = "zstd")]
     compression: Compression,
+    /// Events per second of the stream (persons, auctions and bids together; the sources'
+    /// `nexmark.min.event.gap.in.ns`), to measure freshness at a load the view keeps up
+    /// with; as fast as the view takes them when not given.
+    #[arg(long)]
+    rate: Option<u64>,
     /// Splits of each source (`nexmark.split.num`), read by parallel actors; one per core
     /// when not given.
     #[arg(long)]
@@ -81,12 +86,14 @@ impl Args {
     }
 }
 
-/// The sources, each covering `events` events of all kinds in `splits` splits.
-fn sources(events: u64, splits: u32) -> String {
+/// The sources, each covering `events` events of all kinds in `splits` splits, at `rate`
+/// events per second (as fast as the view takes them when `None`).
+fn sources(events: u64, splits: u32, rate: Option<u64>) -> String {
+    let gap_ns = rate.map_or(0, |r| 1_000_000_000 / r.max(1));
     let with = |table: &str| {
         format!(
             "WITH (connector = 'nexmark', nexmark.table.type = '{table}', \
-             nexmark.event.num = '{events}', nexmark.min.event.gap.in.ns = '0', \
+             nexmark.event.num = '{events}', nexmark.min.event.gap.in.ns = '{gap_ns}', \
              nexmark.max.chunk.size = '1024', nexmark.split.num = '{splits}')"
         )
     };
@@ -143,6 +150,19 @@ fn latency_quantile(metrics: &str, q: f64) -> Option<f64> {
         .map(|(bound, _)| bound * 1000.0)
 }
 
+/// The mean barrier latency in `metrics` (the histogram's sum over its count), in
+/// milliseconds.
+fn latency_mean(metrics: &str) -> Option<f64> {
+    let value = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let count = value("streamdb_barrier_latency_seconds_count")?;
+    (count > 0.0)
+        .then(|| value("streamdb_barrier_latency_seconds_sum").map(|s| s / count * 1000.0))?
+}
+
 fn view_name(statements: &str) -> &str {
     let after = statements
         .split("MATERIALIZED VIEW")
@@ -176,7 +196,7 @@ async fn run_query(
     let splits = args
         .splits
         .unwrap_or_else(|| u32::try_from(cores).unwrap_or(1));
-    db.execute(&mut session, &sources(args.events, splits))
+    db.execute(&mut session, &sources(args.events, splits, args.rate))
         .await?;
     let written_before = store.stats().object_store.bytes_written;
     reset_peak_rss();
@@ -205,10 +225,12 @@ async fn run_query(
         "events": events,
         "source_rows": generated,
         "source_splits": splits,
+        "rate": args.rate,
         "compression": format!("{:?}", args.compression).to_lowercase(),
         "seconds": seconds,
         "events_per_sec": events as f64 / seconds,
         "events_per_sec_per_core": events as f64 / seconds / cores,
+        "barrier_latency_mean_ms": latency_mean(&metrics),
         "barrier_latency_p50_ms": latency_quantile(&metrics, 0.5),
         "barrier_latency_p99_ms": latency_quantile(&metrics, 0.99),
         "peak_rss_bytes": peak_rss(),
