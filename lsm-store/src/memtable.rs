@@ -2,6 +2,7 @@
 //! batches when the epoch is sealed (the shared buffer), until a sync uploads them.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use epoch_mvcc::{Epoch, KeyRange, Value};
@@ -291,6 +292,45 @@ impl ImmBatch {
     }
 }
 
+/// At most this many ranges per flush, each holding an SST being built and a part being
+/// uploaded (~16 MiB).
+const MAX_FLUSH_RANGES: usize = 8;
+
+/// User keys cutting `batches` into key ranges to flush in parallel: up to `threads`
+/// ranges (at most [`MAX_FLUSH_RANGES`]) of at least `min_range_bytes` (smaller ones would
+/// cost more in SSTs and uploads than the parallel build saves), of about as many entries
+/// each (quantiles of keys sampled at even steps from every run). Empty when one range will
+/// do.
+pub(crate) fn flush_bounds(
+    batches: &[Arc<ImmBatch>],
+    threads: usize,
+    min_range_bytes: usize,
+) -> Vec<Bytes> {
+    let size: usize = batches.iter().map(|b| b.size).sum();
+    let ranges = (size / min_range_bytes.max(1))
+        .min(threads)
+        .min(MAX_FLUSH_RANGES);
+    if ranges < 2 {
+        return Vec::new();
+    }
+    let runs = || batches.iter().flat_map(|b| &b.runs);
+    let entries: usize = runs().map(Vec::len).sum();
+    let step = (entries / (ranges * 16)).max(1);
+    let mut samples: Vec<&Bytes> = runs()
+        .flat_map(|run| run.iter().skip(step - 1).step_by(step).map(|(k, _)| k))
+        .collect();
+    samples.sort_unstable();
+    let mut bounds: Vec<Bytes> = (1..ranges)
+        .filter_map(|i| {
+            samples
+                .get(samples.len() * i / ranges)
+                .map(|k| (*k).clone())
+        })
+        .collect();
+    bounds.dedup();
+    bounds
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -353,5 +393,57 @@ mod tests {
             let expected: Vec<_> = model.into_iter().collect();
             prop_assert_eq!(merge_runs(runs).0, expected);
         }
+    }
+
+    /// A batch of the keys `keys` (as big-endian u32s), in runs of `run` keys.
+    fn batch_of(epoch: u64, keys: impl Iterator<Item = u32>, run: usize) -> Arc<ImmBatch> {
+        let memtable = Memtable::new(Epoch(epoch));
+        let keys: Vec<u32> = keys.collect();
+        for chunk in keys.chunks(run) {
+            let entries = chunk
+                .iter()
+                .map(|k| (Bytes::copy_from_slice(&k.to_be_bytes()), value(Some(1))))
+                .collect();
+            memtable.insert(sorted_run(entries), 1);
+        }
+        Arc::new(memtable.freeze())
+    }
+
+    #[test]
+    fn flush_bounds_split_entries_evenly() {
+        // Two epochs' batches of interleaved keys, in runs of different lengths.
+        let batches = [
+            batch_of(1, (0..3000).map(|k| k * 2), 700),
+            batch_of(2, (0..1000).map(|k| k * 6 + 1), 90),
+        ];
+        let size: usize = batches.iter().map(|b| b.size).sum();
+        let all: Vec<Bytes> = {
+            let mut keys: Vec<Bytes> = batches
+                .iter()
+                .flat_map(|b| b.runs.iter().flatten().map(|(k, _)| k.clone()))
+                .collect();
+            keys.sort();
+            keys
+        };
+        let bounds = flush_bounds(&batches, 4, size / 8);
+        assert_eq!(bounds.len(), 3);
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        let mut cuts: Vec<usize> = bounds
+            .iter()
+            .map(|b| all.partition_point(|k| k < b))
+            .collect();
+        cuts.insert(0, 0);
+        cuts.push(all.len());
+        for range in cuts.windows(2) {
+            let share = (range[1] - range[0]) as f64 / all.len() as f64;
+            assert!(
+                (0.2..0.3).contains(&share),
+                "a range took {share} of the entries"
+            );
+        }
+        // Ranges are at least the minimum size, and never more than the threads.
+        assert_eq!(flush_bounds(&batches, 4, size / 2).len(), 1);
+        assert_eq!(flush_bounds(&batches, 1, 1), Vec::<Bytes>::new());
+        assert_eq!(flush_bounds(&batches, 4, size + 1), Vec::<Bytes>::new());
     }
 }

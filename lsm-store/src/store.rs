@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::compaction::{self, CompactionOptions};
 use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstCursor, SstSource};
 use crate::manifest::ManifestStore;
-use crate::memtable::{ImmBatch, Memtable, entry_size};
+use crate::memtable::{ImmBatch, Memtable, entry_size, flush_bounds};
 use crate::object_store::{InstrumentedObjectStore, ObjectError, ObjectStore, ObjectStoreStats};
 use crate::sst_writer::{SplitPolicy, write_ssts};
 use crate::sstable::SstOptions;
@@ -630,14 +630,7 @@ impl LsmStore {
         batches: &[Arc<ImmBatch>],
         registered: &Mutex<Vec<u64>>,
     ) -> Result<Vec<SstInfo>> {
-        let cursors = batches
-            .iter()
-            .rev()
-            .flat_map(|b| BatchCursor::over_runs(b, Direction::Forward, None))
-            .map(SourceCursor::Batch)
-            .collect();
-        let merge = MergeCursor::new(cursors, Direction::Forward)?;
-        let options = self.inner.options.sst.clone();
+        let options = &self.inner.options.sst;
         let prefix_lens = self.inner.prefix_lens.read().clone();
         let split = SplitPolicy {
             target_file_size: options.target_file_size,
@@ -649,16 +642,44 @@ impl LsmStore {
             registered.lock().push(id);
             id
         };
-        write_ssts(
-            &self.inner.sst_store,
-            merge,
-            options,
-            prefix_lens,
-            split,
-            |_, _| true,
-            new_id,
-        )
-        .await
+        // Key ranges built and uploaded in parallel, each of at least a sixteenth of a target
+        // SST; their SSTs, in key order, are one L0 sub-level (the ranges split between user
+        // keys, so no two overlap).
+        let bounds = flush_bounds(
+            batches,
+            rayon::current_num_threads(),
+            options.target_file_size / 16,
+        );
+        let starts = std::iter::once(None).chain(bounds.iter().map(|b| Some(b.as_ref())));
+        let ends = bounds
+            .iter()
+            .map(|b| Some(b.as_ref()))
+            .chain(std::iter::once(None));
+        let builds = starts.zip(ends).map(|(start, end)| {
+            let cursors = batches
+                .iter()
+                .rev()
+                .flat_map(|b| BatchCursor::over_key_range(b, start, end))
+                .map(SourceCursor::Batch)
+                .collect();
+            let merge = MergeCursor::new(cursors, Direction::Forward);
+            let (options, prefix_lens, split) =
+                (options.clone(), prefix_lens.clone(), split.clone());
+            async move {
+                write_ssts(
+                    &self.inner.sst_store,
+                    merge?,
+                    options,
+                    prefix_lens,
+                    split,
+                    |_, _| true,
+                    new_id,
+                )
+                .await
+            }
+        });
+        let ranges = futures::future::try_join_all(builds).await?;
+        Ok(ranges.into_iter().flatten().collect())
     }
 
     // ---- read path ----

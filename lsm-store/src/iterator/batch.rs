@@ -15,6 +15,8 @@ pub(crate) struct BatchCursor {
     direction: Direction,
     /// Index of the current entry; `entries.len()` when invalid.
     pos: usize,
+    /// Index past the last entry a forward cursor visits (the run's length unless bounded).
+    end: usize,
 }
 
 impl BatchCursor {
@@ -56,7 +58,35 @@ impl BatchCursor {
             run,
             direction,
             pos,
+            end: len,
         }
+    }
+
+    /// Forward cursors over every run of `batch`, newest first, visiting only the entries
+    /// whose user keys are in `[start, end)` (unbounded where `None`).
+    pub(crate) fn over_key_range(
+        batch: &Arc<ImmBatch>,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> impl Iterator<Item = BatchCursor> {
+        let bound = |run: &[(bytes::Bytes, Value)], key: Option<&[u8]>| {
+            key.map_or(run.len(), |key| {
+                run.partition_point(|(k, _)| k.as_ref() < key)
+            })
+        };
+        (0..batch.runs.len()).rev().map(move |run| {
+            let entries = &batch.runs[run];
+            let end = bound(entries, end);
+            let pos = start.map_or(0, |s| bound(entries, Some(s)).min(end));
+            BatchCursor {
+                batch: Arc::clone(batch),
+                run,
+                direction: Direction::Forward,
+                // An empty range is an invalid cursor.
+                pos: if pos < end { pos } else { entries.len() },
+                end,
+            }
+        })
     }
 
     fn entries(&self) -> &[(bytes::Bytes, Value)] {
@@ -64,7 +94,7 @@ impl BatchCursor {
     }
 
     pub(crate) fn is_valid(&self) -> bool {
-        self.pos < self.entries().len()
+        self.pos < self.end
     }
 
     pub(crate) fn key(&self) -> FullKeyRef<'_> {
@@ -78,7 +108,8 @@ impl BatchCursor {
     pub(crate) fn next(&mut self) {
         let len = self.entries().len();
         self.pos = match self.direction {
-            Direction::Forward => (self.pos + 1).min(len),
+            Direction::Forward if self.pos + 1 >= self.end => len,
+            Direction::Forward => self.pos + 1,
             Direction::Backward if self.pos == 0 => len,
             Direction::Backward => self.pos - 1,
         };
