@@ -51,6 +51,11 @@ impl Memtable {
         }
     }
 
+    /// Write-budget units this memtable holds.
+    pub(crate) fn charged(&self) -> usize {
+        self.inner.lock().charged
+    }
+
     pub(crate) fn insert(&self, batch: Vec<(Bytes, Value)>, charged: usize) {
         let run = sorted_run(batch);
         if run.is_empty() {

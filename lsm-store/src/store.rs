@@ -515,6 +515,20 @@ impl LsmStore {
         self.inner.buffer_freed.notify_waiters();
     }
 
+    /// The newest sealed epoch: its writes and every earlier one's commit with the next syncs.
+    pub fn sealed_epoch(&self) -> Epoch {
+        self.inner.epochs.sealed()
+    }
+
+    /// Drops every unsealed write (the memtables of epochs after the sealed one), for a writer
+    /// abandoning the epochs it had not sealed when something failed: it resumes writing at
+    /// a newer epoch, and reads see the sealed data as before. The caller stops its writers
+    /// first; a write racing with this lands in an epoch that is gone.
+    pub fn discard_unsealed(&self) {
+        let dropped = std::mem::take(&mut self.inner.state.write().memtables);
+        self.release_buffer(dropped.values().map(|m| m.charged()).sum());
+    }
+
     /// Seals every epoch up to `epoch` (see [`StateStore::seal_epoch`]).
     pub fn seal(&self, epoch: Epoch) -> Result<()> {
         let mut state = self.inner.state.write();

@@ -1,5 +1,5 @@
 //! The disk tier of the block cache serves reads, and the write budget holds writers back
-//! until a sync frees sealed data.
+//! until a sync frees sealed data (or the writer discards its unsealed epochs).
 
 mod common;
 
@@ -85,5 +85,43 @@ async fn writers_wait_for_sync_when_the_buffer_is_full() {
         store.get_value(&key(105), Epoch(2)).await.unwrap(),
         Some(Bytes::from(vec![105; 100]))
     );
+    assert_eq!(store.stats().write_buffer_bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarding_unsealed_epochs_keeps_sealed_data_and_frees_the_buffer() {
+    let store = LsmStore::open(Arc::new(MemoryObjectStore::new()), small_options())
+        .await
+        .unwrap();
+    store.ingest(Epoch(1), batch(0, 10, 8)).await.unwrap();
+    store.seal(Epoch(1)).unwrap();
+    // Epochs 2 and 3 are written but never sealed, then abandoned.
+    store.ingest(Epoch(2), batch(5, 20, 9)).await.unwrap();
+    store.ingest(Epoch(3), batch(30, 40, 9)).await.unwrap();
+    let sealed_bytes = {
+        let all = store.stats().write_buffer_bytes;
+        store.discard_unsealed();
+        let left = store.stats().write_buffer_bytes;
+        assert!(left < all);
+        left
+    };
+    for epoch in [Epoch(1), Epoch(3)] {
+        assert_eq!(
+            store.get_value(&key(5), epoch).await.unwrap(),
+            Some(Bytes::from(vec![5; 8]))
+        );
+        assert_eq!(store.get_value(&key(15), epoch).await.unwrap(), None);
+        assert_eq!(store.get_value(&key(35), epoch).await.unwrap(), None);
+    }
+    // Writing resumes at a newer epoch and commits with the sealed one.
+    store.ingest(Epoch(4), batch(35, 36, 7)).await.unwrap();
+    store.seal(Epoch(4)).unwrap();
+    store.sync_epoch(Epoch(4)).await.unwrap();
+    assert_eq!(
+        store.get_value(&key(35), Epoch(4)).await.unwrap(),
+        Some(Bytes::from(vec![35; 7]))
+    );
+    assert_eq!(store.get_value(&key(36), Epoch(4)).await.unwrap(), None);
+    assert!(sealed_bytes > 0);
     assert_eq!(store.stats().write_buffer_bytes, 0);
 }

@@ -6,7 +6,7 @@
 //! durable before it returns waits for the commit of the epoch it wrote, so concurrent
 //! statements share one commit (group commit).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ use crate::streaming::Streams;
 const CATALOG_TABLE_ID: u32 = 0;
 /// User tables get ids from here on.
 const FIRST_TABLE_ID: u32 = 1;
+
+/// The longest pause between attempts of a recovery that keeps failing.
+const MAX_RECOVERY_PAUSE: Duration = Duration::from_secs(10);
 
 /// Settings of the database facade.
 #[derive(Clone, Debug)]
@@ -316,8 +319,12 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     streams: Streams,
     job_options: JobOptions,
-    /// Set when a streaming job failed: nothing commits any more until a restart.
-    fatal: parking_lot::Mutex<Option<String>>,
+    /// Why the streaming jobs are recovering, while they do (see [`Database::recover`]):
+    /// writes are refused meanwhile.
+    recovering: parking_lot::Mutex<Option<String>>,
+    /// The epochs recoveries abandoned, each as (last sealed, last abandoned): statements
+    /// that wrote in them failed, and later commits must not acknowledge them.
+    abandoned: parking_lot::Mutex<Vec<(Epoch, Epoch)>>,
     /// Checkpoint counters for `/metrics`.
     barrier_metrics: Arc<crate::metrics::BarrierMetrics>,
 }
@@ -329,18 +336,29 @@ pub struct Database {
 }
 
 impl Inner {
-    /// Stops committing after a streaming job failed or an epoch could not be sealed: every
-    /// later write and commit wait reports `reason` until the node restarts (and recovers
-    /// from the last committed epoch).
-    fn fail(&self, reason: String) {
-        tracing::error!(%reason, "the database stops committing; restart to recover");
-        let reason = format!("{reason}; restart the node to recover");
-        *self.fatal.lock() = Some(reason.clone());
-        *self.commit_failure.lock() = Some(CommitFailure {
-            epoch: Epoch(u64::MAX),
-            sqlstate: "XX000",
-            message: reason,
-        });
+    /// Whether a recovery abandoned `epoch`.
+    fn abandoned(&self, epoch: Epoch) -> bool {
+        self.abandoned
+            .lock()
+            .iter()
+            .any(|(sealed, last)| *sealed < epoch && epoch <= *last)
+    }
+
+    /// The error of a statement whose epoch a recovery abandoned (or is abandoning).
+    fn abandoned_error(&self) -> Error {
+        let reason = self.recovering.lock().clone().unwrap_or_default();
+        Error::sql(
+            "40001",
+            format!(
+                "the statement was rolled back: a streaming job failed and the node recovered \
+                 from the last checkpoint{}; retry it",
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                }
+            ),
+        )
     }
 }
 
@@ -473,7 +491,8 @@ impl Database {
                 parallelism: options.parallelism,
                 cache_bytes: options.state_cache_bytes,
             },
-            fatal: parking_lot::Mutex::new(None),
+            recovering: parking_lot::Mutex::new(None),
+            abandoned: parking_lot::Mutex::new(Vec::new()),
             barrier_metrics: Arc::default(),
         });
         let database = Database { inner };
@@ -569,9 +588,7 @@ impl Database {
             .collect(committed, prepared.expected)
             .await
             .map_err(|e| Error::sql("XX000", format!("recovering views failed: {e}")))?;
-        self.inner
-            .streams
-            .barrier_collected(committed, &HashSet::new());
+        self.inner.streams.barrier_collected(&prepared.barrier);
         Ok(())
     }
 
@@ -637,46 +654,97 @@ impl Database {
                     _ = inner.barrier_requested.notified() => {}
                     _ = stop.changed() => return,
                 }
-                let mut writable = inner.writable.write().await;
-                let injected = Instant::now();
-                let sealed = *writable;
-                let prepared = inner.streams.prepare_barrier(sealed, sealed.next());
-                *writable = sealed.next();
-                if !prepared.catalog_writes.is_empty()
-                    && let Err(e) = inner
-                        .store
-                        .ingest_batch(*writable, prepared.catalog_writes)
-                        .await
-                {
-                    inner.fail(format!("writing the catalog failed: {e}"));
-                    return;
-                }
-                for target in &prepared.targets {
-                    let _ = target
-                        .send(Message::Barrier(prepared.barrier.clone()))
-                        .await;
-                }
-                drop(writable);
-                if let Err(e) = inner.streams.collect(sealed, prepared.expected).await {
-                    inner.fail(e);
-                    return;
-                }
-                let stopped = prepared
-                    .barrier
-                    .mutation
-                    .as_ref()
-                    .map(|m| m.stop.clone())
-                    .unwrap_or_default();
-                inner.streams.barrier_collected(sealed, &stopped);
-                if let Err(e) = inner.store.seal_epoch(sealed) {
-                    inner.fail(format!("sealing failed: {e}"));
-                    return;
-                }
-                if sealed_tx.send((sealed, injected)).is_err() {
-                    return;
+                match Self::checkpoint(&inner).await {
+                    Ok(sealed) => {
+                        if sealed_tx.send(sealed).is_err() {
+                            return;
+                        }
+                    }
+                    Err(reason) => {
+                        let database = Database { inner };
+                        if !database.recover(reason, &mut stop).await {
+                            return;
+                        }
+                    }
                 }
             }
         });
+    }
+
+    /// One checkpoint: injects the barrier that closes the writable epoch and opens the next,
+    /// and seals the closed epoch once every job has processed it; returns that epoch and
+    /// when its barrier went out, or why it could not be sealed.
+    async fn checkpoint(inner: &Inner) -> std::result::Result<(Epoch, Instant), String> {
+        let mut writable = inner.writable.write().await;
+        let injected = Instant::now();
+        let sealed = *writable;
+        let prepared = inner.streams.prepare_barrier(sealed, sealed.next());
+        *writable = sealed.next();
+        if !prepared.catalog_writes.is_empty() {
+            inner
+                .store
+                .ingest_batch(*writable, prepared.catalog_writes)
+                .await
+                .map_err(|e| format!("writing the catalog failed: {e}"))?;
+        }
+        for target in &prepared.targets {
+            let _ = target
+                .send(Message::Barrier(prepared.barrier.clone()))
+                .await;
+        }
+        drop(writable);
+        inner.streams.collect(sealed, prepared.expected).await?;
+        inner.streams.barrier_collected(&prepared.barrier);
+        inner
+            .store
+            .seal_epoch(sealed)
+            .map_err(|e| format!("sealing failed: {e}"))?;
+        Ok((sealed, injected))
+    }
+
+    /// Brings the streaming jobs back after one failed, or an epoch could not be sealed or
+    /// its catalog changes written (`reason`): every job's actors stop, the epochs after the
+    /// last sealed one are abandoned (nothing written in them was acknowledged; statements
+    /// waiting for them fail with 40001), the catalog is reloaded as of the sealed epoch, and
+    /// every view's job restarts from its state there. Writes are refused meanwhile. Retried
+    /// with a growing pause until it succeeds; false when the node shuts down first.
+    async fn recover(&self, reason: String, stop: &mut watch::Receiver<bool>) -> bool {
+        tracing::error!(%reason, "a streaming job failed; recovering from the last checkpoint");
+        self.inner.barrier_metrics.recovering();
+        *self.inner.recovering.lock() = Some(reason);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.restart_jobs().await {
+                Ok(()) => {
+                    *self.inner.recovering.lock() = None;
+                    tracing::info!("recovered: the streaming jobs run again");
+                    return true;
+                }
+                Err(e) => tracing::error!(error = %e, ?pause, "recovery failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return false,
+            }
+            pause = (pause * 2).min(MAX_RECOVERY_PAUSE);
+        }
+    }
+
+    /// One attempt of [`Database::recover`].
+    async fn restart_jobs(&self) -> Result<()> {
+        // Every statement that changes the catalog holds this: those in flight finish or
+        // fail first (waits for epochs being abandoned fail while recovering), so none is
+        // half done when the catalog is reloaded.
+        let _dml = self.inner.dml.lock().await;
+        let mut writable = self.inner.writable.write().await;
+        self.inner.streams.abort_all().await;
+        let store = &self.inner.store;
+        store.discard_unsealed();
+        let sealed = store.sealed_epoch();
+        self.inner.abandoned.lock().push((sealed, *writable));
+        *writable = writable.next();
+        *self.inner.catalog.write() = load_catalog(store, sealed).await?;
+        self.recover_jobs(sealed, *writable).await
     }
 
     /// Stops the barrier loop (after which writes no longer commit) and the views' jobs.
@@ -724,8 +792,15 @@ impl Database {
         let mut committed = self.inner.committed.clone();
         loop {
             self.inner.barrier_requested.notify_one();
+            // A later epoch's commit must not acknowledge an abandoned one.
+            if self.inner.abandoned(epoch) {
+                return Err(self.inner.abandoned_error());
+            }
             if *committed.borrow_and_update() >= epoch {
                 return Ok(());
+            }
+            if self.inner.recovering.lock().is_some() && epoch > self.inner.store.sealed_epoch() {
+                return Err(self.inner.abandoned_error());
             }
             if let Some(f) = self.inner.commit_failure.lock().clone()
                 && f.epoch >= epoch
@@ -750,8 +825,11 @@ impl Database {
         writes: Vec<(Bytes, Value)>,
         changes: Option<TableChanges>,
     ) -> Result<Epoch> {
-        if let Some(reason) = self.inner.fatal.lock().clone() {
-            return Err(Error::sql("XX000", reason));
+        if let Some(reason) = self.inner.recovering.lock().clone() {
+            return Err(Error::sql(
+                "57P03",
+                format!("the node is recovering from a streaming job's failure ({reason}); retry"),
+            ));
         }
         let writable = self.inner.writable.read().await;
         // Readers change only at barriers, which wait for this lock.
@@ -1769,67 +1847,96 @@ impl Database {
             tag: tag.into(),
             rows: None,
         };
-        let view = {
+        let (view, mut created) = {
             let _dml = self.inner.dml.lock().await;
-            let mut catalog = self.inner.catalog.write();
-            if !catalog.schemas.contains(&schema) {
-                return Err(Error::sql(
-                    "3F000",
-                    format!("schema \"{schema}\" does not exist"),
-                ));
-            }
-            if catalog
-                .tables
-                .contains_key(&sql_planner::qualified(&schema, &name))
-            {
-                if if_not_exists {
-                    return Ok(done());
+            let view = {
+                let mut catalog = self.inner.catalog.write();
+                if !catalog.schemas.contains(&schema) {
+                    return Err(Error::sql(
+                        "3F000",
+                        format!("schema \"{schema}\" does not exist"),
+                    ));
                 }
-                return Err(PlanError::DuplicateTable(name).into());
-            }
-            let id = catalog.next_table_id;
-            let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
-            let upstreams = sql_planner::Catalog::upstreams(&*catalog);
-            let planned = sql_planner::stream::plan_view(
-                query,
-                &columns,
-                &order,
-                id + 1,
-                upstreams,
-                emit_on_window_close,
-            )?;
-            catalog.next_table_id = planned.next_table_id;
-            let view = Arc::new(TableCatalog {
-                id,
-                schema,
-                name,
-                columns: planned.columns,
-                pk: planned.pk,
-                view: Some(ViewCatalog {
-                    definition,
-                    plan: planned.plan,
-                    next_table_id: planned.next_table_id,
-                    index_of: index.map(|(table, _)| table),
-                    singleton: planned.singleton,
-                    views_read,
-                }),
-                append_only: false,
-                definition: String::new(),
-                source: None,
-                watermark: None,
-                logical: None,
-            });
-            check_reads_exist(&catalog, &view)?;
-            catalog
-                .tables
-                .insert(view.qualified_name(), Arc::clone(&view));
-            view
+                if catalog
+                    .tables
+                    .contains_key(&sql_planner::qualified(&schema, &name))
+                {
+                    if if_not_exists {
+                        return Ok(done());
+                    }
+                    return Err(PlanError::DuplicateTable(name).into());
+                }
+                let id = catalog.next_table_id;
+                let order = index.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                let upstreams = sql_planner::Catalog::upstreams(&*catalog);
+                let planned = sql_planner::stream::plan_view(
+                    query,
+                    &columns,
+                    &order,
+                    id + 1,
+                    upstreams,
+                    emit_on_window_close,
+                )?;
+                catalog.next_table_id = planned.next_table_id;
+                let view = Arc::new(TableCatalog {
+                    id,
+                    schema,
+                    name,
+                    columns: planned.columns,
+                    pk: planned.pk,
+                    view: Some(ViewCatalog {
+                        definition,
+                        plan: planned.plan,
+                        next_table_id: planned.next_table_id,
+                        index_of: index.map(|(table, _)| table),
+                        singleton: planned.singleton,
+                        views_read,
+                    }),
+                    append_only: false,
+                    definition: String::new(),
+                    source: None,
+                    watermark: None,
+                    logical: None,
+                });
+                check_reads_exist(&catalog, &view)?;
+                catalog
+                    .tables
+                    .insert(view.qualified_name(), Arc::clone(&view));
+                view
+            };
+            // Started under the lock: a recovery, which reloads the catalog, finds both the
+            // view and its job or neither.
+            let created = self.start_job(&view, vec![catalog_put(&view)]);
+            (view, created)
         };
-        let writes = vec![catalog_put(&view)];
-        let mut created = self.start_job(&view, writes);
-        let epoch = self.wait_for_job(&mut created, |e| *e).await?;
+        let epoch = loop {
+            match self.wait_for_job(&mut created, |e| *e).await {
+                Ok(epoch) => break epoch,
+                // Interrupted by a recovery: the view survived it if its catalog row was
+                // sealed, and its job then resumed from there.
+                Err(e) => match self.resumed_job(view.id).await {
+                    Some(resumed) => created = resumed,
+                    None => return Err(e),
+                },
+            }
+        };
         self.finish_write(session, epoch).await?;
         Ok(done())
+    }
+
+    /// After a recovery, the creation state of view `id`'s job, if the view survived it.
+    async fn resumed_job(&self, id: u32) -> Option<watch::Receiver<Option<Epoch>>> {
+        let mut stop = self.inner.shutdown.subscribe();
+        while self.inner.recovering.lock().is_some() {
+            if *stop.borrow_and_update() {
+                return None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => return None,
+            }
+        }
+        self.inner.streams.created(id)
     }
 
     async fn drop_views(
@@ -1850,8 +1957,9 @@ impl Database {
             let ids = droppable(&catalog, &names, if_exists, kind, &tag.replace('_', " "))?;
             self.stop_jobs(&mut catalog, ids)
         };
-        self.wait_stopped(stopping).await?;
-        self.flush_if_waiting(session).await?;
+        if let Some(epoch) = self.wait_stopped(stopping).await? {
+            self.finish_write(session, epoch).await?;
+        }
         Ok(StatementResult::Command {
             tag: tag.into(),
             rows: None,
@@ -1860,7 +1968,11 @@ impl Database {
 
     /// Removes views `ids` from the catalog and stops their jobs at the next barrier (which
     /// also deletes their catalog rows). Their rows become unreachable: ids are never reused.
-    fn stop_jobs(&self, catalog: &mut CatalogState, ids: Vec<u32>) -> Vec<watch::Receiver<bool>> {
+    fn stop_jobs(
+        &self,
+        catalog: &mut CatalogState,
+        ids: Vec<u32>,
+    ) -> Vec<watch::Receiver<Option<Epoch>>> {
         let mut stopping = Vec::new();
         catalog.tables.retain(|_, t| {
             if !ids.contains(&t.id) {
@@ -1873,11 +1985,18 @@ impl Database {
         stopping
     }
 
-    async fn wait_stopped(&self, stopping: Vec<watch::Receiver<bool>>) -> Result<()> {
+    /// Waits until the jobs of `stopping` have stopped; returns the newest epoch holding
+    /// their catalog changes.
+    async fn wait_stopped(
+        &self,
+        stopping: Vec<watch::Receiver<Option<Epoch>>>,
+    ) -> Result<Option<Epoch>> {
+        let mut newest = None;
         for mut stopped in stopping {
-            self.wait_for_job(&mut stopped, |s| s.then_some(())).await?;
+            let epoch = self.wait_for_job(&mut stopped, |s| *s).await?;
+            newest = newest.max(Some(epoch));
         }
-        Ok(())
+        Ok(newest)
     }
 
     /// Pulls barriers forward until `ready` finds what it waits for in a job's state (or
@@ -1892,18 +2011,15 @@ impl Database {
             if let Some(r) = ready(&state.borrow_and_update()) {
                 return Ok(r);
             }
-            if let Some(reason) = self.inner.fatal.lock().clone() {
-                return Err(Error::sql("XX000", reason));
+            if self.inner.recovering.lock().is_some() {
+                return Err(self.inner.abandoned_error());
             }
-            let _ = tokio::time::timeout(Duration::from_millis(50), state.changed()).await;
-        }
-    }
-
-    async fn flush_if_waiting(&self, session: &Session) -> Result<()> {
-        if session.waits_for_commit() {
-            self.flush().await
-        } else {
-            Ok(())
+            // A job that went away unready was stopped by a recovery (or the shutdown).
+            if let Ok(Err(_)) =
+                tokio::time::timeout(Duration::from_millis(50), state.changed()).await
+            {
+                return Err(self.inner.abandoned_error());
+            }
         }
     }
 

@@ -19,6 +19,8 @@ pub(crate) struct BarrierMetrics {
     epochs_committed: AtomicU64,
     /// Epoch commits that failed.
     commit_failures: AtomicU64,
+    /// Recoveries of the streaming jobs after a failure.
+    recoveries: AtomicU64,
     /// Barriers whose latency (injection to commit) fell in each bucket, then above all.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     /// Sum of those latencies, in microseconds.
@@ -42,6 +44,11 @@ impl BarrierMetrics {
     /// Records a failed epoch commit.
     pub(crate) fn commit_failed(&self) {
         self.commit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a recovery of the streaming jobs.
+    pub(crate) fn recovering(&self) {
+        self.recoveries.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -83,6 +90,13 @@ pub(crate) fn render(
         "counter",
         "Epoch commits that failed (retried by the next one).",
         &[("", load(&barriers.commit_failures))],
+    );
+    family(
+        &mut out,
+        "streamdb_recoveries_total",
+        "counter",
+        "Recoveries after a streaming job failed: every job restarted from the last sealed epoch, later epochs abandoned.",
+        &[("", load(&barriers.recoveries))],
     );
     let _ = writeln!(
         out,

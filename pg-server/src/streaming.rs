@@ -30,8 +30,10 @@ struct Job {
     backfilled: bool,
     /// The epoch as of which the view is complete, once it is.
     created: watch::Sender<Option<Epoch>>,
-    /// Set once the job has stopped.
-    stopped: watch::Sender<bool>,
+    /// Once the job has stopped: the epoch holding the stop's catalog changes.
+    stopped: watch::Sender<Option<Epoch>>,
+    /// The actors' tasks.
+    actors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -86,6 +88,23 @@ impl Streams {
         *self.state.lock() = State::default();
     }
 
+    /// Stops every job at once, for a recovery: aborts their actors, waits until none runs
+    /// (none writes to the store any more), and drops what they reported. Statements waiting
+    /// for a job to be created or stopped see it gone.
+    pub(crate) async fn abort_all(&self) {
+        let jobs = std::mem::take(&mut *self.state.lock()).jobs;
+        let actors: Vec<_> = jobs.into_values().flat_map(|j| j.actors).collect();
+        for actor in &actors {
+            actor.abort();
+        }
+        for actor in actors {
+            // Cancelled, or finished (failed) before the abort: either way it is gone.
+            let _ = actor.await;
+        }
+        let mut collected = self.collected.lock().await;
+        while collected.try_recv().is_ok() {}
+    }
+
     /// Where actors report barriers.
     pub(crate) fn collector(&self) -> mpsc::UnboundedSender<Collected> {
         self.collector.clone()
@@ -122,7 +141,8 @@ impl Streams {
                 connected: false,
                 backfilled: false,
                 created,
-                stopped: watch::channel(false).0,
+                stopped: watch::channel(None).0,
+                actors: built.actors,
             },
         );
         state.to_connect.push((id, built.upstreams));
@@ -131,12 +151,12 @@ impl Streams {
     }
 
     /// Stops job `id` at the next barrier, which also writes `catalog_writes`. The returned
-    /// receiver turns true once the job has stopped.
+    /// receiver gets the epoch of those writes once the job has stopped.
     pub(crate) fn stop_job(
         &self,
         id: u32,
         catalog_writes: Vec<(Bytes, Value)>,
-    ) -> Option<watch::Receiver<bool>> {
+    ) -> Option<watch::Receiver<Option<Epoch>>> {
         let mut state = self.state.lock();
         let stopped = state.jobs.get(&id)?.stopped.subscribe();
         state.to_stop.insert(id);
@@ -257,13 +277,15 @@ impl Streams {
         Ok(())
     }
 
-    /// After the barrier closing `epoch` (which carried `stopped`) is collected: stopped jobs
-    /// go away; views whose backfill finished before it are complete as of `epoch`.
-    pub(crate) fn barrier_collected(&self, epoch: Epoch, stopped: &HashSet<u32>) {
+    /// After `barrier` is collected: the jobs it stopped go away (their catalog changes are
+    /// in the epoch it opened); views whose backfill finished before it are complete as of
+    /// the epoch it closed.
+    pub(crate) fn barrier_collected(&self, barrier: &Barrier) {
+        let epoch = barrier.epoch.prev;
         let mut state = self.state.lock();
-        for id in stopped {
+        for id in barrier.mutation.iter().flat_map(|m| &m.stop) {
             if let Some(job) = state.jobs.remove(id) {
-                job.stopped.send_replace(true);
+                job.stopped.send_replace(Some(barrier.epoch.curr));
             }
         }
         for job in state.jobs.values_mut() {
@@ -277,6 +299,15 @@ impl Streams {
                 job.backfilled = true;
             }
         }
+    }
+
+    /// The creation state of job `id` (see [`Streams::add_job`]), if it runs.
+    pub(crate) fn created(&self, id: u32) -> Option<watch::Receiver<Option<Epoch>>> {
+        self.state
+            .lock()
+            .jobs
+            .get(&id)
+            .map(|j| j.created.subscribe())
     }
 
     /// Every view's name with its job's progress.

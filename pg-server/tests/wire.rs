@@ -27,18 +27,24 @@ async fn start_fresh() -> (tempfile::TempDir, Arc<dyn ObjectStore>, Node) {
 }
 
 async fn start(objects: Arc<dyn ObjectStore>) -> Node {
-    let store = LsmStore::open(objects, LsmStoreOptions::default())
-        .await
-        .unwrap();
-    let db = Database::open(
-        store.clone(),
+    start_with(
+        objects,
+        LsmStoreOptions::default(),
         DatabaseOptions {
             barrier_interval: Duration::from_millis(100),
             ..DatabaseOptions::default()
         },
     )
     .await
-    .unwrap();
+}
+
+async fn start_with(
+    objects: Arc<dyn ObjectStore>,
+    store_options: LsmStoreOptions,
+    options: DatabaseOptions,
+) -> Node {
+    let store = LsmStore::open(objects, store_options).await.unwrap();
+    let db = Database::open(store.clone(), options).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(pg_server::serve(listener, db.clone(), Auth::Trust));
@@ -235,6 +241,99 @@ async fn a_failed_commit_is_an_error_not_a_hang() {
     assert_eq!(err.code().unwrap().code(), "58030", "{err}");
     // The session is still usable for reads.
     assert!(node.client.simple_query("SELECT 1").await.is_ok());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
+    use lsm_store::object_store::{FaultInjectingObjectStore, FaultPlan, MemoryObjectStore};
+    let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(
+        MemoryObjectStore::new(),
+    )));
+    // No caches to speak of: the aggregation reads its groups from the SSTs (several
+    // blocks of them, so that at least one is not cached).
+    let mut store_options = LsmStoreOptions::default();
+    store_options.cache.block_cache_bytes = 0;
+    store_options.cache.meta_cache_bytes = 0;
+    let node = start_with(
+        faulty.clone(),
+        store_options,
+        DatabaseOptions {
+            barrier_interval: Duration::from_millis(50),
+            state_cache_bytes: 0,
+            ..DatabaseOptions::default()
+        },
+    )
+    .await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE t (k int, v int);
+         CREATE MATERIALIZED VIEW m AS SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k;
+         INSERT INTO t SELECT g, g FROM generate_series(1, 5000) AS g;",
+    )
+    .await
+    .unwrap();
+    // The object store refuses everything: the aggregation fails to read its groups, the
+    // node recovers (and keeps retrying), and the INSERT's epoch is abandoned.
+    faulty.set_plan(FaultPlan {
+        crash_after_mutations: Some(0),
+        ..FaultPlan::default()
+    });
+    let insert = c.simple_query("INSERT INTO t SELECT g, 10 FROM generate_series(1, 5000) AS g");
+    let err = tokio::time::timeout(Duration::from_secs(30), insert)
+        .await
+        .expect("a statement of a failed epoch must not hang")
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "40001", "{err}");
+    faulty.set_plan(FaultPlan::default());
+    // Writes are refused (57P03) until the recovery is done, then commit again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.simple_query("INSERT INTO t VALUES (1, 100)").await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let code = e.code().unwrap().code().to_string();
+                assert!(code == "57P03" || code == "40001", "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the node did not recover: {e}"),
+        }
+    }
+    c.batch_execute("FLUSH").await.unwrap();
+    let some = |v: &str| Some(v.to_string());
+    let view = simple_rows(
+        c.simple_query("SELECT k, n, s FROM m WHERE k <= 2 ORDER BY k")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        view,
+        vec![
+            vec![some("1"), some("2"), some("101")],
+            vec![some("2"), some("1"), some("2")]
+        ]
+    );
+    // Neither the table nor the view has any of the abandoned statement's rows.
+    let totals = "SELECT (SELECT count(*) FROM t), (SELECT sum(v) FROM t), \
+                  (SELECT count(*) FROM m), (SELECT sum(n) FROM m), (SELECT sum(s) FROM m)";
+    let totals = simple_rows(c.simple_query(totals).await.unwrap());
+    assert_eq!(
+        totals,
+        vec![vec![
+            some("5001"),
+            some("12502600"),
+            some("5000"),
+            some("5001"),
+            some("12502600")
+        ]]
+    );
+    assert!(
+        node.db
+            .metrics_text()
+            .lines()
+            .any(|l| l.starts_with("streamdb_recoveries_total ") && !l.ends_with(" 0")),
+        "the recovery is counted"
+    );
     node.stop().await;
 }
 

@@ -55,6 +55,9 @@ pub struct BuiltJob {
     pub materialize_actors: usize,
     /// Backfill progress.
     pub progress: Arc<JobProgress>,
+    /// The actors' tasks, to stop them at once (a recovery aborts every job's actors and
+    /// waits for them before it discards their unsealed writes).
+    pub actors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The vnodes whose rows a hash exchange sends to actor `actor` of `parallelism`.
@@ -372,7 +375,7 @@ fn spawn_actor(
     job: u32,
     collector: UnboundedSender<Collected>,
     run: impl Future<Output = crate::Result<()>> + Send + 'static,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // A panic is a bug, but it must stop the job visibly rather than hang its barriers.
         let error = match AssertUnwindSafe(run).catch_unwind().await {
@@ -386,7 +389,7 @@ fn spawn_actor(
         };
         tracing::error!(job, %error, "streaming actor failed");
         let _ = collector.send(Collected::Failed { job, error });
-    });
+    })
 }
 
 /// Spawns the actors of job `job`, which maintains `view` from `plan`. `upstream_actors`
@@ -431,6 +434,7 @@ pub fn build_job<S: StateStore>(
         progress: Arc::new(JobProgress::default()),
         fragment_actors: root_parallelism,
     };
+    let mut actors = Vec::new();
     for actor in 0..root_parallelism {
         let input = builder.stream(plan, actor);
         let materialize = Materialize {
@@ -440,7 +444,7 @@ pub fn build_job<S: StateStore>(
             collector: collector.clone(),
             progress: Arc::clone(&builder.progress),
         };
-        spawn_actor(job, collector.clone(), materialize.run(input));
+        actors.push(spawn_actor(job, collector.clone(), materialize.run(input)));
     }
     let mut fragments = Vec::new();
     exchanges_below(plan, &mut fragments);
@@ -453,7 +457,7 @@ pub fn build_job<S: StateStore>(
         for (actor, outputs) in outputs.into_iter().enumerate() {
             let mut stream = builder.stream(input, actor);
             let mut dispatcher = HashDispatcher::new(dist.clone(), outputs);
-            spawn_actor(job, collector.clone(), async move {
+            actors.push(spawn_actor(job, collector.clone(), async move {
                 while let Some(message) = stream.next().await {
                     let message = message?;
                     let stop = matches!(&message, Message::Barrier(b) if b.stops(job));
@@ -463,7 +467,7 @@ pub fn build_job<S: StateStore>(
                     }
                 }
                 Ok(())
-            });
+            }));
         }
     }
     BuiltJob {
@@ -471,6 +475,7 @@ pub fn build_job<S: StateStore>(
         barrier_inputs: builder.barrier_inputs,
         materialize_actors: root_parallelism,
         progress: builder.progress,
+        actors,
     }
 }
 
