@@ -293,6 +293,94 @@ mod tests {
     use crate::stream::testing::{barrier, memory_store};
 
     #[tokio::test]
+    async fn an_append_only_top_n_keeps_only_the_kept_rows_of_each_group() {
+        let store = memory_store().await;
+        let (tx, rx) = channel();
+        // The top two rows of each group (column 0) by column 1, descending.
+        let spec = TopNSpec {
+            types: vec![DataType::Int64, DataType::Int64, DataType::Int64],
+            group_key: vec![0],
+            order: vec![SortKey {
+                column: 1,
+                order: OrderType::DESC,
+            }],
+            rank: WindowFunc::RowNumber,
+            offset: 0,
+            limit: Some(2),
+            output_rank: false,
+            input_key: vec![2],
+            state_table: 5,
+            append_only: true,
+        };
+        let function = GroupFunction::TopN(spec);
+        let desc = function.desc();
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = recompute_groups(
+            7,
+            store.clone(),
+            receiver_stream(rx),
+            function,
+            1 << 20,
+            all_vnodes,
+        );
+        tx.send(barrier(1)).await.unwrap();
+        let chunks = [
+            " I I I
+             + 10 1 1
+             + 10 5 2
+             + 10 3 3
+             + 20 3 4",
+            " I I I
+             + 10 4 5
+             + 20 1 6
+             + 20 9 7",
+            " I I I
+             + 10 9 8
+             + 10 0 9",
+        ];
+        for (i, chunk) in chunks.iter().enumerate() {
+            tx.send(Message::Chunk(StreamChunk::from_pretty(chunk)))
+                .await
+                .unwrap();
+            tx.send(barrier(i as u64 + 2)).await.unwrap();
+        }
+        drop(tx);
+        // The output, applied: inserts add a row, deletes remove it.
+        let mut view: Vec<Vec<Datum>> = Vec::new();
+        while let Some(m) = out.next().await {
+            if let Message::Chunk(c) = m.unwrap() {
+                for (r, op) in c.ops().iter().enumerate() {
+                    let row = c.row(r);
+                    if op.is_insert() {
+                        view.push(row);
+                    } else {
+                        let at = view
+                            .iter()
+                            .position(|v| *v == row)
+                            .expect("a deleted row was output");
+                        view.remove(at);
+                    }
+                }
+            }
+        }
+        let as_i64 = |d: &Datum| match d {
+            Datum::Int64(v) => *v,
+            other => panic!("{other:?}"),
+        };
+        view.sort_by_key(|r| (as_i64(&r[0]), as_i64(&r[2])));
+        let row = |g: i64, x: i64, k: i64| vec![Datum::Int64(g), Datum::Int64(x), Datum::Int64(k)];
+        assert_eq!(
+            view,
+            [row(10, 5, 2), row(10, 9, 8), row(20, 3, 4), row(20, 9, 7)]
+        );
+        // The state holds the kept rows and nothing else.
+        let table = StateTable::new(desc, store, Epoch(5), 1 << 20);
+        let mut stored = table.rows().await.unwrap();
+        stored.sort_by_key(|r| (as_i64(&r[0]), as_i64(&r[2])));
+        assert_eq!(stored, view);
+    }
+
+    #[tokio::test]
     async fn a_watermark_of_the_group_key_passes_on_and_drops_the_state_of_smaller_groups() {
         let store = memory_store().await;
         let (tx, rx) = channel();
