@@ -413,26 +413,33 @@ impl<S: StateStore> HashAgg<S> {
         let columns = chunk.data().columns();
         // Only the columns the aggregation reads, a value at a time.
         let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
+        // Which calls count the current row (reused from row to row).
+        let mut counted: Vec<bool> = Vec::with_capacity(self.aggs.len());
         for (r, op) in chunk.ops().iter().enumerate() {
-            // The group key's values, needed for state rows and for a group not cached.
-            let key = || -> Vec<Datum> {
-                self.group_keys
-                    .iter()
-                    .map(|k| value(*k, r).into_group_key())
-                    .collect()
-            };
             let sign = if op.is_insert() { 1 } else { -1 };
             if self.append_only && sign < 0 {
                 return Err(Error::Internal(
                     "an append-only aggregation's input deleted a row".into(),
                 ));
             }
+            // The group key's values, made once a state row or an uncached group needs them.
+            let mut key: Option<Vec<Datum>> = None;
+            let mut key = || -> Vec<Datum> {
+                key.get_or_insert_with(|| {
+                    self.group_keys
+                        .iter()
+                        .map(|k| value(*k, r).into_group_key())
+                        .collect()
+                })
+                .clone()
+            };
             // A call with a FILTER sees only the rows it lets through.
-            let mut counted: Vec<bool> = self
-                .aggs
-                .iter()
-                .map(|c| c.filter.is_none_or(|f| value(f, r) == Datum::Bool(true)))
-                .collect();
+            counted.clear();
+            counted.extend(
+                self.aggs
+                    .iter()
+                    .map(|c| c.filter.is_none_or(|f| value(f, r) == Datum::Bool(true))),
+            );
             // Sorted values (min, max, array_agg, ...) live in the per-call tables, distinct
             // counts in their sets' tables.
             for (i, call) in self.aggs.iter().enumerate() {
@@ -460,9 +467,11 @@ impl<S: StateStore> HashAgg<S> {
                 put(&mut self.per_call[i], entry, sign);
             }
             for set in &self.distinct_sets {
-                let members: Vec<usize> = (0..set.len()).filter(|p| counted[set[*p]]).collect();
+                if !set.iter().any(|c| counted[*c]) {
+                    continue;
+                }
                 let v = self.aggs[set[0]].arg.map_or(Datum::Null, |a| value(a, r));
-                if members.is_empty() || v.is_null() {
+                if v.is_null() {
                     continue;
                 }
                 let mut entry = key();
@@ -473,18 +482,21 @@ impl<S: StateStore> HashAgg<S> {
                     None => vec![0; set.len()],
                 };
                 let mut changed = false;
-                for p in members {
+                for (p, call) in set.iter().enumerate() {
+                    if !counted[*call] {
+                        continue;
+                    }
                     let seen = counts[p];
                     // Over inserts only, a value's presence is all that counts: it is
                     // written once.
                     if self.append_only && seen > 0 {
-                        counted[set[p]] = false;
+                        counted[*call] = false;
                         continue;
                     }
                     counts[p] += sign;
                     changed = true;
                     // Only a value's first occurrence and its last removal count.
-                    counted[set[p]] = (sign > 0 && seen == 0) || (sign < 0 && counts[p] == 0);
+                    counted[*call] = (sign > 0 && seen == 0) || (sign < 0 && counts[p] == 0);
                 }
                 if !changed {
                     continue;
