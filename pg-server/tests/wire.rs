@@ -338,6 +338,80 @@ async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_created_across_a_recovery_is_whole_or_absent() {
+    use lsm_store::object_store::{FaultInjectingObjectStore, FaultPlan, MemoryObjectStore};
+    let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(
+        MemoryObjectStore::new(),
+    )));
+    // No caches to speak of: the backfill reads the table from the object store.
+    let mut store_options = LsmStoreOptions::default();
+    store_options.cache.block_cache_bytes = 0;
+    store_options.cache.meta_cache_bytes = 0;
+    let node = start_with(
+        faulty.clone(),
+        store_options,
+        DatabaseOptions {
+            barrier_interval: Duration::from_millis(50),
+            state_cache_bytes: 0,
+            ..DatabaseOptions::default()
+        },
+    )
+    .await;
+    let c = &node.client;
+    c.batch_execute(
+        "CREATE TABLE t (k int, v int);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 200000) AS g;",
+    )
+    .await
+    .unwrap();
+    // The backfill fails while the object store refuses everything; the node recovers
+    // until the store is back. The statement either waits for the restarted job (its
+    // catalog row was sealed) or fails as a whole.
+    let create = c.simple_query("CREATE MATERIALIZED VIEW w AS SELECT k, v FROM t WHERE v > 10");
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        faulty.set_plan(FaultPlan {
+            crash_after_mutations: Some(0),
+            ..FaultPlan::default()
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        faulty.set_plan(FaultPlan::default());
+    };
+    let (created, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(create, outage)
+    })
+    .await
+    .expect("a view's creation must not hang across a recovery");
+    assert!(
+        node.db
+            .metrics_text()
+            .lines()
+            .any(|l| l.starts_with("streamdb_recoveries_total ") && !l.ends_with(" 0")),
+        "the backfill failed and the node recovered"
+    );
+    let count = "SELECT count(*), sum(v) FROM w";
+    eprintln!(
+        "TMP outcome {:?}",
+        created.as_ref().map(|_| ()).map_err(|e| e.to_string())
+    );
+    match created {
+        Ok(_) => {
+            let rows = simple_rows(c.simple_query(count).await.unwrap());
+            assert_eq!(
+                rows,
+                vec![vec![Some("199990".into()), Some("20000099945".into())]]
+            );
+        }
+        Err(e) => {
+            assert_eq!(e.code().unwrap().code(), "40001", "{e}");
+            let err = c.simple_query(count).await.unwrap_err();
+            assert_eq!(err.code().unwrap().code(), "42P01", "{err}");
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_stdin_loads_rows_atomically() {
     use futures::SinkExt;
     let (_dir, _, node) = start_fresh().await;
