@@ -313,7 +313,8 @@ struct Inner {
     /// The newest epoch whose commit failed, with the error, until a later commit succeeds.
     commit_failure: Arc<parking_lot::Mutex<Option<CommitFailure>>>,
     barrier_requested: Notify,
-    /// Statements that read and then write run one at a time.
+    /// Statements that change the catalog, or read and then write, run one at a time (see
+    /// [`Database::lock_dml`]).
     dml: Mutex<()>,
     next_row_id: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -360,6 +361,14 @@ impl Inner {
             ),
         )
     }
+}
+
+/// The error of a write refused while the streaming jobs recover.
+fn recovering_error(reason: &str) -> Error {
+    Error::sql(
+        "57P03",
+        format!("the node is recovering from a streaming job's failure ({reason}); retry"),
+    )
 }
 
 /// Catalog rows: tables under vnode 0 keyed by id, schemas under vnode 1 keyed by name,
@@ -818,6 +827,17 @@ impl Database {
         }
     }
 
+    /// Takes the lock of the statements that change the catalog or read and then write (so
+    /// they run one at a time); refused while the streaming jobs recover, which takes it to
+    /// reload the catalog.
+    async fn lock_dml(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let guard = self.inner.dml.lock().await;
+        if let Some(reason) = self.inner.recovering.lock().clone() {
+            return Err(recovering_error(&reason));
+        }
+        Ok(guard)
+    }
+
     /// Writes at the writable epoch and sends `changes` (of table `.0`) to the views reading
     /// it, in the same epoch; returns the epoch written.
     async fn write(
@@ -826,10 +846,7 @@ impl Database {
         changes: Option<TableChanges>,
     ) -> Result<Epoch> {
         if let Some(reason) = self.inner.recovering.lock().clone() {
-            return Err(Error::sql(
-                "57P03",
-                format!("the node is recovering from a streaming job's failure ({reason}); retry"),
-            ));
+            return Err(recovering_error(&reason));
         }
         let writable = self.inner.writable.read().await;
         // Readers change only at barriers, which wait for this lock.
@@ -1434,7 +1451,7 @@ impl Database {
                 PlanError::WrongObjectType(format!("\"{}\" is not a view", old.name)).into(),
             );
         }
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let view = Arc::new(TableCatalog { id: old.id, ..view });
         {
             let mut catalog = self.inner.catalog.write();
@@ -1475,7 +1492,7 @@ impl Database {
         mut table: TableCatalog,
         if_not_exists: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let tag = if table.source.is_some() {
             "CREATE SOURCE"
         } else if table.logical.is_some() {
@@ -1519,7 +1536,7 @@ impl Database {
         name: String,
         if_not_exists: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         if !self.inner.catalog.write().schemas.insert(name.clone()) {
             if if_not_exists {
                 return Ok(StatementResult::Command {
@@ -1544,7 +1561,7 @@ impl Database {
         function: FunctionCatalog,
         or_replace: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let name = function.qualified_name();
         {
             let mut catalog = self.inner.catalog.write();
@@ -1577,7 +1594,7 @@ impl Database {
         names: Vec<String>,
         if_exists: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let mut writes = Vec::new();
         {
             let mut catalog = self.inner.catalog.write();
@@ -1606,7 +1623,7 @@ impl Database {
         names: Vec<String>,
         if_exists: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let mut writes = Vec::new();
         {
             let mut catalog = self.inner.catalog.write();
@@ -1767,7 +1784,7 @@ impl Database {
             };
             columns.push(array);
         }
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         self.append_row_ids(table, &mut columns, n);
         let data = batch_of(schema_of(&table.types()), columns, n)?;
         self.insert_batches(session, table, vec![data], "COPY", None)
@@ -1783,7 +1800,7 @@ impl Database {
         if_exists: bool,
         kind: RelationKind,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let mut writes = Vec::new();
         let stopping;
         let tag = match kind {
@@ -1848,7 +1865,7 @@ impl Database {
             rows: None,
         };
         let (view, mut created) = {
-            let _dml = self.inner.dml.lock().await;
+            let _dml = self.lock_dml().await?;
             let view = {
                 let mut catalog = self.inner.catalog.write();
                 if !catalog.schemas.contains(&schema) {
@@ -1946,7 +1963,7 @@ impl Database {
         if_exists: bool,
         index: bool,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let (kind, tag) = if index {
             ("an index", "DROP_INDEX")
         } else {
@@ -2036,7 +2053,7 @@ impl Database {
         source: BatchPlan,
         returning: Option<Returning>,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let types = table.types();
         let mut batches = Vec::new();
         for batch in self.dml_rows(source).await? {
@@ -2152,7 +2169,7 @@ impl Database {
         rows: BatchPlan,
         returning: Option<Returning>,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let deleted = self.dml_rows(rows).await?;
         let returned_rows = match &returning {
             Some(r) => returned(r, &deleted)?,
@@ -2175,7 +2192,7 @@ impl Database {
         rows: BatchPlan,
         returning: Option<Returning>,
     ) -> Result<StatementResult> {
-        let _dml = self.inner.dml.lock().await;
+        let _dml = self.lock_dml().await?;
         let desc = table.desc();
         let mut returned_rows = Vec::new();
         let width = desc.types.len();
