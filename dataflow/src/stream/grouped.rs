@@ -21,7 +21,7 @@ use super::top_n::{TopNSpec, top, top_trimmed};
 use super::{Message, MessageStream, Watermark};
 use crate::batch::plan::SortKey;
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
-use crate::row_codec::columns_from_rows;
+use crate::row_codec::{columns_from_rows, encode_keys};
 use crate::state_table::{StateTable, TableDesc};
 use crate::types::{DataType, Datum};
 use crate::{Error, Result};
@@ -199,6 +199,7 @@ pub(crate) fn recompute_groups<S: StateStore>(
         table.index_prefix(group_width);
     }
     let output_types = function.output_types();
+    let group_orders = vec![OrderType::ASC; group_width];
     Box::pin(async_stream::try_stream! {
         let mut first = true;
         let mut changed: HashMap<Vec<u8>, Changed> = HashMap::new();
@@ -219,13 +220,19 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     if first {
                         Err(Error::Internal("a job's first message must be a barrier".into()))?;
                     }
-                    for (r, op) in chunk.ops().iter().enumerate() {
-                        let row = chunk.row(r);
-                        let group: Vec<Datum> =
-                            function.group_key().iter().map(|k| row[*k].clone()).collect();
-                        let slot = match changed.entry(row_bytes(&group)) {
+                    let columns = chunk.data().columns();
+                    let encoded = encode_keys(chunk.data(), function.group_key(), &group_orders);
+                    for (r, (encoded, op)) in encoded.into_iter().zip(chunk.ops()).enumerate() {
+                        let slot = match changed.entry(encoded) {
                             std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                             std::collections::hash_map::Entry::Vacant(slot) => {
+                                // The group's output before its first change: none of its
+                                // rows of this epoch is in the table yet.
+                                let group: Vec<Datum> = function
+                                    .group_key()
+                                    .iter()
+                                    .map(|k| Datum::from_array(columns[*k].as_ref(), r))
+                                    .collect();
                                 let before = function.outputs(&table, &group).await?;
                                 slot.insert(Changed {
                                     key: group,
@@ -234,13 +241,10 @@ pub(crate) fn recompute_groups<S: StateStore>(
                                 })
                             }
                         };
-                        if op.is_insert() {
-                            slot.inserted += 1;
-                            table.insert(row);
-                        } else {
-                            table.delete(row);
-                        }
+                        slot.inserted += usize::from(op.is_insert());
                     }
+                    // Every row at once, after the first changes' reads.
+                    table.write_chunk(&chunk);
                 }
                 Message::Barrier(barrier) => {
                     if first {
