@@ -177,7 +177,14 @@ impl<S: StateStore> Side<S> {
     /// Applies an insert or delete of `row` (join key `key`, bounded value `value` if the side
     /// has a [`ValueIndex`]) to the state, and to the cached rows of its key if they are
     /// cached (else a later read of the key sees it in the state table's pending writes).
-    fn store(&mut self, key: &[Datum], insert: bool, row: Vec<Datum>, value: Option<Datum>) {
+    /// Without `to_table` the caller writes the row into the state table itself.
+    fn store(
+        &mut self,
+        key: &[Datum],
+        (insert, to_table): (bool, bool),
+        row: Vec<Datum>,
+        value: Option<Datum>,
+    ) {
         if let (Some(index), Some(value)) = (&mut self.index, value) {
             let mut entry = vec![value];
             entry.extend(self.pk.iter().map(|c| row[*c].clone()));
@@ -198,6 +205,9 @@ impl<S: StateStore> Side<S> {
                 rows.remove(&id);
                 self.cached_bytes = self.cached_bytes.saturating_sub(size);
             }
+        }
+        if !to_table {
+            return;
         }
         if insert {
             self.table.insert(row);
@@ -514,14 +524,23 @@ impl<S: StateStore> HashJoin<S> {
         Ok(())
     }
 
+    /// Whether side `s`'s own rows are read while one of its chunks is applied: the rows of
+    /// a key besides the changed one decide an outer other side's padding, or a semi or anti
+    /// join's left rows. Otherwise a chunk's rows go into the state table at once.
+    fn reads_own_rows(&self, s: usize) -> bool {
+        self.sides[1 - s].outer || (!self.kind.outputs_right() && s == 1)
+    }
+
     /// Applies one change of side `s` whose matches on the other side are `matches`,
-    /// appending the output changes.
+    /// appending the output changes; `to_table`: writes the row into the state table (else
+    /// the caller writes the chunk's rows at once).
     async fn apply(
         &mut self,
         s: usize,
         (op, row, value): (Op, Vec<Datum>, Option<Datum>),
         matches: Vec<Vec<Datum>>,
         out: &mut (Vec<Op>, Vec<Vec<Datum>>),
+        to_table: bool,
     ) -> Result<()> {
         let o = 1 - s;
         let key = self.key_of(s, &row);
@@ -547,7 +566,7 @@ impl<S: StateStore> HashJoin<S> {
         // Rows of this side with the key, without `row`: the matches the other side's rows
         // have besides `row` (needed where a row's having matches or not shows: an outer
         // other side, or the right side of a semi or anti join).
-        let mine: Vec<Vec<Datum>> = if self.sides[o].outer || (semi_or_anti && s == 1) {
+        let mine: Vec<Vec<Datum>> = if self.reads_own_rows(s) {
             let id = encode(&row, &self.sides[s].pk);
             self.sides[s]
                 .rows(&key)
@@ -589,7 +608,7 @@ impl<S: StateStore> HashJoin<S> {
                     }
                 }
             }
-            self.sides[s].store(&key, insert, row, value);
+            self.sides[s].store(&key, (insert, to_table), row, value);
             return Ok(());
         }
         for other in &matches {
@@ -615,7 +634,7 @@ impl<S: StateStore> HashJoin<S> {
             out.0.push(if insert { Op::Insert } else { Op::Delete });
             out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
         }
-        self.sides[s].store(&key, insert, row, value);
+        self.sides[s].store(&key, (insert, to_table), row, value);
         Ok(())
     }
 
@@ -628,10 +647,20 @@ impl<S: StateStore> HashJoin<S> {
             .index
             .as_ref()
             .map(|i| eval_lenient(&i.upper, chunk.data()));
+        // Rows with a NULL key are never stored, so such chunks go a row at a time.
+        let at_once = !self.reads_own_rows(s)
+            && self.sides[s]
+                .keys
+                .iter()
+                .all(|k| chunk.data().column(*k).null_count() == 0);
         for (r, ((row, op), matches)) in rows.into_iter().zip(chunk.ops()).zip(matches).enumerate()
         {
             let value = values.as_ref().map(|v| Datum::from_array(v.as_ref(), r));
-            self.apply(s, (*op, row, value), matches, &mut out).await?;
+            self.apply(s, (*op, row, value), matches, &mut out, !at_once)
+                .await?;
+        }
+        if at_once {
+            self.sides[s].table.write_chunk(chunk);
         }
         if out.0.is_empty() {
             return Ok(None);
