@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, lints, doctests, the conformance
+# Runs every check and test of the workspace: formatting, lints, API docs, doctests, the conformance
 # files on the must-pass list, and unit, integration and property tests. The S3 tests run against a real S3-compatible server (moto)
 # that this script starts on 127.0.0.1 and stops on exit.
 set -euo pipefail
@@ -27,6 +27,7 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace --doc
 # The conformance files on the must-pass list, each against a freshly started node.
 cargo build -p node-bin

@@ -23,7 +23,7 @@ struct Args {
     /// Object store URL the node uses: file://DIR or s3://bucket/prefix (AWS_* environment).
     #[arg(long)]
     object_store: String,
-    /// Name in claims and logs (default: compactor-<process id>).
+    /// Name in claims and logs (default: `compactor-<process id>`).
     #[arg(long)]
     name: Option<String>,
     /// Milliseconds between looks for work when there was none.

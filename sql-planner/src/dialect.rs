@@ -2,7 +2,7 @@
 //! `struct<name type, ...>` types.
 //!
 //! The parser knows `* EXCLUDE (columns)` (with qualified names, which its `* EXCEPT` does
-//! not take), so [`rewrite`] turns a wildcard's `EXCEPT (` into `EXCLUDE (` before parsing and
+//! not take), so `rewrite` turns a wildcard's `EXCEPT (` into `EXCLUDE (` before parsing and
 //! [`StreamDialect`] accepts it; everything else is [`PostgreSqlDialect`]'s, including the
 //! parser's own checks for PostgreSQL (the dialect reports PostgreSQL's type id).
 

@@ -665,7 +665,8 @@ impl<S: StateStore> HashAgg<S> {
 }
 
 /// Whether an aggregation of `aggs` over an input that only inserts can run in two phases
-/// (see [`local_agg`]): counts, sums, min and max, none distinct or filtered.
+/// (a local aggregation per actor, then a combining one): counts, sums, min and max, none
+/// distinct or filtered.
 pub fn splits_in_two(aggs: &[AggCall]) -> bool {
     aggs.iter().all(|c| {
         matches!(
