@@ -244,14 +244,16 @@ async fn a_failed_commit_is_an_error_not_a_hang() {
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
-    use lsm_store::object_store::{FaultInjectingObjectStore, FaultPlan, MemoryObjectStore};
+/// A node on an object store that can be told to refuse requests, without caches to speak
+/// of (block, meta and operator caches), so that reads reach the object store.
+async fn start_uncached_on_faulty_store() -> (
+    Arc<lsm_store::object_store::FaultInjectingObjectStore>,
+    Node,
+) {
+    use lsm_store::object_store::{FaultInjectingObjectStore, MemoryObjectStore};
     let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(
         MemoryObjectStore::new(),
     )));
-    // No caches to speak of: the aggregation reads its groups from the SSTs (several
-    // blocks of them, so that at least one is not cached).
     let mut store_options = LsmStoreOptions::default();
     store_options.cache.block_cache_bytes = 0;
     store_options.cache.meta_cache_bytes = 0;
@@ -265,6 +267,15 @@ async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
         },
     )
     .await;
+    (faulty, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
+    use lsm_store::object_store::FaultPlan;
+    // The aggregation reads its groups from the SSTs (several blocks of them, so that at
+    // least one is not cached).
+    let (faulty, node) = start_uncached_on_faulty_store().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE t (k int, v int);
@@ -339,24 +350,9 @@ async fn a_failed_job_recovers_and_its_epoch_is_never_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_created_across_a_recovery_is_whole_or_absent() {
-    use lsm_store::object_store::{FaultInjectingObjectStore, FaultPlan, MemoryObjectStore};
-    let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(
-        MemoryObjectStore::new(),
-    )));
-    // No caches to speak of: the backfill reads the table from the object store.
-    let mut store_options = LsmStoreOptions::default();
-    store_options.cache.block_cache_bytes = 0;
-    store_options.cache.meta_cache_bytes = 0;
-    let node = start_with(
-        faulty.clone(),
-        store_options,
-        DatabaseOptions {
-            barrier_interval: Duration::from_millis(50),
-            state_cache_bytes: 0,
-            ..DatabaseOptions::default()
-        },
-    )
-    .await;
+    use lsm_store::object_store::FaultPlan;
+    // The backfill reads the table from the object store.
+    let (faulty, node) = start_uncached_on_faulty_store().await;
     let c = &node.client;
     c.batch_execute(
         "CREATE TABLE t (k int, v int);

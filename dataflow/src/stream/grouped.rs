@@ -296,11 +296,19 @@ mod tests {
     use crate::stream::channel;
     use crate::stream::testing::{barrier, memory_store};
 
-    #[tokio::test]
-    async fn an_append_only_top_n_keeps_only_the_kept_rows_of_each_group() {
+    /// A top-N of the `limit` rows of each group (column 0) by column 1, descending, over
+    /// rows of three BIGINTs keyed by column 2: its store, state layout, input and output.
+    async fn top_rows_by_group(
+        limit: u64,
+        append_only: bool,
+    ) -> (
+        lsm_store::LsmStore,
+        TableDesc,
+        crate::stream::Sender,
+        MessageStream,
+    ) {
         let store = memory_store().await;
         let (tx, rx) = channel();
-        // The top two rows of each group (column 0) by column 1, descending.
         let spec = TopNSpec {
             types: vec![DataType::Int64, DataType::Int64, DataType::Int64],
             group_key: vec![0],
@@ -310,16 +318,16 @@ mod tests {
             }],
             rank: WindowFunc::RowNumber,
             offset: 0,
-            limit: Some(2),
+            limit: Some(limit),
             output_rank: false,
             input_key: vec![2],
             state_table: 5,
-            append_only: true,
+            append_only,
         };
         let function = GroupFunction::TopN(spec);
         let desc = function.desc();
         let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
-        let mut out = recompute_groups(
+        let out = recompute_groups(
             7,
             store.clone(),
             receiver_stream(rx),
@@ -327,6 +335,13 @@ mod tests {
             1 << 20,
             all_vnodes,
         );
+        (store, desc, tx, out)
+    }
+
+    #[tokio::test]
+    async fn an_append_only_top_n_keeps_only_the_kept_rows_of_each_group() {
+        // The top two rows of each group.
+        let (store, desc, tx, mut out) = top_rows_by_group(2, true).await;
         tx.send(barrier(1)).await.unwrap();
         let chunks = [
             " I I I
@@ -386,35 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_watermark_of_the_group_key_passes_on_and_drops_the_state_of_smaller_groups() {
-        let store = memory_store().await;
-        let (tx, rx) = channel();
-        // The top row of each group (column 0) by column 1, descending.
-        let spec = TopNSpec {
-            types: vec![DataType::Int64, DataType::Int64, DataType::Int64],
-            group_key: vec![0],
-            order: vec![SortKey {
-                column: 1,
-                order: OrderType::DESC,
-            }],
-            rank: WindowFunc::RowNumber,
-            offset: 0,
-            limit: Some(1),
-            output_rank: false,
-            input_key: vec![2],
-            state_table: 5,
-            append_only: false,
-        };
-        let function = GroupFunction::TopN(spec);
-        let desc = function.desc();
-        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
-        let mut out = recompute_groups(
-            7,
-            store.clone(),
-            receiver_stream(rx),
-            function,
-            1 << 20,
-            all_vnodes,
-        );
+        // The top row of each group.
+        let (store, desc, tx, mut out) = top_rows_by_group(1, false).await;
         tx.send(barrier(1)).await.unwrap();
         tx.send(Message::Chunk(StreamChunk::from_pretty(
             " I I I
