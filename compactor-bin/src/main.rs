@@ -9,10 +9,9 @@ use lsm_store::CacheOptions;
 use lsm_store::compaction::remote::RemoteCompactor;
 use lsm_store::object_store::object_store_from_url;
 
-/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
-/// glibc's allocator spends much of its time consolidating and fragmenting.
+/// The node's allocator (see node-bin), as in a node.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -10,10 +10,12 @@ use lsm_store::object_store::object_store_from_url;
 use lsm_store::{CacheOptions, Compression, LsmStore, LsmStoreOptions, SstOptions};
 use pg_server::{Auth, Database, DatabaseOptions};
 
-/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
-/// glibc's allocator spends much of its time consolidating and fragmenting.
+/// jemalloc: streaming operators allocate many small, short-lived rows and keys, where
+/// glibc's allocator spends much of its time consolidating and fragmenting; its background
+/// threads give freed pages back to the system within the decay time, which keeps resident
+/// memory near the live heap (see `docs/benchmarks.md`, "Memory as the state grows").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -183,6 +185,32 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The allocator's gauges, in Prometheus' text format: the live heap, and the memory kept
+/// resident for it (what the allocator keeps of freed memory included).
+fn memory_metrics() -> String {
+    // The statistics are a snapshot, refreshed by advancing the allocator's epoch.
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    let gauges = [
+        (
+            "streamdb_memory_allocated_bytes",
+            "Bytes of memory allocated and not yet freed: the live heap.",
+            tikv_jemalloc_ctl::stats::allocated::read(),
+        ),
+        (
+            "streamdb_memory_resident_bytes",
+            "Bytes of the allocator's resident pages: the live heap and what it keeps of freed memory.",
+            tikv_jemalloc_ctl::stats::resident::read(),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in gauges {
+        if let Ok(value) = value {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        }
+    }
+    out
+}
+
 /// Answers `GET /metrics` with the node's metrics in Prometheus' text format (anything else
 /// with 404), one request per connection.
 async fn serve_metrics(listener: tokio::net::TcpListener, db: Database) {
@@ -208,7 +236,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, db: Database) {
             let path = request_line.split_whitespace().nth(1).unwrap_or("");
             let get = request_line.starts_with("GET ");
             let (status, body) = if get && path.split('?').next() == Some("/metrics") {
-                ("200 OK", db.metrics_text())
+                ("200 OK", db.metrics_text() + &memory_metrics())
             } else {
                 ("404 Not Found", "metrics are at GET /metrics\n".to_string())
             };

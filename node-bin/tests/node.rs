@@ -279,6 +279,10 @@ async fn metrics_are_served_in_prometheus_format() {
     assert!(value("streamdb_lsm_ingested_bytes_total") > 0.0);
     assert_eq!(value("streamdb_view_changes_total{view=\"mv\"}"), 2.0);
     assert!(value("streamdb_object_store_requests_total{op=\"put\"}") > 0.0);
+    // The process's own allocator: a live heap, and at least that much resident.
+    let allocated = value("streamdb_memory_allocated_bytes");
+    assert!(allocated > 0.0);
+    assert!(value("streamdb_memory_resident_bytes") >= allocated);
     assert!(response.contains("# TYPE streamdb_barrier_latency_seconds histogram"));
     assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));
 }

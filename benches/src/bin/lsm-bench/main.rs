@@ -22,10 +22,9 @@ use lsm_store::{CacheOptions, LsmStats, LsmStore, LsmStoreOptions};
 use serde_json::json;
 use workload::{Latencies, Measurement, Workload};
 
-/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
-/// glibc's allocator spends much of its time consolidating and fragmenting.
+/// The node's allocator (see node-bin), so that measurements match a node's.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks the LSM store on a local object store directory")]

@@ -4,7 +4,8 @@
 //! event and a checkpoint after the last is committed, one JSON line reports the query's
 //! throughput (the `--events` of the Nexmark stream per second; each source generates only
 //! its own kind, so `source_rows` counts the rows the view's sources produced), freshness
-//! (barrier latency), peak memory and bytes written to the object store.
+//! (barrier latency), peak memory (resident, and the live heap sampled every 10 ms) and bytes
+//! written to the object store.
 //!
 //!     cargo run --release -p benches --bin nexmark-bench -- --events 1000000 --queries q0,q1
 //!
@@ -21,10 +22,9 @@ use lsm_store::{Compression, LsmStore, LsmStoreOptions};
 use pg_server::{Database, DatabaseOptions, Session};
 use queries::QUERIES;
 
-/// mimalloc: streaming operators allocate many small, short-lived rows and keys, where
-/// glibc's allocator spends much of its time consolidating and fragmenting.
+/// The node's allocator (see node-bin), so that measurements match a node's.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(about = "Runs Nexmark queries as materialized views and prints one JSON line each")]
@@ -119,6 +119,15 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The live heap in bytes (allocated and not yet freed, as the allocator counts), if it
+/// tells.
+fn heap_bytes() -> Option<u64> {
+    // The statistics are a snapshot, refreshed by advancing the allocator's epoch.
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let bytes = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
+    Some(bytes as u64)
+}
+
 /// Starts measuring peak memory afresh (Linux: clear_refs 5 resets `VmHWM`).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -206,11 +215,15 @@ async fn run_query(
     let progress = db
         .view_progress(view)
         .ok_or_else(|| format!("no job for view {view}"))?;
+    // The live heap's peak, sampled while the view runs.
+    let mut peak_heap = 0;
     while !progress.sources_exhausted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
+        peak_heap = peak_heap.max(heap_bytes().unwrap_or(0));
     }
     // A checkpoint after the last event: the view has taken every event.
     db.flush().await?;
+    peak_heap = peak_heap.max(heap_bytes().unwrap_or(0));
     let seconds = start.elapsed().as_secs_f64();
     let generated = progress.source_events();
     let events = args.events;
@@ -234,6 +247,7 @@ async fn run_query(
         "barrier_latency_p50_ms": latency_quantile(&metrics, 0.5),
         "barrier_latency_p99_ms": latency_quantile(&metrics, 0.99),
         "peak_rss_bytes": peak_rss(),
+        "peak_heap_bytes": peak_heap,
         "store_memory_budget_bytes": args.store_budget_bytes(),
         "operator_cache_bytes": args.operator_cache_mib << 20,
         "object_store_bytes_written": written,
