@@ -27,12 +27,12 @@ fn one_batch(batches: &[RecordBatch], types: &[DataType]) -> Result<RecordBatch>
     Ok(concat_batches(&schema, &rebased)?)
 }
 
-/// Rows whose key columns hold no NULL (NULL never equals anything in a join).
-fn key_has_no_null(batch: &RecordBatch, keys: &[usize], row: usize) -> bool {
+/// Whether row `row`'s key columns hold no NULL (NULL never equals anything in a join).
+pub(crate) fn key_has_no_null(batch: &RecordBatch, keys: &[usize], row: usize) -> bool {
     keys.iter().all(|k| batch.column(*k).is_valid(row))
 }
 
-fn take_all(batch: &RecordBatch, indices: &UInt32Array) -> Result<Vec<ArrayRef>> {
+pub(crate) fn take_all(batch: &RecordBatch, indices: &UInt32Array) -> Result<Vec<ArrayRef>> {
     batch
         .columns()
         .iter()

@@ -4,7 +4,7 @@
 //! and sorts consume their whole input first.
 
 pub(crate) mod agg;
-mod join;
+pub(crate) mod join;
 pub mod plan;
 pub(crate) mod window;
 

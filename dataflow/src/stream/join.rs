@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt32Array};
 use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
@@ -29,12 +29,13 @@ use super::simple::eval_lenient;
 use super::simple::mask_lenient;
 use super::{Message, MessageStream, Watermark};
 use crate::Result;
+use crate::batch::join::{key_has_no_null, take_all};
 use crate::batch::plan::JoinKind;
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::expr::Expr;
-use crate::row_codec::columns_from_rows;
+use crate::row_codec::{columns_from_rows, encode_keys};
 use crate::state_table::{StateTable, TableDesc};
-use crate::types::{DataType, Datum};
+use crate::types::{DataType, Datum, array_from_datums};
 
 /// The layout of one side's state: its rows keyed by (join key, stream key).
 pub(crate) fn join_side_desc(
@@ -157,34 +158,39 @@ fn encode(row: &[Datum], columns: &[usize]) -> Vec<u8> {
 }
 
 impl<S: StateStore> Side<S> {
-    /// The rows of join key `key` (cached).
-    async fn rows(&mut self, key: &[Datum]) -> Result<&mut KeyRows> {
-        let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
-        if !self.cache.contains_key(&encoded) {
-            let rows = self.table.rows_with_prefix(key, usize::MAX).await?;
-            let rows: KeyRows = rows
-                .into_iter()
-                .map(|r| (encode(&r, &self.pk), r))
-                .collect();
-            self.cached_bytes += KEY_OVERHEAD
-                + encoded.len()
-                + rows.iter().map(|(k, r)| cached_size(k, r)).sum::<usize>();
-            self.cache.insert(encoded.clone(), rows);
+    /// Caches the rows of the join key encoded as `key` (whose values `values` makes), unless
+    /// they are cached.
+    async fn load(&mut self, key: &[u8], values: impl FnOnce() -> Vec<Datum>) -> Result<()> {
+        if self.cache.contains_key(key) {
+            return Ok(());
         }
-        Ok(self.cache.get_mut(&encoded).expect("loaded"))
+        let rows = self.table.rows_with_prefix(&values(), usize::MAX).await?;
+        let rows: KeyRows = rows
+            .into_iter()
+            .map(|r| (encode(&r, &self.pk), r))
+            .collect();
+        self.cached_bytes +=
+            KEY_OVERHEAD + key.len() + rows.iter().map(|(k, r)| cached_size(k, r)).sum::<usize>();
+        self.cache.insert(key.to_vec(), rows);
+        Ok(())
     }
 
-    /// Applies an insert or delete of `row` (join key `key`, bounded value `value` if the side
-    /// has a [`ValueIndex`]) to the state, and to the cached rows of its key if they are
-    /// cached (else a later read of the key sees it in the state table's pending writes).
-    /// Without `to_table` the caller writes the row into the state table itself.
+    /// Applies an insert or delete of a row (`row` makes its values; join key encoded as
+    /// `key`, bounded value `value` if the side has a [`ValueIndex`]) to the state, and to
+    /// the cached rows of its key if they are cached (else a later read of the key sees it in
+    /// the state table's pending writes). Without `to_table` the caller writes the row into
+    /// the state table itself, and the row's values are made only when something keeps them.
     fn store(
         &mut self,
-        key: &[Datum],
+        key: &[u8],
         (insert, to_table): (bool, bool),
-        row: Vec<Datum>,
+        row: impl FnOnce() -> Vec<Datum>,
         value: Option<Datum>,
     ) {
+        if !to_table && value.is_none() && !self.cache.contains_key(key) {
+            return;
+        }
+        let row = row();
         if let (Some(index), Some(value)) = (&mut self.index, value) {
             let mut entry = vec![value];
             entry.extend(self.pk.iter().map(|c| row[*c].clone()));
@@ -194,25 +200,28 @@ impl<S: StateStore> Side<S> {
                 index.table.delete(entry);
             }
         }
-        let encoded = encode(key, &(0..key.len()).collect::<Vec<_>>());
-        if let Some(rows) = self.cache.get_mut(&encoded) {
+        if let Some(rows) = self.cache.get_mut(key) {
             let id = encode(&row, &self.pk);
             let size = cached_size(&id, &row);
             if insert {
-                rows.insert(id, row.clone());
                 self.cached_bytes += size;
+                if to_table {
+                    self.table.insert(row.clone());
+                }
+                rows.insert(id, row);
             } else {
                 rows.remove(&id);
                 self.cached_bytes = self.cached_bytes.saturating_sub(size);
+                if to_table {
+                    self.table.delete(row);
+                }
             }
-        }
-        if !to_table {
-            return;
-        }
-        if insert {
-            self.table.insert(row);
-        } else {
-            self.table.delete(row);
+        } else if to_table {
+            if insert {
+                self.table.insert(row);
+            } else {
+                self.table.delete(row);
+            }
         }
     }
 
@@ -229,10 +238,6 @@ impl<S: StateStore> Side<S> {
     fn clear_cache(&mut self) {
         self.cache = HashMap::new();
         self.cached_bytes = 0;
-    }
-
-    fn padding(&self) -> Vec<Datum> {
-        vec![Datum::Null; self.types.len()]
     }
 
     /// Takes a watermark of the other side: the bound on this side's rows rises with it.
@@ -314,16 +319,6 @@ impl<S: StateStore> Side<S> {
 
 /// Pairs of rows whose join condition is evaluated at once, at most this many.
 const PAIR_BATCH: usize = 4096;
-
-/// Pairs of a change's row and a row of the other side with its key, to be checked against
-/// the join condition.
-#[derive(Default)]
-struct Pairs {
-    /// Each pair's joined row (left columns, then right).
-    joined: Vec<Vec<Datum>>,
-    /// The index of the change each pair is for.
-    owners: Vec<usize>,
-}
 
 struct HashJoin<S: StateStore> {
     kind: JoinKind,
@@ -414,116 +409,130 @@ impl<S: StateStore> HashJoin<S> {
     }
 }
 
-impl<S: StateStore> HashJoin<S> {
-    /// The joined row of `this` (a row of side `s`) and `other` (of the other side).
-    fn joined(s: usize, this: &[Datum], other: &[Datum]) -> Vec<Datum> {
-        let (l, r) = if s == 0 { (this, other) } else { (other, this) };
-        l.iter().chain(r).cloned().collect()
-    }
+/// A row of a join's output, of a chunk of one side: a row of the chunk (by index) or NULLs,
+/// and a row of the other side or NULLs.
+type Joined<'a> = (Option<u32>, Option<&'a [Datum]>);
 
-    /// Which of `others` satisfy the condition joined with `this` (a row of side `s`).
-    fn matching<'a>(
-        condition: Option<&Expr>,
-        joined_types: &[DataType],
-        s: usize,
-        this: &[Datum],
-        others: impl ExactSizeIterator<Item = &'a Vec<Datum>>,
-    ) -> Result<Vec<bool>> {
-        let Some(condition) = condition else {
-            return Ok(vec![true; others.len()]);
-        };
-        if others.len() == 0 {
-            return Ok(vec![]);
-        }
-        let rows: Vec<Vec<Datum>> = others.map(|o| Self::joined(s, this, o)).collect();
-        let batch = batch_of(
-            schema_of(joined_types),
-            columns_from_rows(&rows, joined_types),
-            rows.len(),
-        )?;
-        let mask = mask_lenient(condition, &batch);
-        Ok((0..rows.len()).map(|i| mask.value(i)).collect())
+/// The batch of `rows` of a chunk (`data`) of side `s`, joined with rows of the other side
+/// (of `other_types`): the left side's columns, then the right side's when `types` (the
+/// output's) has them. The chunk's columns are taken with an Arrow kernel; the other side's
+/// cached rows are built into arrays a column at a time.
+fn joined_batch(
+    s: usize,
+    data: &RecordBatch,
+    other_types: &[DataType],
+    rows: &[Joined],
+    types: &[DataType],
+) -> Result<RecordBatch> {
+    static NULL: Datum = Datum::Null;
+    let left_width = if s == 0 {
+        data.num_columns()
+    } else {
+        other_types.len()
+    };
+    let right_too = types.len() > left_width;
+    let this = if s == 0 || right_too {
+        let indices: UInt32Array = rows.iter().map(|(r, _)| *r).collect();
+        take_all(data, &indices)?
+    } else {
+        Vec::new()
+    };
+    let other = if s == 1 || right_too {
+        other_types
+            .iter()
+            .enumerate()
+            .map(|(c, ty)| {
+                array_from_datums(*ty, rows.iter().map(|(_, o)| o.map_or(&NULL, |o| &o[c])))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (left, right) = if s == 0 { (this, other) } else { (other, this) };
+    let mut columns = left;
+    if right_too {
+        columns.extend(right);
     }
+    batch_of(schema_of(types), columns, rows.len())
+}
 
-    fn batch(&self, rows: &[Vec<Datum>]) -> Result<RecordBatch> {
-        batch_of(
-            schema_of(&self.output_types),
-            columns_from_rows(rows, &self.output_types),
-            rows.len(),
-        )
+/// Whether `row` (of side `s`) joined with any of `others` (rows of the other side)
+/// satisfies the condition.
+fn any_matching(
+    condition: Option<&Expr>,
+    joined_types: &[DataType],
+    s: usize,
+    row: &[Datum],
+    others: &[&[Datum]],
+) -> Result<bool> {
+    let Some(condition) = condition else {
+        return Ok(!others.is_empty());
+    };
+    if others.is_empty() {
+        return Ok(false);
     }
+    let rows: Vec<Vec<Datum>> = others
+        .iter()
+        .map(|o| {
+            let (l, r) = if s == 0 { (row, *o) } else { (*o, row) };
+            l.iter().chain(r).cloned().collect()
+        })
+        .collect();
+    let batch = batch_of(
+        schema_of(joined_types),
+        columns_from_rows(&rows, joined_types),
+        rows.len(),
+    )?;
+    let mask = mask_lenient(condition, &batch);
+    Ok((0..rows.len()).any(|i| mask.value(i)))
+}
 
-    /// The join key of `row`, a row of side `s`.
-    fn key_of(&self, s: usize, row: &[Datum]) -> Vec<Datum> {
-        self.sides[s].keys.iter().map(|k| row[*k].clone()).collect()
-    }
+/// Candidate pairs of a chunk of side `s` (`data`) and rows of the other side, checked
+/// against the join condition.
+struct PairsOf<'a> {
+    condition: Option<&'a Expr>,
+    /// Left then right columns: what the condition sees.
+    joined_types: &'a [DataType],
+    s: usize,
+    data: &'a RecordBatch,
+    other_types: &'a [DataType],
+}
 
-    /// For each of `rows` (of side `s`), the other side's rows of its key that match it. The
-    /// other side does not change while a chunk of this side is applied, so the condition is
-    /// evaluated over batches of up to [`PAIR_BATCH`] pairs of the chunk, not once per row.
-    async fn matches_of(&mut self, s: usize, rows: &[Vec<Datum>]) -> Result<Vec<Vec<Vec<Datum>>>> {
-        let o = 1 - s;
-        let mut matches: Vec<Vec<Vec<Datum>>> = Vec::with_capacity(rows.len());
-        // With a condition: the pairs not evaluated yet (joined rows, and the row each is for).
-        let mut pairs = Pairs::default();
-        for (i, row) in rows.iter().enumerate() {
-            matches.push(Vec::new());
-            let key = self.key_of(s, row);
-            if key.iter().any(Datum::is_null) {
-                continue;
-            }
-            let others = self.sides[o].rows(&key).await?;
-            if self.condition.is_none() {
-                matches[i] = others.values().cloned().collect();
-                continue;
-            }
-            for other in others.values() {
-                pairs.joined.push(Self::joined(s, row, other));
-                pairs.owners.push(i);
-            }
-            if pairs.joined.len() >= PAIR_BATCH {
-                self.keep_matching(s, &mut pairs, &mut matches)?;
-            }
-        }
-        self.keep_matching(s, &mut pairs, &mut matches)?;
-        Ok(matches)
-    }
-
-    /// Evaluates the condition over `pairs` (of side `s`'s rows and the other side's), moving
-    /// the other side's part of each pair that satisfies it to its row's matches.
-    fn keep_matching(
+impl PairsOf<'_> {
+    /// Moves the pairs of `candidates` (a row of the chunk, a row of the other side) that
+    /// satisfy the condition to `matches`.
+    fn keep_matching<'r>(
         &self,
-        s: usize,
-        pairs: &mut Pairs,
-        matches: &mut [Vec<Vec<Datum>>],
+        candidates: &mut Vec<(u32, &'r [Datum])>,
+        matches: &mut Vec<(u32, &'r [Datum])>,
     ) -> Result<()> {
-        let Some(condition) = &self.condition else {
+        let Some(condition) = self.condition else {
+            matches.append(candidates);
             return Ok(());
         };
-        if pairs.joined.is_empty() {
-            return Ok(());
-        }
-        let batch = batch_of(
-            schema_of(&self.joined_types),
-            columns_from_rows(&pairs.joined, &self.joined_types),
-            pairs.joined.len(),
+        let pairs: Vec<Joined> = candidates
+            .iter()
+            .map(|(r, o)| (Some(*r), Some(*o)))
+            .collect();
+        let batch = joined_batch(
+            self.s,
+            self.data,
+            self.other_types,
+            &pairs,
+            self.joined_types,
         )?;
         let mask = mask_lenient(condition, &batch);
-        // The other side's columns of a joined row.
-        let other_columns = if s == 0 {
-            self.sides[0].types.len()..self.joined_types.len()
-        } else {
-            0..self.sides[0].types.len()
-        };
-        let owners = std::mem::take(&mut pairs.owners);
-        for (i, (mut pair, owner)) in pairs.joined.drain(..).zip(owners).enumerate() {
-            if mask.value(i) {
-                matches[owner].push(pair.drain(other_columns.clone()).collect());
-            }
-        }
+        matches.extend(
+            candidates
+                .drain(..)
+                .enumerate()
+                .filter_map(|(i, pair)| mask.value(i).then_some(pair)),
+        );
         Ok(())
     }
+}
 
+impl<S: StateStore> HashJoin<S> {
     /// Whether side `s`'s own rows are read while one of its chunks is applied: the rows of
     /// a key besides the changed one decide an outer other side's padding, or a semi or anti
     /// join's left rows. Otherwise a chunk's rows go into the state table at once.
@@ -531,142 +540,171 @@ impl<S: StateStore> HashJoin<S> {
         self.sides[1 - s].outer || (!self.kind.outputs_right() && s == 1)
     }
 
-    /// Applies one change of side `s` whose matches on the other side are `matches`,
-    /// appending the output changes; `to_table`: writes the row into the state table (else
-    /// the caller writes the chunk's rows at once).
-    async fn apply(
-        &mut self,
-        s: usize,
-        (op, row, value): (Op, Vec<Datum>, Option<Datum>),
-        matches: Vec<Vec<Datum>>,
-        out: &mut (Vec<Op>, Vec<Vec<Datum>>),
-        to_table: bool,
-    ) -> Result<()> {
+    /// Applies a chunk of side `s`: joins each change with the other side's rows of its key,
+    /// and stores it into side `s`'s state. The chunk's join keys are encoded a column at a
+    /// time, the other side's rows of its keys are loaded first, and the join condition is
+    /// evaluated over batches of up to [`PAIR_BATCH`] candidate pairs of the chunk (the other
+    /// side does not change while a chunk of this side is applied). A row's values are made
+    /// only where they are kept: in a cached key's rows, an interval join's index, or a state
+    /// table written a row at a time.
+    async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
         let o = 1 - s;
-        let key = self.key_of(s, &row);
-        let insert = op.is_insert();
-        let semi_or_anti = !self.kind.outputs_right();
-        if semi_or_anti && key.iter().any(Datum::is_null) {
-            // Never matched: in an anti join's output, in no semi join's.
-            if s == 0 && self.kind == JoinKind::LeftAnti {
-                out.0.push(if insert { Op::Insert } else { Op::Delete });
-                out.1.push(row);
-            }
-            return Ok(());
-        }
-        if key.iter().any(Datum::is_null) {
-            // NULL equals nothing: only an outer side's padded row changes.
-            if self.sides[s].outer {
-                let padded = Self::joined(s, &row, &self.sides[o].padding());
-                out.0.push(if insert { Op::Insert } else { Op::Delete });
-                out.1.push(padded);
-            }
-            return Ok(());
-        }
-        // Rows of this side with the key, without `row`: the matches the other side's rows
-        // have besides `row` (needed where a row's having matches or not shows: an outer
-        // other side, or the right side of a semi or anti join).
-        let mine: Vec<Vec<Datum>> = if self.reads_own_rows(s) {
-            let id = encode(&row, &self.sides[s].pk);
-            self.sides[s]
-                .rows(&key)
-                .await?
+        let data = chunk.data();
+        let reads_own = self.reads_own_rows(s);
+        let key_columns = self.sides[s].keys.clone();
+        // Each row's memcomparable join key; None when the key has a NULL (it equals nothing).
+        let orders = vec![OrderType::ASC; key_columns.len()];
+        let keys: Vec<Option<Vec<u8>>> = encode_keys(data, &key_columns, &orders)
+            .into_iter()
+            .enumerate()
+            .map(|(r, key)| key_has_no_null(data, &key_columns, r).then_some(key))
+            .collect();
+        let key_values = |r: usize| -> Vec<Datum> {
+            key_columns
                 .iter()
-                .filter(|(k, _)| **k != id)
-                .map(|(_, r)| r.clone())
+                .map(|k| Datum::from_array(data.column(*k).as_ref(), r))
                 .collect()
+        };
+        for (r, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            self.sides[o].load(key, || key_values(r)).await?;
+            if reads_own {
+                self.sides[s].load(key, || key_values(r)).await?;
+            }
+        }
+        let [left, right] = &mut self.sides;
+        let (this, other) = if s == 0 {
+            (left, &*right)
         } else {
-            Vec::new()
+            (right, &*left)
         };
-        let has_match = |join: &Self, other: &[Datum]| -> Result<bool> {
-            Ok(Self::matching(
-                join.condition.as_ref(),
-                &join.joined_types,
-                o,
-                other,
-                mine.iter(),
-            )?
-            .contains(&true))
+        // Each row's matches on the other side, in row order.
+        let mut matches: Vec<(u32, &[Datum])> = Vec::new();
+        let mut candidates: Vec<(u32, &[Datum])> = Vec::new();
+        let condition = self.condition.as_ref();
+        let pairs_of = PairsOf {
+            condition,
+            joined_types: &self.joined_types,
+            s,
+            data,
+            other_types: &other.types,
         };
-        if semi_or_anti {
-            let semi = self.kind == JoinKind::LeftSemi;
-            if s == 0 {
-                if matches.is_empty() != semi {
-                    out.0.push(if insert { Op::Insert } else { Op::Delete });
-                    out.1.push(row.clone());
+        for (r, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let rows = other.cache.get(key).expect("loaded above");
+            candidates.extend(rows.values().map(|row| (r as u32, row.as_slice())));
+            if candidates.len() >= PAIR_BATCH {
+                pairs_of.keep_matching(&mut candidates, &mut matches)?;
+            }
+        }
+        pairs_of.keep_matching(&mut candidates, &mut matches)?;
+        // The bounded values of the rows, if this side has them indexed.
+        let values = this.index.as_ref().map(|i| eval_lenient(&i.upper, data));
+        // Rows with a NULL key are never stored, so such chunks go a row at a time.
+        let at_once = !reads_own && keys.iter().all(Option::is_some);
+        let semi_or_anti = !self.kind.outputs_right();
+        let semi = self.kind == JoinKind::LeftSemi;
+        let mut ops = Vec::new();
+        let mut out: Vec<Joined> = Vec::new();
+        let mut next = 0;
+        for (r, (op, key)) in chunk.ops().iter().zip(&keys).enumerate() {
+            let insert = op.is_insert();
+            let this_op = if insert { Op::Insert } else { Op::Delete };
+            let this_row = Some(r as u32);
+            let Some(key) = key else {
+                // NULL equals nothing: in a left anti join's output, and in an outer side's
+                // as a padded row.
+                if (s == 0 && self.kind == JoinKind::LeftAnti) || (!semi_or_anti && this.outer) {
+                    ops.push(this_op);
+                    out.push((this_row, None));
                 }
+                continue;
+            };
+            let count = matches[next..]
+                .iter()
+                .take_while(|(m, _)| *m as usize == r)
+                .count();
+            let row_matches = &matches[next..next + count];
+            next += count;
+            // Rows of this side with the key, without this one: the matches the other side's
+            // rows have besides it (where a row's having matches or not shows: an outer
+            // other side, or the right side of a semi or anti join).
+            let mut row = None;
+            let mine: Vec<&[Datum]> = if reads_own {
+                let id = encode(row.insert(chunk.row(r)), &this.pk);
+                this.cache
+                    .get(key)
+                    .expect("loaded above")
+                    .iter()
+                    .filter(|(k, _)| **k != id)
+                    .map(|(_, r)| r.as_slice())
+                    .collect()
             } else {
-                // Left rows whose only match is `row` appear or disappear with it.
-                for other in &matches {
-                    if !has_match(self, other)? {
-                        out.0.push(if insert == semi {
-                            Op::Insert
-                        } else {
-                            Op::Delete
-                        });
-                        out.1.push((*other).clone());
+                Vec::new()
+            };
+            let has_match = |other_row: &[Datum]| {
+                any_matching(condition, &self.joined_types, o, other_row, &mine)
+            };
+            if semi_or_anti {
+                if s == 0 {
+                    if row_matches.is_empty() != semi {
+                        ops.push(this_op);
+                        out.push((this_row, None));
+                    }
+                } else {
+                    // Left rows whose only match is this row appear or disappear with it.
+                    for (_, other_row) in row_matches {
+                        if !has_match(other_row)? {
+                            ops.push(if insert == semi {
+                                Op::Insert
+                            } else {
+                                Op::Delete
+                            });
+                            out.push((None, Some(*other_row)));
+                        }
                     }
                 }
-            }
-            self.sides[s].store(&key, (insert, to_table), row, value);
-            return Ok(());
-        }
-        for other in &matches {
-            let lonely = self.sides[o].outer && !has_match(self, other)?;
-            let padded = Self::joined(s, &self.sides[s].padding(), other);
-            if insert {
-                if lonely {
-                    out.0.push(Op::Delete);
-                    out.1.push(padded);
-                }
-                out.0.push(Op::Insert);
-                out.1.push(Self::joined(s, &row, other));
             } else {
-                out.0.push(Op::Delete);
-                out.1.push(Self::joined(s, &row, other));
-                if lonely {
-                    out.0.push(Op::Insert);
-                    out.1.push(padded);
+                for (_, other_row) in row_matches {
+                    let lonely = other.outer && !has_match(other_row)?;
+                    let padded = (None, Some(*other_row));
+                    if insert {
+                        if lonely {
+                            ops.push(Op::Delete);
+                            out.push(padded);
+                        }
+                        ops.push(Op::Insert);
+                        out.push((this_row, Some(*other_row)));
+                    } else {
+                        ops.push(Op::Delete);
+                        out.push((this_row, Some(*other_row)));
+                        if lonely {
+                            ops.push(Op::Insert);
+                            out.push(padded);
+                        }
+                    }
+                }
+                if row_matches.is_empty() && this.outer {
+                    ops.push(this_op);
+                    out.push((this_row, None));
                 }
             }
-        }
-        if matches.is_empty() && self.sides[s].outer {
-            out.0.push(if insert { Op::Insert } else { Op::Delete });
-            out.1.push(Self::joined(s, &row, &self.sides[o].padding()));
-        }
-        self.sides[s].store(&key, (insert, to_table), row, value);
-        Ok(())
-    }
-
-    async fn apply_chunk(&mut self, s: usize, chunk: &StreamChunk) -> Result<Option<StreamChunk>> {
-        let mut out = (Vec::new(), Vec::new());
-        let rows: Vec<Vec<Datum>> = (0..chunk.cardinality()).map(|r| chunk.row(r)).collect();
-        let matches = self.matches_of(s, &rows).await?;
-        // The bounded values of the rows, if this side has them indexed.
-        let values = self.sides[s]
-            .index
-            .as_ref()
-            .map(|i| eval_lenient(&i.upper, chunk.data()));
-        // Rows with a NULL key are never stored, so such chunks go a row at a time.
-        let at_once = !self.reads_own_rows(s)
-            && self.sides[s]
-                .keys
-                .iter()
-                .all(|k| chunk.data().column(*k).null_count() == 0);
-        for (r, ((row, op), matches)) in rows.into_iter().zip(chunk.ops()).zip(matches).enumerate()
-        {
             let value = values.as_ref().map(|v| Datum::from_array(v.as_ref(), r));
-            self.apply(s, (*op, row, value), matches, &mut out, !at_once)
-                .await?;
+            this.store(
+                key,
+                (insert, !at_once),
+                || row.unwrap_or_else(|| chunk.row(r)),
+                value,
+            );
         }
         if at_once {
-            self.sides[s].table.write_chunk(chunk);
+            this.table.write_chunk(chunk);
         }
-        if out.0.is_empty() {
+        if ops.is_empty() {
             return Ok(None);
         }
-        let data = self.batch(&out.1)?;
-        Ok(Some(StreamChunk::new(out.0, data)))
+        let batch = joined_batch(s, data, &other.types, &out, &self.output_types)?;
+        Ok(Some(StreamChunk::new(ops, batch)))
     }
 }
 
