@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow::compute::kernels::arity::{binary, try_unary, unary};
-use arrow::datatypes::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
+use arrow::datatypes::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType,
+    TimestampMicrosecondType,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::agg::cmp_datums;
@@ -370,10 +375,14 @@ pub(crate) fn interval_parts(d: &Datum) -> (i32, i32, i64) {
 
 /// Date and time functions, a row at a time.
 fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
+    if let Some(moved) = move_timestamps(func, args)? {
+        return Ok(moved);
+    }
     each_row(args, ty, |row| {
         Ok(match (func, &row[0], row.get(1)) {
             (Func::AddInterval, t, Some(i)) => {
                 let (m, d, n) = interval_parts(i);
+                // Timestamps are moved a column at a time (`move_timestamps`).
                 match t {
                     Datum::Date(days) => Datum::Timestamp(datetime::add_interval(
                         i64::from(*days) * 86_400_000_000,
@@ -381,10 +390,6 @@ fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef
                         d,
                         n,
                     )?),
-                    Datum::Timestamp(us) => Datum::Timestamp(datetime::add_interval(*us, m, d, n)?),
-                    Datum::Timestamptz(us) => {
-                        Datum::Timestamptz(datetime::add_interval(*us, m, d, n)?)
-                    }
                     // A time of day wraps around midnight; months and days do not move it.
                     Datum::Time(us) => Datum::Time((us + n / 1000).rem_euclid(86_400_000_000)),
                     other => return Err(Error::Internal(format!("{other:?} + interval"))),
@@ -413,23 +418,70 @@ fn eval_datetime(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef
             (Func::DateTrunc(field), Datum::Timestamptz(us), None) => {
                 Datum::Timestamptz(datetime::trunc(field, *us)?)
             }
-            (Func::WindowStart, t, Some(Datum::Int64(size))) if *size > 0 => {
-                let offset = match row.get(2) {
-                    Some(Datum::Int64(o)) => *o,
-                    _ => 0,
-                };
-                let start = |us: i64| (us - offset).div_euclid(*size) * size + offset;
-                match t {
-                    Datum::Timestamp(us) => Datum::Timestamp(start(*us)),
-                    Datum::Timestamptz(us) => Datum::Timestamptz(start(*us)),
-                    other => return Err(Error::Internal(format!("window of {other:?}"))),
-                }
-            }
             (func, a, b) => {
                 return Err(Error::Internal(format!("{func:?} of {a:?}, {b:?}")));
             }
         })
     })
+}
+
+/// A timestamp (or timestamptz) column moved by an interval (`AddInterval`) or to its
+/// windows' start (`WindowStart`), a column at a time on the arrays' values: the functions
+/// that place every row of a time window (HOP and TUMBLE) and interval joins. `None` for
+/// other functions and arguments, which [`each_row`] evaluates.
+fn move_timestamps(func: Func, args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+    let Some(times) = args
+        .first()
+        .and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>())
+    else {
+        return Ok(None);
+    };
+    let int64 = |i: usize| args.get(i).and_then(|a| a.as_primitive_opt::<Int64Type>());
+    let moved = match (func, args.len()) {
+        (Func::AddInterval, 2) => {
+            let Some(intervals) = args[1].as_primitive_opt::<IntervalMonthDayNanoType>() else {
+                return Ok(None);
+            };
+            map_times(times, args, |us, r| {
+                let i = intervals.value(r);
+                datetime::add_interval(us, i.months, i.days, i.nanoseconds)
+            })?
+        }
+        (Func::WindowStart, 2 | 3) => {
+            let Some(sizes) = int64(1) else {
+                return Ok(None);
+            };
+            let offsets = int64(2);
+            map_times(times, args, |us, r| {
+                let size = sizes.value(r);
+                if size <= 0 {
+                    return Err(Error::Internal(format!("window of size {size}")));
+                }
+                let offset = offsets.map_or(0, |o| o.value(r));
+                Ok((us - offset).div_euclid(size) * size + offset)
+            })?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(
+        moved.with_data_type(args[0].data_type().clone()),
+    )))
+}
+
+/// `f` of each row's time (microseconds) and index, NULL where any of `args` is.
+fn map_times(
+    times: &TimestampMicrosecondArray,
+    args: &[ArrayRef],
+    f: impl Fn(i64, usize) -> Result<i64>,
+) -> Result<TimestampMicrosecondArray> {
+    (0..times.len())
+        .map(|r| {
+            if args.iter().any(|a| a.is_null(r)) {
+                return Ok(None);
+            }
+            f(times.value(r), r).map(Some)
+        })
+        .collect()
 }
 
 /// The functions of [`crate::string`], a row at a time.
@@ -874,5 +926,52 @@ mod tests {
         assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
         let u = eval(Func::Upper, &[s], DataType::Varchar, 2).unwrap();
         assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
+    }
+
+    #[test]
+    fn timestamps_move_by_intervals_and_to_window_starts() {
+        use arrow::datatypes::IntervalMonthDayNano;
+        let day = 86_400_000_000_i64;
+        // 2024-01-31 00:00, 1969-12-31 23:59:59.999999 (before the epoch), NULL; as timestamptz.
+        let times: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![Some(19_753 * day), Some(-1), None])
+                .with_timezone("UTC"),
+        );
+        let month_and_a_bit = IntervalMonthDayNano::new(1, 1, 1_500);
+        let intervals: ArrayRef = Arc::new(arrow::array::IntervalMonthDayNanoArray::from(vec![
+            month_and_a_bit;
+            3
+        ]));
+        let moved = eval(
+            Func::AddInterval,
+            &[Arc::clone(&times), intervals],
+            DataType::Timestamptz,
+            3,
+        )
+        .unwrap();
+        assert_eq!(moved.data_type(), times.data_type());
+        let moved = moved.as_primitive::<TimestampMicrosecondType>();
+        // January 31st plus a month is February 29th (2024), plus a day: March 1st; the
+        // nanoseconds past a microsecond are dropped.
+        assert_eq!(moved.value(0), (19_753 + 29 + 1) * day + 1);
+        // December 31st 1969 23:59:59.999999 plus a month and a day, then 1.5 µs: February
+        // 2nd 1970, midnight.
+        assert_eq!(moved.value(1), 32 * day);
+        assert!(moved.is_null(2));
+        // Windows of 10 s from an offset of 3 s: the start is at or below the time.
+        let second = 1_000_000_i64;
+        let sizes: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![10 * second; 3]));
+        let offsets: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![3 * second; 3]));
+        let starts = eval(
+            Func::WindowStart,
+            &[times, sizes, offsets],
+            DataType::Timestamptz,
+            3,
+        )
+        .unwrap();
+        let starts = starts.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(starts.value(0), 19_753 * day - 7 * second);
+        assert_eq!(starts.value(1), -7 * second);
+        assert!(starts.is_null(2));
     }
 }
