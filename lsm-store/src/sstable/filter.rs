@@ -19,13 +19,49 @@ const WHOLE_KEY_SEED: u64 = 0x4b45_5953;
 const BLOOM_SEED: [u8; 32] = *b"lsm-store prefix bloom filter v1";
 const FLAG_WHOLE_KEY: u8 = 1;
 
+/// Hashes per chunk of a [`Hashes`] (64 KiB).
+const HASH_CHUNK: usize = 8 << 10;
+
+/// The hashes of an SST's keys, held until the filter is sized at the end, in chunks of a
+/// fixed size: an SST holds millions of keys, and a growing `Vec` would hold up to twice
+/// their 8 bytes each (and three times while it moves to a larger allocation).
+#[derive(Debug, Default)]
+struct Hashes {
+    full: Vec<Box<[u64]>>,
+    last: Vec<u64>,
+}
+
+impl Hashes {
+    fn push(&mut self, h: u64) {
+        if self.last.len() == HASH_CHUNK {
+            self.full.push(std::mem::take(&mut self.last).into_boxed_slice());
+        }
+        if self.last.capacity() == 0 {
+            self.last.reserve_exact(HASH_CHUNK);
+        }
+        self.last.push(h);
+    }
+
+    fn len(&self) -> usize {
+        self.full.len() * HASH_CHUNK + self.last.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u64> {
+        self.full.iter().flat_map(|c| c.iter()).chain(&self.last)
+    }
+}
+
 /// Collects hashes while an SST is built.
 #[derive(Debug)]
 pub(crate) struct FilterBuilder {
     prefix_lens: BTreeMap<u32, usize>,
     whole_key: bool,
     false_positive_rate: f64,
-    hashes: Vec<u64>,
+    hashes: Hashes,
     last_prefix_hash: Option<u64>,
     last_key_hash: Option<u64>,
     /// The table of the last key added, and its prefix length.
@@ -39,7 +75,7 @@ impl FilterBuilder {
             prefix_lens,
             whole_key,
             false_positive_rate: fpr,
-            hashes: Vec::new(),
+            hashes: Hashes::default(),
             last_prefix_hash: None,
             last_key_hash: None,
             last_table: None,
@@ -102,7 +138,7 @@ impl FilterBuilder {
                 &BLOOM_SEED,
             )
             .expect("a valid false positive rate and item count");
-            for h in &self.hashes {
+            for h in self.hashes.iter() {
                 bloom.set(h);
             }
             bloom.to_bytes()
@@ -212,6 +248,22 @@ mod tests {
         let f = SstFilter::decode(&w.finish(), "o").unwrap();
         assert!(f.may_contain_key(b"exact"));
         assert!(!f.may_contain_key(b"absent-key-1") || !f.may_contain_key(b"absent-key-2"));
+    }
+
+    #[test]
+    fn every_key_of_many_chunks_is_found() {
+        let keys = 3 * HASH_CHUNK + 17;
+        let mut b = FilterBuilder::new(BTreeMap::new(), true, 0.01);
+        for i in 0..keys as u64 {
+            b.add(&i.to_be_bytes());
+        }
+        assert_eq!(b.hashes.len(), keys);
+        let f = SstFilter::decode(&b.finish(), "o").unwrap();
+        assert!((0..keys as u64).all(|i| f.may_contain_key(&i.to_be_bytes())));
+        let misses = (keys as u64..2 * keys as u64)
+            .filter(|i| f.may_contain_key(&i.to_be_bytes()))
+            .count();
+        assert!(misses < keys / 50, "false positive rate too high: {misses}/{keys}");
     }
 
     #[test]
