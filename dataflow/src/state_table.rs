@@ -229,16 +229,7 @@ impl<S: StateStore> StateTable<S> {
 
     /// Applies every row of `chunk`: inserts put the row, deletes remove it.
     pub fn write_chunk(&mut self, chunk: &StreamChunk) {
-        let keys = self.desc.keys(chunk.data());
-        let values = encode_values(chunk.data(), &self.desc.all_columns());
-        for ((key, value), op) in keys.into_iter().zip(values).zip(chunk.ops()) {
-            let value = if op.is_insert() {
-                Value::Put(Bytes::from(value.into_boxed_slice()))
-            } else {
-                Value::Delete
-            };
-            self.pending.insert(key, value);
-        }
+        self.pending.extend(self.desc.writes(chunk));
     }
 
     /// Puts one row.
@@ -275,7 +266,7 @@ impl<S: StateStore> StateTable<S> {
                 Some(entry) => entry.value().clone(),
                 None => {
                     let v = self.store.get(&key, self.epoch).await?;
-                    self.cache.insert(key, v.clone());
+                    self.cache_insert(key, v.as_ref());
                     v
                 }
             },
@@ -283,6 +274,14 @@ impl<S: StateStore> StateTable<S> {
         value
             .map(|v| decode_value(&v, &self.desc.types))
             .transpose()
+    }
+
+    /// Caches `key`'s value in an allocation of its own: a value read from an SST is a slice
+    /// of its block, which the cache would otherwise keep whole (64 KiB) while it counts
+    /// only the value, long after the block cache let the block go.
+    fn cache_insert(&self, key: Bytes, value: Option<&Bytes>) {
+        self.cache
+            .insert(key, value.map(|v| Bytes::copy_from_slice(v)));
     }
 
     /// Starts writing at `epoch` without handing anything to the store: for an operator's
@@ -432,7 +431,7 @@ impl<S: StateStore> StateTable<S> {
         // (most written rows are never read back: a view's rows, appended state).
         for (k, v) in &writes {
             if self.cache.contains(k) {
-                self.cache.insert(k.clone(), v.as_put().cloned());
+                self.cache_insert(k.clone(), v.as_put());
             }
         }
         if !writes.is_empty() {

@@ -34,7 +34,8 @@ struct Hashes {
 impl Hashes {
     fn push(&mut self, h: u64) {
         if self.last.len() == HASH_CHUNK {
-            self.full.push(std::mem::take(&mut self.last).into_boxed_slice());
+            self.full
+                .push(std::mem::take(&mut self.last).into_boxed_slice());
         }
         if self.last.capacity() == 0 {
             self.last.reserve_exact(HASH_CHUNK);
@@ -263,7 +264,10 @@ mod tests {
         let misses = (keys as u64..2 * keys as u64)
             .filter(|i| f.may_contain_key(&i.to_be_bytes()))
             .count();
-        assert!(misses < keys / 50, "false positive rate too high: {misses}/{keys}");
+        assert!(
+            misses < keys / 50,
+            "false positive rate too high: {misses}/{keys}"
+        );
     }
 
     #[test]
