@@ -12,6 +12,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use arrow::array::BooleanArray;
+use bytes::Bytes;
 use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
@@ -19,7 +21,7 @@ use futures::StreamExt;
 use super::over_window::{OverWindowSpec, outputs};
 use super::top_n::{TopNSpec, top, top_trimmed};
 use super::{Message, MessageStream, Watermark};
-use crate::batch::plan::SortKey;
+use crate::batch::plan::{SortKey, WindowFunc};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::{columns_from_rows, encode_keys};
 use crate::state_table::{StateTable, TableDesc};
@@ -75,6 +77,19 @@ impl GroupFunction {
                 types.extend(s.calls.iter().map(|c| c.output_type(&s.types)));
                 types
             }
+        }
+    }
+
+    /// How many rows a group keeps when a row ranked past them can never be kept: a top-N by
+    /// row number from the first row (no offset) over an input that only inserts.
+    fn keeps_at_most(&self) -> Option<usize> {
+        match self {
+            GroupFunction::TopN(s)
+                if s.append_only && s.offset == 0 && s.rank == WindowFunc::RowNumber =>
+            {
+                s.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+            }
+            _ => None,
         }
     }
 
@@ -178,8 +193,35 @@ struct Changed {
     key: Vec<Datum>,
     /// Its output rows before its first change.
     before: Vec<Vec<Datum>>,
-    /// How many rows it got.
+    /// How many rows it got (and were written).
     inserted: usize,
+    /// With [`GroupFunction::keeps_at_most`]: the state keys of the group's best rows so
+    /// far, in rank order (state keys sort as rows rank), at most that many.
+    best: Vec<Bytes>,
+}
+
+impl Changed {
+    /// Whether a row with state key `key` may be kept by a group that keeps at most `limit`
+    /// rows, taking it among the best if so. A row ranked after `limit` better ones never
+    /// will be (the input only inserts), so it is not written at all: the state gets the
+    /// rows that improve a group, not every row (which the barrier would delete again).
+    fn admit(&mut self, key: &Bytes, limit: usize) -> bool {
+        let at = self.best.partition_point(|b| b < key);
+        if at >= limit {
+            return false;
+        }
+        self.best.insert(at, key.clone());
+        self.best.truncate(limit);
+        true
+    }
+}
+
+/// The state key of an input row (a group's output row may carry its rank after the input
+/// columns).
+fn state_key<S: StateStore>(table: &StateTable<S>, row: &[Datum]) -> Bytes {
+    let desc = table.desc();
+    let pk: Vec<Datum> = desc.pk.iter().map(|c| row[*c].clone()).collect();
+    desc.key_of_pk(&pk)
 }
 
 /// Keeps every row of `input` by group and emits the changes of each changed group's output
@@ -222,6 +264,11 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     }
                     let columns = chunk.data().columns();
                     let encoded = encode_keys(chunk.data(), function.group_key(), &group_orders);
+                    // With a bound on the rows a group keeps, each row's state key tells whether
+                    // it can be kept (see `Changed::admit`).
+                    let keeps_at_most = function.keeps_at_most();
+                    let state_keys = keeps_at_most.map(|_| table.desc().keys(chunk.data()));
+                    let mut admitted = Vec::with_capacity(chunk.cardinality());
                     for (r, (encoded, op)) in encoded.into_iter().zip(chunk.ops()).enumerate() {
                         let slot = match changed.entry(encoded) {
                             std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
@@ -234,17 +281,31 @@ pub(crate) fn recompute_groups<S: StateStore>(
                                     .map(|k| Datum::from_array(columns[*k].as_ref(), r))
                                     .collect();
                                 let before = function.outputs(&table, &group).await?;
+                                let best = match keeps_at_most {
+                                    Some(_) => before.iter().map(|row| state_key(&table, row)).collect(),
+                                    None => Vec::new(),
+                                };
                                 slot.insert(Changed {
                                     key: group,
                                     before,
                                     inserted: 0,
+                                    best,
                                 })
                             }
                         };
-                        slot.inserted += usize::from(op.is_insert());
+                        let admit = match (keeps_at_most, &state_keys) {
+                            (Some(limit), Some(keys)) => slot.admit(&keys[r], limit),
+                            _ => true,
+                        };
+                        slot.inserted += usize::from(op.is_insert() && admit);
+                        admitted.push(admit);
                     }
-                    // Every row at once, after the first changes' reads.
-                    table.write_chunk(&chunk);
+                    // Every admitted row at once, after the first changes' reads.
+                    if admitted.iter().all(|a| *a) {
+                        table.write_chunk(&chunk);
+                    } else {
+                        table.write_chunk(&chunk.filter(&BooleanArray::from(admitted))?);
+                    }
                 }
                 Message::Barrier(barrier) => {
                     if first {
@@ -397,6 +458,42 @@ mod tests {
         let mut stored = table.rows().await.unwrap();
         stored.sort_by_key(|r| (as_i64(&r[0]), as_i64(&r[2])));
         assert_eq!(stored, view);
+    }
+
+    /// Rows that cannot be kept are never written: a top-1 getting a group's rows best first
+    /// writes one row, and the same rows worst first write (and delete) every one.
+    #[tokio::test]
+    async fn an_append_only_top_n_writes_only_rows_that_can_be_kept() {
+        async fn ingested(prices: impl Iterator<Item = i64>) -> (u64, Vec<Vec<Datum>>) {
+            let (store, _, tx, mut out) = top_rows_by_group(1, true).await;
+            let rows: Vec<String> = prices.map(|p| format!("+ 10 {p} {p}")).collect();
+            tx.send(barrier(1)).await.unwrap();
+            let before = store.stats().ingested_bytes;
+            tx.send(Message::Chunk(StreamChunk::from_pretty(&format!(
+                " I I I\n{}",
+                rows.join("\n")
+            ))))
+            .await
+            .unwrap();
+            tx.send(barrier(2)).await.unwrap();
+            drop(tx);
+            let mut output = Vec::new();
+            while let Some(m) = out.next().await {
+                if let Message::Chunk(c) = m.unwrap() {
+                    output.extend((0..c.cardinality()).map(|r| c.row(r)));
+                }
+            }
+            (store.stats().ingested_bytes - before, output)
+        }
+        let (best_first, output) = ingested((1..=100).rev()).await;
+        let (worst_first, same) = ingested(1..=100).await;
+        let top = vec![Datum::Int64(10), Datum::Int64(100), Datum::Int64(100)];
+        assert_eq!(output, same);
+        assert_eq!(same, [top]);
+        assert!(
+            best_first * 20 < worst_first,
+            "{best_first} bytes written best first, {worst_first} worst first"
+        );
     }
 
     #[tokio::test]
