@@ -468,6 +468,43 @@ fn move_timestamps(func: Func, args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
     )))
 }
 
+/// `to_char` of a timestamp (or timestamptz) column, a column at a time: each row's template
+/// is parsed only where it differs from the previous row's (a view's is a constant), and the
+/// text is written straight into the output. `None` for arguments of other types.
+fn to_char_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+    let (Some(times), Some(formats)) = (
+        args[0].as_primitive_opt::<TimestampMicrosecondType>(),
+        args.get(1).and_then(|a| a.as_string_opt::<i32>()),
+    ) else {
+        return Ok(None);
+    };
+    let zone = match args[0].data_type() {
+        arrow::datatypes::DataType::Timestamp(_, Some(_)) => "UTC",
+        _ => "",
+    };
+    let mut out = arrow::array::StringBuilder::with_capacity(times.len(), times.len() * 16);
+    let mut parsed: Option<(&str, crate::string::ToCharFormat)> = None;
+    let mut text = String::new();
+    for r in 0..times.len() {
+        if times.is_null(r) || formats.is_null(r) {
+            out.append_null();
+            continue;
+        }
+        let format = formats.value(r);
+        let template = match &parsed {
+            Some((last, template)) if *last == format => template,
+            _ => {
+                let template = crate::string::ToCharFormat::parse(format);
+                &parsed.insert((format, template)).1
+            }
+        };
+        text.clear();
+        template.write(&mut text, times.value(r), zone)?;
+        out.append_value(&text);
+    }
+    Ok(Some(Arc::new(out.finish())))
+}
+
 /// `f` of each row's time (microseconds) and index, NULL where any of `args` is.
 fn map_times(
     times: &TimestampMicrosecondArray,
@@ -487,6 +524,11 @@ fn map_times(
 /// The functions of [`crate::string`], a row at a time.
 fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
     use crate::string;
+    if func == Func::ToChar
+        && let Some(formatted) = to_char_column(args)?
+    {
+        return Ok(formatted);
+    }
     let regexes = string::RegexCache::default();
     each_row(args, ty, |row| {
         let text = |i: usize| match row.get(i) {
@@ -926,6 +968,56 @@ mod tests {
         assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
         let u = eval(Func::Upper, &[s], DataType::Varchar, 2).unwrap();
         assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
+    }
+
+    #[test]
+    fn to_char_formats_a_column_as_each_row() {
+        let day = 86_400_000_000_i64;
+        let times = TimestampMicrosecondArray::from(vec![
+            Some(19_753 * day + 3_600_000_000),
+            Some(-1),
+            None,
+            Some(0),
+            Some(19_753 * day),
+        ]);
+        let formats: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("yyyy-MM-dd HH24 TZ"),
+            Some("yyyy-MM-dd HH24 TZ"),
+            Some("yyyy"),
+            None,
+            Some("FMMonth \"at\" HH12 am"),
+        ]));
+        for (times, zone, ty) in [
+            (times.clone(), "", DataType::Timestamp),
+            (times.with_timezone("UTC"), "UTC", DataType::Timestamptz),
+        ] {
+            let expected: Vec<Option<String>> = (0..times.len())
+                .map(|r| {
+                    let format = formats.as_string::<i32>();
+                    (times.is_valid(r) && format.is_valid(r))
+                        .then(|| crate::string::to_char(times.value(r), format.value(r), zone))
+                        .transpose()
+                        .unwrap()
+                })
+                .collect();
+            let times: ArrayRef = Arc::new(times);
+            let column = eval(Func::ToChar, &[times, Arc::clone(&formats)], ty, 5).unwrap();
+            let column: Vec<Option<String>> = column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect();
+            assert_eq!(column, expected);
+        }
+        assert_eq!(
+            crate::string::to_char(19_753 * day + 3_600_000_000, "yyyy-MM-dd HH24 TZ", "UTC")
+                .unwrap(),
+            "2024-01-31 01 UTC"
+        );
+        assert_eq!(
+            crate::string::to_char(-1, "yyyy-MM-dd HH24 TZ", "").unwrap(),
+            "1969-12-31 23 "
+        );
     }
 
     #[test]

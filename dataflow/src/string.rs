@@ -2,6 +2,7 @@
 //! `replace` and `regexp_match`, as PostgreSQL defines them.
 
 use std::cell::RefCell;
+use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use regex::Regex;
@@ -13,43 +14,86 @@ use crate::{Error, Result};
 /// padding, `"..."` is literal text, `\"` a double quote), applied to a time in UTC.
 /// `zone` is what `TZ`/`tz` print.
 pub fn to_char(micros: i64, format: &str, zone: &str) -> Result<String> {
-    let t: NaiveDateTime = DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| Error::InvalidInput("timestamp out of range".into()))?
-        .naive_utc();
     let mut out = String::new();
-    let mut rest = format;
-    let mut fill_mode = false;
-    while let Some(c) = rest.chars().next() {
-        if let Some(r) = rest.strip_prefix("FM").or_else(|| rest.strip_prefix("fm")) {
-            fill_mode = true;
-            rest = r;
-            continue;
-        }
-        if c == '"' {
-            let body = &rest[1..];
-            let end = body.find('"').unwrap_or(body.len());
-            out.push_str(&body[..end]);
-            rest = body.get(end + 1..).unwrap_or("");
-            continue;
-        }
-        if let Some(r) = rest.strip_prefix("\\\"") {
-            out.push('"');
-            rest = r;
-            continue;
-        }
-        match PATTERNS.iter().find(|p| rest.starts_with(**p)) {
-            Some(pattern) => {
-                format_pattern(&mut out, pattern, &t, fill_mode, zone);
-                rest = &rest[pattern.len()..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-        fill_mode = false;
-    }
+    ToCharFormat::parse(format).write(&mut out, micros, zone)?;
     Ok(out)
+}
+
+/// A `to_char` template parsed once, to format many times (a column's rows).
+#[derive(Debug)]
+pub struct ToCharFormat {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug)]
+enum Piece {
+    /// Text copied as it is.
+    Text(String),
+    /// A template pattern (one of [`PATTERNS`]), in fill mode (`FM`) or padded.
+    Pattern(&'static str, bool),
+}
+
+impl ToCharFormat {
+    /// The pieces of `format` (see [`to_char`]).
+    pub fn parse(format: &str) -> ToCharFormat {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = format;
+        let mut fill_mode = false;
+        while let Some(c) = rest.chars().next() {
+            if let Some(r) = rest.strip_prefix("FM").or_else(|| rest.strip_prefix("fm")) {
+                fill_mode = true;
+                rest = r;
+                continue;
+            }
+            if c == '"' {
+                let body = &rest[1..];
+                let end = body.find('"').unwrap_or(body.len());
+                text.push_str(&body[..end]);
+                rest = body.get(end + 1..).unwrap_or("");
+                continue;
+            }
+            if let Some(r) = rest.strip_prefix("\\\"") {
+                text.push('"');
+                rest = r;
+                continue;
+            }
+            match PATTERNS.iter().find(|p| rest.starts_with(**p)) {
+                Some(pattern) => {
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Pattern(pattern, fill_mode));
+                    rest = &rest[pattern.len()..];
+                }
+                None => {
+                    text.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+            fill_mode = false;
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        ToCharFormat { pieces }
+    }
+
+    /// Appends the time `micros` (UTC) formatted to `out`.
+    pub fn write(&self, out: &mut String, micros: i64, zone: &str) -> Result<()> {
+        let t: NaiveDateTime = DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| Error::InvalidInput("timestamp out of range".into()))?
+            .naive_utc();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Pattern(pattern, fill_mode) => {
+                    format_pattern(out, pattern, &t, *fill_mode, zone);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Template patterns, longest first where one is a prefix of another.
@@ -102,19 +146,21 @@ fn push_name(out: &mut String, pattern: &str, name: &str, width: usize, fill_mod
     } else {
         name.to_string()
     };
-    if fill_mode {
-        out.push_str(&text);
+    // Writing to a String cannot fail.
+    let _ = if fill_mode {
+        write!(out, "{text}")
     } else {
-        out.push_str(&format!("{text:<width$}"));
-    }
+        write!(out, "{text:<width$}")
+    };
 }
 
 fn push_number(out: &mut String, value: i64, width: usize, fill_mode: bool) {
-    if fill_mode {
-        out.push_str(&value.to_string());
+    // Writing to a String cannot fail.
+    let _ = if fill_mode {
+        write!(out, "{value}")
     } else {
-        out.push_str(&format!("{value:0width$}"));
-    }
+        write!(out, "{value:0width$}")
+    };
 }
 
 fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, zone: &str) {
@@ -138,7 +184,9 @@ fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, 
         "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
         "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
         "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
-        "Y,YYY" | "y,yyy" => out.push_str(&format!("{},{:03}", year / 1000, year % 1000)),
+        "Y,YYY" | "y,yyy" => {
+            let _ = write!(out, "{},{:03}", year / 1000, year % 1000);
+        }
         "YYYY" | "yyyy" => push_number(out, year, 4, fm),
         "YYY" | "yyy" => push_number(out, year % 1000, 3, fm),
         "YY" | "yy" => push_number(out, year % 100, 2, fm),
