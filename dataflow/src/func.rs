@@ -505,6 +505,30 @@ fn to_char_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
     Ok(Some(Arc::new(out.finish())))
 }
 
+/// `split_part` of a text column, a column at a time: each field is found without
+/// collecting the others and copied straight into the output. `None` for arguments of other
+/// types.
+fn split_part_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+    let (Some(texts), Some(delimiters), Some(positions)) = (
+        args[0].as_string_opt::<i32>(),
+        args.get(1).and_then(|a| a.as_string_opt::<i32>()),
+        args.get(2).and_then(|a| a.as_primitive_opt::<Int32Type>()),
+    ) else {
+        return Ok(None);
+    };
+    let mut out = arrow::array::StringBuilder::with_capacity(texts.len(), texts.len() * 8);
+    for r in 0..texts.len() {
+        if texts.is_null(r) || delimiters.is_null(r) || positions.is_null(r) {
+            out.append_null();
+            continue;
+        }
+        let field =
+            crate::string::split_part(texts.value(r), delimiters.value(r), positions.value(r))?;
+        out.append_value(field);
+    }
+    Ok(Some(Arc::new(out.finish())))
+}
+
 /// `f` of each row's time (microseconds) and index, NULL where any of `args` is.
 fn map_times(
     times: &TimestampMicrosecondArray,
@@ -528,6 +552,11 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
         && let Some(formatted) = to_char_column(args)?
     {
         return Ok(formatted);
+    }
+    if func == Func::SplitPart
+        && let Some(fields) = split_part_column(args)?
+    {
+        return Ok(fields);
     }
     let regexes = string::RegexCache::default();
     each_row(args, ty, |row| {
@@ -587,7 +616,7 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
                 let Datum::Int32(n) = row[2] else {
                     return Err(Error::Internal("split_part position".into()));
                 };
-                Datum::Varchar(string::split_part(text(0)?, text(1)?, n)?)
+                Datum::Varchar(string::split_part(text(0)?, text(1)?, n)?.to_string())
             }
             Func::Replace => Datum::Varchar(string::replace(text(0)?, text(1)?, text(2)?)),
             Func::RegexpMatch => {
@@ -909,19 +938,30 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
         }
         (Func::Upper | Func::Lower, DataType::Varchar) => {
             let strings = arg.as_string::<i32>();
-            let out: StringArray = strings
-                .iter()
-                .map(|s| {
-                    s.map(|s| {
+            let mut out = arrow::array::StringBuilder::with_capacity(
+                strings.len(),
+                strings.value_data().len(),
+            );
+            // ASCII text (most) changes case in one reused buffer, byte by byte.
+            let mut buffer = String::new();
+            for s in strings.iter() {
+                match s {
+                    None => out.append_null(),
+                    Some(s) if s.is_ascii() => {
+                        buffer.clear();
+                        buffer.push_str(s);
                         if func == Func::Upper {
-                            s.to_uppercase()
+                            buffer.make_ascii_uppercase();
                         } else {
-                            s.to_lowercase()
+                            buffer.make_ascii_lowercase();
                         }
-                    })
-                })
-                .collect();
-            Arc::new(out)
+                        out.append_value(&buffer);
+                    }
+                    Some(s) if func == Func::Upper => out.append_value(s.to_uppercase()),
+                    Some(s) => out.append_value(s.to_lowercase()),
+                }
+            }
+            Arc::new(out.finish())
         }
         (Func::CharLength, DataType::Int32) => {
             let strings = arg.as_string::<i32>();
@@ -968,6 +1008,49 @@ mod tests {
         assert_eq!(n.as_primitive::<Int32Type>().value(0), 5);
         let u = eval(Func::Upper, &[s], DataType::Varchar, 2).unwrap();
         assert_eq!(u.as_string::<i32>().value(0), "GRÜSSE");
+        assert!(u.is_null(1));
+        let s: ArrayRef = Arc::new(StringArray::from(vec![Some("Apple"), Some("ÉCOLE"), None]));
+        let l = eval(Func::Lower, &[s], DataType::Varchar, 3).unwrap();
+        let l: Vec<Option<&str>> = l.as_string::<i32>().iter().collect();
+        assert_eq!(l, [Some("apple"), Some("école"), None]);
+    }
+
+    #[test]
+    fn split_part_takes_each_rows_field() {
+        let texts: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("https://x.com/a/b/c"),
+            Some("a::b::c"),
+            None,
+            Some("a/b"),
+        ]));
+        let delimiters: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("/"),
+            Some("::"),
+            Some("/"),
+            Some("/"),
+        ]));
+        let positions: ArrayRef =
+            Arc::new(Int32Array::from(vec![Some(4), Some(-1), Some(1), None]));
+        let fields = eval(
+            Func::SplitPart,
+            &[texts, delimiters, Arc::clone(&positions)],
+            DataType::Varchar,
+            4,
+        )
+        .unwrap();
+        let fields: Vec<Option<&str>> = fields.as_string::<i32>().iter().collect();
+        assert_eq!(fields, [Some("a"), Some("c"), None, None]);
+        let zero: ArrayRef = Arc::new(Int32Array::from(vec![0]));
+        let one = |s: &str| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![s])) };
+        assert!(
+            eval(
+                Func::SplitPart,
+                &[one("a"), one("/"), zero],
+                DataType::Varchar,
+                1
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -228,25 +228,31 @@ fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, 
 
 /// PostgreSQL's `split_part(s, delimiter, n)`: the `n`th field (from 1; negative counts from
 /// the end), or an empty string past the last.
-pub fn split_part(s: &str, delimiter: &str, n: i32) -> Result<String> {
+pub fn split_part<'a>(s: &'a str, delimiter: &str, n: i32) -> Result<&'a str> {
     if n == 0 {
         return Err(Error::InvalidInput(
             "field position must not be zero".into(),
         ));
     }
-    let fields: Vec<&str> = if delimiter.is_empty() {
-        vec![s]
-    } else {
-        s.split(delimiter).collect()
+    let field = match delimiter.as_bytes() {
+        [] => nth_field(std::iter::once(s), n),
+        // One ASCII byte: split at it with memchr.
+        [b] if b.is_ascii() => nth_field(s.split(char::from(*b)), n),
+        _ => nth_field(s.split(delimiter), n),
     };
-    let index = if n > 0 {
-        usize::try_from(n - 1).ok()
-    } else {
-        fields.len().checked_sub(n.unsigned_abs() as usize)
+    Ok(field.unwrap_or(""))
+}
+
+/// The `n`th of `fields` (from 1; negative counts from the end), without collecting them.
+fn nth_field<'a>(mut fields: impl Iterator<Item = &'a str> + Clone, n: i32) -> Option<&'a str> {
+    let from_start = match usize::try_from(n) {
+        Ok(n) => n - 1,
+        Err(_) => fields
+            .clone()
+            .count()
+            .checked_sub(n.unsigned_abs() as usize)?,
     };
-    Ok(index
-        .and_then(|i| fields.get(i))
-        .map_or_else(String::new, |f| (*f).to_string()))
+    fields.nth(from_start)
 }
 
 /// PostgreSQL's `replace(s, from, to)`: every occurrence of `from` replaced (none when empty).
@@ -546,6 +552,12 @@ mod tests {
         assert_eq!(split_part(url, "/", -1).unwrap(), "item.htm");
         assert_eq!(split_part(url, "/", 9).unwrap(), "");
         assert_eq!(split_part("abc", "", 1).unwrap(), "abc");
+        assert_eq!(split_part("abc", "", -1).unwrap(), "abc");
+        assert_eq!(split_part("abc", "", 2).unwrap(), "");
+        assert_eq!(split_part("a::b::c", "::", 2).unwrap(), "b");
+        assert_eq!(split_part("a::b::c", "::", -3).unwrap(), "a");
+        assert_eq!(split_part("a::b::c", "::", -4).unwrap(), "");
+        assert_eq!(split_part("é/ü", "/", 2).unwrap(), "ü");
         assert!(split_part(url, "/", 0).is_err());
     }
 
