@@ -1,7 +1,10 @@
 //! Array functions and operators, a row at a time: arrays are rare in hot paths, and their
-//! elements vary in number per row.
+//! elements vary in number per row. The exception is `ARRAY[...]` of columns, which a
+//! hopping window builds for every row (the starts of its windows): it is built a column at
+//! a time.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use epoch_mvcc::memcomparable::{self, OrderType};
@@ -84,6 +87,11 @@ fn element_texts(items: &[Datum], null_text: Option<&str>, out: &mut Vec<String>
 
 /// Evaluates array function `func` over `args` (rows in step), giving values of type `ty`.
 pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> Result<ArrayRef> {
+    if func == Func::ArrayConstruct
+        && let Some(list) = construct_columns(args, ty, rows)?
+    {
+        return Ok(list);
+    }
     let mut out = Vec::with_capacity(rows);
     let mut row = Vec::with_capacity(args.len());
     for r in 0..rows {
@@ -92,6 +100,27 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
         out.push(eval_row(func, &row)?);
     }
     Ok(array_from_datums(ty, out.iter()))
+}
+
+/// `ARRAY[a, b, ...]` of columns of the element type, a column at a time: every row's list
+/// holds one element of each column, so the values are the columns interleaved. `None`
+/// where the columns' type is not the element's.
+fn construct_columns(args: &[ArrayRef], ty: DataType, rows: usize) -> Result<Option<ArrayRef>> {
+    let arrow::datatypes::DataType::List(field) = ty.to_arrow() else {
+        return Ok(None);
+    };
+    if args.is_empty() || args.iter().any(|a| a.data_type() != field.data_type()) {
+        return Ok(None);
+    }
+    let columns: Vec<&dyn arrow::array::Array> = args.iter().map(AsRef::as_ref).collect();
+    let at: Vec<(usize, usize)> = (0..rows)
+        .flat_map(|r| (0..args.len()).map(move |c| (c, r)))
+        .collect();
+    let values = arrow::compute::interleave(&columns, &at)?;
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(args.len(), rows));
+    Ok(Some(Arc::new(arrow::array::ListArray::try_new(
+        field, offsets, values, None,
+    )?)))
 }
 
 fn eval_row(func: Func, row: &[Datum]) -> Result<Datum> {
@@ -226,6 +255,28 @@ mod tests {
                 .map(|x| x.map_or(Datum::Null, Datum::Int32))
                 .collect(),
         )
+    }
+
+    /// `ARRAY[...]` of columns is each row's list of their values, NULL elements kept.
+    #[test]
+    fn arrays_of_columns_are_each_rows_values() {
+        let a: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![Some(1), None, Some(3)]));
+        let b: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![Some(4), Some(5), None]));
+        let ty = DataType::list(DataType::Int64);
+        let lists = eval(Func::ArrayConstruct, &[a, b], ty, 3).unwrap();
+        assert_eq!(lists.data_type(), &ty.to_arrow());
+        let rows: Vec<Datum> = (0..3)
+            .map(|r| Datum::from_array(lists.as_ref(), r))
+            .collect();
+        let int = |v: Option<i64>| v.map_or(Datum::Null, Datum::Int64);
+        assert_eq!(
+            rows,
+            [
+                Datum::List(vec![int(Some(1)), int(Some(4))]),
+                Datum::List(vec![int(None), int(Some(5))]),
+                Datum::List(vec![int(Some(3)), int(None)]),
+            ]
+        );
     }
 
     #[test]
