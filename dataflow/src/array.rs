@@ -92,6 +92,11 @@ pub(crate) fn eval(func: Func, args: &[ArrayRef], ty: DataType, rows: usize) -> 
     {
         return Ok(list);
     }
+    if func == Func::ArrayAccess
+        && let Some(elements) = access_columns(args)?
+    {
+        return Ok(elements);
+    }
     let mut out = Vec::with_capacity(rows);
     let mut row = Vec::with_capacity(args.len());
     for r in 0..rows {
@@ -121,6 +126,35 @@ fn construct_columns(args: &[ArrayRef], ty: DataType, rows: usize) -> Result<Opt
     Ok(Some(Arc::new(arrow::array::ListArray::try_new(
         field, offsets, values, None,
     )?)))
+}
+
+/// `list[i]` of a list column, a column at a time: the elements are taken from the lists'
+/// values (NULL where the list or index is, or the index is outside the list). `None` for
+/// arguments of other types.
+fn access_columns(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+    use arrow::array::{Array, AsArray};
+    let (Some(lists), Some(at)) = (
+        args[0].as_list_opt::<i32>(),
+        args.get(1)
+            .and_then(|a| a.as_primitive_opt::<arrow::datatypes::Int32Type>()),
+    ) else {
+        return Ok(None);
+    };
+    let offsets = lists.value_offsets();
+    let elements: arrow::array::UInt32Array = (0..lists.len())
+        .map(|r| {
+            if lists.is_null(r) || at.is_null(r) {
+                return None;
+            }
+            let (i, start, len) = (at.value(r), offsets[r], offsets[r + 1] - offsets[r]);
+            (i >= 1 && i <= len).then(|| (start + i - 1) as u32)
+        })
+        .collect();
+    Ok(Some(arrow::compute::take(
+        lists.values().as_ref(),
+        &elements,
+        None,
+    )?))
 }
 
 fn eval_row(func: Func, row: &[Datum]) -> Result<Datum> {

@@ -529,6 +529,43 @@ fn split_part_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
     Ok(Some(Arc::new(out.finish())))
 }
 
+/// `regexp_match` of a text column, a column at a time: each row's groups go straight into
+/// the output list's values. `None` for arguments of other types.
+fn regexp_match_column(args: &[ArrayRef], ty: DataType) -> Result<Option<ArrayRef>> {
+    let (Some(texts), Some(patterns), arrow::datatypes::DataType::List(field)) = (
+        args[0].as_string_opt::<i32>(),
+        args.get(1).and_then(|a| a.as_string_opt::<i32>()),
+        ty.to_arrow(),
+    ) else {
+        return Ok(None);
+    };
+    let flags = match args.get(2).map(|a| a.as_string_opt::<i32>()) {
+        None => None,
+        Some(Some(flags)) => Some(flags),
+        Some(None) => return Ok(None),
+    };
+    let regexes = crate::string::RegexCache::default();
+    let mut out =
+        arrow::array::ListBuilder::new(arrow::array::StringBuilder::new()).with_field(field);
+    for r in 0..texts.len() {
+        if texts.is_null(r) || patterns.is_null(r) || flags.is_some_and(|f| f.is_null(r)) {
+            out.append_null();
+            continue;
+        }
+        let flags = flags.map_or("", |f| f.value(r));
+        match regexes.regexp_match(texts.value(r), patterns.value(r), flags)? {
+            Some(groups) => {
+                for group in groups {
+                    out.values().append_option(group);
+                }
+                out.append(true);
+            }
+            None => out.append_null(),
+        }
+    }
+    Ok(Some(Arc::new(out.finish())))
+}
+
 /// `f` of each row's time (microseconds) and index, NULL where any of `args` is.
 fn map_times(
     times: &TimestampMicrosecondArray,
@@ -557,6 +594,11 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
         && let Some(fields) = split_part_column(args)?
     {
         return Ok(fields);
+    }
+    if func == Func::RegexpMatch
+        && let Some(groups) = regexp_match_column(args, ty)?
+    {
+        return Ok(groups);
     }
     let regexes = string::RegexCache::default();
     each_row(args, ty, |row| {
@@ -625,7 +667,7 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
                     Some(groups) => Datum::List(
                         groups
                             .into_iter()
-                            .map(|g| g.map_or(Datum::Null, Datum::Varchar))
+                            .map(|g| g.map_or(Datum::Null, |g| Datum::Varchar(g.to_string())))
                             .collect(),
                     ),
                     None => Datum::Null,
@@ -1013,6 +1055,68 @@ mod tests {
         let l = eval(Func::Lower, &[s], DataType::Varchar, 3).unwrap();
         let l: Vec<Option<&str>> = l.as_string::<i32>().iter().collect();
         assert_eq!(l, [Some("apple"), Some("école"), None]);
+    }
+
+    /// `regexp_match(...)[i]` a column at a time: groups of each row's first match, NULL
+    /// without a match, for a NULL text, or past the groups.
+    #[test]
+    fn regexp_groups_of_a_column_are_each_rows() {
+        let urls: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("https://x.com/?a=1&channel_id=9z&b"),
+            Some("https://x.com/?channel_id=ab"),
+            Some("https://x.com/"),
+            None,
+        ]));
+        let pattern: ArrayRef = Arc::new(StringArray::from(vec!["(&|^)channel_id=([^&]*)"; 4]));
+        let ty = DataType::list(DataType::Varchar);
+        let groups = eval(Func::RegexpMatch, &[urls, pattern], ty, 4).unwrap();
+        assert_eq!(groups.data_type(), &ty.to_arrow());
+        let rows: Vec<Datum> = (0..4)
+            .map(|r| Datum::from_array(groups.as_ref(), r))
+            .collect();
+        let text = |s: &str| Datum::Varchar(s.into());
+        assert_eq!(
+            rows,
+            [
+                Datum::List(vec![text("&"), text("9z")]),
+                Datum::Null,
+                Datum::Null,
+                Datum::Null
+            ]
+        );
+        let at = |i: i32| -> ArrayRef { Arc::new(Int32Array::from(vec![i; 4])) };
+        let second = crate::array::eval(
+            Func::ArrayAccess,
+            &[Arc::clone(&groups), at(2)],
+            DataType::Varchar,
+            4,
+        )
+        .unwrap();
+        let second: Vec<Option<&str>> = second.as_string::<i32>().iter().collect();
+        assert_eq!(second, [Some("9z"), None, None, None]);
+        for outside in [0, 3] {
+            let none = crate::array::eval(
+                Func::ArrayAccess,
+                &[Arc::clone(&groups), at(outside)],
+                DataType::Varchar,
+                4,
+            )
+            .unwrap();
+            assert_eq!(none.null_count(), 4);
+        }
+        // With flags: case-insensitive.
+        let one = |s: &str| -> ArrayRef { Arc::new(StringArray::from(vec![s])) };
+        let groups = eval(
+            Func::RegexpMatch,
+            &[one("FooBar"), one("o+b"), one("i")],
+            ty,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            Datum::from_array(groups.as_ref(), 0),
+            Datum::List(vec![text("ooB")])
+        );
     }
 
     #[test]

@@ -428,12 +428,12 @@ pub struct RegexCache {
 impl RegexCache {
     /// `regexp_match(s, pattern [, flags])`: the first match's capture groups (or the whole
     /// match when the pattern has none), `None` without a match.
-    pub fn regexp_match(
+    pub fn regexp_match<'a>(
         &self,
-        s: &str,
+        s: &'a str,
         pattern: &str,
         flags: &str,
-    ) -> Result<Option<Vec<Option<String>>>> {
+    ) -> Result<Option<Vec<Option<&'a str>>>> {
         let mut last = self.last.borrow_mut();
         let cached = last
             .as_ref()
@@ -445,7 +445,7 @@ impl RegexCache {
         let Some(captures) = regex.captures(s) else {
             return Ok(None);
         };
-        let group = |i| captures.get(i).map(|m| m.as_str().to_string());
+        let group = |i| captures.get(i).map(|m| m.as_str());
         Ok(Some(if captures.len() == 1 {
             vec![group(0)]
         } else {
@@ -567,10 +567,10 @@ mod tests {
         let groups = cache
             .regexp_match("a=1&channel_id=9z&b", "(&|^)channel_id=([^&]*)", "")
             .unwrap();
-        assert_eq!(groups, Some(vec![Some("&".into()), Some("9z".into())]));
+        assert_eq!(groups, Some(vec![Some("&"), Some("9z")]));
         assert_eq!(
             cache.regexp_match("foobar", "O+", "i").unwrap(),
-            Some(vec![Some("oo".into())])
+            Some(vec![Some("oo")])
         );
         assert_eq!(cache.regexp_match("foobar", "x", "").unwrap(), None);
         assert!(cache.regexp_match("a", "(", "").is_err());
