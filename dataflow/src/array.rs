@@ -1,7 +1,7 @@
 //! Array functions and operators, a row at a time: arrays are rare in hot paths, and their
-//! elements vary in number per row. The exception is `ARRAY[...]` of columns, which a
-//! hopping window builds for every row (the starts of its windows): it is built a column at
-//! a time.
+//! elements vary in number per row. The exceptions work a column at a time: `ARRAY[...]` of
+//! columns, which a hopping window builds for every row (the starts of its windows), and
+//! `list[i]`, which takes from a list column's values (`regexp_match(...)[i]`).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
