@@ -470,13 +470,13 @@ fn move_timestamps(func: Func, args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
 
 /// `to_char` of a timestamp (or timestamptz) column, a column at a time: each row's template
 /// is parsed only where it differs from the previous row's (a view's is a constant), and the
-/// text is written straight into the output. `None` for arguments of other types.
-fn to_char_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+/// text is written straight into the output.
+fn to_char_column(args: &[ArrayRef]) -> Result<ArrayRef> {
     let (Some(times), Some(formats)) = (
         args[0].as_primitive_opt::<TimestampMicrosecondType>(),
         args.get(1).and_then(|a| a.as_string_opt::<i32>()),
     ) else {
-        return Ok(None);
+        return Err(arguments_error(Func::ToChar, args));
     };
     let zone = match args[0].data_type() {
         arrow::datatypes::DataType::Timestamp(_, Some(_)) => "UTC",
@@ -502,19 +502,18 @@ fn to_char_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
         template.write(&mut text, times.value(r), zone)?;
         out.append_value(&text);
     }
-    Ok(Some(Arc::new(out.finish())))
+    Ok(Arc::new(out.finish()))
 }
 
 /// `split_part` of a text column, a column at a time: each field is found without
-/// collecting the others and copied straight into the output. `None` for arguments of other
-/// types.
-fn split_part_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
+/// collecting the others and copied straight into the output.
+fn split_part_column(args: &[ArrayRef]) -> Result<ArrayRef> {
     let (Some(texts), Some(delimiters), Some(positions)) = (
         args[0].as_string_opt::<i32>(),
         args.get(1).and_then(|a| a.as_string_opt::<i32>()),
         args.get(2).and_then(|a| a.as_primitive_opt::<Int32Type>()),
     ) else {
-        return Ok(None);
+        return Err(arguments_error(Func::SplitPart, args));
     };
     let mut out = arrow::array::StringBuilder::with_capacity(texts.len(), texts.len() * 8);
     for r in 0..texts.len() {
@@ -526,23 +525,23 @@ fn split_part_column(args: &[ArrayRef]) -> Result<Option<ArrayRef>> {
             crate::string::split_part(texts.value(r), delimiters.value(r), positions.value(r))?;
         out.append_value(field);
     }
-    Ok(Some(Arc::new(out.finish())))
+    Ok(Arc::new(out.finish()))
 }
 
 /// `regexp_match` of a text column, a column at a time: each row's groups go straight into
-/// the output list's values. `None` for arguments of other types.
-fn regexp_match_column(args: &[ArrayRef], ty: DataType) -> Result<Option<ArrayRef>> {
+/// the output list's values.
+fn regexp_match_column(args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
     let (Some(texts), Some(patterns), arrow::datatypes::DataType::List(field)) = (
         args[0].as_string_opt::<i32>(),
         args.get(1).and_then(|a| a.as_string_opt::<i32>()),
         ty.to_arrow(),
     ) else {
-        return Ok(None);
+        return Err(arguments_error(Func::RegexpMatch, args));
     };
     let flags = match args.get(2).map(|a| a.as_string_opt::<i32>()) {
         None => None,
         Some(Some(flags)) => Some(flags),
-        Some(None) => return Ok(None),
+        Some(None) => return Err(arguments_error(Func::RegexpMatch, args)),
     };
     let regexes = crate::string::RegexCache::default();
     let mut out =
@@ -563,7 +562,13 @@ fn regexp_match_column(args: &[ArrayRef], ty: DataType) -> Result<Option<ArrayRe
             None => out.append_null(),
         }
     }
-    Ok(Some(Arc::new(out.finish())))
+    Ok(Arc::new(out.finish()))
+}
+
+/// The error of a function given arrays of types the planner never gives it.
+fn arguments_error(func: Func, args: &[ArrayRef]) -> Error {
+    let types: Vec<_> = args.iter().map(|a| a.data_type().to_string()).collect();
+    Error::Internal(format!("{func:?} of {}", types.join(", ")))
 }
 
 /// `f` of each row's time (microseconds) and index, NULL where any of `args` is.
@@ -585,20 +590,12 @@ fn map_times(
 /// The functions of [`crate::string`], a row at a time.
 fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> {
     use crate::string;
-    if func == Func::ToChar
-        && let Some(formatted) = to_char_column(args)?
-    {
-        return Ok(formatted);
-    }
-    if func == Func::SplitPart
-        && let Some(fields) = split_part_column(args)?
-    {
-        return Ok(fields);
-    }
-    if func == Func::RegexpMatch
-        && let Some(groups) = regexp_match_column(args, ty)?
-    {
-        return Ok(groups);
+    // These work a column at a time; the rest a row at a time.
+    match func {
+        Func::ToChar => return to_char_column(args),
+        Func::SplitPart => return split_part_column(args),
+        Func::RegexpMatch => return regexp_match_column(args, ty),
+        _ => {}
     }
     let regexes = string::RegexCache::default();
     each_row(args, ty, |row| {
@@ -649,30 +646,7 @@ fn eval_string(func: Func, args: &[ArrayRef], ty: DataType) -> Result<ArrayRef> 
                     .collect(),
             ),
             Func::Md5 => Datum::Varchar(format!("{:x}", md5::compute(text(0)?.as_bytes()))),
-            Func::ToChar => match &row[0] {
-                Datum::Timestamp(us) => Datum::Varchar(string::to_char(*us, text(1)?, "")?),
-                Datum::Timestamptz(us) => Datum::Varchar(string::to_char(*us, text(1)?, "UTC")?),
-                other => return Err(Error::Internal(format!("to_char of {other:?}"))),
-            },
-            Func::SplitPart => {
-                let Datum::Int32(n) = row[2] else {
-                    return Err(Error::Internal("split_part position".into()));
-                };
-                Datum::Varchar(string::split_part(text(0)?, text(1)?, n)?.to_string())
-            }
             Func::Replace => Datum::Varchar(string::replace(text(0)?, text(1)?, text(2)?)),
-            Func::RegexpMatch => {
-                let flags = if row.len() > 2 { text(2)? } else { "" };
-                match regexes.regexp_match(text(0)?, text(1)?, flags)? {
-                    Some(groups) => Datum::List(
-                        groups
-                            .into_iter()
-                            .map(|g| g.map_or(Datum::Null, |g| Datum::Varchar(g.to_string())))
-                            .collect(),
-                    ),
-                    None => Datum::Null,
-                }
-            }
             other => {
                 return Err(Error::Internal(format!(
                     "{other:?} is not a string function"

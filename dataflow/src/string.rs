@@ -9,17 +9,18 @@ use regex::Regex;
 
 use crate::{Error, Result};
 
-/// PostgreSQL's `to_char(timestamp, format)`: the template patterns of PostgreSQL's
-/// formatting functions (YYYY, MM, DD, HH24, MI, SS, Month, Dy, AM, ...; `FM` suppresses
-/// padding, `"..."` is literal text, `\"` a double quote), applied to a time in UTC.
-/// `zone` is what `TZ`/`tz` print.
-pub fn to_char(micros: i64, format: &str, zone: &str) -> Result<String> {
+/// `to_char` of one time (see [`ToCharFormat`]), for the tests.
+#[cfg(test)]
+pub(crate) fn to_char(micros: i64, format: &str, zone: &str) -> Result<String> {
     let mut out = String::new();
     ToCharFormat::parse(format).write(&mut out, micros, zone)?;
     Ok(out)
 }
 
-/// A `to_char` template parsed once, to format many times (a column's rows).
+/// A template of PostgreSQL's `to_char(timestamp, format)`, parsed once to format a column's
+/// rows: the template patterns of PostgreSQL's formatting functions (YYYY, MM, DD, HH24, MI,
+/// SS, Month, Dy, AM, ...; `FM` suppresses padding, `"..."` is literal text, `\"` a double
+/// quote), applied to a time in UTC; `zone` is what `TZ`/`tz` print.
 #[derive(Debug)]
 pub struct ToCharFormat {
     pieces: Vec<Piece>,
@@ -34,7 +35,7 @@ enum Piece {
 }
 
 impl ToCharFormat {
-    /// The pieces of `format` (see [`to_char`]).
+    /// The pieces of `format`.
     pub fn parse(format: &str) -> ToCharFormat {
         let mut pieces = Vec::new();
         let mut text = String::new();
