@@ -94,7 +94,7 @@ pub enum Func {
     SizePretty,
     /// `quote_ident(s)`: `s` double-quoted unless it is a plain lower-case identifier.
     QuoteIdent,
-    /// `to_char(t, format)` of a timestamp or timestamptz (see [`crate::string::to_char`]).
+    /// `to_char(t, format)` of a timestamp or timestamptz (see [`crate::string::ToCharFormat`]).
     ToChar,
     /// `split_part(s, delimiter, n)`.
     SplitPart,
