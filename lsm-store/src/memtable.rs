@@ -35,8 +35,9 @@ pub(crate) type Run = Vec<(Bytes, Value)>;
 
 #[derive(Debug, Default)]
 struct MemtableInner {
-    /// Oldest first: a later run's entry for a key replaces an earlier run's.
-    runs: Vec<Run>,
+    /// Oldest first: a later run's entry for a key replaces an earlier run's. Shared with
+    /// the batches [`Memtable::freeze`] made.
+    runs: Vec<Arc<Run>>,
     /// Approximate heap bytes of every entry held (replaced ones until their run merges).
     size: usize,
     /// Write-budget units this memtable holds (released when its data is committed).
@@ -66,16 +67,16 @@ impl Memtable {
         let mut inner = self.inner.lock();
         inner.charged += charged;
         inner.size += added;
-        inner.runs.push(run);
+        inner.runs.push(Arc::new(run));
         while inner.runs.len() > MAX_RUNS {
             let runs = &mut inner.runs;
             let i = (0..runs.len() - 1)
                 .min_by_key(|i| runs[*i].len() + runs[i + 1].len())
                 .expect("more than one run");
-            let newer = runs.remove(i + 1);
-            let older = std::mem::take(&mut runs[i]);
+            let newer = Arc::unwrap_or_clone(runs.remove(i + 1));
+            let older = Arc::unwrap_or_clone(std::mem::take(&mut runs[i]));
             let (merged, dropped) = merge_runs(vec![older.into_iter(), newer.into_iter()]);
-            runs[i] = merged;
+            runs[i] = Arc::new(merged);
             inner.size -= dropped;
         }
     }
@@ -100,20 +101,21 @@ impl Memtable {
             .collect();
         ImmBatch {
             epoch: self.epoch,
-            runs: vec![merge_runs(parts).0],
+            runs: vec![Arc::new(merge_runs(parts).0)],
             size: 0,
             charged: 0,
         }
     }
 
-    /// Freezes the memtable into an immutable batch of the same runs: they are merged by
-    /// whoever reads them (a flush's merge of every sealed batch), not here, under the
-    /// store's lock, into a second copy of the epoch's entries.
+    /// An immutable batch of the memtable's runs, for the store to take over once it stops
+    /// writing here: the runs are shared, not copied (a reader still holding the memtable
+    /// reads them as before), and merged by whoever reads the batch (a flush's merge of
+    /// every sealed batch), not here, under the store's lock.
     pub(crate) fn freeze(&self) -> ImmBatch {
-        let inner = std::mem::take(&mut *self.inner.lock());
+        let inner = self.inner.lock();
         ImmBatch {
             epoch: self.epoch,
-            runs: inner.runs,
+            runs: inner.runs.clone(),
             size: inner.size,
             charged: inner.charged,
         }
@@ -282,7 +284,7 @@ fn as_slice_bound(b: &Bound<Bytes>) -> Bound<&[u8]> {
 pub(crate) struct ImmBatch {
     pub(crate) epoch: Epoch,
     /// Oldest first.
-    pub(crate) runs: Vec<Run>,
+    pub(crate) runs: Vec<Arc<Run>>,
     pub(crate) size: usize,
     pub(crate) charged: usize,
 }
@@ -293,7 +295,7 @@ impl ImmBatch {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.runs.iter().all(Vec::is_empty)
+        self.runs.iter().all(|run| run.is_empty())
     }
 }
 
@@ -319,7 +321,7 @@ pub(crate) fn flush_bounds(
         return Vec::new();
     }
     let runs = || batches.iter().flat_map(|b| &b.runs);
-    let entries: usize = runs().map(Vec::len).sum();
+    let entries: usize = runs().map(|run| run.len()).sum();
     let step = (entries / (ranges * 16)).max(1);
     let mut samples: Vec<&Bytes> = runs()
         .flat_map(|run| run.iter().skip(step - 1).step_by(step).map(|(k, _)| k))
@@ -387,9 +389,14 @@ mod tests {
                 .range((Bound::Excluded(lo), Bound::Included(hi)))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            prop_assert_eq!(memtable.snapshot(&range).runs, vec![expected]);
+            prop_assert_eq!(&memtable.snapshot(&range).runs, &vec![Arc::new(expected)]);
             let frozen = memtable.freeze();
-            let held: usize = frozen.runs.iter().flatten().map(|(k, v)| entry_size(k, v)).sum();
+            let held: usize = frozen
+                .runs
+                .iter()
+                .flat_map(|run| run.iter())
+                .map(|(k, v)| entry_size(k, v))
+                .sum();
             prop_assert_eq!(frozen.size, held);
             for k in 0..42 {
                 prop_assert_eq!(frozen.get(&key(k)), model.get(&key(k)));
@@ -425,7 +432,12 @@ mod tests {
         let all: Vec<Bytes> = {
             let mut keys: Vec<Bytes> = batches
                 .iter()
-                .flat_map(|b| b.runs.iter().flatten().map(|(k, _)| k.clone()))
+                .flat_map(|b| {
+                    b.runs
+                        .iter()
+                        .flat_map(|run| run.iter())
+                        .map(|(k, _)| k.clone())
+                })
                 .collect();
             keys.sort();
             keys

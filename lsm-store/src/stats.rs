@@ -45,11 +45,13 @@ pub struct LsmStats {
     pub l0_bytes: u64,
     /// L1..=L6.
     pub levels: Vec<LevelStats>,
-    /// Memory held by memtables and sealed batches.
+    /// Memory held by memtables, sealed batches and spills not uploaded yet.
     pub write_buffer_bytes: usize,
+    /// Unsealed memtables uploaded early because the write buffer was full.
+    pub spills: u64,
     /// Bytes of keys and values written by callers.
     pub ingested_bytes: u64,
-    /// Bytes of SSTs written by flushes.
+    /// Bytes of SSTs written by flushes (spills included).
     pub flushed_bytes: u64,
     /// Bytes read by compactions.
     pub compaction_read_bytes: u64,

@@ -91,9 +91,14 @@ pub struct GcReport {
     pub deleted_manifests: usize,
 }
 
-/// What readers see: unsealed memtables, sealed batches awaiting upload, and the version.
+/// What readers see: unsealed memtables, spills of unsealed epochs, sealed batches awaiting
+/// upload, and the version.
 struct ReadState {
     memtables: BTreeMap<Epoch, Arc<Memtable>>,
+    /// Writes of epochs not committed yet that left the write buffer early to free memory
+    /// (see [`LsmStore::spill`]), oldest first within an epoch; they join the version when
+    /// their epoch commits.
+    spills: BTreeMap<Epoch, Vec<Spill>>,
     /// Ascending epoch.
     sealed: Vec<Arc<ImmBatch>>,
     version: Arc<Version>,
@@ -103,10 +108,35 @@ struct ReadState {
     followed: BTreeMap<u64, Arc<Version>>,
 }
 
-/// The layers a read at one epoch consults, newest first.
+/// One spill: a memtable's writes taken out of the write buffer before their epoch was
+/// sealed.
+enum Spill {
+    /// Not uploaded yet (or its upload failed and is retried by the next spill or sync).
+    Pending(Arc<ImmBatch>),
+    /// Uploaded SSTs, one L0 sub-level once committed; their ids stay in flight till then.
+    Uploaded(Arc<Vec<SstInfo>>),
+}
+
+/// One L0 sub-level a commit adds.
+enum CommitPart {
+    /// A spill's uploaded SSTs.
+    Spilled(Arc<Vec<SstInfo>>),
+    /// Sealed batches, flushed together at the commit.
+    Flush(Vec<Arc<ImmBatch>>),
+}
+
+/// One source of a read besides the version's levels.
+enum Layer {
+    Memtable(Arc<Memtable>),
+    Batch(Arc<ImmBatch>),
+    /// Non-overlapping SSTs in key order.
+    Ssts(Arc<Vec<SstInfo>>),
+}
+
+/// The layers a read at one epoch consults: unsealed, spilled and sealed writes, newest
+/// first, then the version.
 struct ReadSnapshot {
-    memtables: Vec<Arc<Memtable>>,
-    sealed: Vec<Arc<ImmBatch>>,
+    layers: Vec<Layer>,
     version: Arc<Version>,
 }
 
@@ -118,6 +148,7 @@ struct Counters {
     compaction_written_bytes: AtomicU64,
     compactions: AtomicU64,
     trivial_moves: AtomicU64,
+    spills: AtomicU64,
 }
 
 struct StoreInner {
@@ -130,6 +161,9 @@ struct StoreInner {
     epochs: Arc<EpochManager>,
     /// Serializes manifest commits (flushes and compactions).
     commit_lock: tokio::sync::Mutex<()>,
+    /// Held while spills upload: one spill at a time, and a sync waits for the spills of
+    /// the epochs it commits.
+    spill_lock: tokio::sync::Mutex<()>,
     buffer_used: AtomicUsize,
     buffer_freed: Notify,
     prefix_lens: RwLock<BTreeMap<u32, usize>>,
@@ -249,6 +283,7 @@ impl LsmStore {
             installed_versions: Mutex::new(vec![Arc::downgrade(&version)]),
             state: RwLock::new(ReadState {
                 memtables: BTreeMap::new(),
+                spills: BTreeMap::new(),
                 sealed: Vec::new(),
                 version,
                 followed: BTreeMap::new(),
@@ -259,6 +294,7 @@ impl LsmStore {
             sst_store,
             manifest,
             commit_lock: tokio::sync::Mutex::new(()),
+            spill_lock: tokio::sync::Mutex::new(()),
             buffer_used: AtomicUsize::new(0),
             buffer_freed: Notify::new(),
             fenced: Mutex::new(None),
@@ -456,7 +492,7 @@ impl LsmStore {
     pub async fn ingest(&self, epoch: Epoch, batch: WriteBatch) -> Result<()> {
         self.check_writable()?;
         let charged: usize = batch.iter().map(|(k, v)| entry_size(k, v)).sum();
-        self.wait_for_buffer(charged).await;
+        self.wait_for_buffer(charged).await?;
         let mut batch = Some(batch);
         let result = loop {
             {
@@ -492,22 +528,47 @@ impl LsmStore {
         result
     }
 
-    /// Waits while the write buffer is over budget and a sync can free it.
-    async fn wait_for_buffer(&self, bytes: usize) {
+    /// Waits while the write buffer is over budget and memory can be freed: spills the
+    /// unsealed epochs' writes when they hold a good part of the budget (or an earlier
+    /// spill's upload failed), otherwise waits for a sync or the spill in flight.
+    async fn wait_for_buffer(&self, bytes: usize) -> Result<()> {
         let budget = self.inner.options.write_buffer_bytes;
         loop {
             let freed = self.inner.buffer_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             let used = self.inner.buffer_used.load(Relaxed);
-            // Only sealed data can be freed by a sync; never block on the epoch being written.
-            let can_free = !self.inner.state.read().sealed.is_empty();
-            if used + bytes <= budget || !can_free || self.inner.shutdown.load(Relaxed) {
-                self.inner.buffer_used.fetch_add(bytes, Relaxed);
-                return;
+            if used + bytes <= budget || self.inner.shutdown.load(Relaxed) {
+                break;
+            }
+            let (unsealed, sealed, failed_spill) = {
+                let state = self.inner.state.read();
+                let unsealed: usize = state.memtables.values().map(|m| m.charged()).sum();
+                let failed_spill = state
+                    .spills
+                    .values()
+                    .flatten()
+                    .any(|s| matches!(s, Spill::Pending(_)));
+                (unsealed, !state.sealed.is_empty(), failed_spill)
+            };
+            let spill = if unsealed >= budget / 8 || failed_spill {
+                self.inner.spill_lock.try_lock().ok()
+            } else {
+                None
+            };
+            if let Some(guard) = spill {
+                self.spill(guard).await?;
+                continue;
+            }
+            let spilling = self.inner.spill_lock.try_lock().is_err();
+            // Never wait on the epoch being written unless a spill frees it.
+            if !sealed && !spilling {
+                break;
             }
             freed.await;
         }
+        self.inner.buffer_used.fetch_add(bytes, Relaxed);
+        Ok(())
     }
 
     fn release_buffer(&self, bytes: usize) {
@@ -515,18 +576,110 @@ impl LsmStore {
         self.inner.buffer_freed.notify_waiters();
     }
 
+    /// Takes every unsealed memtable out of the write buffer and uploads it as SSTs (a
+    /// spill), as RisingWave spills its shared buffer: an epoch bigger than the write buffer
+    /// then streams to the object store instead of growing memory. The SSTs are read in
+    /// place of the memtable at once, and join the version (each spill one L0 sub-level,
+    /// below the epoch's later writes) when the epoch commits; a crash before that leaves
+    /// them unreferenced, for garbage collection.
+    async fn spill(&self, _spilling: tokio::sync::MutexGuard<'_, ()>) -> Result<()> {
+        {
+            let mut state = self.inner.state.write();
+            for (epoch, memtable) in std::mem::take(&mut state.memtables) {
+                // Writers insert under the read lock, so nothing lands in it after this; a
+                // reader holding it still reads the same runs.
+                let batch = memtable.freeze();
+                if batch.is_empty() {
+                    self.release_buffer(batch.charged);
+                    continue;
+                }
+                let spill = Spill::Pending(Arc::new(batch));
+                state.spills.entry(epoch).or_default().push(spill);
+                self.inner.counters.spills.fetch_add(1, Relaxed);
+            }
+        }
+        self.upload_spills(Epoch::MAX).await
+    }
+
+    /// Uploads the pending spills of epochs up to `epoch`, oldest first, each freeing its
+    /// memory once its SSTs are readable. The caller holds the spill lock.
+    async fn upload_spills(&self, epoch: Epoch) -> Result<()> {
+        loop {
+            let next = {
+                let state = self.inner.state.read();
+                state
+                    .spills
+                    .range(..=epoch)
+                    .flat_map(|(_, spills)| spills)
+                    .find_map(|s| match s {
+                        Spill::Pending(batch) => Some(Arc::clone(batch)),
+                        Spill::Uploaded(_) => None,
+                    })
+            };
+            let Some(batch) = next else {
+                return Ok(());
+            };
+            let registered = Mutex::new(Vec::new());
+            let uploaded = self.flush(std::slice::from_ref(&batch), &registered).await;
+            let registered = registered.into_inner();
+            let ssts = match uploaded {
+                Ok(ssts) => ssts,
+                Err(e) => {
+                    self.forget_in_flight(&registered);
+                    return Err(e);
+                }
+            };
+            let replaced = {
+                let mut state = self.inner.state.write();
+                let slot = state.spills.get_mut(&batch.epoch).and_then(|spills| {
+                    spills
+                        .iter_mut()
+                        .find(|s| matches!(s, Spill::Pending(b) if Arc::ptr_eq(b, &batch)))
+                });
+                slot.map(|slot| *slot = Spill::Uploaded(Arc::new(ssts)))
+                    .is_some()
+            };
+            if replaced {
+                self.release_buffer(batch.charged);
+            } else {
+                // Discarded while uploading: the SSTs are garbage.
+                self.forget_in_flight(&registered);
+            }
+        }
+    }
+
+    /// Uploads that will never be committed (or just were): garbage collection may consider
+    /// them.
+    fn forget_in_flight(&self, ids: &[u64]) {
+        self.inner.in_flight.lock().retain(|id| !ids.contains(id));
+    }
+
     /// The newest sealed epoch: its writes and every earlier one's commit with the next syncs.
     pub fn sealed_epoch(&self) -> Epoch {
         self.inner.epochs.sealed()
     }
 
-    /// Drops every unsealed write (the memtables of epochs after the sealed one), for a writer
-    /// abandoning the epochs it had not sealed when something failed: it resumes writing at
-    /// a newer epoch, and reads see the sealed data as before. The caller stops its writers
-    /// first; a write racing with this lands in an epoch that is gone.
+    /// Drops every unsealed write (the memtables and spills of epochs after the sealed one),
+    /// for a writer abandoning the epochs it had not sealed when something failed: it
+    /// resumes writing at a newer epoch, and reads see the sealed data as before. The caller
+    /// stops its writers first; a write racing with this lands in an epoch that is gone.
     pub fn discard_unsealed(&self) {
-        let dropped = std::mem::take(&mut self.inner.state.write().memtables);
-        self.release_buffer(dropped.values().map(|m| m.charged()).sum());
+        let sealed = self.inner.epochs.sealed();
+        let (memtables, spills) = {
+            let mut state = self.inner.state.write();
+            let spills = state.spills.split_off(&Epoch(sealed.0 + 1));
+            (std::mem::take(&mut state.memtables), spills)
+        };
+        let mut charged: usize = memtables.values().map(|m| m.charged()).sum();
+        for spill in spills.into_values().flatten() {
+            match spill {
+                Spill::Pending(batch) => charged += batch.charged,
+                Spill::Uploaded(ssts) => {
+                    self.forget_in_flight(&ssts.iter().map(|s| s.id).collect::<Vec<_>>());
+                }
+            }
+        }
+        self.release_buffer(charged);
     }
 
     /// Seals every epoch up to `epoch` (see [`StateStore::seal_epoch`]).
@@ -555,38 +708,76 @@ impl LsmStore {
         if epoch <= self.inner.epochs.committed() {
             return Ok(());
         }
-        let batches: Vec<Arc<ImmBatch>> = {
-            let state = self.inner.state.read();
-            state
-                .sealed
-                .iter()
-                .filter(|b| b.epoch <= epoch)
-                .cloned()
-                .collect()
-        };
+        {
+            // A spill that took a memtable of these epochs before they were sealed finishes
+            // first; no later one takes any (sealed epochs have no memtables).
+            let _spilling = self.inner.spill_lock.lock().await;
+            self.upload_spills(epoch).await?;
+        }
+        let plan = self.commit_plan(epoch);
         let registered = Mutex::new(Vec::new());
-        let result = match self.flush(&batches, &registered).await {
-            Ok(ssts) => self.commit_flush(ssts, epoch, &batches).await,
+        let mut sub_levels = Vec::with_capacity(plan.len());
+        let mut flushed = Ok(());
+        for part in &plan {
+            match part {
+                CommitPart::Spilled(ssts) => sub_levels.push(ssts.as_ref().clone()),
+                CommitPart::Flush(batches) => match self.flush(batches, &registered).await {
+                    Ok(ssts) => sub_levels.push(ssts),
+                    Err(e) => {
+                        flushed = Err(e);
+                        break;
+                    }
+                },
+            }
+        }
+        let result = match flushed {
+            Ok(()) => self.commit_flush(&plan, sub_levels, epoch).await,
             Err(e) => Err(e),
         };
         // Committed or not, these uploads are no longer in flight: they are either in the
         // version or garbage.
-        let registered = registered.into_inner();
-        self.inner
-            .in_flight
-            .lock()
-            .retain(|id| !registered.contains(id));
+        self.forget_in_flight(&registered.into_inner());
         result
     }
 
+    /// What committing every epoch up to `epoch` adds to L0, oldest first: each epoch's
+    /// spills, below the flush of its sealed batch (written after them). Sealed batches of
+    /// consecutive epochs share one flush unless a later one has spills: a spill of epoch
+    /// `e` holds keys newer than any sealed batch before `e`, so it goes above their flush,
+    /// and a read stops at the first sub-level holding a key.
+    fn commit_plan(&self, epoch: Epoch) -> Vec<CommitPart> {
+        let state = self.inner.state.read();
+        let mut plan = Vec::new();
+        let mut group: Vec<Arc<ImmBatch>> = Vec::new();
+        let mut sealed = state.sealed.iter().filter(|b| b.epoch <= epoch).peekable();
+        for (spill_epoch, spills) in state.spills.range(..=epoch) {
+            while let Some(b) = sealed.next_if(|b| b.epoch < *spill_epoch) {
+                group.push(Arc::clone(b));
+            }
+            if !group.is_empty() {
+                plan.push(CommitPart::Flush(std::mem::take(&mut group)));
+            }
+            plan.extend(spills.iter().map(|s| match s {
+                Spill::Uploaded(ssts) => CommitPart::Spilled(Arc::clone(ssts)),
+                Spill::Pending(_) => unreachable!("uploaded under the spill lock first"),
+            }));
+        }
+        group.extend(sealed.cloned());
+        if !group.is_empty() {
+            plan.push(CommitPart::Flush(group));
+        }
+        plan
+    }
+
+    /// Commits `epoch` with `sub_levels`, the SSTs of `plan`'s parts (oldest first).
     async fn commit_flush(
         &self,
-        ssts: Vec<SstInfo>,
+        plan: &[CommitPart],
+        sub_levels: Vec<Vec<SstInfo>>,
         epoch: Epoch,
-        batches: &[Arc<ImmBatch>],
     ) -> Result<()> {
         let current = self.version();
-        let next = if ssts.is_empty() {
+        let next = if sub_levels.iter().all(Vec::is_empty) {
             // Nothing to persist: the epoch is committed in memory only. A restart resumes at
             // an older committed epoch that holds exactly the same data.
             Version {
@@ -594,8 +785,8 @@ impl LsmStore {
                 ..(*current).clone()
             }
         } else {
-            let flushed: u64 = ssts.iter().map(|s| s.file_size).sum();
-            let next = current.with_flush(ssts, epoch);
+            let flushed: u64 = sub_levels.iter().flatten().map(|s| s.file_size).sum();
+            let next = current.with_flush(sub_levels, epoch);
             self.inner
                 .manifest
                 .commit(&next)
@@ -611,9 +802,21 @@ impl LsmStore {
             let mut state = self.inner.state.write();
             self.install(&mut state, next);
             state.sealed.retain(|b| b.epoch > epoch);
+            state.spills = state.spills.split_off(&Epoch(epoch.0 + 1));
         }
+        let mut spilled_ids = Vec::new();
+        let mut charged = 0;
+        for part in plan {
+            match part {
+                CommitPart::Spilled(ssts) => spilled_ids.extend(ssts.iter().map(|s| s.id)),
+                CommitPart::Flush(batches) => {
+                    charged += batches.iter().map(|b| b.charged).sum::<usize>()
+                }
+            }
+        }
+        self.forget_in_flight(&spilled_ids);
         self.inner.epochs.commit(epoch);
-        self.release_buffer(batches.iter().map(|b| b.charged).sum());
+        self.release_buffer(charged);
         self.inner.wake_compactor.notify_one();
         Ok(())
     }
@@ -712,38 +915,51 @@ impl LsmStore {
                 safe: Epoch(version.safe_epoch),
             }));
         }
-        Ok(ReadSnapshot {
-            memtables: state
-                .memtables
-                .range(..=read_epoch)
-                .rev()
-                .map(|(_, m)| Arc::clone(m))
-                .collect(),
-            sealed: state
-                .sealed
-                .iter()
-                .rev()
-                .filter(|b| b.epoch <= read_epoch)
-                .cloned()
-                .collect(),
-            version,
-        })
+        let mut epochs: Vec<Epoch> = state
+            .memtables
+            .range(..=read_epoch)
+            .map(|(e, _)| *e)
+            .chain(state.spills.range(..=read_epoch).map(|(e, _)| *e))
+            .chain(
+                state
+                    .sealed
+                    .iter()
+                    .map(|b| b.epoch)
+                    .filter(|e| *e <= read_epoch),
+            )
+            .collect();
+        epochs.sort_unstable_by(|a, b| b.cmp(a));
+        epochs.dedup();
+        // Newest first: by epoch, and within one the memtable, then the sealed batch, then
+        // the spills from the newest.
+        let mut layers = Vec::new();
+        for epoch in epochs {
+            if let Some(m) = state.memtables.get(&epoch) {
+                layers.push(Layer::Memtable(Arc::clone(m)));
+            }
+            for b in state.sealed.iter().filter(|b| b.epoch == epoch) {
+                layers.push(Layer::Batch(Arc::clone(b)));
+            }
+            for spill in state.spills.get(&epoch).into_iter().flatten().rev() {
+                layers.push(match spill {
+                    Spill::Pending(b) => Layer::Batch(Arc::clone(b)),
+                    Spill::Uploaded(ssts) => Layer::Ssts(Arc::clone(ssts)),
+                });
+            }
+        }
+        Ok(ReadSnapshot { layers, version })
     }
 
     /// The value of `key` as of `read_epoch` (see [`StateStore::get`]).
     pub async fn get_value(&self, key: &[u8], read_epoch: Epoch) -> Result<Option<Bytes>> {
-        let ReadSnapshot {
-            memtables,
-            sealed,
-            version,
-        } = self.read_snapshot(read_epoch)?;
-        for m in &memtables {
-            if let Some(v) = m.get(key) {
-                return Ok(v.as_put().cloned());
-            }
-        }
-        for b in &sealed {
-            if let Some(v) = b.get(key) {
+        let ReadSnapshot { layers, version } = self.read_snapshot(read_epoch)?;
+        for layer in &layers {
+            let found = match layer {
+                Layer::Memtable(m) => m.get(key),
+                Layer::Batch(b) => b.get(key).cloned(),
+                Layer::Ssts(ssts) => self.get_from_run(ssts, key, read_epoch).await?,
+            };
+            if let Some(v) = found {
                 return Ok(v.as_put().cloned());
             }
         }
@@ -753,15 +969,26 @@ impl LsmStore {
             .map(|s| s.ssts.as_slice())
             .chain(version.levels.iter().map(Vec::as_slice));
         for run in runs {
-            let idx = run.partition_point(|s| s.largest_user_key() < key);
-            let Some(info) = run.get(idx).filter(|s| s.may_contain(key)) else {
-                continue;
-            };
-            if let Some(v) = self.get_from_sst(info, key, read_epoch).await? {
+            if let Some(v) = self.get_from_run(run, key, read_epoch).await? {
                 return Ok(v.as_put().cloned());
             }
         }
         Ok(None)
+    }
+
+    /// The newest version of `key` at or below `read_epoch` in `run`, non-overlapping SSTs
+    /// in key order.
+    async fn get_from_run(
+        &self,
+        run: &[SstInfo],
+        key: &[u8],
+        read_epoch: Epoch,
+    ) -> Result<Option<Value>> {
+        let idx = run.partition_point(|s| s.largest_user_key() < key);
+        match run.get(idx).filter(|s| s.may_contain(key)) {
+            Some(info) => self.get_from_sst(info, key, read_epoch).await,
+            None => Ok(None),
+        }
     }
 
     async fn get_from_sst(
@@ -806,11 +1033,7 @@ impl LsmStore {
         read_epoch: Epoch,
         direction: Direction,
     ) -> Result<LsmIter> {
-        let ReadSnapshot {
-            memtables,
-            sealed,
-            version,
-        } = self.read_snapshot(read_epoch)?;
+        let ReadSnapshot { layers, version } = self.read_snapshot(read_epoch)?;
         let target = match direction {
             Direction::Forward => match &range.0 {
                 Bound::Included(s) | Bound::Excluded(s) => {
@@ -826,53 +1049,80 @@ impl LsmStore {
             },
         };
         let target_key = target.as_deref().and_then(FullKeyRef::decode);
-        let mut cursors = Vec::new();
-        for m in &memtables {
-            let snapshot = Arc::new(m.snapshot(&range));
-            cursors.extend(
-                BatchCursor::over_runs(&snapshot, direction, None).map(SourceCursor::Batch),
-            );
-        }
-        for b in &sealed {
-            cursors
-                .extend(BatchCursor::over_runs(b, direction, target_key).map(SourceCursor::Batch));
-        }
         let prefix = self.bloom_prefix(&range);
-        let store = &self.inner.sst_store;
+        let seek = (target.as_deref(), direction);
+        let mut cursors = Vec::new();
+        for layer in &layers {
+            match layer {
+                Layer::Memtable(m) => {
+                    let snapshot = Arc::new(m.snapshot(&range));
+                    cursors.extend(
+                        BatchCursor::over_runs(&snapshot, direction, None).map(SourceCursor::Batch),
+                    );
+                }
+                Layer::Batch(b) => cursors.extend(
+                    BatchCursor::over_runs(b, direction, target_key).map(SourceCursor::Batch),
+                ),
+                Layer::Ssts(ssts) => {
+                    let cursor = self
+                        .run_cursor(ssts, &range, read_epoch, prefix.as_deref(), seek)
+                        .await?;
+                    cursors.extend(cursor);
+                }
+            }
+        }
         let runs = version
             .l0
             .iter()
             .map(|s| &s.ssts)
             .chain(version.levels.iter());
         for run in runs {
-            let mut ssts = Vec::new();
-            for info in run
-                .iter()
-                .filter(|s| overlaps_range(s, &range) && s.min_epoch <= read_epoch.0)
-            {
-                if let Some(prefix) = &prefix {
-                    let sst = store.sstable(info).await?;
-                    store.counters.bloom_checks.fetch_add(1, Relaxed);
-                    if !sst.tail.filter.may_contain_prefix(prefix) {
-                        store.counters.bloom_negatives.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                }
-                ssts.push(info.clone());
-            }
-            if ssts.is_empty() {
-                continue;
-            }
-            let mut cursor =
-                ConcatCursor::new(ssts.into(), SstSource::Store(Arc::clone(store)), direction);
-            cursor.seek(target.as_deref()).await?;
-            cursors.push(SourceCursor::Concat(cursor));
+            let cursor = self
+                .run_cursor(run, &range, read_epoch, prefix.as_deref(), seek)
+                .await?;
+            cursors.extend(cursor);
         }
         let merge = MergeCursor::new(cursors, direction)?;
         Ok(LsmIter {
             inner: MvccIter::new(merge, read_epoch, direction, range),
             _version: version,
         })
+    }
+
+    /// A cursor over the SSTs of `run` (non-overlapping, in key order) that may hold keys of
+    /// `range` at or below `read_epoch` (and `prefix`, by their bloom filters), sought to
+    /// `target` in `direction`; `None` when no SST qualifies.
+    async fn run_cursor(
+        &self,
+        run: &[SstInfo],
+        range: &KeyRange,
+        read_epoch: Epoch,
+        prefix: Option<&[u8]>,
+        (target, direction): (Option<&[u8]>, Direction),
+    ) -> Result<Option<SourceCursor>> {
+        let store = &self.inner.sst_store;
+        let mut ssts = Vec::new();
+        for info in run
+            .iter()
+            .filter(|s| overlaps_range(s, range) && s.min_epoch <= read_epoch.0)
+        {
+            if let Some(prefix) = prefix {
+                let sst = store.sstable(info).await?;
+                store.counters.bloom_checks.fetch_add(1, Relaxed);
+                if !sst.tail.filter.may_contain_prefix(prefix) {
+                    store.counters.bloom_negatives.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+            ssts.push(info.clone());
+        }
+        if ssts.is_empty() {
+            return Ok(None);
+        }
+        let mut cursor =
+            ConcatCursor::new(ssts.into(), SstSource::Store(Arc::clone(store)), direction);
+        cursor.seek(target).await?;
+        Ok(Some(SourceCursor::Concat(cursor)))
     }
 
     // ---- compaction and garbage collection ----
@@ -1106,8 +1356,13 @@ impl LsmStore {
         let version = self.version();
         let write_buffer_bytes = {
             let state = self.inner.state.read();
+            let spilling = state.spills.values().flatten().filter_map(|s| match s {
+                Spill::Pending(b) => Some(b.size),
+                Spill::Uploaded(_) => None,
+            });
             state.memtables.values().map(|m| m.size()).sum::<usize>()
                 + state.sealed.iter().map(|b| b.size).sum::<usize>()
+                + spilling.sum::<usize>()
         };
         let levels = (1..=MAX_LEVEL)
             .map(|l| LevelStats {
@@ -1140,6 +1395,7 @@ impl LsmStore {
             l0_bytes: version.level_bytes(0),
             levels,
             write_buffer_bytes,
+            spills: c.spills.load(Relaxed),
             ingested_bytes: ingested,
             flushed_bytes: flushed,
             compaction_read_bytes: c.compaction_read_bytes.load(Relaxed),

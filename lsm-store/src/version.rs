@@ -148,12 +148,13 @@ impl Version {
         }
     }
 
-    /// The next version with a flush's SSTs as a new, newest L0 sub-level.
-    pub fn with_flush(&self, ssts: Vec<SstInfo>, committed_epoch: Epoch) -> Version {
+    /// The next version with a commit's SSTs as new, newest L0 sub-levels: `sub_levels`
+    /// lists them oldest first (an epoch's spills, then the flush of its sealed writes).
+    pub fn with_flush(&self, sub_levels: Vec<Vec<SstInfo>>, committed_epoch: Epoch) -> Version {
         let mut next = self.clone();
         next.id += 1;
         next.committed_epoch = committed_epoch.0.max(self.committed_epoch);
-        if !ssts.is_empty() {
+        for ssts in sub_levels.into_iter().filter(|s| !s.is_empty()) {
             next.l0.insert(
                 0,
                 SubLevel {
@@ -245,10 +246,15 @@ mod tests {
 
     #[test]
     fn flush_adds_newest_sub_level_and_serde_roundtrips() {
-        let v = Version::empty().with_flush(vec![sst(1, b"a", b"c"), sst(2, b"d", b"f")], Epoch(5));
-        let v = v.with_flush(vec![sst(3, b"b", b"e")], Epoch(6));
+        let v = Version::empty()
+            .with_flush(vec![vec![sst(1, b"a", b"c"), sst(2, b"d", b"f")]], Epoch(5));
+        let v = v.with_flush(
+            vec![vec![sst(3, b"b", b"e")], vec![], vec![sst(4, b"a", b"b")]],
+            Epoch(6),
+        );
         assert_eq!(v.id, 2);
-        assert_eq!(v.l0[0].ssts[0].id, 3);
+        assert_eq!(v.l0[0].ssts[0].id, 4);
+        assert_eq!(v.l0[1].ssts[0].id, 3);
         assert_eq!(v.committed_epoch(), Epoch(6));
         v.validate().unwrap();
         let json = serde_json::to_string(&v).unwrap();

@@ -1,17 +1,20 @@
 //! Property test: the store against a BTreeMap model of every version, through random writes,
-//! seals, syncs, compactions, garbage collection, restarts and pinned snapshots.
+//! seals, syncs, compactions, garbage collection, restarts and pinned snapshots; once with
+//! room for every epoch in the write buffer, once with a buffer so small that unsealed
+//! epochs spill to SSTs.
 
 mod common;
 
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Model, collect, key, small_options};
 use epoch_mvcc::{Direction, Epoch, PinnedSnapshot, StateStore, Value};
 use lsm_store::object_store::MemoryObjectStore;
-use lsm_store::{Error, LsmStore};
+use lsm_store::{Error, LsmStore, LsmStoreOptions};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -55,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct Harness {
+    options: LsmStoreOptions,
     objects: MemoryObjectStore,
     store: LsmStore,
     model: Model,
@@ -68,12 +72,13 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new() -> Self {
+    async fn new(options: LsmStoreOptions) -> Self {
         let objects = MemoryObjectStore::new();
-        let store = LsmStore::open(Arc::new(objects.clone()), small_options())
+        let store = LsmStore::open(Arc::new(objects.clone()), options.clone())
             .await
             .unwrap();
         Harness {
+            options,
             objects,
             store,
             model: Model::default(),
@@ -120,6 +125,14 @@ impl Harness {
         }
     }
 
+    async fn sync_sealed(&mut self) {
+        if self.sealed > self.synced {
+            self.store.sync(self.sealed).await.unwrap();
+            self.synced = self.sealed;
+            assert!(self.store.committed_epoch() >= self.synced);
+        }
+    }
+
     async fn apply(&mut self, op: Op) {
         match op {
             Op::Write(writes) => {
@@ -139,7 +152,18 @@ impl Harness {
                     self.model
                         .write(self.writing, k.clone(), v.as_put().cloned());
                 }
-                self.store.ingest_batch(self.writing, batch).await.unwrap();
+                let store = self.store.clone();
+                let ingest = store.ingest_batch(self.writing, batch);
+                tokio::pin!(ingest);
+                let waited = tokio::time::timeout(Duration::from_millis(20), &mut ingest).await;
+                if waited.is_err() {
+                    // The buffer is full of sealed epochs: the sync a barrier would run next
+                    // frees them.
+                    self.sync_sealed().await;
+                    ingest.await.unwrap();
+                } else {
+                    waited.unwrap().unwrap();
+                }
             }
             Op::Seal => {
                 self.store.seal_epoch(self.writing).unwrap();
@@ -147,13 +171,7 @@ impl Harness {
                 self.readable.push(self.writing);
                 self.writing = Epoch(self.writing.0 + 1);
             }
-            Op::Sync => {
-                if self.sealed > self.synced {
-                    self.store.sync(self.sealed).await.unwrap();
-                    self.synced = self.sealed;
-                    assert!(self.store.committed_epoch() >= self.synced);
-                }
-            }
+            Op::Sync => self.sync_sealed().await,
             Op::Compact => {
                 self.store.compact_until_settled().await.unwrap();
             }
@@ -173,7 +191,7 @@ impl Harness {
             Op::Reopen => {
                 self.pins.clear();
                 self.store.close().await;
-                self.store = LsmStore::open(Arc::new(self.objects.clone()), small_options())
+                self.store = LsmStore::open(Arc::new(self.objects.clone()), self.options.clone())
                     .await
                     .unwrap();
                 self.model.truncate_after(self.synced);
@@ -236,28 +254,45 @@ impl Harness {
     }
 }
 
+/// Runs `ops`, then makes everything durable and checks it reads back after a restart.
+fn run(ops: Vec<Op>, options: LsmStoreOptions) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h = Harness::new(options).await;
+        for op in ops {
+            h.apply(op).await;
+        }
+        h.apply(Op::Seal).await;
+        h.apply(Op::Sync).await;
+        h.apply(Op::Compact).await;
+        if std::env::var_os("MODEL_DEBUG").is_some() {
+            eprintln!("{}", serde_json::to_string(&h.store.stats()).unwrap());
+        }
+        h.apply(Op::Reopen).await;
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        h.check_scan(all, h.synced, Direction::Forward).await;
+        h.store.close().await;
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn store_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut h = Harness::new().await;
-            for op in ops {
-                h.apply(op).await;
-            }
-            // Finally everything written becomes durable and reads back after a restart.
-            h.apply(Op::Seal).await;
-            h.apply(Op::Sync).await;
-            h.apply(Op::Compact).await;
-            if std::env::var_os("MODEL_DEBUG").is_some() {
-                eprintln!("{}", serde_json::to_string(&h.store.stats()).unwrap());
-            }
-            h.apply(Op::Reopen).await;
-            let all = (Bound::Unbounded, Bound::Unbounded);
-            h.check_scan(all, h.synced, Direction::Forward).await;
-            h.store.close().await;
-        });
+        run(ops, small_options());
+    }
+
+    /// A write buffer of a few batches: most epochs spill, some several times, with
+    /// overwrites and deletes of spilled keys in the same epoch.
+    #[test]
+    fn store_spilling_unsealed_epochs_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let mut options = small_options();
+        options.write_buffer_bytes = 600;
+        run(ops, options);
     }
 }

@@ -289,7 +289,7 @@ mod tests {
     fn l0_compacts_into_base_level_with_overlaps() {
         let mut v = Version::empty();
         for i in 0..4 {
-            v = v.with_flush(vec![sst(10 + i, b"c", b"f", 10)], Epoch(i + 1));
+            v = v.with_flush(vec![vec![sst(10 + i, b"c", b"f", 10)]], Epoch(i + 1));
         }
         v.levels[5] = vec![sst(1, b"a", b"b", 10), sst(2, b"d", b"e", 10)];
         let t = pick(&v, &opts(), 3, 1 << 20, 7, &HashSet::new()).unwrap();
@@ -317,7 +317,7 @@ mod tests {
         for (i, (lo, hi)) in [(b"a", b"b"), (b"y", b"z")].into_iter().enumerate() {
             for epoch in 0..2 {
                 let id = 10 + 2 * i as u64 + epoch;
-                v = v.with_flush(vec![sst(id, lo, hi, 10)], Epoch(id));
+                v = v.with_flush(vec![vec![sst(id, lo, hi, 10)]], Epoch(id));
             }
         }
         v.levels[5] = vec![sst(1, b"m", b"n", 10)];
