@@ -155,14 +155,14 @@ impl Harness {
                 let store = self.store.clone();
                 let ingest = store.ingest_batch(self.writing, batch);
                 tokio::pin!(ingest);
-                let waited = tokio::time::timeout(Duration::from_millis(20), &mut ingest).await;
-                if waited.is_err() {
-                    // The buffer is full of sealed epochs: the sync a barrier would run next
-                    // frees them.
-                    self.sync_sealed().await;
-                    ingest.await.unwrap();
-                } else {
-                    waited.unwrap().unwrap();
+                match tokio::time::timeout(Duration::from_millis(20), &mut ingest).await {
+                    Ok(ingested) => ingested.unwrap(),
+                    Err(_) => {
+                        // The buffer is full of sealed epochs: the sync a barrier would run
+                        // next frees them.
+                        self.sync_sealed().await;
+                        ingest.await.unwrap();
+                    }
                 }
             }
             Op::Seal => {
