@@ -849,6 +849,9 @@ pub(crate) fn hash_agg<S: StateStore>(
                         Err(Error::Internal("a job's first message must be a barrier".into()))?;
                     }
                     agg.apply_chunk(&chunk).await?;
+                    for t in agg.tables() {
+                        t.spill_if_full().await?;
+                    }
                 }
                 Message::Watermark(w) => agg.watermark(w),
                 Message::Barrier(barrier) => {

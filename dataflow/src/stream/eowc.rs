@@ -58,7 +58,10 @@ pub(crate) fn emit_on_window_close<S: StateStore>(
         let mut closing: Option<Datum> = None;
         while let Some(message) = input.next().await {
             match message? {
-                Message::Chunk(chunk) => held.write_chunk(&chunk),
+                Message::Chunk(chunk) => {
+                    held.write_chunk(&chunk);
+                    held.spill_if_full().await?;
+                }
                 Message::Watermark(w) if w.column == watermark_column => {
                     closing = Some(w.value);
                 }

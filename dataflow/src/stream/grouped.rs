@@ -306,6 +306,7 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     } else {
                         table.write_chunk(&chunk.filter(&BooleanArray::from(admitted))?);
                     }
+                    table.spill_if_full().await?;
                 }
                 Message::Barrier(barrier) => {
                     if first {

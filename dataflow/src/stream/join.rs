@@ -799,6 +799,9 @@ pub(crate) fn hash_join<S: StateStore>(
                 Aligned::Chunk(s, chunk) => {
                     let out = join.apply_chunk(s, &chunk).await?;
                     for side in &mut join.sides {
+                        for table in side.tables() {
+                            table.spill_if_full().await?;
+                        }
                         side.trim_cache();
                     }
                     if let Some(out) = out {

@@ -33,6 +33,7 @@ impl<S: StateStore> Materialize<S> {
             match message? {
                 Message::Chunk(chunk) => {
                     self.table.write_chunk(&chunk);
+                    self.table.spill_if_full().await?;
                     self.progress
                         .changes
                         .fetch_add(chunk.cardinality() as u64, Ordering::Relaxed);
