@@ -3,10 +3,10 @@
 //! A row's key is `table_id | vnode | memcomparable(primary key)`, where the vnode is the hash
 //! of the distribution key; its value is the compact encoding of the whole row. Writes of the
 //! current epoch are buffered and handed to the store when the epoch's barrier commits them,
-//! or earlier once they pass the table's budget ([`StateTable::spill_if_full`]): then the
-//! store's write buffer, which spills to the object store when full, holds them. A bounded
-//! cache keeps recently read and written rows; the table is its only writer, so the cache
-//! never goes stale.
+//! or earlier when the store's write buffer budget, which counts them, is full
+//! ([`StateTable::spill_if_full`]): the store then spills what it cannot keep to the object
+//! store. A bounded cache keeps recently read and written rows; the table is its only
+//! writer, so the cache never goes stale.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -196,8 +196,10 @@ pub struct StateTable<S: StateStore> {
     pending: BTreeMap<Bytes, Value>,
     /// Approximate heap bytes of `pending` ([`pending_size`] per entry).
     pending_bytes: usize,
-    /// `pending` goes to the store once it holds this much.
-    pending_budget: usize,
+    /// Of those, the bytes the store was told the table holds.
+    reported_bytes: usize,
+    /// Pending writes smaller than this stay with the table even when the store is full.
+    spill_threshold: usize,
     cache: Cache<Bytes, Option<Bytes>>,
 }
 
@@ -207,9 +209,9 @@ fn pending_size(key_len: usize, value: &Value) -> usize {
     key_len + value.as_put().map_or(0, Bytes::len) + 80
 }
 
-/// The smallest budget for a table's pending writes: smaller ones would hand the store
-/// many tiny batches (each a sorted run its reads search).
-const MIN_PENDING_BUDGET: usize = 1 << 20;
+/// Pending writes a table keeps even when the store's budget is full: handing over smaller
+/// ones would give the store many tiny batches (each a sorted run its reads search).
+const SPILL_THRESHOLD: usize = 1 << 20;
 
 /// Memory a cache entry takes besides its key and value bytes: foyer's record and hash slot,
 /// the two `Bytes` handles and their allocations' rounding. Measured at ~230 bytes (1M
@@ -218,8 +220,7 @@ const MIN_PENDING_BUDGET: usize = 1 << 20;
 const CACHE_ENTRY_OVERHEAD: usize = 232;
 
 impl<S: StateStore> StateTable<S> {
-    /// A table writing at `epoch`, with a cache of about `cache_bytes` and as much (at least
-    /// [`MIN_PENDING_BUDGET`]) for writes not handed to the store.
+    /// A table writing at `epoch`, with a cache of about `cache_bytes`.
     pub fn new(desc: TableDesc, store: S, epoch: Epoch, cache_bytes: usize) -> Self {
         let cache = CacheBuilder::new(cache_bytes.max(1))
             .with_weighter(|k: &Bytes, v: &Option<Bytes>| {
@@ -232,7 +233,8 @@ impl<S: StateStore> StateTable<S> {
             epoch,
             pending: BTreeMap::new(),
             pending_bytes: 0,
-            pending_budget: cache_bytes.max(MIN_PENDING_BUDGET),
+            reported_bytes: 0,
+            spill_threshold: SPILL_THRESHOLD,
             cache,
         }
     }
@@ -462,19 +464,33 @@ impl<S: StateStore> StateTable<S> {
         Ok(())
     }
 
-    /// Hands the pending writes to the store once they pass the table's budget, rather than
-    /// at the barrier: an epoch's writes then count against the store's write buffer, which
-    /// spills to the object store when full, instead of growing here. Operators call this
-    /// between chunks.
+    /// Tells the store how much the table's pending writes take, and when its write buffer
+    /// budget (which counts them) is full, hands them over rather than at the barrier: the
+    /// store spills what it cannot keep to the object store, so an epoch's writes stay within
+    /// the budget. Operators call this between chunks.
     pub async fn spill_if_full(&mut self) -> Result<()> {
-        if self.pending_bytes >= self.pending_budget {
+        let grown = self.pending_bytes as isize - self.reported_bytes as isize;
+        if grown != 0 {
+            self.store.note_held_writes(grown);
+            self.reported_bytes = self.pending_bytes;
+        }
+        if self.pending_bytes >= self.spill_threshold && self.store.write_buffer_full() {
             self.hand_over().await?;
         }
         Ok(())
     }
 
+    /// Takes back what the store was told the table holds.
+    fn release_reported(&mut self) {
+        if self.reported_bytes > 0 {
+            self.store.note_held_writes(-(self.reported_bytes as isize));
+            self.reported_bytes = 0;
+        }
+    }
+
     /// Hands the pending writes to the store, at the current epoch.
     async fn hand_over(&mut self) -> Result<()> {
+        self.release_reported();
         self.pending_bytes = 0;
         let writes: Vec<(Bytes, Value)> = std::mem::take(&mut self.pending).into_iter().collect();
         // Cached keys get their new values; others are read from the store when asked for
@@ -488,6 +504,12 @@ impl<S: StateStore> StateTable<S> {
             self.store.ingest_batch(self.epoch, writes).await?;
         }
         Ok(())
+    }
+}
+
+impl<S: StateStore> Drop for StateTable<S> {
+    fn drop(&mut self) {
+        self.release_reported();
     }
 }
 
@@ -698,7 +720,7 @@ mod tests {
     fn row(id: i64, name: u8, value: i8) -> Vec<Datum> {
         vec![
             Datum::Int64(id),
-            Datum::Varchar(format!("n{name}").into()),
+            Datum::Varchar(format!("n{name}")),
             Datum::Float64(f64::from(value)),
         ]
     }
@@ -706,7 +728,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
-        /// With a budget of a few rows, pending writes go to the store mid-epoch (whose own
+        /// With a store budget of a few rows, pending writes go to the store mid-epoch (whose
         /// buffer spills to SSTs): every read of the epoch still sees the table's writes in
         /// order, as a map does, before and after commits.
         #[test]
@@ -721,7 +743,7 @@ mod tests {
                     .await
                     .unwrap();
                 let mut table = StateTable::new(desc(), store.clone(), Epoch(1), 1 << 20);
-                table.pending_budget = 400;
+                table.spill_threshold = 400;
                 // Rows by primary key in key order: name ascending, id descending.
                 let mut model: BTreeMap<(u8, std::cmp::Reverse<i64>), Vec<Datum>> = BTreeMap::new();
                 for op in ops {
@@ -749,12 +771,12 @@ mod tests {
                             store.sync(epoch).await.unwrap();
                         }
                         Op::Get(id, name) => {
-                            let pk = [Datum::Varchar(format!("n{name}").into()), Datum::Int64(id)];
+                            let pk = [Datum::Varchar(format!("n{name}")), Datum::Int64(id)];
                             let expected = model.get(&(name, std::cmp::Reverse(id))).cloned();
                             assert_eq!(table.get_row(&pk).await.unwrap(), expected);
                         }
                         Op::Prefix(name, limit) => {
-                            let prefix = [Datum::Varchar(format!("n{name}").into())];
+                            let prefix = [Datum::Varchar(format!("n{name}"))];
                             let expected: Vec<Vec<Datum>> = model
                                 .range((name, std::cmp::Reverse(i64::MAX))..=(name, std::cmp::Reverse(i64::MIN)))
                                 .map(|(_, r)| r.clone())

@@ -55,6 +55,20 @@ pub trait StateStore: Clone + Send + Sync + 'static {
     /// Pins the committed epoch so reads at it stay correct while the guard lives.
     fn pin_snapshot(&self) -> PinnedSnapshot;
 
+    /// Tells the store that writers hold `delta` more (fewer, when negative) bytes of writes
+    /// of the epoch being written that they have not ingested yet, so that its write buffer
+    /// budget covers them too (see [`StateStore::write_buffer_full`]).
+    fn note_held_writes(&self, delta: isize) {
+        let _ = delta;
+    }
+
+    /// Whether the write buffer and the writes writers hold are over the store's budget: a
+    /// writer holding writes should then ingest them (the store spills what it cannot keep)
+    /// rather than hold more.
+    fn write_buffer_full(&self) -> bool {
+        false
+    }
+
     /// A hint: table `table_id` is read by ranges of keys sharing their first `len` bytes
     /// (the table key header included), which the store may index (prefix bloom filters).
     fn set_key_prefix_len(&self, table_id: u32, len: usize) {

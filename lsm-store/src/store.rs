@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -58,8 +58,9 @@ pub struct LsmStoreOptions {
     pub sst: SstOptions,
     /// Cache sizes and the optional disk cache.
     pub cache: CacheOptions,
-    /// Memory for unsynced writes; writers wait (backpressure) while sealed data over this
-    /// budget waits for a sync.
+    /// Memory for unsynced writes, including those writers hold before ingesting them
+    /// ([`StateStore::note_held_writes`]); writers wait (backpressure) while sealed data over
+    /// this budget waits for a sync, and unsealed epochs spill to SSTs.
     pub write_buffer_bytes: usize,
     /// Compaction settings.
     pub compaction: CompactionOptions,
@@ -165,6 +166,8 @@ struct StoreInner {
     /// the epochs it commits.
     spill_lock: tokio::sync::Mutex<()>,
     buffer_used: AtomicUsize,
+    /// Bytes of unsealed writes writers hold and have not ingested yet.
+    held_writes: AtomicIsize,
     buffer_freed: Notify,
     prefix_lens: RwLock<BTreeMap<u32, usize>>,
     fenced: Mutex<Option<String>>,
@@ -296,6 +299,7 @@ impl LsmStore {
             commit_lock: tokio::sync::Mutex::new(()),
             spill_lock: tokio::sync::Mutex::new(()),
             buffer_used: AtomicUsize::new(0),
+            held_writes: AtomicIsize::new(0),
             buffer_freed: Notify::new(),
             fenced: Mutex::new(None),
             follower,
@@ -1492,5 +1496,14 @@ impl StateStore for LsmStore {
 
     fn set_key_prefix_len(&self, table_id: u32, len: usize) {
         self.set_table_prefix_len(table_id, len);
+    }
+
+    fn note_held_writes(&self, delta: isize) {
+        self.inner.held_writes.fetch_add(delta, Relaxed);
+    }
+
+    fn write_buffer_full(&self) -> bool {
+        let held = self.inner.held_writes.load(Relaxed).max(0).unsigned_abs();
+        self.inner.buffer_used.load(Relaxed) + held > self.inner.options.write_buffer_bytes
     }
 }

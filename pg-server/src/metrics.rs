@@ -188,6 +188,12 @@ pub(crate) fn render(
     );
     counter(
         &mut out,
+        "streamdb_lsm_spills_total",
+        "Unsealed memtables uploaded early because the write buffer was full.",
+        store.spills as f64,
+    );
+    counter(
+        &mut out,
         "streamdb_lsm_ingested_bytes_total",
         "Bytes of keys and values written.",
         store.ingested_bytes as f64,
