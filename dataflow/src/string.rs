@@ -2,7 +2,6 @@
 //! `replace` and `regexp_match`, as PostgreSQL defines them.
 
 use std::cell::RefCell;
-use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use regex::Regex;
@@ -30,8 +29,75 @@ pub struct ToCharFormat {
 enum Piece {
     /// Text copied as it is.
     Text(String),
-    /// A template pattern (one of [`PATTERNS`]), in fill mode (`FM`) or padded.
-    Pattern(&'static str, bool),
+    /// A template pattern, resolved when the template is parsed.
+    Pattern {
+        field: Field,
+        case: Case,
+        /// `FM`: no padding.
+        fill_mode: bool,
+    },
+}
+
+/// What a template pattern prints.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Hour24,
+    Hour12,
+    Minute,
+    SecondOfDay,
+    Second,
+    Millisecond,
+    Microsecond,
+    /// AM/PM, with dots (`A.M.`) or without.
+    Meridiem {
+        dots: bool,
+    },
+    YearWithComma,
+    Year4,
+    Year3,
+    Year2,
+    Year1,
+    IsoYear,
+    IsoWeek,
+    IsoWeekday,
+    MonthName,
+    MonthAbbrev,
+    Month,
+    DayName,
+    DayAbbrev,
+    DayOfYear,
+    DayOfMonth,
+    Weekday,
+    WeekOfYear,
+    WeekOfMonth,
+    Quarter,
+    Century,
+    JulianDay,
+    Zone,
+}
+
+/// The capitalization a name pattern asks for: `MONTH`, `Month` or `month`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Upper,
+    Capitalized,
+    Lower,
+}
+
+impl Case {
+    fn of(pattern: &str) -> Case {
+        let second_upper = pattern
+            .chars()
+            .nth(1)
+            .is_some_and(|c| c.is_ascii_uppercase());
+        if second_upper {
+            Case::Upper
+        } else if pattern.starts_with(|c: char| c.is_ascii_lowercase()) {
+            Case::Lower
+        } else {
+            Case::Capitalized
+        }
+    }
 }
 
 impl ToCharFormat {
@@ -59,12 +125,16 @@ impl ToCharFormat {
                 rest = r;
                 continue;
             }
-            match PATTERNS.iter().find(|p| rest.starts_with(**p)) {
-                Some(pattern) => {
+            match PATTERNS.iter().find(|(p, _)| rest.starts_with(*p)) {
+                Some((pattern, field)) => {
                     if !text.is_empty() {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
-                    pieces.push(Piece::Pattern(pattern, fill_mode));
+                    pieces.push(Piece::Pattern {
+                        field: *field,
+                        case: Case::of(pattern),
+                        fill_mode,
+                    });
                     rest = &rest[pattern.len()..];
                 }
                 None => {
@@ -88,9 +158,11 @@ impl ToCharFormat {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Pattern(pattern, fill_mode) => {
-                    format_pattern(out, pattern, &t, *fill_mode, zone);
-                }
+                Piece::Pattern {
+                    field,
+                    case,
+                    fill_mode,
+                } => format_field(out, *field, *case, *fill_mode, &t, zone),
             }
         }
         Ok(())
@@ -98,14 +170,83 @@ impl ToCharFormat {
 }
 
 /// Template patterns, longest first where one is a prefix of another.
-const PATTERNS: &[&str] = &[
-    "HH24", "hh24", "HH12", "hh12", "HH", "hh", "MI", "mi", "SSSS", "ssss", "SS", "ss", "MS", "ms",
-    "US", "us", "A.M.", "a.m.", "P.M.", "p.m.", "AM", "am", "PM", "pm", "Y,YYY", "y,yyy", "YYYY",
-    "yyyy", "YYY", "yyy", "YY", "yy", "IYYY", "iyyy", "IW", "iw", "ID", "id", "Y", "y", "MONTH",
-    "Month", "month", "MON", "Mon", "mon", "MM", "mm", "DAY", "Day", "day", "DY", "Dy", "dy",
-    "DDD", "ddd", "DD", "dd", "D", "d", "WW", "ww", "W", "w", "Q", "q", "CC", "cc", "J", "j", "TZ",
-    "tz",
-];
+const PATTERNS: &[(&str, Field)] = {
+    use Field::*;
+    &[
+        ("HH24", Hour24),
+        ("hh24", Hour24),
+        ("HH12", Hour12),
+        ("hh12", Hour12),
+        ("HH", Hour12),
+        ("hh", Hour12),
+        ("MI", Minute),
+        ("mi", Minute),
+        ("SSSS", SecondOfDay),
+        ("ssss", SecondOfDay),
+        ("SS", Second),
+        ("ss", Second),
+        ("MS", Millisecond),
+        ("ms", Millisecond),
+        ("US", Microsecond),
+        ("us", Microsecond),
+        ("A.M.", Meridiem { dots: true }),
+        ("a.m.", Meridiem { dots: true }),
+        ("P.M.", Meridiem { dots: true }),
+        ("p.m.", Meridiem { dots: true }),
+        ("AM", Meridiem { dots: false }),
+        ("am", Meridiem { dots: false }),
+        ("PM", Meridiem { dots: false }),
+        ("pm", Meridiem { dots: false }),
+        ("Y,YYY", YearWithComma),
+        ("y,yyy", YearWithComma),
+        ("YYYY", Year4),
+        ("yyyy", Year4),
+        ("YYY", Year3),
+        ("yyy", Year3),
+        ("YY", Year2),
+        ("yy", Year2),
+        ("IYYY", IsoYear),
+        ("iyyy", IsoYear),
+        ("IW", IsoWeek),
+        ("iw", IsoWeek),
+        ("ID", IsoWeekday),
+        ("id", IsoWeekday),
+        ("Y", Year1),
+        ("y", Year1),
+        ("MONTH", MonthName),
+        ("Month", MonthName),
+        ("month", MonthName),
+        ("MON", MonthAbbrev),
+        ("Mon", MonthAbbrev),
+        ("mon", MonthAbbrev),
+        ("MM", Month),
+        ("mm", Month),
+        ("DAY", DayName),
+        ("Day", DayName),
+        ("day", DayName),
+        ("DY", DayAbbrev),
+        ("Dy", DayAbbrev),
+        ("dy", DayAbbrev),
+        ("DDD", DayOfYear),
+        ("ddd", DayOfYear),
+        ("DD", DayOfMonth),
+        ("dd", DayOfMonth),
+        ("D", Weekday),
+        ("d", Weekday),
+        ("WW", WeekOfYear),
+        ("ww", WeekOfYear),
+        ("W", WeekOfMonth),
+        ("w", WeekOfMonth),
+        ("Q", Quarter),
+        ("q", Quarter),
+        ("CC", Century),
+        ("cc", Century),
+        ("J", JulianDay),
+        ("j", JulianDay),
+        ("TZ", Zone),
+        ("tz", Zone),
+    ]
+};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -132,81 +273,99 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// `name` in the capitalization of `pattern` (`MONTH`, `Month` or `month`), blank-padded to
-/// `width` unless in fill mode.
-fn push_name(out: &mut String, pattern: &str, name: &str, width: usize, fill_mode: bool) {
-    let upper = pattern
-        .chars()
-        .nth(1)
-        .is_some_and(|c| c.is_ascii_uppercase());
-    let lower = pattern.starts_with(|c: char| c.is_ascii_lowercase());
-    let text = if upper {
-        name.to_uppercase()
-    } else if lower {
-        name.to_lowercase()
-    } else {
-        name.to_string()
-    };
-    // Writing to a String cannot fail.
-    let _ = if fill_mode {
-        write!(out, "{text}")
-    } else {
-        write!(out, "{text:<width$}")
-    };
+/// `text` (ASCII) in `case`, blank-padded to `width` unless in fill mode.
+fn push_name(out: &mut String, text: &str, case: Case, width: usize, fill_mode: bool) {
+    match case {
+        Case::Capitalized => out.push_str(text),
+        Case::Upper => out.extend(text.chars().map(|c| c.to_ascii_uppercase())),
+        Case::Lower => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
+    }
+    if !fill_mode {
+        out.extend(std::iter::repeat_n(' ', width.saturating_sub(text.len())));
+    }
 }
 
+/// `value` in decimal, zero-padded to `width` characters (the sign included) unless in fill
+/// mode; without the formatting machinery, as it runs for every row of a column.
 fn push_number(out: &mut String, value: i64, width: usize, fill_mode: bool) {
-    // Writing to a String cannot fail.
-    let _ = if fill_mode {
-        write!(out, "{value}")
-    } else {
-        write!(out, "{value:0width$}")
-    };
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - start + usize::from(value < 0);
+    if value < 0 {
+        out.push('-');
+    }
+    if !fill_mode {
+        out.extend(std::iter::repeat_n('0', width.saturating_sub(len)));
+    }
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
 }
 
-fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, zone: &str) {
-    let hour12 = match t.hour() % 12 {
-        0 => 12,
-        h => h,
-    };
-    let pm = t.hour() >= 12;
-    let year = i64::from(t.year());
-    let weekday = t.weekday().num_days_from_sunday() as usize;
-    let month = t.month0() as usize;
-    match pattern {
-        "HH24" | "hh24" => push_number(out, i64::from(t.hour()), 2, fm),
-        "HH12" | "hh12" | "HH" | "hh" => push_number(out, i64::from(hour12), 2, fm),
-        "MI" | "mi" => push_number(out, i64::from(t.minute()), 2, fm),
-        "SSSS" | "ssss" => push_number(out, i64::from(t.num_seconds_from_midnight()), 1, fm),
-        "SS" | "ss" => push_number(out, i64::from(t.second()), 2, fm),
-        "MS" | "ms" => push_number(out, i64::from(t.nanosecond() / 1_000_000), 3, fm),
-        "US" | "us" => push_number(out, i64::from(t.nanosecond() / 1_000), 6, fm),
-        "AM" | "PM" => out.push_str(if pm { "PM" } else { "AM" }),
-        "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
-        "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
-        "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
-        "Y,YYY" | "y,yyy" => {
-            let _ = write!(out, "{},{:03}", year / 1000, year % 1000);
+fn format_field(
+    out: &mut String,
+    field: Field,
+    case: Case,
+    fm: bool,
+    t: &NaiveDateTime,
+    zone: &str,
+) {
+    let year = || i64::from(t.year());
+    let weekday = || t.weekday().num_days_from_sunday() as usize;
+    match field {
+        Field::Hour24 => push_number(out, i64::from(t.hour()), 2, fm),
+        Field::Hour12 => push_number(out, i64::from((t.hour() + 11) % 12 + 1), 2, fm),
+        Field::Minute => push_number(out, i64::from(t.minute()), 2, fm),
+        Field::SecondOfDay => push_number(out, i64::from(t.num_seconds_from_midnight()), 1, fm),
+        Field::Second => push_number(out, i64::from(t.second()), 2, fm),
+        Field::Millisecond => push_number(out, i64::from(t.nanosecond() / 1_000_000), 3, fm),
+        Field::Microsecond => push_number(out, i64::from(t.nanosecond() / 1_000), 6, fm),
+        Field::Meridiem { dots } => {
+            let text = match (t.hour() >= 12, dots) {
+                (false, false) => "AM",
+                (true, false) => "PM",
+                (false, true) => "A.M.",
+                (true, true) => "P.M.",
+            };
+            let case = if case == Case::Lower {
+                Case::Lower
+            } else {
+                Case::Upper
+            };
+            push_name(out, text, case, 0, true);
         }
-        "YYYY" | "yyyy" => push_number(out, year, 4, fm),
-        "YYY" | "yyy" => push_number(out, year % 1000, 3, fm),
-        "YY" | "yy" => push_number(out, year % 100, 2, fm),
-        "Y" | "y" => push_number(out, year % 10, 1, fm),
-        "IYYY" | "iyyy" => push_number(out, i64::from(t.iso_week().year()), 4, fm),
-        "IW" | "iw" => push_number(out, i64::from(t.iso_week().week()), 2, fm),
-        "ID" | "id" => push_number(out, i64::from(t.weekday().number_from_monday()), 1, fm),
-        "MONTH" | "Month" | "month" => push_name(out, pattern, MONTHS[month], 9, fm),
-        "MON" | "Mon" | "mon" => push_name(out, pattern, &MONTHS[month][..3], 3, fm),
-        "MM" | "mm" => push_number(out, i64::from(t.month()), 2, fm),
-        "DAY" | "Day" | "day" => push_name(out, pattern, DAYS[weekday], 9, fm),
-        "DY" | "Dy" | "dy" => push_name(out, pattern, &DAYS[weekday][..3], 3, fm),
-        "DDD" | "ddd" => push_number(out, i64::from(t.ordinal()), 3, fm),
-        "DD" | "dd" => push_number(out, i64::from(t.day()), 2, fm),
-        "D" | "d" => push_number(out, weekday as i64 + 1, 1, fm),
-        "WW" | "ww" => push_number(out, i64::from(t.ordinal0() / 7 + 1), 2, fm),
-        "W" | "w" => push_number(out, i64::from(t.day0() / 7 + 1), 1, fm),
-        "Q" | "q" => push_number(out, i64::from(t.month0() / 3 + 1), 1, fm),
-        "CC" | "cc" => {
+        Field::YearWithComma => {
+            push_number(out, year() / 1000, 1, true);
+            out.push(',');
+            push_number(out, year() % 1000, 3, false);
+        }
+        Field::Year4 => push_number(out, year(), 4, fm),
+        Field::Year3 => push_number(out, year() % 1000, 3, fm),
+        Field::Year2 => push_number(out, year() % 100, 2, fm),
+        Field::Year1 => push_number(out, year() % 10, 1, fm),
+        Field::IsoYear => push_number(out, i64::from(t.iso_week().year()), 4, fm),
+        Field::IsoWeek => push_number(out, i64::from(t.iso_week().week()), 2, fm),
+        Field::IsoWeekday => push_number(out, i64::from(t.weekday().number_from_monday()), 1, fm),
+        Field::MonthName => push_name(out, MONTHS[t.month0() as usize], case, 9, fm),
+        Field::MonthAbbrev => push_name(out, &MONTHS[t.month0() as usize][..3], case, 3, fm),
+        Field::Month => push_number(out, i64::from(t.month()), 2, fm),
+        Field::DayName => push_name(out, DAYS[weekday()], case, 9, fm),
+        Field::DayAbbrev => push_name(out, &DAYS[weekday()][..3], case, 3, fm),
+        Field::DayOfYear => push_number(out, i64::from(t.ordinal()), 3, fm),
+        Field::DayOfMonth => push_number(out, i64::from(t.day()), 2, fm),
+        Field::Weekday => push_number(out, weekday() as i64 + 1, 1, fm),
+        Field::WeekOfYear => push_number(out, i64::from(t.ordinal0() / 7 + 1), 2, fm),
+        Field::WeekOfMonth => push_number(out, i64::from(t.day0() / 7 + 1), 1, fm),
+        Field::Quarter => push_number(out, i64::from(t.month0() / 3 + 1), 1, fm),
+        Field::Century => {
+            let year = year();
             let century = if year > 0 {
                 (year - 1) / 100 + 1
             } else {
@@ -215,15 +374,14 @@ fn format_pattern(out: &mut String, pattern: &str, t: &NaiveDateTime, fm: bool, 
             push_number(out, century, 2, fm);
         }
         // Days since November 24, 4714 BC (the Julian Day of PostgreSQL's calendar).
-        "J" | "j" => push_number(
+        Field::JulianDay => push_number(
             out,
             i64::from(t.date().num_days_from_ce()) + 1_721_425,
             1,
             fm,
         ),
-        "TZ" => out.push_str(&zone.to_uppercase()),
-        "tz" => out.push_str(&zone.to_lowercase()),
-        other => out.push_str(other),
+        Field::Zone if case == Case::Lower => out.push_str(&zone.to_lowercase()),
+        Field::Zone => out.push_str(&zone.to_uppercase()),
     }
 }
 
@@ -543,6 +701,10 @@ mod tests {
         assert_eq!(
             to_char(at("2000-01-01 00:00:00"), "HH12 am", "").unwrap(),
             "12 am"
+        );
+        assert_eq!(
+            to_char(at("2000-01-01 12:30:00"), "HH12 A.M. tz FMHH SSSS", "Utc").unwrap(),
+            "12 P.M. utc 12 45000"
         );
     }
 
