@@ -532,9 +532,10 @@ impl LsmStore {
         result
     }
 
-    /// Waits while the write buffer is over budget and memory can be freed: spills the
-    /// unsealed epochs' writes when they hold a good part of the budget (or an earlier
-    /// spill's upload failed), otherwise waits for a sync or the spill in flight.
+    /// Waits while the write buffer is over budget and memory can be freed: for a sync of
+    /// the sealed epochs or the spill in flight, when there is one (an upload under way
+    /// frees memory without more work); otherwise spills the unsealed epochs' writes when
+    /// they hold a good part of the budget (or an earlier spill's upload failed).
     async fn wait_for_buffer(&self, bytes: usize) -> Result<()> {
         let budget = self.inner.options.write_buffer_bytes;
         loop {
@@ -555,21 +556,20 @@ impl LsmStore {
                     .any(|s| matches!(s, Spill::Pending(_)));
                 (unsealed, !state.sealed.is_empty(), failed_spill)
             };
-            let spill = if unsealed >= budget / 8 || failed_spill {
-                self.inner.spill_lock.try_lock().ok()
-            } else {
+            let spill = if sealed {
                 None
+            } else {
+                self.inner.spill_lock.try_lock().ok()
             };
-            if let Some(guard) = spill {
-                self.spill(guard).await?;
-                continue;
+            match spill {
+                Some(guard) if unsealed >= budget / 8 || failed_spill => {
+                    self.spill(guard).await?;
+                    continue;
+                }
+                // Nothing to free but the epoch being written, too little of it to spill.
+                Some(_) => break,
+                None => freed.await,
             }
-            let spilling = self.inner.spill_lock.try_lock().is_err();
-            // Never wait on the epoch being written unless a spill frees it.
-            if !sealed && !spilling {
-                break;
-            }
-            freed.await;
         }
         self.inner.buffer_used.fetch_add(bytes, Relaxed);
         Ok(())
