@@ -696,6 +696,54 @@ mod tests {
         );
     }
 
+    /// An epoch of ~4 MiB of rows with a 256 KiB store buffer: the table hands its writes
+    /// over mid-epoch and the store spills them, the epoch's reads see every row, and the
+    /// store no longer counts what the table held once it is committed.
+    #[tokio::test]
+    async fn an_epoch_bigger_than_the_buffer_leaves_the_table_before_its_barrier() {
+        let options = LsmStoreOptions {
+            write_buffer_bytes: 256 << 10,
+            ..LsmStoreOptions::default()
+        };
+        let store = LsmStore::open(Arc::new(MemoryObjectStore::new()), options)
+            .await
+            .unwrap();
+        let mut table = StateTable::new(desc(), store.clone(), Epoch(1), 1 << 20);
+        for id in 0..40_000 {
+            table.insert(row(id, (id % 3) as u8, (id % 100) as i8));
+            if id % 500 == 499 {
+                table.spill_if_full().await.unwrap();
+            }
+        }
+        let stats = store.stats();
+        assert!(
+            stats.ingested_bytes > 0,
+            "nothing was handed over mid-epoch"
+        );
+        assert!(stats.spills > 0, "the store did not spill");
+        assert!(table.pending_bytes < 2 * SPILL_THRESHOLD);
+        for id in (0..40_000).step_by(997) {
+            let pk = [Datum::Varchar(format!("n{}", id % 3)), Datum::Int64(id)];
+            assert_eq!(
+                table.get_row(&pk).await.unwrap(),
+                Some(row(id, (id % 3) as u8, (id % 100) as i8))
+            );
+        }
+        assert_eq!(table.rows().await.unwrap().len(), 40_000);
+        table.commit(Epoch(2)).await.unwrap();
+        store.seal_epoch(Epoch(1)).unwrap();
+        store.sync(Epoch(1)).await.unwrap();
+        assert!(!store.write_buffer_full(), "held writes still counted");
+        let mut scan = TableScan::new(&store, &desc(), Epoch(1), 10_000)
+            .await
+            .unwrap();
+        let mut count = 0;
+        while let Some(b) = scan.next_batch().await.unwrap() {
+            count += b.num_rows();
+        }
+        assert_eq!(count, 40_000);
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         /// Rows `(id, name, value)`: a value puts the row, none deletes it.

@@ -720,24 +720,17 @@ impl LsmStore {
         }
         let plan = self.commit_plan(epoch);
         let registered = Mutex::new(Vec::new());
-        let mut sub_levels = Vec::with_capacity(plan.len());
-        let mut flushed = Ok(());
-        for part in &plan {
-            match part {
-                CommitPart::Spilled(ssts) => sub_levels.push(ssts.as_ref().clone()),
-                CommitPart::Flush(batches) => match self.flush(batches, &registered).await {
-                    Ok(ssts) => sub_levels.push(ssts),
-                    Err(e) => {
-                        flushed = Err(e);
-                        break;
-                    }
-                },
+        let result = async {
+            let mut sub_levels = Vec::with_capacity(plan.len());
+            for part in &plan {
+                sub_levels.push(match part {
+                    CommitPart::Spilled(ssts) => ssts.as_ref().clone(),
+                    CommitPart::Flush(batches) => self.flush(batches, &registered).await?,
+                });
             }
+            self.commit_flush(&plan, sub_levels, epoch).await
         }
-        let result = match flushed {
-            Ok(()) => self.commit_flush(&plan, sub_levels, epoch).await,
-            Err(e) => Err(e),
-        };
+        .await;
         // Committed or not, these uploads are no longer in flight: they are either in the
         // version or garbage.
         self.forget_in_flight(&registered.into_inner());
