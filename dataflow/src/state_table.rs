@@ -290,9 +290,26 @@ impl<S: StateStore> StateTable<S> {
         self.desc.key_of_pk(&pk)
     }
 
+    /// Puts `row` under `key`, its key as [`TableDesc::keys`] makes it (for an operator that
+    /// built a chunk's keys at once).
+    pub fn insert_at(&mut self, key: Bytes, row: &[Datum]) {
+        let value = encode_value_datums(row);
+        self.write(key, Value::Put(Bytes::from(value)));
+    }
+
+    /// Removes the row under `key` (see [`StateTable::insert_at`]).
+    pub fn delete_at(&mut self, key: Bytes) {
+        self.write(key, Value::Delete);
+    }
+
     /// The row with primary key `pk`, as of the current epoch (own writes included).
     pub async fn get_row(&self, pk: &[Datum]) -> Result<Option<Vec<Datum>>> {
-        let key = self.desc.key_of_pk(pk);
+        self.get_at(self.desc.key_of_pk(pk)).await
+    }
+
+    /// The row under `key` (see [`StateTable::insert_at`]), as of the current epoch (own
+    /// writes included).
+    pub async fn get_at(&self, key: Bytes) -> Result<Option<Vec<Datum>>> {
         let value = match self.pending.get(&key) {
             Some(v) => v.as_put().cloned(),
             None => match self.cache.get(&key) {

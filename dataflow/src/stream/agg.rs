@@ -8,11 +8,22 @@
 //! occurrences in a state table and see only a value's first insert and last delete. Changes
 //! of a group are emitted once per epoch, at the barrier.
 //!
+//! A chunk is applied a column at a time: its rows are grouped once (each group looked up or
+//! loaded once per chunk), each call folds its argument column into the chunk's groups with
+//! one type dispatch (integer sums and extremes per group in native values, then once into
+//! the group's state), sorted values go to their tables as a chunk, and a distinct value's
+//! counts are read and written once per chunk.
+//!
 //! A watermark of the first group key (a window start, say) drops, at the next barrier, the
 //! state of every group below it in this actor's vnodes: no row of theirs will come.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_null_array};
+use arrow::datatypes::{Float64Type, Int16Type, Int32Type, Int64Type};
+use bytes::Bytes;
 use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::OrderType;
 use futures::StreamExt;
@@ -51,15 +62,6 @@ fn state_types(call: &AggCall) -> Vec<DataType> {
         | AggKind::FirstValue
         | AggKind::ArrayAgg
         | AggKind::SingleValue => vec![call.ret],
-    }
-}
-
-/// Adds (`sign` 1) or deletes (-1) a row of a state table.
-fn put<S: StateStore>(table: &mut StateTable<S>, row: Vec<Datum>, sign: i64) {
-    if sign > 0 {
-        table.insert(row);
-    } else {
-        table.delete(row);
     }
 }
 
@@ -266,6 +268,39 @@ impl AggState {
         }
     }
 
+    /// Adds `sum`, the sum of `n` integer values (negative: of values removed), to a sum or
+    /// an average.
+    fn add_sum(&mut self, call: &AggCall, sum: i128, n: i64) {
+        let (AggState::Sum { sum: acc, n: count } | AggState::Avg { sum: acc, n: count }) = self
+        else {
+            return;
+        };
+        *count += n;
+        let ty = accumulator_type(call.ret);
+        let value = match (i64::try_from(sum), ty) {
+            (Ok(v), _) => Datum::Int64(v),
+            (Err(_), DataType::Decimal) => {
+                Datum::Decimal(sum.to_string().parse().expect("an integer is a numeric"))
+            }
+            (Err(_), DataType::Float64) => Datum::Float64(sum as f64),
+            (Err(_), _) => {
+                tracing::warn!(
+                    "{:?} in a streaming aggregation skips values: bigint out of range",
+                    call.kind
+                );
+                return;
+            }
+        };
+        match accumulate(acc, &value, false, ty) {
+            Ok(s) => *acc = s,
+            // A view cannot refuse its input: the values are left out, and said so.
+            Err(e) => tracing::warn!(
+                "{:?} in a streaming aggregation skips values: {e}",
+                call.kind
+            ),
+        }
+    }
+
     /// About how many bytes the state takes besides its own size.
     fn memory_size(&self) -> usize {
         match self {
@@ -314,14 +349,238 @@ struct Group {
 }
 
 impl Group {
-    /// About how many bytes the group takes in the cache (with its map entry and encoded
-    /// key of `key_len` bytes).
+    /// A group no row has reached yet.
+    fn new(key: Vec<Datum>, aggs: &[AggCall], append_only: bool) -> Group {
+        Group {
+            key,
+            rows: 0,
+            states: aggs.iter().map(|c| AggState::new(c, append_only)).collect(),
+            emitted: None,
+            dirty: false,
+        }
+    }
+
+    /// About how many bytes the group takes in the cache (with its slot, index entry and
+    /// encoded key of `key_len` bytes).
     fn memory_size(&self, key_len: usize) -> usize {
-        std::mem::size_of::<(Vec<u8>, Group)>()
+        std::mem::size_of::<(Vec<u8>, usize, Group)>()
             + key_len
             + datums_size(&self.key)
             + self.states.iter().map(AggState::memory_size).sum::<usize>()
             + self.emitted.as_deref().map_or(0, datums_size)
+    }
+}
+
+/// Groups held in memory: a slab, which a chunk's folds reach by index, and its index by
+/// encoded group key.
+#[derive(Default)]
+struct GroupCache {
+    slots: HashMap<Vec<u8>, usize>,
+    groups: Vec<Group>,
+}
+
+impl GroupCache {
+    /// Adds a group under its encoded key; returns its slot.
+    fn add(&mut self, encoded: Vec<u8>, group: Group) -> usize {
+        let slot = self.groups.len();
+        self.groups.push(group);
+        self.slots.insert(encoded, slot);
+        slot
+    }
+
+    /// About how many bytes the groups take.
+    fn memory_size(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|(k, slot)| self.groups[*slot].memory_size(k.len()))
+            .sum()
+    }
+
+    /// Keeps only the groups `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(&Group) -> bool) {
+        let mut groups: Vec<Option<Group>> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let slots = std::mem::take(&mut self.slots);
+        for (encoded, slot) in slots {
+            if let Some(group) = groups[slot].take().filter(|g| keep(g)) {
+                self.add(encoded, group);
+            }
+        }
+    }
+
+    /// The groups in slot order, emptying the cache (a new map: a cleared one keeps the
+    /// capacity of its most groups).
+    fn take(&mut self) -> Vec<Group> {
+        self.slots = HashMap::new();
+        std::mem::take(&mut self.groups)
+    }
+}
+
+/// A chunk's rows as the folds see them.
+struct ChunkRows<'a> {
+    /// 1 for an insert, -1 for a delete.
+    signs: &'a [i64],
+    /// Each row's group among the chunk's (see [`chunk_groups`]).
+    of_row: &'a [u32],
+    /// Each of the chunk's groups' slot in the [`GroupCache`].
+    slots: &'a [usize],
+}
+
+impl ChunkRows<'_> {
+    fn slot(&self, row: usize) -> usize {
+        self.slots[self.of_row[row] as usize]
+    }
+}
+
+/// The chunk's groups: each row's group among them (numbered by first appearance), and each
+/// one's first row.
+fn chunk_groups(encoded: &[Vec<u8>]) -> (Vec<u32>, Vec<usize>) {
+    let mut ids: HashMap<&[u8], u32> = HashMap::new();
+    let mut first_rows = Vec::new();
+    let mut of_row = Vec::with_capacity(encoded.len());
+    for (r, key) in encoded.iter().enumerate() {
+        let id = *ids.entry(key).or_insert_with(|| {
+            first_rows.push(r);
+            (first_rows.len() - 1) as u32
+        });
+        of_row.push(id);
+    }
+    (of_row, first_rows)
+}
+
+/// Which rows call `call` counts: those its FILTER column lets through, or all.
+fn counted_rows(call: &AggCall, columns: &[ArrayRef], rows: usize) -> Vec<bool> {
+    match call.filter {
+        None => vec![true; rows],
+        Some(f) => {
+            let filter = columns[f].as_boolean();
+            (0..rows)
+                .map(|r| filter.is_valid(r) && filter.value(r))
+                .collect()
+        }
+    }
+}
+
+/// For each of a chunk's `chunk_groups` groups, its counted row that `better` than every
+/// other (`better(a, b)`: row `a`'s value beats row `b`'s).
+fn best_rows(
+    counted: impl Iterator<Item = usize>,
+    rows: &ChunkRows,
+    chunk_groups: usize,
+    better: impl Fn(usize, usize) -> bool,
+) -> Vec<Option<usize>> {
+    let mut best: Vec<Option<usize>> = vec![None; chunk_groups];
+    for r in counted {
+        let b = &mut best[rows.of_row[r] as usize];
+        if b.is_none_or(|b| better(r, b)) {
+            *b = Some(r);
+        }
+    }
+    best
+}
+
+/// Folds a chunk's rows that call `i` counts into its state in their groups: counts and
+/// integer sums add up per group in native integers, min and max pick each group's extreme
+/// row by comparing native values, and each group's state takes the result once. Other
+/// types go a value at a time.
+fn fold(
+    call: &AggCall,
+    append_only: bool,
+    i: usize,
+    column: Option<&ArrayRef>,
+    counted: &[bool],
+    rows: &ChunkRows,
+    groups: &mut [Group],
+) {
+    let counted_rows = || (0..counted.len()).filter(|r| counted[*r]);
+    let Some(column) = column else {
+        // count(*)
+        for r in counted_rows() {
+            if let AggState::Count(n) = &mut groups[rows.slot(r)].states[i] {
+                *n += rows.signs[r];
+            }
+        }
+        return;
+    };
+    let valid_rows = || counted_rows().filter(|r| column.is_valid(*r));
+    let ty = DataType::from_arrow(column.data_type()).expect("arrays hold SQL types");
+    match (AggState::new(call, append_only), ty) {
+        (AggState::Count(_), _) => {
+            for r in valid_rows() {
+                if let AggState::Count(n) = &mut groups[rows.slot(r)].states[i] {
+                    *n += rows.signs[r];
+                }
+            }
+        }
+        (
+            AggState::Sum { .. } | AggState::Avg { .. },
+            DataType::Int16 | DataType::Int32 | DataType::Int64,
+        ) => {
+            let values = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)
+                .expect("integers widen to bigint");
+            let values = values.as_primitive::<Int64Type>();
+            let mut sums = vec![(0i128, 0i64); rows.slots.len()];
+            for r in valid_rows() {
+                let (sum, n) = &mut sums[rows.of_row[r] as usize];
+                *sum += i128::from(values.value(r)) * i128::from(rows.signs[r]);
+                *n += rows.signs[r];
+            }
+            for (g, (sum, n)) in sums.into_iter().enumerate() {
+                if n != 0 || sum != 0 {
+                    groups[rows.slots[g]].states[i].add_sum(call, sum, n);
+                }
+            }
+        }
+        (AggState::Extreme(_), _) => {
+            let min = call.kind == AggKind::Min;
+            let beats = |o: Ordering| if min { o.is_lt() } else { o.is_gt() };
+            macro_rules! best_by {
+                ($array:expr, $cmp:expr) => {{
+                    let a = $array;
+                    best_rows(valid_rows(), rows, rows.slots.len(), |x, y| {
+                        beats($cmp(&a.value(x), &a.value(y)))
+                    })
+                }};
+            }
+            let best = match ty {
+                DataType::Int16 => best_by!(column.as_primitive::<Int16Type>(), i16::cmp),
+                DataType::Int32 | DataType::Date => {
+                    let a = arrow::compute::cast(column, &arrow::datatypes::DataType::Int32)
+                        .expect("dates are days");
+                    best_by!(a.as_primitive::<Int32Type>(), i32::cmp)
+                }
+                DataType::Int64 | DataType::Time | DataType::Timestamp | DataType::Timestamptz => {
+                    let a = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)
+                        .expect("times are microseconds");
+                    best_by!(a.as_primitive::<Int64Type>(), i64::cmp)
+                }
+                DataType::Float64 => best_by!(column.as_primitive::<Float64Type>(), f64::total_cmp),
+                DataType::Varchar => {
+                    best_by!(column.as_string::<i32>(), |a: &&str, b: &&str| a.cmp(b))
+                }
+                _ => best_rows(valid_rows(), rows, rows.slots.len(), |x, y| {
+                    beats(crate::batch::agg::cmp_datums(
+                        &Datum::from_array(column.as_ref(), x),
+                        &Datum::from_array(column.as_ref(), y),
+                    ))
+                }),
+            };
+            for (g, row) in best.into_iter().enumerate() {
+                if let Some(r) = row {
+                    let value = Datum::from_array(column.as_ref(), r);
+                    groups[rows.slots[g]].states[i].apply(call, &value, 1);
+                }
+            }
+        }
+        (AggState::Recomputed(_), _) => {}
+        _ => {
+            for r in valid_rows() {
+                let value = Datum::from_array(column.as_ref(), r);
+                groups[rows.slot(r)].states[i].apply(call, &value, rows.signs[r]);
+            }
+        }
     }
 }
 
@@ -331,7 +590,7 @@ struct HashAgg<S: StateStore> {
     input_key: Vec<usize>,
     result: StateTable<S>,
     per_call: Vec<StateTable<S>>,
-    groups: HashMap<Vec<u8>, Group>,
+    groups: GroupCache,
     /// The vnodes whose groups this actor computes.
     vnodes: Vec<u16>,
     /// A watermark of the first group key: at the barrier, state of smaller groups goes.
@@ -362,12 +621,10 @@ impl<S: StateStore> HashAgg<S> {
         Some(row)
     }
 
-    async fn load(&mut self, encoded: &[u8], key: Vec<Datum>) -> Result<()> {
-        if self.groups.contains_key(encoded) {
-            return Ok(());
-        }
+    /// Group `key`'s state from the result table (a new group if it has none).
+    async fn load(&self, key: Vec<Datum>) -> Result<Group> {
         let g = key.len();
-        let group = match self.result.get_row(&key).await? {
+        Ok(match self.result.get_row(&key).await? {
             Some(row) => {
                 let mut at = g + 1;
                 let states = self
@@ -390,134 +647,200 @@ impl<S: StateStore> HashAgg<S> {
                 group.emitted = self.output_row(&group);
                 group
             }
-            None => Group {
-                key,
-                rows: 0,
-                states: self
-                    .aggs
-                    .iter()
-                    .map(|c| AggState::new(c, self.append_only))
-                    .collect(),
-                emitted: None,
+            None => {
+                let mut group = Group::new(key, &self.aggs, self.append_only);
                 // A group-less aggregation has its one row from the start.
-                dirty: self.group_keys.is_empty(),
-            },
-        };
-        self.groups.insert(encoded.to_vec(), group);
-        Ok(())
+                group.dirty = self.group_keys.is_empty();
+                group
+            }
+        })
+    }
+
+    /// The slot of each of a chunk's groups (first rows `first_rows`, encoded keys
+    /// `encoded`), loading those not cached.
+    async fn slots(
+        &mut self,
+        columns: &[ArrayRef],
+        encoded: &[Vec<u8>],
+        first_rows: &[usize],
+    ) -> Result<Vec<usize>> {
+        let mut slots = Vec::with_capacity(first_rows.len());
+        for r in first_rows {
+            let slot = match self.groups.slots.get(&encoded[*r]) {
+                Some(slot) => *slot,
+                None => {
+                    let key = self
+                        .group_keys
+                        .iter()
+                        .map(|k| Datum::from_array(columns[*k].as_ref(), *r).into_group_key())
+                        .collect();
+                    let group = self.load(key).await?;
+                    self.groups.add(encoded[*r].clone(), group)
+                }
+            };
+            slots.push(slot);
+        }
+        Ok(slots)
     }
 
     async fn apply_chunk(&mut self, chunk: &StreamChunk) -> Result<()> {
+        if self.append_only && chunk.ops().iter().any(|op| !op.is_insert()) {
+            return Err(Error::Internal(
+                "an append-only aggregation's input deleted a row".into(),
+            ));
+        }
+        let columns = chunk.data().columns();
         let orders = vec![OrderType::ASC; self.group_keys.len()];
         let encoded = encode_keys(chunk.data(), &self.group_keys, &orders);
-        let columns = chunk.data().columns();
-        // Only the columns the aggregation reads, a value at a time.
-        let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
-        // Which calls count the current row (reused from row to row).
-        let mut counted: Vec<bool> = Vec::with_capacity(self.aggs.len());
-        for (r, op) in chunk.ops().iter().enumerate() {
-            let sign = if op.is_insert() { 1 } else { -1 };
-            if self.append_only && sign < 0 {
-                return Err(Error::Internal(
-                    "an append-only aggregation's input deleted a row".into(),
-                ));
-            }
-            // The group key's values, made once a state row or an uncached group needs them.
-            let mut key: Option<Vec<Datum>> = None;
-            let mut key = || -> Vec<Datum> {
-                key.get_or_insert_with(|| {
-                    self.group_keys
-                        .iter()
-                        .map(|k| value(*k, r).into_group_key())
-                        .collect()
-                })
-                .clone()
-            };
-            // A call with a FILTER sees only the rows it lets through.
-            counted.clear();
-            counted.extend(
-                self.aggs
-                    .iter()
-                    .map(|c| c.filter.is_none_or(|f| value(f, r) == Datum::Bool(true))),
+        let (of_row, first_rows) = chunk_groups(&encoded);
+        let slots = self.slots(columns, &encoded, &first_rows).await?;
+        let signs: Vec<i64> = chunk
+            .ops()
+            .iter()
+            .map(|op| if op.is_insert() { 1 } else { -1 })
+            .collect();
+        let rows = ChunkRows {
+            signs: &signs,
+            of_row: &of_row,
+            slots: &slots,
+        };
+        let mut counted: Vec<Vec<bool>> = self
+            .aggs
+            .iter()
+            .map(|c| counted_rows(c, columns, chunk.cardinality()))
+            .collect();
+        self.write_sorted_values(chunk, &counted)?;
+        self.count_distinct(chunk, &rows, &mut counted).await?;
+        for (i, call) in self.aggs.iter().enumerate() {
+            let column = call.arg.map(|a| &columns[a]);
+            let groups = &mut self.groups.groups;
+            fold(
+                call,
+                self.append_only,
+                i,
+                column,
+                &counted[i],
+                &rows,
+                groups,
             );
-            // Sorted values (min, max, array_agg, ...) live in the per-call tables, distinct
-            // counts in their sets' tables.
-            for (i, call) in self.aggs.iter().enumerate() {
-                if !counted[i] {
-                    continue;
-                }
-                if call.kind.is_ordered() {
-                    let mut entry = key();
-                    entry.extend(call.order_by.iter().map(|k| value(k.column, r)));
-                    entry.extend(self.input_key.iter().map(|k| value(*k, r)));
-                    entry.push(call.arg.map_or(Datum::Null, |a| value(a, r)));
-                    put(&mut self.per_call[i], entry, sign);
-                    continue;
-                }
-                if !keeps_values(call, self.append_only) {
-                    continue;
-                }
-                let v = call.arg.map_or(Datum::Null, |a| value(a, r));
-                if v.is_null() {
-                    continue;
-                }
-                let mut entry = key();
-                entry.push(v);
-                entry.extend(self.input_key.iter().map(|k| value(*k, r)));
-                put(&mut self.per_call[i], entry, sign);
+        }
+        for (r, sign) in signs.iter().enumerate() {
+            let group = &mut self.groups.groups[rows.slot(r)];
+            group.rows += sign;
+            group.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Writes the counted rows of the chunk into the sorted tables of min and max (their
+    /// non-NULL values) and of the ordered aggregates (every row), a chunk per table.
+    fn write_sorted_values(&mut self, chunk: &StreamChunk, counted: &[Vec<bool>]) -> Result<()> {
+        let columns = chunk.data().columns();
+        let n = chunk.cardinality();
+        let column = |c: &usize| Arc::clone(&columns[*c]);
+        for (i, call) in self.aggs.iter().enumerate() {
+            let ordered = call.kind.is_ordered();
+            if !ordered && !keeps_values(call, self.append_only) {
+                continue;
             }
-            for set in &self.distinct_sets {
-                if !set.iter().any(|c| counted[*c]) {
+            let mut values: Vec<ArrayRef> = self.group_keys.iter().map(column).collect();
+            let arg = call.arg.map(|a| column(&a));
+            let keep: BooleanArray = if ordered {
+                // (group, order keys, input key, value)
+                values.extend(call.order_by.iter().map(|k| column(&k.column)));
+                values.extend(self.input_key.iter().map(column));
+                values.push(arg.unwrap_or_else(|| new_null_array(&DataType::Int64.to_arrow(), n)));
+                counted[i].iter().map(|c| Some(*c)).collect()
+            } else {
+                // (group, value, input key), NULLs left out.
+                let Some(arg) = arg else { continue };
+                let keep = (0..n)
+                    .map(|r| Some(counted[i][r] && arg.is_valid(r)))
+                    .collect();
+                values.push(arg);
+                values.extend(self.input_key.iter().map(column));
+                keep
+            };
+            let table = &mut self.per_call[i];
+            let rows = chunk
+                .with_columns(schema_of(&table.desc().types), values)?
+                .filter(&keep)?;
+            table.write_chunk(&rows);
+        }
+        Ok(())
+    }
+
+    /// Counts each distinct set's values in its table, and leaves counted for each of its
+    /// calls only a value's first occurrence and last removal (over inserts only, only its
+    /// first occurrence). A value's counts are read once per chunk and written once.
+    async fn count_distinct(
+        &mut self,
+        chunk: &StreamChunk,
+        rows: &ChunkRows<'_>,
+        counted: &mut [Vec<bool>],
+    ) -> Result<()> {
+        let columns = chunk.data().columns();
+        let n = chunk.cardinality();
+        let g = self.group_keys.len();
+        for set in &self.distinct_sets {
+            let Some(arg) = self.aggs[set[0]].arg else {
+                continue;
+            };
+            let values = &columns[arg];
+            let table = &mut self.per_call[set[0]];
+            let mut key_columns: Vec<ArrayRef> = self
+                .group_keys
+                .iter()
+                .map(|k| Arc::clone(&columns[*k]))
+                .collect();
+            key_columns.push(Arc::clone(values));
+            let keys = table.desc().keys(&batch_of(
+                schema_of(&table.desc().types[..=g]),
+                key_columns,
+                n,
+            )?);
+            // Each value's counts, a row holding it, and whether they changed.
+            let mut seen: HashMap<Bytes, (Vec<i64>, usize, bool)> = HashMap::new();
+            for (r, key) in keys.iter().enumerate() {
+                if values.is_null(r) || !set.iter().any(|c| counted[*c][r]) {
                     continue;
                 }
-                let v = self.aggs[set[0]].arg.map_or(Datum::Null, |a| value(a, r));
-                if v.is_null() {
-                    continue;
+                if !seen.contains_key(key) {
+                    let counts = match table.get_at(key.clone()).await? {
+                        Some(stored) => stored[g + 1..].iter().map(as_i64).collect(),
+                        None => vec![0; set.len()],
+                    };
+                    seen.insert(key.clone(), (counts, r, false));
                 }
-                let mut entry = key();
-                entry.push(v);
-                let table = &mut self.per_call[set[0]];
-                let mut counts: Vec<i64> = match table.get_row(&entry).await? {
-                    Some(existing) => existing[entry.len()..].iter().map(as_i64).collect(),
-                    None => vec![0; set.len()],
-                };
-                let mut changed = false;
+                let (counts, _, changed) = seen.get_mut(key).expect("just read");
+                let sign = rows.signs[r];
                 for (p, call) in set.iter().enumerate() {
-                    if !counted[*call] {
+                    if !counted[*call][r] {
                         continue;
                     }
-                    let seen = counts[p];
-                    // Over inserts only, a value's presence is all that counts: it is
-                    // written once.
-                    if self.append_only && seen > 0 {
-                        counted[*call] = false;
+                    let before = counts[p];
+                    if self.append_only && before > 0 {
+                        counted[*call][r] = false;
                         continue;
                     }
                     counts[p] += sign;
-                    changed = true;
-                    // Only a value's first occurrence and its last removal count.
-                    counted[*call] = (sign > 0 && seen == 0) || (sign < 0 && counts[p] == 0);
+                    *changed = true;
+                    counted[*call][r] = (sign > 0 && before == 0) || (sign < 0 && counts[p] == 0);
                 }
+            }
+            for (key, (counts, r, changed)) in seen {
                 if !changed {
                     continue;
                 }
-                let gone = counts.iter().all(|c| *c <= 0);
-                entry.extend(counts.into_iter().map(Datum::Int64));
-                put(table, entry, if gone { -1 } else { 1 });
-            }
-            if !self.groups.contains_key(&encoded[r]) {
-                let key = key();
-                self.load(&encoded[r], key).await?;
-            }
-            let group = self.groups.get_mut(&encoded[r]).expect("loaded");
-            for (i, call) in self.aggs.iter().enumerate() {
-                if counted[i] && !is_recomputed(call, self.append_only) {
-                    let v = call.arg.map_or(Datum::Null, |a| value(a, r));
-                    group.states[i].apply(call, &v, sign);
+                if counts.iter().all(|c| *c <= 0) {
+                    table.delete_at(key);
+                    continue;
                 }
+                let mut row = self.groups.groups[rows.slot(r)].key.clone();
+                row.push(Datum::from_array(values.as_ref(), r));
+                row.extend(counts.into_iter().map(Datum::Int64));
+                table.insert_at(key, &row);
             }
-            group.rows += sign;
-            group.dirty = true;
         }
         Ok(())
     }
@@ -526,21 +849,18 @@ impl<S: StateStore> HashAgg<S> {
     async fn flush(&mut self) -> Result<Option<StreamChunk>> {
         let mut ops = Vec::new();
         let mut rows = Vec::new();
-        let dirty: Vec<Vec<u8>> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.dirty)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for encoded in dirty {
-            let mut group = self.groups.remove(&encoded).expect("listed");
+        for slot in 0..self.groups.groups.len() {
+            if !self.groups.groups[slot].dirty {
+                continue;
+            }
             for (i, call) in self.aggs.iter().enumerate() {
                 if is_recomputed(call, self.append_only) {
-                    let value = self.recompute(i, &group.key).await?;
-                    group.states[i] = AggState::Recomputed(value);
+                    let value = self.recompute(i, &self.groups.groups[slot].key).await?;
+                    self.groups.groups[slot].states[i] = AggState::Recomputed(value);
                 }
             }
-            let output = self.output_row(&group);
+            let group = &self.groups.groups[slot];
+            let output = self.output_row(group);
             match (&group.emitted, &output) {
                 (None, Some(new)) => {
                     ops.push(Op::Insert);
@@ -566,19 +886,13 @@ impl<S: StateStore> HashAgg<S> {
             } else {
                 self.result.insert(state);
             }
+            let group = &mut self.groups.groups[slot];
             group.emitted = output;
             group.dirty = false;
-            self.groups.insert(encoded, group);
         }
         // The groups stay cached between barriers while they fit the operator's budget.
-        let cached: usize = self
-            .groups
-            .iter()
-            .map(|(k, g)| g.memory_size(k.len()))
-            .sum();
-        if cached > self.cache_bytes {
-            // A new map: a cleared one keeps the capacity of the epoch's most groups.
-            self.groups = HashMap::new();
+        if self.groups.memory_size() > self.cache_bytes {
+            self.groups.take();
         }
         if rows.is_empty() {
             return Ok(None);
@@ -647,7 +961,7 @@ impl<S: StateStore> HashAgg<S> {
         let Some(bound) = self.clean_below.take() else {
             return Ok(());
         };
-        self.groups.retain(|_, g| {
+        self.groups.retain(|g| {
             g.key[0].is_null() || crate::batch::agg::cmp_datums(&g.key[0], &bound).is_ge()
         });
         let vnodes = self.vnodes.clone();
@@ -720,15 +1034,16 @@ pub(crate) fn local_agg(
         .collect();
     let orders = vec![OrderType::ASC; group_keys.len()];
     Box::pin(async_stream::try_stream! {
-        let mut groups: HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)> = HashMap::new();
+        let mut groups = GroupCache::default();
         let mut held_bytes = 0;
         let mut watermarks: Vec<Watermark> = Vec::new();
-        let partials = |groups: &mut HashMap<Vec<u8>, (Vec<Datum>, Vec<AggState>)>| {
+        let partials = |groups: &mut GroupCache| {
             let rows: Vec<Vec<Datum>> = groups
-                .drain()
-                .map(|(_, (mut row, states))| {
-                    row.extend(states.iter().map(AggState::partial));
-                    row
+                .take()
+                .into_iter()
+                .map(|Group { mut key, states, .. }| {
+                    key.extend(states.iter().map(AggState::partial));
+                    key
                 })
                 .collect();
             let batch = batch_of(schema_of(&types), columns_from_rows(&rows, &types), rows.len())?;
@@ -743,25 +1058,29 @@ pub(crate) fn local_agg(
                         ))?;
                     }
                     let columns = chunk.data().columns();
-                    let value = |c: usize, r: usize| Datum::from_array(columns[c].as_ref(), r);
-                    let keys = encode_keys(chunk.data(), &group_keys, &orders);
-                    for (r, key) in keys.into_iter().enumerate() {
-                        let key_len = key.len();
-                        let (_, states) = groups.entry(key).or_insert_with(|| {
-                            let row: Vec<Datum> =
-                                group_keys.iter().map(|k| value(*k, r).into_group_key()).collect();
-                            let states: Vec<AggState> =
-                                aggs.iter().map(|c| AggState::new(c, true)).collect();
-                            held_bytes += std::mem::size_of::<(Vec<u8>, Vec<Datum>, Vec<AggState>)>()
-                                + key_len
-                                + datums_size(&row)
-                                + states.iter().map(AggState::memory_size).sum::<usize>();
-                            (row, states)
-                        });
-                        for (state, call) in states.iter_mut().zip(&aggs) {
-                            let v = call.arg.map_or(Datum::Null, |a| value(a, r));
-                            state.apply(call, &v, 1);
-                        }
+                    let encoded = encode_keys(chunk.data(), &group_keys, &orders);
+                    let (of_row, first_rows) = chunk_groups(&encoded);
+                    let slots: Vec<usize> = first_rows
+                        .iter()
+                        .map(|r| match groups.slots.get(&encoded[*r]) {
+                            Some(slot) => *slot,
+                            None => {
+                                let key: Vec<Datum> = group_keys
+                                    .iter()
+                                    .map(|k| Datum::from_array(columns[*k].as_ref(), *r).into_group_key())
+                                    .collect();
+                                let group = Group::new(key, &aggs, true);
+                                held_bytes += group.memory_size(encoded[*r].len());
+                                groups.add(encoded[*r].clone(), group)
+                            }
+                        })
+                        .collect();
+                    let signs = vec![1; chunk.cardinality()];
+                    let rows = ChunkRows { signs: &signs, of_row: &of_row, slots: &slots };
+                    let counted = vec![true; chunk.cardinality()];
+                    for (i, call) in aggs.iter().enumerate() {
+                        let column = call.arg.map(|a| &columns[a]);
+                        fold(call, true, i, column, &counted, &rows, &mut groups.groups);
                     }
                     if held_bytes >= budget_bytes {
                         yield partials(&mut groups)?;
@@ -775,7 +1094,7 @@ pub(crate) fn local_agg(
                     }
                 }
                 Message::Barrier(barrier) => {
-                    if !groups.is_empty() {
+                    if !groups.groups.is_empty() {
                         yield partials(&mut groups)?;
                         held_bytes = 0;
                     }
@@ -831,7 +1150,7 @@ pub(crate) fn hash_agg<S: StateStore>(
         input_key,
         result,
         per_call,
-        groups: HashMap::new(),
+        groups: GroupCache::default(),
         vnodes,
         clean_below: None,
         watermarks: Vec::new(),
@@ -861,7 +1180,8 @@ pub(crate) fn hash_agg<S: StateStore>(
                             t.init_epoch(barrier.epoch.curr);
                         }
                         if agg.group_keys.is_empty() {
-                            agg.load(&[], vec![]).await?;
+                            let group = agg.load(vec![]).await?;
+                            agg.groups.add(vec![], group);
                         }
                     } else {
                         if let Some(chunk) = agg.flush().await? {
@@ -1152,5 +1472,187 @@ mod tests {
             counts,
             [None, Some(Datum::Int64(2)), Some(Datum::Int64(1)), None]
         );
+    }
+
+    /// A row of the model tests: (id, group, value, name).
+    type ModelRow = (i64, i64, Option<i64>, Option<String>);
+
+    /// A generated change: (delete, group, value, name, which row to delete).
+    type ChangeSeed = (bool, u8, u8, u8, u8);
+
+    /// Runs `hash_agg` over `epochs` of changes (true: insert) of rows (id, g, v, s), grouped
+    /// by g, with count(*), count(v), sum(v), min(v), max(s), count(DISTINCT v), and returns
+    /// the view its output changes build, by group.
+    async fn run_model_agg(
+        epochs: &[Vec<(bool, ModelRow)>],
+        append_only: bool,
+    ) -> std::collections::BTreeMap<i64, Vec<Datum>> {
+        let types = vec![
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Varchar,
+        ];
+        let mut distinct = AggCall::new(AggKind::Count, Some(2), DataType::Int64);
+        distinct.distinct = true;
+        let aggs = vec![
+            AggCall::new(AggKind::CountStar, None, DataType::Int64),
+            AggCall::new(AggKind::Count, Some(2), DataType::Int64),
+            AggCall::new(AggKind::Sum, Some(2), DataType::Decimal),
+            AggCall::new(AggKind::Min, Some(2), DataType::Int64),
+            AggCall::new(AggKind::Max, Some(3), DataType::Varchar),
+            distinct,
+        ];
+        let mut messages = vec![Ok(barrier(1))];
+        for (e, changes) in epochs.iter().enumerate() {
+            // Each epoch in chunks of up to 5 rows.
+            for part in changes.chunks(5) {
+                let ops: Vec<Op> = part
+                    .iter()
+                    .map(|(insert, _)| if *insert { Op::Insert } else { Op::Delete })
+                    .collect();
+                let rows: Vec<Vec<Datum>> = part
+                    .iter()
+                    .map(|(_, (id, g, v, s))| {
+                        vec![
+                            Datum::Int64(*id),
+                            Datum::Int64(*g),
+                            v.map_or(Datum::Null, Datum::Int64),
+                            s.clone().map_or(Datum::Null, Datum::Varchar),
+                        ]
+                    })
+                    .collect();
+                let data = batch_of(
+                    schema_of(&types),
+                    columns_from_rows(&rows, &types),
+                    rows.len(),
+                )
+                .unwrap();
+                messages.push(Ok(Message::Chunk(StreamChunk::new(ops, data))));
+            }
+            messages.push(Ok(barrier(e as u64 + 2)));
+        }
+        let all_vnodes = (0..epoch_mvcc::VNODE_COUNT as u16).collect();
+        let mut out = hash_agg(
+            7,
+            memory_store().await,
+            Box::pin(futures::stream::iter(messages)),
+            types,
+            vec![1],
+            aggs,
+            vec![0],
+            (1..=7).collect(),
+            append_only,
+            true,
+            1 << 20,
+            all_vnodes,
+        );
+        let mut view = std::collections::BTreeMap::new();
+        while let Some(m) = out.next().await {
+            let Message::Chunk(chunk) = m.unwrap() else {
+                continue;
+            };
+            for (r, op) in chunk.ops().iter().enumerate() {
+                let row = chunk.row(r);
+                let Datum::Int64(g) = row[0] else {
+                    panic!("a group key: {row:?}")
+                };
+                if op.is_insert() {
+                    assert!(view.insert(g, row).is_none(), "one row per group");
+                } else {
+                    assert_eq!(view.remove(&g), Some(row), "deletes what was sent");
+                }
+            }
+        }
+        view
+    }
+
+    /// The rows `run_model_agg` must end with, from the rows left.
+    fn model_agg(rows: &[ModelRow]) -> std::collections::BTreeMap<i64, Vec<Datum>> {
+        let mut groups: std::collections::BTreeMap<i64, Vec<&ModelRow>> = Default::default();
+        for row in rows {
+            groups.entry(row.1).or_default().push(row);
+        }
+        groups
+            .into_iter()
+            .map(|(g, rows)| {
+                let values: Vec<i64> = rows.iter().filter_map(|r| r.2).collect();
+                let names = rows.iter().filter_map(|r| r.3.clone());
+                let sum = values.iter().map(|v| i128::from(*v)).sum::<i128>();
+                let distinct: std::collections::BTreeSet<i64> = values.iter().copied().collect();
+                let or_null = |v: Option<Datum>| v.unwrap_or(Datum::Null);
+                let row = vec![
+                    Datum::Int64(g),
+                    Datum::Int64(rows.len() as i64),
+                    Datum::Int64(values.len() as i64),
+                    or_null(
+                        (!values.is_empty())
+                            .then(|| Datum::Decimal(sum.to_string().parse().expect("a numeric"))),
+                    ),
+                    or_null(values.iter().min().map(|v| Datum::Int64(*v))),
+                    or_null(names.max().map(Datum::Varchar)),
+                    Datum::Int64(distinct.len() as i64),
+                ];
+                (g, row)
+            })
+            .collect()
+    }
+
+    /// Changes of up to 4 epochs: inserts of rows with few groups and values (so that chunks
+    /// repeat both; values near the bigint limits, so that sums leave it), and, unless
+    /// `append_only`, deletes of rows inserted before. Returns them with the rows left.
+    fn model_changes(
+        seeds: Vec<Vec<ChangeSeed>>,
+        append_only: bool,
+    ) -> (Vec<Vec<(bool, ModelRow)>>, Vec<ModelRow>) {
+        let mut live: Vec<ModelRow> = Vec::new();
+        let mut next_id = 0;
+        let epochs = seeds
+            .into_iter()
+            .map(|epoch| {
+                let mut changes = Vec::new();
+                for (delete, g, v, s, pick) in epoch {
+                    if delete && !append_only && !live.is_empty() {
+                        let row = live.remove(usize::from(pick) % live.len());
+                        changes.push((false, row));
+                        continue;
+                    }
+                    let value = match v % 6 {
+                        0 => None,
+                        1 => Some(i64::MAX - i64::from(v)),
+                        2 => Some(i64::MIN + i64::from(v)),
+                        _ => Some(i64::from(v % 4)),
+                    };
+                    let name = (s % 4 != 0).then(|| format!("s{}", s % 5));
+                    let row = (next_id, i64::from(g % 3), value, name);
+                    next_id += 1;
+                    live.push(row.clone());
+                    changes.push((true, row));
+                }
+                changes
+            })
+            .collect();
+        (epochs, live)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, failure_persistence: None, ..Default::default() })]
+
+        /// The aggregation's output, applied as changes, equals the aggregates of the rows
+        /// left, with deletes (min and max from sorted tables, distinct counts per value) and
+        /// over inserts only (extremes kept in memory, distinct values written once).
+        #[test]
+        fn hash_agg_equals_a_model(
+            seeds in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<ChangeSeed>(), 0..24),
+                1..5,
+            ),
+            append_only in proptest::prelude::any::<bool>(),
+        ) {
+            let (epochs, live) = model_changes(seeds, append_only);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let view = rt.block_on(run_model_agg(&epochs, append_only));
+            proptest::prop_assert_eq!(view, model_agg(&live));
+        }
     }
 }
