@@ -1,16 +1,17 @@
 //! The write buffer: a mutable memtable per unsealed epoch, frozen into immutable sorted
 //! batches when the epoch is sealed (the shared buffer), until a sync uploads them.
 
-use std::ops::Bound;
+use std::ops::{Bound, Deref};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use epoch_mvcc::{Epoch, KeyRange, Value};
 use parking_lot::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
 
-/// Approximate heap bytes of one entry.
+/// Approximate heap bytes of one entry (with its share of its run's [`KeyFilter`]).
 pub(crate) fn entry_size(key: &Bytes, value: &Value) -> usize {
-    key.len() + value.encoded_len() + 48
+    key.len() + value.encoded_len() + 50
 }
 
 /// Writes of one unsealed epoch; later writes to a key replace earlier ones.
@@ -31,7 +32,92 @@ pub(crate) struct Memtable {
 const MAX_RUNS: usize = 16;
 
 /// Entries sorted by key, one per key.
-pub(crate) type Run = Vec<(Bytes, Value)>;
+type Entries = Vec<(Bytes, Value)>;
+
+/// A sorted run, with a filter of its keys for point reads (none in a read's snapshot, which
+/// is only iterated).
+#[derive(Debug, Default)]
+pub(crate) struct Run {
+    entries: Entries,
+    filter: Option<KeyFilter>,
+}
+
+impl Run {
+    fn filtered(entries: Entries) -> Run {
+        let filter = KeyFilter::new(entries.iter().map(|(k, _)| key_hash(k)), entries.len());
+        Run {
+            entries,
+            filter: Some(filter),
+        }
+    }
+
+    fn unfiltered(entries: Entries) -> Run {
+        Run {
+            entries,
+            filter: None,
+        }
+    }
+
+    /// The run's entries, copied if another holder shares it.
+    fn into_entries(run: Arc<Run>) -> Entries {
+        Arc::try_unwrap(run).map_or_else(|shared| shared.entries.clone(), |run| run.entries)
+    }
+}
+
+impl Deref for Run {
+    type Target = [(Bytes, Value)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+/// The hash of a key that [`KeyFilter`]s check: computed once per read, checked by every
+/// run it searches.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
+
+/// A blocked bloom filter of a run's keys: each key sets [`FILTER_PROBES`] bits in one
+/// 512-bit block (a cache line), about 10 bits per key (~1% false positives). A read of a
+/// key that an epoch's runs of its table do not hold (a new group, a new distinct value)
+/// checks a block per run instead of binary-searching each.
+#[derive(Debug)]
+struct KeyFilter {
+    blocks: Box<[[u64; 8]]>,
+}
+
+/// Bits a key sets in its block: 9 bits of its hash each.
+const FILTER_PROBES: u32 = 7;
+
+impl KeyFilter {
+    fn new(hashes: impl Iterator<Item = u64>, keys: usize) -> KeyFilter {
+        let mut blocks = vec![[0u64; 8]; (keys * 10).div_ceil(512).max(1)].into_boxed_slice();
+        let count = blocks.len();
+        for h in hashes {
+            let block = &mut blocks[block_of(h, count)];
+            for i in 0..FILTER_PROBES {
+                let bit = (h >> (i * 9)) & 511;
+                block[(bit >> 6) as usize] |= 1 << (bit & 63);
+            }
+        }
+        KeyFilter { blocks }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let block = &self.blocks[block_of(hash, self.blocks.len())];
+        (0..FILTER_PROBES).all(|i| {
+            let bit = (hash >> (i * 9)) & 511;
+            block[(bit >> 6) as usize] & (1 << (bit & 63)) != 0
+        })
+    }
+}
+
+/// The block of a key's hash among `blocks`: from bits mixed apart from those its probes use.
+fn block_of(hash: u64, blocks: usize) -> usize {
+    let mixed = hash.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((u128::from(mixed) * blocks as u128) >> 64) as usize
+}
 
 #[derive(Debug, Default)]
 struct MemtableInner {
@@ -58,7 +144,7 @@ impl Memtable {
     }
 
     pub(crate) fn insert(&self, batch: Vec<(Bytes, Value)>, charged: usize) {
-        let run = sorted_run(batch);
+        let run = Run::filtered(sorted_run(batch));
         if run.is_empty() {
             self.inner.lock().charged += charged;
             return;
@@ -73,21 +159,22 @@ impl Memtable {
             let i = (0..runs.len() - 1)
                 .min_by_key(|i| runs[*i].len() + runs[i + 1].len())
                 .expect("more than one run");
-            let newer = Arc::unwrap_or_clone(runs.remove(i + 1));
-            let older = Arc::unwrap_or_clone(std::mem::take(&mut runs[i]));
+            let newer = Run::into_entries(runs.remove(i + 1));
+            let older = Run::into_entries(std::mem::take(&mut runs[i]));
             let (merged, dropped) = merge_runs(vec![older.into_iter(), newer.into_iter()]);
-            runs[i] = Arc::new(merged);
+            runs[i] = Arc::new(Run::filtered(merged));
             inner.size -= dropped;
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Value> {
+    /// The value of `key` (of hash [`key_hash`]) written here last.
+    pub(crate) fn get(&self, key: &[u8], hash: u64) -> Option<Value> {
         let inner = self.inner.lock();
         inner
             .runs
             .iter()
             .rev()
-            .find_map(|run| run_get(run, key).cloned())
+            .find_map(|run| run_get(run, key, hash).cloned())
     }
 
     /// A copy of the entries in `range`, for an iterator that must not hold the lock.
@@ -101,7 +188,7 @@ impl Memtable {
             .collect();
         ImmBatch {
             epoch: self.epoch,
-            runs: vec![Arc::new(merge_runs(parts).0)],
+            runs: vec![Arc::new(Run::unfiltered(merge_runs(parts).0))],
             size: 0,
             charged: 0,
         }
@@ -127,13 +214,13 @@ impl Memtable {
 }
 
 /// `batch` sorted by key with one entry per key, the last written of each.
-fn sorted_run(mut batch: Vec<(Bytes, Value)>) -> Run {
+fn sorted_run(mut batch: Entries) -> Entries {
     if batch.windows(2).all(|w| w[0].0 < w[1].0) {
         return batch;
     }
     // Stable: of equal keys, the last written stays last.
     batch.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut run: Run = Vec::with_capacity(batch.len());
+    let mut run: Entries = Vec::with_capacity(batch.len());
     for entry in batch {
         match run.last_mut() {
             Some(last) if last.0 == entry.0 => *last = entry,
@@ -143,10 +230,13 @@ fn sorted_run(mut batch: Vec<(Bytes, Value)>) -> Run {
     run
 }
 
-/// The entry for `key` in `run`.
-fn run_get<'a>(run: &'a Run, key: &[u8]) -> Option<&'a Value> {
+/// The entry for `key` (of hash `hash`) in `run`.
+fn run_get<'a>(run: &'a Run, key: &[u8], hash: u64) -> Option<&'a Value> {
     let (first, last) = (&run.first()?.0, &run.last()?.0);
     if key < first.as_ref() || key > last.as_ref() {
+        return None;
+    }
+    if run.filter.as_ref().is_some_and(|f| !f.may_contain(hash)) {
         return None;
     }
     run.binary_search_by(|(k, _)| k.as_ref().cmp(key))
@@ -176,8 +266,8 @@ fn run_slice<'a>(run: &'a Run, bounds: (Bound<&[u8]>, Bound<&[u8]>)) -> &'a [(By
 /// every other run's next key are found by a galloping search and moved together, so runs that
 /// interleave by ranges (two actors' writes to one table, by vnode) or do not overlap at all
 /// cost a search per stretch rather than comparisons per entry.
-fn merge_runs<R: RunCursor>(mut runs: Vec<R>) -> (Run, usize) {
-    let mut merged: Run = Vec::with_capacity(runs.iter().map(|r| r.rest().len()).sum());
+fn merge_runs<R: RunCursor>(mut runs: Vec<R>) -> (Entries, usize) {
+    let mut merged: Entries = Vec::with_capacity(runs.iter().map(|r| r.rest().len()).sum());
     let mut dropped = 0;
     loop {
         runs.retain(|r| !r.rest().is_empty());
@@ -236,7 +326,7 @@ trait RunCursor {
     /// The entries not merged yet.
     fn rest(&self) -> &[(Bytes, Value)];
     /// Appends the next `n` entries to `out`.
-    fn move_to(&mut self, n: usize, out: &mut Run);
+    fn move_to(&mut self, n: usize, out: &mut Entries);
     /// Passes over the next entry.
     fn skip_one(&mut self);
 }
@@ -246,7 +336,7 @@ impl RunCursor for std::vec::IntoIter<(Bytes, Value)> {
         self.as_slice()
     }
 
-    fn move_to(&mut self, n: usize, out: &mut Run) {
+    fn move_to(&mut self, n: usize, out: &mut Entries) {
         out.extend(self.by_ref().take(n));
     }
 
@@ -260,7 +350,7 @@ impl RunCursor for &[(Bytes, Value)] {
         self
     }
 
-    fn move_to(&mut self, n: usize, out: &mut Run) {
+    fn move_to(&mut self, n: usize, out: &mut Entries) {
         out.extend_from_slice(&self[..n]);
         *self = &self[n..];
     }
@@ -290,8 +380,12 @@ pub(crate) struct ImmBatch {
 }
 
 impl ImmBatch {
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&Value> {
-        self.runs.iter().rev().find_map(|run| run_get(run, key))
+    /// The value of `key` (of hash [`key_hash`]) in the batch.
+    pub(crate) fn get(&self, key: &[u8], hash: u64) -> Option<&Value> {
+        self.runs
+            .iter()
+            .rev()
+            .find_map(|run| run_get(run, key, hash))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -380,7 +474,7 @@ mod tests {
                 memtable.insert(batch, 1);
                 prop_assert!(memtable.inner.lock().runs.len() <= MAX_RUNS);
                 for k in 0..42 {
-                    prop_assert_eq!(memtable.get(&key(k)), model.get(&key(k)).cloned());
+                    prop_assert_eq!(memtable.get(&key(k), key_hash(&key(k))), model.get(&key(k)).cloned());
                 }
             }
             let (lo, hi) = (key(bounds.0.min(bounds.1)), key(bounds.0.max(bounds.1)));
@@ -389,7 +483,9 @@ mod tests {
                 .range((Bound::Excluded(lo), Bound::Included(hi)))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            prop_assert_eq!(&memtable.snapshot(&range).runs, &vec![Arc::new(expected)]);
+            let snapshot = memtable.snapshot(&range);
+            prop_assert_eq!(snapshot.runs.len(), 1);
+            prop_assert_eq!(&snapshot.runs[0][..], &expected[..]);
             let frozen = memtable.freeze();
             let held: usize = frozen
                 .runs
@@ -399,11 +495,33 @@ mod tests {
                 .sum();
             prop_assert_eq!(frozen.size, held);
             for k in 0..42 {
-                prop_assert_eq!(frozen.get(&key(k)), model.get(&key(k)));
+                prop_assert_eq!(frozen.get(&key(k), key_hash(&key(k))), model.get(&key(k)));
             }
-            let runs = frozen.runs.iter().map(|r| r.as_slice()).collect();
+            let runs = frozen.runs.iter().map(|r| &r[..]).collect();
             let expected: Vec<_> = model.into_iter().collect();
             prop_assert_eq!(merge_runs(runs).0, expected);
+        }
+    }
+
+    /// A run's filter passes every key of the run and about 1% of others (keys of one table
+    /// and vnode, differing only in their last bytes, as state tables write them).
+    #[test]
+    fn key_filters_pass_their_keys_and_few_others() {
+        let key = |i: u32| {
+            let mut k = b"\0\0\0\x07\0\x2agroup-key-".to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            k
+        };
+        for keys in [1, 40, 10_000] {
+            let filter = KeyFilter::new((0..keys).map(|i| key_hash(&key(i))), keys as usize);
+            assert!((0..keys).all(|i| filter.may_contain(key_hash(&key(i)))));
+            let passed = (keys..keys + 100_000)
+                .filter(|i| filter.may_contain(key_hash(&key(*i))))
+                .count();
+            assert!(
+                passed < 2_000,
+                "{passed} of 100000 absent keys pass {keys} keys' filter"
+            );
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::compaction::{self, CompactionOptions};
 use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstCursor, SstSource};
 use crate::manifest::ManifestStore;
-use crate::memtable::{ImmBatch, Memtable, entry_size, flush_bounds};
+use crate::memtable::{ImmBatch, Memtable, entry_size, flush_bounds, key_hash};
 use crate::object_store::{InstrumentedObjectStore, ObjectError, ObjectStore, ObjectStoreStats};
 use crate::sst_writer::{SplitPolicy, write_ssts};
 use crate::sstable::SstOptions;
@@ -950,10 +950,11 @@ impl LsmStore {
     /// The value of `key` as of `read_epoch` (see [`StateStore::get`]).
     pub async fn get_value(&self, key: &[u8], read_epoch: Epoch) -> Result<Option<Bytes>> {
         let ReadSnapshot { layers, version } = self.read_snapshot(read_epoch)?;
+        let hash = key_hash(key);
         for layer in &layers {
             let found = match layer {
-                Layer::Memtable(m) => m.get(key),
-                Layer::Batch(b) => b.get(key).cloned(),
+                Layer::Memtable(m) => m.get(key, hash),
+                Layer::Batch(b) => b.get(key, hash).cloned(),
                 Layer::Ssts(ssts) => self.get_from_run(ssts, key, read_epoch).await?,
             };
             if let Some(v) = found {
