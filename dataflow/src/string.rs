@@ -2,6 +2,7 @@
 //! `replace` and `regexp_match`, as PostgreSQL defines them.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use regex::Regex;
@@ -642,9 +643,35 @@ impl RegexCache {
     }
 }
 
+/// Compiled regexes a thread keeps before starting over.
+const COMPILED_PER_THREAD: usize = 256;
+
+thread_local! {
+    /// Regexes compiled on this thread, by pattern and flags: a call's pattern is most often
+    /// a constant, which each chunk's evaluation would otherwise compile again (compiling
+    /// took as long as matching a chunk's rows).
+    static COMPILED: RefCell<HashMap<(String, String), Regex>> = RefCell::default();
+}
+
+/// A pattern with PostgreSQL's flags (see [`compile_new`]), compiled once per thread.
+fn compile(pattern: &str, flags: &str) -> Result<Regex> {
+    let key = (pattern.to_owned(), flags.to_owned());
+    if let Some(regex) = COMPILED.with_borrow(|c| c.get(&key).cloned()) {
+        return Ok(regex);
+    }
+    let regex = compile_new(pattern, flags)?;
+    COMPILED.with_borrow_mut(|c| {
+        if c.len() >= COMPILED_PER_THREAD {
+            c.clear();
+        }
+        c.insert(key, regex.clone());
+    });
+    Ok(regex)
+}
+
 /// A pattern with PostgreSQL's flags: `i` (case-insensitive), `c` (case-sensitive, the
 /// default), `n`/`m` (newline-sensitive), `s` (dot matches newline); `g` is refused.
-fn compile(pattern: &str, flags: &str) -> Result<Regex> {
+fn compile_new(pattern: &str, flags: &str) -> Result<Regex> {
     let mut builder = regex::RegexBuilder::new(pattern);
     for flag in flags.chars() {
         match flag {
