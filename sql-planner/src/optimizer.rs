@@ -7,7 +7,10 @@
 //!   column equalities across a join become its hash keys — so `FROM a, b WHERE a.x = b.y` is a
 //!   hash join, not a filtered cross product;
 //! - **projection pruning**: every node produces only the columns something above reads, so
-//!   scans decode only the columns a query needs.
+//!   scans decode only the columns a query needs;
+//! - **shared filter expressions**: a function call that a filter evaluates on every row and
+//!   the projection above it computes again is computed once, in a projection below the
+//!   filter (`SELECT f(x) ... WHERE f(x) ...`).
 //!
 //! Every rewrite keeps the plan's output columns as they were.
 
@@ -20,7 +23,106 @@ pub(crate) fn optimize(plan: BatchPlan) -> BatchPlan {
     let plan = push_down(plan, Vec::new());
     let width = plan.output_types().len();
     let (plan, _) = prune(plan, &(0..width).collect::<Vec<_>>());
-    plan
+    share_filter_exprs(plan)
+}
+
+/// `plan` with each projection over a filter computing once, below the filter, the function
+/// calls both evaluate (see [`shared_exprs`]); the filter and the projection read them as
+/// columns.
+fn share_filter_exprs(plan: BatchPlan) -> BatchPlan {
+    let plan = plan.map_inputs(&mut share_filter_exprs);
+    let BatchPlan::Project { input, exprs } = plan else {
+        return plan;
+    };
+    let BatchPlan::Filter {
+        input: below,
+        predicate,
+    } = *input
+    else {
+        return BatchPlan::Project { input, exprs };
+    };
+    let mut shared = Vec::new();
+    shared_exprs(&predicate, &exprs, &mut shared);
+    if shared.is_empty() {
+        return BatchPlan::Project {
+            input: Box::new(BatchPlan::Filter {
+                input: below,
+                predicate,
+            }),
+            exprs,
+        };
+    }
+    let types = below.output_types();
+    let width = types.len();
+    let mut computed: Vec<Expr> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| Expr::column(i, *ty))
+        .collect();
+    computed.extend(shared.iter().cloned());
+    let read = |e: Expr| read_shared(e, &shared, width);
+    BatchPlan::Project {
+        input: Box::new(BatchPlan::Filter {
+            input: Box::new(BatchPlan::Project {
+                input: below,
+                exprs: computed,
+            }),
+            predicate: read(predicate),
+        }),
+        exprs: exprs.into_iter().map(read).collect(),
+    }
+}
+
+/// Adds to `out` the largest sub-expressions of `predicate` that it evaluates on every row
+/// (not in a CASE's later conditions or values, nor a COALESCE's later arguments, which only
+/// some rows reach: computing those for every row could fail where the query does not),
+/// that call a function, are not volatile, and occur in one of `exprs`.
+fn shared_exprs(predicate: &Expr, exprs: &[Expr], out: &mut Vec<Expr>) {
+    if calls_function(predicate)
+        && !predicate.is_volatile()
+        && exprs.iter().any(|e| occurs_in(predicate, e))
+    {
+        if !out.contains(predicate) {
+            out.push(predicate.clone());
+        }
+        return;
+    }
+    match predicate {
+        Expr::Case { branches, .. } => {
+            if let Some((first, _)) = branches.first() {
+                shared_exprs(first, exprs, out);
+            }
+        }
+        Expr::Coalesce { args, .. } => {
+            if let Some(first) = args.first() {
+                shared_exprs(first, exprs, out);
+            }
+        }
+        _ => {
+            for child in predicate.children() {
+                shared_exprs(child, exprs, out);
+            }
+        }
+    }
+}
+
+/// Whether `e` calls a function (what is worth computing once; an operator or a cast is
+/// cheaper to compute again than to carry as a column).
+fn calls_function(e: &Expr) -> bool {
+    matches!(e, Expr::Func { .. }) || e.children().into_iter().any(calls_function)
+}
+
+/// Whether `part` is `e` or one of its sub-expressions.
+fn occurs_in(part: &Expr, e: &Expr) -> bool {
+    part == e || e.children().into_iter().any(|c| occurs_in(part, c))
+}
+
+/// `e` reading each of `shared` as column `width + i` (its position after the input's).
+fn read_shared(e: Expr, shared: &[Expr], width: usize) -> Expr {
+    match shared.iter().position(|s| *s == e) {
+        Some(i) => Expr::column(width + i, e.data_type()),
+        None => e.map_children(&mut |c| read_shared(c, shared, width)),
+    }
 }
 
 /// `e` with every column-free, non-volatile sub-expression evaluated. Sub-expressions whose

@@ -343,6 +343,20 @@ async fn optimized_plans_keep_results() {
             "SELECT count(*) FROM t WHERE random() < 2",
             vec![vec![i(4)]],
         ),
+        // A function both the filter and the projection compute is computed once below.
+        (
+            "SELECT upper(name) || '!', v FROM t WHERE upper(name) = 'A' OR v IS NULL ORDER BY 2",
+            vec![
+                vec![s("A!"), i(10)],
+                vec![s("A!"), i(30)],
+                vec![s("C!"), n.clone()],
+            ],
+        ),
+        (
+            "SELECT CASE WHEN v > 15 THEN upper(name) END FROM t \
+             WHERE CASE WHEN v > 15 THEN upper(name) = 'B' END",
+            vec![vec![s("B")]],
+        ),
     ];
     for (sql, expected) in cases {
         assert_eq!(query(&store, &tables, sql).await.1, expected, "{sql}");
@@ -368,6 +382,21 @@ async fn optimized_plans_keep_results() {
         plan.contains(&"BatchScan { table_id: 2, columns: [0] }".to_string()),
         "{plan:?}"
     );
+    let explain = |sql: &str| {
+        let Plan::Explain(plan) = plan_sql(sql, &tables).unwrap().remove(0) else {
+            panic!("not an explain")
+        };
+        plan.join("\n")
+    };
+    // upper(name) is computed in a projection below the filter, once per row.
+    let plan = explain("EXPLAIN SELECT upper(name) || '!' FROM t WHERE upper(name) = 'A'");
+    assert_eq!(plan.matches("BatchProject").count(), 2, "{plan}");
+    // Only some rows reach a CASE's value: the filter's is not computed for every row.
+    let plan = explain(
+        "EXPLAIN SELECT CASE WHEN v > 15 THEN upper(name) END FROM t \
+         WHERE CASE WHEN v > 15 THEN upper(name) = 'B' END",
+    );
+    assert_eq!(plan.matches("BatchProject").count(), 1, "{plan}");
 }
 
 /// Subqueries unnest into joins; IN keeps SQL's three-valued answer.

@@ -419,6 +419,78 @@ impl BatchPlan {
         }
     }
 
+    /// The plan with each direct input replaced by `f` of it.
+    pub fn map_inputs(self, f: &mut impl FnMut(BatchPlan) -> BatchPlan) -> BatchPlan {
+        let mut map = |input: Box<BatchPlan>| Box::new(f(*input));
+        match self {
+            BatchPlan::Values { .. } | BatchPlan::Scan { .. } | BatchPlan::Source { .. } => self,
+            BatchPlan::Filter { input, predicate } => BatchPlan::Filter {
+                input: map(input),
+                predicate,
+            },
+            BatchPlan::Unnest { input, list } => BatchPlan::Unnest {
+                input: map(input),
+                list,
+            },
+            BatchPlan::Project { input, exprs } => BatchPlan::Project {
+                input: map(input),
+                exprs,
+            },
+            BatchPlan::HashAgg {
+                input,
+                group_keys,
+                aggs,
+            } => BatchPlan::HashAgg {
+                input: map(input),
+                group_keys,
+                aggs,
+            },
+            BatchPlan::HashJoin {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                condition,
+            } => BatchPlan::HashJoin {
+                left: map(left),
+                right: map(right),
+                kind,
+                left_keys,
+                right_keys,
+                condition,
+            },
+            BatchPlan::Sort { input, keys } => BatchPlan::Sort {
+                input: map(input),
+                keys,
+            },
+            BatchPlan::Limit {
+                input,
+                limit,
+                offset,
+            } => BatchPlan::Limit {
+                input: map(input),
+                limit,
+                offset,
+            },
+            BatchPlan::OverWindow {
+                input,
+                partition_by,
+                order_by,
+                calls,
+            } => BatchPlan::OverWindow {
+                input: map(input),
+                partition_by,
+                order_by,
+                calls,
+            },
+            BatchPlan::MaxOneRow { input } => BatchPlan::MaxOneRow { input: map(input) },
+            BatchPlan::UnionAll { inputs } => BatchPlan::UnionAll {
+                inputs: inputs.into_iter().map(f).collect(),
+            },
+        }
+    }
+
     /// An indented, one-node-per-line rendering for `EXPLAIN`.
     pub fn explain(&self) -> Vec<String> {
         let mut out = Vec::new();
