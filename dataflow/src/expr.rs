@@ -173,6 +173,15 @@ impl Expr {
         Expr::Column { index, ty }
     }
 
+    /// Each column of an input of `types`, in order.
+    pub fn columns(types: &[DataType]) -> Vec<Expr> {
+        types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| Expr::column(i, *ty))
+            .collect()
+    }
+
     /// A constant.
     pub fn literal(value: Datum, ty: DataType) -> Expr {
         Expr::Literal { value, ty }

@@ -54,11 +54,7 @@ fn share_filter_exprs(plan: BatchPlan) -> BatchPlan {
     }
     let types = below.output_types();
     let width = types.len();
-    let mut computed: Vec<Expr> = types
-        .iter()
-        .enumerate()
-        .map(|(i, ty)| Expr::column(i, *ty))
-        .collect();
+    let mut computed = Expr::columns(&types);
     computed.extend(shared.iter().cloned());
     let read = |e: Expr| read_shared(e, &shared, width);
     BatchPlan::Project {

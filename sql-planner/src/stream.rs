@@ -911,7 +911,7 @@ impl Planner {
         let mut planned = Vec::new();
         for (i, node) in nodes.into_iter().enumerate() {
             let types = node.types();
-            let mut exprs: Vec<Expr> = (0..width).map(|c| Expr::column(c, types[c])).collect();
+            let mut exprs = Expr::columns(&types[..width]);
             for (j, kt) in key_types.iter().enumerate() {
                 if i == j {
                     exprs.extend(node.key.iter().map(|k| Expr::column(*k, types[*k])));

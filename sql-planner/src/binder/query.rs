@@ -252,11 +252,7 @@ fn fetch_first(plan: BatchPlan, fetch: &ast::Fetch) -> PlanResult<BatchPlan> {
     Ok(BatchPlan::Sort {
         input: Box::new(BatchPlan::Project {
             input: Box::new(top),
-            exprs: types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Expr::column(i, *t))
-                .collect(),
+            exprs: Expr::columns(&types),
         }),
         keys,
     })
@@ -508,7 +504,7 @@ impl Binder<'_> {
                                 right_keys: keys,
                                 condition: None,
                             }),
-                            exprs: (0..n).map(|c| Expr::column(c, types[c])).collect(),
+                            exprs: Expr::columns(&types[..n]),
                         }
                     }
                 };
@@ -1164,11 +1160,7 @@ impl Binder<'_> {
             ty,
         };
         let types = input.output_types();
-        let mut exprs: Vec<Expr> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Expr::column(i, *t))
-            .collect();
+        let mut exprs = Expr::columns(&types);
         // A hopping window's row goes to each of its `size / slide` windows: the input read
         // once, then unnested over an array of the window starts.
         let (input, start) = if size == slide {
@@ -1990,7 +1982,7 @@ impl Binder<'_> {
         if exprs.len() > visible {
             plan = BatchPlan::Project {
                 input: Box::new(plan),
-                exprs: (0..visible).map(|i| Expr::column(i, types[i])).collect(),
+                exprs: Expr::columns(&types[..visible]),
             };
         }
         let names = exprs.into_iter().take(visible).map(|(_, n)| n).collect();

@@ -542,11 +542,7 @@ impl Binder<'_> {
         let mut outer_exprs: Vec<Expr> = (0..outer_width)
             .map(|i| Expr::column(i, scope.columns[i].ty))
             .collect();
-        let mut inner_exprs: Vec<Expr> = sub_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Expr::column(i, *t))
-            .collect();
+        let mut inner_exprs = Expr::columns(&sub_types);
         let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
         for (i, o) in outer_keys.into_iter().enumerate() {
             let ty = common_type(&o, &inner_exprs[i])?;
