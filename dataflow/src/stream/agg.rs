@@ -18,7 +18,6 @@
 //! state of every group below it in this actor's vnodes: no row of theirs will come.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_null_array};
@@ -26,6 +25,7 @@ use arrow::datatypes::{Float64Type, Int16Type, Int32Type, Int64Type};
 use bytes::Bytes;
 use epoch_mvcc::StateStore;
 use epoch_mvcc::memcomparable::OrderType;
+use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
 
 use super::{Message, MessageStream, Watermark};
