@@ -59,10 +59,7 @@ fn share_filter_exprs(plan: BatchPlan) -> BatchPlan {
     let read = |e: Expr| read_shared(e, &shared, width);
     BatchPlan::Project {
         input: Box::new(BatchPlan::Filter {
-            input: Box::new(BatchPlan::Project {
-                input: below,
-                exprs: computed,
-            }),
+            input: Box::new(project(*below, computed)),
             predicate: read(predicate),
         }),
         exprs: exprs.into_iter().map(read).collect(),
