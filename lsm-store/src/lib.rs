@@ -4,6 +4,7 @@ mod codec;
 pub mod compaction;
 mod error;
 mod iterator;
+mod key_filter;
 pub mod manifest;
 mod memtable;
 pub mod object_store;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use epoch_mvcc::{Epoch, KeyRange, Value};
 use parking_lot::Mutex;
-use xxhash_rust::xxh3::xxh3_64;
+
+use crate::key_filter::{KeyFilter, key_hash};
 
 /// Approximate heap bytes of one entry (with its share of its run's [`KeyFilter`]).
 pub(crate) fn entry_size(key: &Bytes, value: &Value) -> usize {
@@ -70,53 +71,6 @@ impl Deref for Run {
     fn deref(&self) -> &Self::Target {
         &self.entries
     }
-}
-
-/// The hash of a key that [`KeyFilter`]s check: computed once per read, checked by every
-/// run it searches.
-pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    xxh3_64(key)
-}
-
-/// A blocked bloom filter of a run's keys: each key sets [`FILTER_PROBES`] bits in one
-/// 512-bit block (a cache line), about 10 bits per key (~1% false positives). A read of a
-/// key that an epoch's runs of its table do not hold (a new group, a new distinct value)
-/// checks a block per run instead of binary-searching each.
-#[derive(Debug)]
-struct KeyFilter {
-    blocks: Box<[[u64; 8]]>,
-}
-
-/// Bits a key sets in its block: 9 bits of its hash each.
-const FILTER_PROBES: u32 = 7;
-
-impl KeyFilter {
-    fn new(hashes: impl Iterator<Item = u64>, keys: usize) -> KeyFilter {
-        let mut blocks = vec![[0u64; 8]; (keys * 10).div_ceil(512).max(1)].into_boxed_slice();
-        let count = blocks.len();
-        for h in hashes {
-            let block = &mut blocks[block_of(h, count)];
-            for i in 0..FILTER_PROBES {
-                let bit = (h >> (i * 9)) & 511;
-                block[(bit >> 6) as usize] |= 1 << (bit & 63);
-            }
-        }
-        KeyFilter { blocks }
-    }
-
-    fn may_contain(&self, hash: u64) -> bool {
-        let block = &self.blocks[block_of(hash, self.blocks.len())];
-        (0..FILTER_PROBES).all(|i| {
-            let bit = (hash >> (i * 9)) & 511;
-            block[(bit >> 6) as usize] & (1 << (bit & 63)) != 0
-        })
-    }
-}
-
-/// The block of a key's hash among `blocks`: from bits mixed apart from those its probes use.
-fn block_of(hash: u64, blocks: usize) -> usize {
-    let mixed = hash.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((u128::from(mixed) * blocks as u128) >> 64) as usize
 }
 
 #[derive(Debug, Default)]
@@ -500,28 +454,6 @@ mod tests {
             let runs = frozen.runs.iter().map(|r| &r[..]).collect();
             let expected: Vec<_> = model.into_iter().collect();
             prop_assert_eq!(merge_runs(runs).0, expected);
-        }
-    }
-
-    /// A run's filter passes every key of the run and about 1% of others (keys of one table
-    /// and vnode, differing only in their last bytes, as state tables write them).
-    #[test]
-    fn key_filters_pass_their_keys_and_few_others() {
-        let key = |i: u32| {
-            let mut k = b"\0\0\0\x07\0\x2agroup-key-".to_vec();
-            k.extend_from_slice(&i.to_be_bytes());
-            k
-        };
-        for keys in [1, 40, 10_000] {
-            let filter = KeyFilter::new((0..keys).map(|i| key_hash(&key(i))), keys as usize);
-            assert!((0..keys).all(|i| filter.may_contain(key_hash(&key(i)))));
-            let passed = (keys..keys + 100_000)
-                .filter(|i| filter.may_contain(key_hash(&key(*i))))
-                .count();
-            assert!(
-                passed < 2_000,
-                "{passed} of 100000 absent keys pass {keys} keys' filter"
-            );
         }
     }
 

@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 
 use crate::compaction::{self, CompactionOptions};
 use crate::iterator::{BatchCursor, ConcatCursor, MergeCursor, SourceCursor, SstCursor, SstSource};
+use crate::key_filter::key_hash;
 use crate::manifest::ManifestStore;
-use crate::memtable::{ImmBatch, Memtable, entry_size, flush_bounds, key_hash};
+use crate::memtable::{ImmBatch, Memtable, entry_size, flush_bounds};
 use crate::object_store::{InstrumentedObjectStore, ObjectError, ObjectStore, ObjectStoreStats};
 use crate::sst_writer::{SplitPolicy, write_ssts};
 use crate::sstable::SstOptions;
@@ -955,7 +956,7 @@ impl LsmStore {
             let found = match layer {
                 Layer::Memtable(m) => m.get(key, hash),
                 Layer::Batch(b) => b.get(key, hash).cloned(),
-                Layer::Ssts(ssts) => self.get_from_run(ssts, key, read_epoch).await?,
+                Layer::Ssts(ssts) => self.get_from_run(ssts, key, hash, read_epoch).await?,
             };
             if let Some(v) = found {
                 return Ok(v.as_put().cloned());
@@ -967,24 +968,25 @@ impl LsmStore {
             .map(|s| s.ssts.as_slice())
             .chain(version.levels.iter().map(Vec::as_slice));
         for run in runs {
-            if let Some(v) = self.get_from_run(run, key, read_epoch).await? {
+            if let Some(v) = self.get_from_run(run, key, hash, read_epoch).await? {
                 return Ok(v.as_put().cloned());
             }
         }
         Ok(None)
     }
 
-    /// The newest version of `key` at or below `read_epoch` in `run`, non-overlapping SSTs
-    /// in key order.
+    /// The newest version of `key` (of [`key_hash`] `hash`) at or below `read_epoch` in
+    /// `run`, non-overlapping SSTs in key order.
     async fn get_from_run(
         &self,
         run: &[SstInfo],
         key: &[u8],
+        hash: u64,
         read_epoch: Epoch,
     ) -> Result<Option<Value>> {
         let idx = run.partition_point(|s| s.largest_user_key() < key);
         match run.get(idx).filter(|s| s.may_contain(key)) {
-            Some(info) => self.get_from_sst(info, key, read_epoch).await,
+            Some(info) => self.get_from_sst(info, key, hash, read_epoch).await,
             None => Ok(None),
         }
     }
@@ -993,6 +995,7 @@ impl LsmStore {
         &self,
         info: &SstInfo,
         key: &[u8],
+        hash: u64,
         read_epoch: Epoch,
     ) -> Result<Option<Value>> {
         if info.min_epoch > read_epoch.0 {
@@ -1001,7 +1004,7 @@ impl LsmStore {
         let store = &self.inner.sst_store;
         let sst = store.sstable(info).await?;
         store.counters.bloom_checks.fetch_add(1, Relaxed);
-        if !sst.tail.filter.may_contain_key(key) {
+        if !sst.tail.filter.may_contain_key(key, hash) {
             store.counters.bloom_negatives.fetch_add(1, Relaxed);
             return Ok(None);
         }

@@ -5,8 +5,9 @@
 //! footer = filter_offset u64 | filter_len u32 | index_offset u64 | index_len u32 |
 //!          meta_offset u64 | meta_len u32 | format_version u32 | magic u64 | checksum u64
 //! ```
-//! Format version 2 compresses data blocks (see [`super::compression`]); version 1 SSTs,
-//! whose blocks are stored as they are, are still read.
+//! Format version 3 filters with a blocked bloom filter (see [`super::filter`]); version 2
+//! compresses data blocks (see [`super::compression`]). Versions 1 (blocks stored as they
+//! are) and 2 (a `bloomfilter` crate filter) are still read.
 //! Everything after the data blocks (the "tail") is read with one ranged GET when an SST is
 //! opened; each part carries its own xxh3 checksum, and the footer checksums itself.
 
@@ -22,7 +23,7 @@ use crate::{Error, Result};
 /// Bytes of the fixed footer.
 pub(crate) const FOOTER_LEN: usize = 56;
 /// The format version this code writes (it reads this one and the ones before).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 const MAGIC: u64 = 0x4c53_4d53_5354_0001;
 
 /// Where one data block lives and which keys it spans.
@@ -216,7 +217,8 @@ impl SstTail {
             }
             Ok(&tail[start..end])
         };
-        let filter = SstFilter::decode(part(footer.filter, "filter block")?, object)?;
+        let filter =
+            SstFilter::decode(part(footer.filter, "filter block")?, object, footer.version)?;
         let index = decode_index(part(footer.index, "index block")?, object)?;
         let properties = decode_properties(part(footer.meta, "meta block")?, object)?;
         if index
