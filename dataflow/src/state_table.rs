@@ -9,15 +9,16 @@
 //! writer, so the cache never goes stale.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use epoch_mvcc::memcomparable::{self, OrderType};
 use epoch_mvcc::{
-    Direction, Epoch, StateStore, StateStoreIter, TABLE_KEY_HEADER_LEN, Value, prefix_successor,
-    table_key, table_prefix, vnode_for,
+    Direction, Epoch, KeyRange, StateStore, StateStoreIter, TABLE_KEY_HEADER_LEN, Value,
+    prefix_successor, table_key, table_prefix, vnode_for,
 };
+use foldhash::HashMap;
 use foyer::{Cache, CacheBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -193,7 +194,9 @@ pub struct StateTable<S: StateStore> {
     store: S,
     epoch: Epoch,
     /// Writes of the current epoch not handed to the store yet.
-    pending: BTreeMap<Bytes, Value>,
+    pending: Pending,
+    /// Whether `pending` starts each epoch in key order (see [`StateTable::read_by_ranges`]).
+    read_by_ranges: bool,
     /// Approximate heap bytes of `pending` ([`pending_size`] per entry).
     pending_bytes: usize,
     /// Of those, the bytes the store was told the table holds.
@@ -203,8 +206,92 @@ pub struct StateTable<S: StateStore> {
     cache: Cache<Bytes, Option<Bytes>>,
 }
 
-/// Heap bytes a pending write takes: its key and value and a B-tree slot (two `Bytes`
-/// handles and the node's share).
+/// Writes not handed to the store yet: hashed by key while only point reads and writes touch
+/// them (a probe each, sorted once at the hand-over), or in key order for a table read by
+/// key ranges.
+enum Pending {
+    Hashed(HashMap<Bytes, Value>),
+    Ordered(BTreeMap<Bytes, Value>),
+}
+
+impl Pending {
+    fn new(ordered: bool) -> Pending {
+        if ordered {
+            Pending::Ordered(BTreeMap::new())
+        } else {
+            Pending::Hashed(HashMap::default())
+        }
+    }
+
+    fn insert(&mut self, key: Bytes, value: Value) -> Option<Value> {
+        match self {
+            Pending::Hashed(map) => map.insert(key, value),
+            Pending::Ordered(map) => map.insert(key, value),
+        }
+    }
+
+    fn get(&self, key: &Bytes) -> Option<&Value> {
+        match self {
+            Pending::Hashed(map) => map.get(key),
+            Pending::Ordered(map) => map.get(key),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Pending::Hashed(map) => map.is_empty(),
+            Pending::Ordered(map) => map.is_empty(),
+        }
+    }
+
+    /// The writes in `range`, in key order. Sorts the matching writes of a hashed map
+    /// (every one is looked at): for the tables that [`StateTable::read_by_ranges`] did not
+    /// order, which read a range rarely, if ever.
+    fn range(&self, range: &KeyRange) -> Vec<(&Bytes, &Value)> {
+        match self {
+            Pending::Hashed(map) => {
+                let mut writes: Vec<_> = map.iter().filter(|(k, _)| range.contains(*k)).collect();
+                writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                writes
+            }
+            Pending::Ordered(map) => map.range(range.clone()).collect(),
+        }
+    }
+
+    /// The writes in key order, kept so until `self` is taken.
+    fn ordered(&mut self) -> &BTreeMap<Bytes, Value> {
+        if let Pending::Hashed(map) = self {
+            *self = Pending::Ordered(std::mem::take(map).into_iter().collect());
+        }
+        match self {
+            Pending::Ordered(map) => map,
+            Pending::Hashed(_) => unreachable!("ordered above"),
+        }
+    }
+
+    /// Every write, sorted by key, leaving `self` empty and hashed unless `ordered`.
+    fn take_sorted(&mut self, ordered: bool) -> Vec<(Bytes, Value)> {
+        match std::mem::replace(self, Pending::new(ordered)) {
+            Pending::Hashed(map) => {
+                let mut writes: Vec<_> = map.into_iter().collect();
+                writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                writes
+            }
+            Pending::Ordered(map) => map.into_iter().collect(),
+        }
+    }
+
+    /// Every write, in no particular order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (&Bytes, &Value)> + '_> {
+        match self {
+            Pending::Hashed(map) => Box::new(map.iter()),
+            Pending::Ordered(map) => Box::new(map.iter()),
+        }
+    }
+}
+
+/// Heap bytes a pending write takes: its key and value and a map slot (two `Bytes` handles
+/// and the node's or table's share).
 fn pending_size(key_len: usize, value: &Value) -> usize {
     key_len + value.as_put().map_or(0, Bytes::len) + 80
 }
@@ -231,12 +318,23 @@ impl<S: StateStore> StateTable<S> {
             desc,
             store,
             epoch,
-            pending: BTreeMap::new(),
+            pending: Pending::new(false),
+            read_by_ranges: false,
             pending_bytes: 0,
             reported_bytes: 0,
             spill_threshold: SPILL_THRESHOLD,
             cache,
         }
+    }
+
+    /// Keeps the epoch's writes in key order, for a table read by key ranges
+    /// ([`StateTable::rows_with_prefix`]: a join side, a group's sorted values or top rows),
+    /// which then merge its own writes without sorting them. Other tables hash their writes
+    /// (a point read or write is one probe) and sort them once, when they go to the store.
+    pub fn read_by_ranges(mut self) -> Self {
+        self.read_by_ranges = true;
+        self.pending = Pending::new(true);
+        self
     }
 
     /// The table's layout.
@@ -316,7 +414,13 @@ impl<S: StateStore> StateTable<S> {
                 Some(entry) => entry.value().clone(),
                 None => {
                     let v = self.store.get(&key, self.epoch).await?;
-                    self.cache_insert(key, v.as_ref());
+                    // A miss is not cached: the operators that read a key write it next
+                    // (a new group, a new distinct value), and most such keys are never read
+                    // again, so caching their absence cost an insert (and an eviction) and
+                    // then another at the hand-over to replace it.
+                    if v.is_some() {
+                        self.cache_insert(key, v.as_ref());
+                    }
                     v
                 }
             },
@@ -362,7 +466,7 @@ impl<S: StateStore> StateTable<S> {
         limit: usize,
     ) -> Result<Vec<Vec<Datum>>> {
         let range = self.desc.prefix_range(prefix);
-        let mut pending = self.pending.range(range.clone()).peekable();
+        let mut pending = self.pending.range(&range).into_iter().peekable();
         let mut iter = self
             .store
             .iter(range, self.epoch, Direction::Forward)
@@ -428,8 +532,9 @@ impl<S: StateStore> StateTable<S> {
             Bound::Included(table_key(self.desc.table_id, vnode, &[])),
             Bound::Excluded(table_key(self.desc.table_id, vnode, &upper)),
         );
-        let mut doomed: Vec<(Bytes, Bytes)> = self
-            .pending
+        // Ordered for the rest of the epoch: a watermark cleans every vnode in turn.
+        let pending = self.pending.ordered();
+        let mut doomed: Vec<(Bytes, Bytes)> = pending
             .range(range.clone())
             .filter_map(|(k, v)| Some((k.clone(), v.as_put()?.clone())))
             .collect();
@@ -438,7 +543,7 @@ impl<S: StateStore> StateTable<S> {
             .iter(range, self.epoch, Direction::Forward)
             .await?;
         while let Some((key, value)) = iter.next().await? {
-            if !self.pending.contains_key(&key) {
+            if self.pending.get(&key).is_none() {
                 doomed.push((key, value));
             }
         }
@@ -461,7 +566,7 @@ impl<S: StateStore> StateTable<S> {
         while let Some((k, v)) = iter.next().await? {
             stored.insert(k, v);
         }
-        for (k, v) in &self.pending {
+        for (k, v) in self.pending.iter() {
             match v {
                 Value::Put(bytes) => stored.insert(k.clone(), bytes.clone()),
                 Value::Delete => stored.remove(k),
@@ -509,7 +614,7 @@ impl<S: StateStore> StateTable<S> {
     async fn hand_over(&mut self) -> Result<()> {
         self.release_reported();
         self.pending_bytes = 0;
-        let writes: Vec<(Bytes, Value)> = std::mem::take(&mut self.pending).into_iter().collect();
+        let writes = self.pending.take_sorted(self.read_by_ranges);
         // Cached keys get their new values; others are read from the store when asked for
         // (most written rows are never read back: a view's rows, appended state).
         for (k, v) in &writes {
@@ -769,6 +874,8 @@ mod tests {
         Get(i64, u8),
         Prefix(u8, usize),
         All,
+        /// Deletes the rows whose name is below `n{bound}`, every vnode in turn.
+        DeleteBelow(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -779,6 +886,7 @@ mod tests {
             3 => (0i64..12, 0u8..3).prop_map(|(id, name)| Op::Get(id, name)),
             2 => (0u8..3, 1usize..15).prop_map(|(name, limit)| Op::Prefix(name, limit)),
             1 => Just(Op::All),
+            1 => (0u8..4).prop_map(Op::DeleteBelow),
         ]
     }
 
@@ -795,9 +903,13 @@ mod tests {
 
         /// With a store budget of a few rows, pending writes go to the store mid-epoch (whose
         /// buffer spills to SSTs): every read of the epoch still sees the table's writes in
-        /// order, as a map does, before and after commits.
+        /// order, as a map does, before and after commits, whether the table keeps its
+        /// writes hashed or in key order.
         #[test]
-        fn spilled_writes_read_as_a_map(ops in prop::collection::vec(op(), 1..60)) {
+        fn spilled_writes_read_as_a_map(
+            ops in prop::collection::vec(op(), 1..60),
+            read_by_ranges: bool,
+        ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let options = LsmStoreOptions {
@@ -808,6 +920,9 @@ mod tests {
                     .await
                     .unwrap();
                 let mut table = StateTable::new(desc(), store.clone(), Epoch(1), 1 << 20);
+                if read_by_ranges {
+                    table = table.read_by_ranges();
+                }
                 table.spill_threshold = 400;
                 // Rows by primary key in key order: name ascending, id descending.
                 let mut model: BTreeMap<(u8, std::cmp::Reverse<i64>), Vec<Datum>> = BTreeMap::new();
@@ -857,6 +972,16 @@ mod tests {
                             got.sort_by_key(by_key);
                             expected.sort_by_key(by_key);
                             assert_eq!(got, expected);
+                        }
+                        Op::DeleteBelow(bound) => {
+                            let mut deleted = 0;
+                            for vnode in 0..epoch_mvcc::VNODE_COUNT as u16 {
+                                let below = Datum::Varchar(format!("n{bound}"));
+                                deleted += table.delete_below(vnode, &below).await.unwrap();
+                            }
+                            let before = model.len();
+                            model.retain(|(name, _), _| *name >= bound);
+                            assert_eq!(deleted, before - model.len());
                         }
                     }
                 }

@@ -1134,11 +1134,21 @@ pub(crate) fn hash_agg<S: StateStore>(
     );
     let distinct_sets = distinct_sets(&aggs, distinct_shared);
     let mut descs = descs.into_iter();
-    let mut table =
-        |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
+    let table = |d: TableDesc| StateTable::new(d, store.clone(), epoch_mvcc::Epoch(0), cache_bytes);
     let result = table(descs.next().expect("a result table"));
-    let per_call: Vec<StateTable<S>> = descs.map(&mut table).collect();
-    // min and max read a group's sorted values.
+    // Recomputed calls (min and max with deletes, ordered calls) read a group's sorted
+    // values; distinct sets and unused tables are read by key.
+    let per_call: Vec<StateTable<S>> = descs
+        .zip(&aggs)
+        .map(|(desc, call)| {
+            let t = table(desc);
+            if is_recomputed(call, append_only) {
+                t.read_by_ranges()
+            } else {
+                t
+            }
+        })
+        .collect();
     if !group_keys.is_empty() {
         for t in &per_call {
             t.index_prefix(group_keys.len());

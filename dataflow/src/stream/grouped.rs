@@ -234,9 +234,10 @@ pub(crate) fn recompute_groups<S: StateStore>(
     cache_bytes: usize,
     vnodes: Vec<u16>,
 ) -> MessageStream {
-    let mut table = StateTable::new(function.desc(), store, epoch_mvcc::Epoch(0), cache_bytes);
-    let group_width = function.group_key().len();
     // A group's rows are read in order.
+    let mut table =
+        StateTable::new(function.desc(), store, epoch_mvcc::Epoch(0), cache_bytes).read_by_ranges();
+    let group_width = function.group_key().len();
     if group_width > 0 {
         table.index_prefix(group_width);
     }

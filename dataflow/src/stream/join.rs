@@ -740,13 +740,14 @@ pub(crate) fn hash_join<S: StateStore>(
             &spec.keys[i],
             &spec.stream_keys[i],
         );
+        // Probes read a join key's rows.
         let table = StateTable::new(
             desc.clone(),
             store.clone(),
             epoch_mvcc::Epoch(0),
             cache_bytes,
-        );
-        // Probes read a join key's rows.
+        )
+        .read_by_ranges();
         table.index_prefix(spec.keys[i].len());
         let index = spec.inequalities.iter().find(|b| b.side == i).map(|b| {
             let index_desc = value_index_desc(b.table, b.upper.data_type(), &desc);
