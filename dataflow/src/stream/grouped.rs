@@ -19,7 +19,7 @@ use epoch_mvcc::memcomparable::{self, OrderType};
 use futures::StreamExt;
 
 use super::over_window::{OverWindowSpec, outputs};
-use super::top_n::{TopNSpec, top, top_trimmed};
+use super::top_n::{TopNSpec, kept_rows, top, top_trimmed};
 use super::{Message, MessageStream, Watermark};
 use crate::batch::plan::{SortKey, WindowFunc};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
@@ -95,13 +95,21 @@ impl GroupFunction {
 
     /// The output rows of a changed group at a barrier, dropping the rows of it that no
     /// output can need again (a top-N over an input that only inserts keeps only its kept
-    /// rows).
+    /// rows). With [`GroupFunction::keeps_at_most`] the group's best rows are at hand and
+    /// nothing is read: the rows they pushed out are deleted.
     async fn settle<S: StateStore>(
         &self,
         table: &mut StateTable<S>,
-        group: &Changed,
+        group: &mut Changed,
     ) -> Result<Vec<Vec<Datum>>> {
         match self {
+            GroupFunction::TopN(s) if self.keeps_at_most().is_some() => {
+                for key in group.dropped.drain(..) {
+                    table.delete_at(key);
+                }
+                let rows: Vec<Vec<Datum>> = group.best.drain(..).map(|(_, row)| row).collect();
+                Ok(kept_rows(s, &rows))
+            }
             GroupFunction::TopN(s) if s.append_only => {
                 // The group's rows: those before (the skipped ones and the output ones; no
                 // more are kept) and the new ones.
@@ -195,23 +203,31 @@ struct Changed {
     before: Vec<Vec<Datum>>,
     /// How many rows it got (and were written).
     inserted: usize,
-    /// With [`GroupFunction::keeps_at_most`]: the state keys of the group's best rows so
-    /// far, in rank order (state keys sort as rows rank), at most that many.
-    best: Vec<Bytes>,
+    /// With [`GroupFunction::keeps_at_most`]: the group's best rows so far (state key and
+    /// input row), in rank order (state keys sort as rows rank), at most that many. The
+    /// state holds these and `dropped`.
+    best: Vec<(Bytes, Vec<Datum>)>,
+    /// With [`GroupFunction::keeps_at_most`]: the state keys of the rows `best` pushed out,
+    /// deleted at the barrier.
+    dropped: Vec<Bytes>,
 }
 
 impl Changed {
     /// Whether a row with state key `key` may be kept by a group that keeps at most `limit`
-    /// rows, taking it among the best if so. A row ranked after `limit` better ones never
-    /// will be (the input only inserts), so it is not written at all: the state gets the
-    /// rows that improve a group, not every row (which the barrier would delete again).
-    fn admit(&mut self, key: &Bytes, limit: usize) -> bool {
-        let at = self.best.partition_point(|b| b < key);
+    /// rows, taking it (made by `row`) among the best if so. A row ranked after `limit`
+    /// better ones never will be (the input only inserts), so it is not written at all: the
+    /// state gets the rows that improve a group, not every row (which the barrier would
+    /// delete again).
+    fn admit(&mut self, key: &Bytes, limit: usize, row: impl FnOnce() -> Vec<Datum>) -> bool {
+        let at = self.best.partition_point(|(b, _)| b < key);
         if at >= limit {
             return false;
         }
-        self.best.insert(at, key.clone());
-        self.best.truncate(limit);
+        self.best.insert(at, (key.clone(), row()));
+        if self.best.len() > limit {
+            let (gone, _) = self.best.pop().expect("past the limit");
+            self.dropped.push(gone);
+        }
         true
     }
 }
@@ -282,8 +298,12 @@ pub(crate) fn recompute_groups<S: StateStore>(
                                     .map(|k| Datum::from_array(columns[*k].as_ref(), r))
                                     .collect();
                                 let before = function.outputs(&table, &group).await?;
+                                // Output rows are input rows, then (maybe) their rank.
                                 let best = match keeps_at_most {
-                                    Some(_) => before.iter().map(|row| state_key(&table, row)).collect(),
+                                    Some(_) => before
+                                        .iter()
+                                        .map(|row| (state_key(&table, row), row[..columns.len()].to_vec()))
+                                        .collect(),
                                     None => Vec::new(),
                                 };
                                 slot.insert(Changed {
@@ -291,11 +311,14 @@ pub(crate) fn recompute_groups<S: StateStore>(
                                     before,
                                     inserted: 0,
                                     best,
+                                    dropped: Vec::new(),
                                 })
                             }
                         };
                         let admit = match (keeps_at_most, &state_keys) {
-                            (Some(limit), Some(keys)) => slot.admit(&keys[r], limit),
+                            (Some(limit), Some(keys)) => slot.admit(&keys[r], limit, || {
+                                columns.iter().map(|c| Datum::from_array(c.as_ref(), r)).collect()
+                            }),
                             _ => true,
                         };
                         slot.inserted += usize::from(op.is_insert() && admit);
@@ -316,8 +339,8 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     } else {
                         let mut ops = Vec::new();
                         let mut rows = Vec::new();
-                        for (_, group) in changed.drain() {
-                            let new = function.settle(&mut table, &group).await?;
+                        for (_, mut group) in changed.drain() {
+                            let new = function.settle(&mut table, &mut group).await?;
                             push_difference(group.before, new, &mut ops, &mut rows);
                         }
                         if !rows.is_empty() {
@@ -541,5 +564,84 @@ mod tests {
         let left = stored(4).await;
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(left[0][0], Datum::Int64(30));
+    }
+
+    /// Applies a top-N's output: inserts add a row, deletes remove it.
+    async fn apply_output(out: &mut MessageStream) -> Vec<Vec<Datum>> {
+        let mut view: Vec<Vec<Datum>> = Vec::new();
+        while let Some(m) = out.next().await {
+            if let Message::Chunk(c) = m.unwrap() {
+                for (r, op) in c.ops().iter().enumerate() {
+                    let row = c.row(r);
+                    if op.is_insert() {
+                        view.push(row);
+                    } else {
+                        let at = view.iter().position(|v| *v == row).expect("output before");
+                        view.remove(at);
+                    }
+                }
+            }
+        }
+        view
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, failure_persistence: None, ..Default::default() })]
+
+        /// An append-only top-N by group against a model: after epochs of chunks of rows
+        /// `(group, x, unique key)`, the view is each group's `limit` rows of the largest x
+        /// (ties by key), and the state holds exactly those.
+        #[test]
+        fn an_append_only_top_n_equals_a_model(
+            limit in 1u64..4,
+            epochs in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec((0i64..4, 0i64..6), 1..8), 0..3),
+                1..5,
+            ),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (store, desc, tx, mut out) = top_rows_by_group(limit, true).await;
+                let mut all = Vec::new();
+                let mut next_key = 0i64;
+                let mut epoch = 1;
+                tx.send(barrier(epoch)).await.unwrap();
+                for chunks in &epochs {
+                    for rows in chunks {
+                        let lines: Vec<String> = rows
+                            .iter()
+                            .map(|(g, x)| {
+                                next_key += 1;
+                                all.push([*g, *x, next_key]);
+                                format!("+ {g} {x} {next_key}")
+                            })
+                            .collect();
+                        let chunk = StreamChunk::from_pretty(&format!(" I I I\n{}", lines.join("\n")));
+                        tx.send(Message::Chunk(chunk)).await.unwrap();
+                    }
+                    epoch += 1;
+                    tx.send(barrier(epoch)).await.unwrap();
+                }
+                drop(tx);
+                let key = |r: &[i64; 3]| (r[0], std::cmp::Reverse(r[1]), r[2]);
+                all.sort_by_key(key);
+                let mut expected: Vec<Vec<Datum>> = Vec::new();
+                for (i, r) in all.iter().enumerate() {
+                    let rank = all[..i].iter().filter(|o| o[0] == r[0]).count() as u64;
+                    if rank < limit {
+                        expected.push(r.iter().map(|v| Datum::Int64(*v)).collect());
+                    }
+                }
+                let as_key = |r: &Vec<Datum>| format!("{r:?}");
+                let mut view = apply_output(&mut out).await;
+                view.sort_by_key(as_key);
+                expected.sort_by_key(as_key);
+                assert_eq!(view, expected);
+                let table = StateTable::new(desc, store, Epoch(epoch + 1), 1 << 20);
+                let mut stored = table.rows().await.unwrap();
+                stored.sort_by_key(as_key);
+                assert_eq!(stored, expected);
+            });
+        }
     }
 }

@@ -88,7 +88,7 @@ pub(crate) async fn top_trimmed<S: StateStore>(
 
 /// The rows of a group (`rows`, in order) that are output, each with its rank when asked
 /// for.
-fn kept_rows(spec: &TopNSpec, rows: &[Vec<Datum>]) -> Vec<Vec<Datum>> {
+pub(crate) fn kept_rows(spec: &TopNSpec, rows: &[Vec<Datum>]) -> Vec<Vec<Datum>> {
     ranked(spec, rows)
         .filter(|(_, r)| *r > spec.offset)
         .map(|(row, r)| {
