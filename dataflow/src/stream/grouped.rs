@@ -10,7 +10,7 @@
 //! key column holds for the output as well: it is passed on, and at the next barrier the
 //! state of every group below it goes, in the vnodes this actor owns.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use arrow::array::BooleanArray;
 use bytes::Bytes;

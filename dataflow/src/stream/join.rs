@@ -16,7 +16,7 @@
 //! (see [`InequalityBound`]): such a side's rows are also kept in a second table ordered by
 //! the bounded value, where the rows below the other side's watermark are found and removed.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use arrow::array::{RecordBatch, UInt32Array};
 use epoch_mvcc::StateStore;
