@@ -103,6 +103,22 @@ pub(crate) fn date_of(days: i32) -> Result<NaiveDate> {
 
 /// `t + interval`, months first (clamped to the month's end), then days, then time.
 pub(crate) fn add_interval(us: i64, months: i32, days: i32, nanos: i64) -> Result<i64> {
+    if months == 0 {
+        // Days of a timestamp without time zone are 24 hours: plain arithmetic, within the
+        // range the calendar path checks (the start, after the days, and the end).
+        let (min, max) = (
+            DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros(),
+            DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros(),
+        );
+        let within = |v: i128| (i128::from(min)..=i128::from(max)).contains(&v);
+        let after_days = i128::from(us) + i128::from(days) * i128::from(MICROS_PER_DAY);
+        // Sub-microsecond nanoseconds round down, as the calendar path's microseconds do.
+        let moved = after_days + i128::from(nanos.div_euclid(1000));
+        if !(within(i128::from(us)) && within(after_days) && within(moved)) {
+            return Err(out_of_range());
+        }
+        return Ok(moved as i64);
+    }
     let mut t = from_micros(us)?;
     t = if months >= 0 {
         t.checked_add_months(Months::new(months.unsigned_abs()))
@@ -303,6 +319,55 @@ mod tests {
 
     fn ts(s: &str) -> i64 {
         to_micros(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+    }
+
+    /// Adding days and time is plain arithmetic; it agrees with the calendar's, also at the
+    /// ends of the range and with sub-microsecond nanoseconds.
+    #[test]
+    fn adding_days_and_time_agrees_with_the_calendar() {
+        let calendar = |us: i64, days: i32, nanos: i64| -> Result<i64> {
+            let t = from_micros(us)?
+                .checked_add_signed(Duration::days(i64::from(days)))
+                .and_then(|t| t.checked_add_signed(Duration::nanoseconds(nanos)))
+                .ok_or_else(out_of_range)?;
+            Ok(to_micros(t))
+        };
+        let max = DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
+        let min = DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros();
+        let times = [
+            0,
+            1,
+            -1,
+            ts("2020-03-01 00:00:00"),
+            max,
+            min,
+            max - 5,
+            min + 5,
+        ];
+        let days = [0, 1, -1, 365, -40_000, i32::MAX, i32::MIN];
+        let nanos = [
+            0,
+            1,
+            -1,
+            999,
+            -999,
+            1_500,
+            -1_500,
+            3_600_000_000_000,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for us in times {
+            for d in days {
+                for n in nanos {
+                    assert_eq!(
+                        add_interval(us, 0, d, n).ok(),
+                        calendar(us, d, n).ok(),
+                        "{us} + {d} days + {n} ns"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

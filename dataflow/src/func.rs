@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray,
 };
+use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::arity::{binary, try_unary, unary};
 use arrow::datatypes::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType,
@@ -577,14 +578,15 @@ fn map_times(
     args: &[ArrayRef],
     f: impl Fn(i64, usize) -> Result<i64>,
 ) -> Result<TimestampMicrosecondArray> {
-    (0..times.len())
-        .map(|r| {
-            if args.iter().any(|a| a.is_null(r)) {
-                return Ok(None);
-            }
-            f(times.value(r), r).map(Some)
-        })
-        .collect()
+    let nulls = args.iter().fold(None, |nulls, a| {
+        NullBuffer::union(nulls.as_ref(), a.logical_nulls().as_ref())
+    });
+    let mut values = Vec::with_capacity(times.len());
+    for (r, us) in times.values().iter().enumerate() {
+        let null = nulls.as_ref().is_some_and(|n| n.is_null(r));
+        values.push(if null { 0 } else { f(*us, r)? });
+    }
+    Ok(TimestampMicrosecondArray::new(values.into(), nulls))
 }
 
 /// The functions of [`crate::string`], a row at a time.
