@@ -450,24 +450,7 @@ mod tests {
             tx.send(barrier(i as u64 + 2)).await.unwrap();
         }
         drop(tx);
-        // The output, applied: inserts add a row, deletes remove it.
-        let mut view: Vec<Vec<Datum>> = Vec::new();
-        while let Some(m) = out.next().await {
-            if let Message::Chunk(c) = m.unwrap() {
-                for (r, op) in c.ops().iter().enumerate() {
-                    let row = c.row(r);
-                    if op.is_insert() {
-                        view.push(row);
-                    } else {
-                        let at = view
-                            .iter()
-                            .position(|v| *v == row)
-                            .expect("a deleted row was output");
-                        view.remove(at);
-                    }
-                }
-            }
-        }
+        let mut view = apply_output(&mut out).await;
         let as_i64 = |d: &Datum| match d {
             Datum::Int64(v) => *v,
             other => panic!("{other:?}"),
