@@ -34,7 +34,7 @@ use crate::batch::plan::{AggCall, AggKind};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::{columns_from_rows, encode_keys};
 use crate::state_table::{StateTable, TableDesc};
-use crate::types::{DataType, Datum};
+use crate::types::{DataType, Datum, Decimal};
 use crate::{Error, Result};
 
 fn is_extreme(kind: AggKind) -> bool {
@@ -301,6 +301,28 @@ impl AggState {
         }
     }
 
+    /// Adds `sum`, the sum of `n` numeric values (negative: of values removed), to a
+    /// numeric sum or average; a sum that overflowed (`None`) leaves its values out, with a
+    /// warning.
+    fn add_decimal_sum(&mut self, call: &AggCall, sum: Option<Decimal>, n: i64) {
+        let (AggState::Sum { sum: acc, n: count } | AggState::Avg { sum: acc, n: count }) = self
+        else {
+            return;
+        };
+        *count += n;
+        let added = sum
+            .ok_or_else(|| Error::OutOfRange("Numeric".into()))
+            .and_then(|sum| accumulate(acc, &Datum::Decimal(sum), false, DataType::Decimal));
+        match added {
+            Ok(s) => *acc = s,
+            // A view cannot refuse its input: the values are left out, and said so.
+            Err(e) => tracing::warn!(
+                "{:?} in a streaming aggregation skips values: {e}",
+                call.kind
+            ),
+        }
+    }
+
     /// About how many bytes the state takes besides its own size.
     fn memory_size(&self) -> usize {
         match self {
@@ -530,6 +552,28 @@ fn fold(
             for (g, (sum, n)) in sums.into_iter().enumerate() {
                 if n != 0 || sum != 0 {
                     groups[rows.slots[g]].states[i].add_sum(call, sum, n);
+                }
+            }
+        }
+        (AggState::Sum { .. } | AggState::Avg { .. }, DataType::Decimal)
+            if accumulator_type(call.ret) == DataType::Decimal =>
+        {
+            // Exact, so a chunk's values of a group add up in any order. Per chunk group:
+            // none yet, or the sum (`None` once it overflowed) and the count.
+            let mut sums: Vec<Option<(Option<Decimal>, i64)>> = vec![None; rows.slots.len()];
+            let values = column.as_fixed_size_binary();
+            for r in valid_rows() {
+                let value =
+                    Decimal::from_bytes(values.value(r)).expect("numeric arrays hold valid values");
+                let value = if rows.signs[r] < 0 { -value } else { value };
+                let (sum, n) =
+                    sums[rows.of_row[r] as usize].get_or_insert((Some(Decimal::ZERO), 0));
+                *sum = sum.and_then(|s| s.checked_add(value).ok());
+                *n += rows.signs[r];
+            }
+            for (g, sum) in sums.into_iter().enumerate() {
+                if let Some((sum, n)) = sum {
+                    groups[rows.slots[g]].states[i].add_decimal_sum(call, sum, n);
                 }
             }
         }
@@ -1502,6 +1546,7 @@ mod tests {
             DataType::Int64,
             DataType::Int64,
             DataType::Varchar,
+            DataType::Decimal,
         ];
         let mut distinct = AggCall::new(AggKind::Count, Some(2), DataType::Int64);
         distinct.distinct = true;
@@ -1512,6 +1557,7 @@ mod tests {
             AggCall::new(AggKind::Min, Some(2), DataType::Int64),
             AggCall::new(AggKind::Max, Some(3), DataType::Varchar),
             distinct,
+            AggCall::new(AggKind::Sum, Some(4), DataType::Decimal),
         ];
         let mut messages = vec![Ok(barrier(1))];
         for (e, changes) in epochs.iter().enumerate() {
@@ -1529,6 +1575,7 @@ mod tests {
                             Datum::Int64(*g),
                             v.map_or(Datum::Null, Datum::Int64),
                             s.clone().map_or(Datum::Null, Datum::Varchar),
+                            v.map_or(Datum::Null, |v| cents(i128::from(v))),
                         ]
                     })
                     .collect();
@@ -1551,7 +1598,7 @@ mod tests {
             vec![1],
             aggs,
             vec![0],
-            (1..=7).collect(),
+            (1..=8).collect(),
             append_only,
             true,
             1 << 20,
@@ -1575,6 +1622,13 @@ mod tests {
             }
         }
         view
+    }
+
+    /// The numeric of `v` hundredths.
+    fn cents(v: i128) -> Datum {
+        Datum::Decimal(Decimal::Finite(
+            rust_decimal::Decimal::from_i128_with_scale(v, 2),
+        ))
     }
 
     /// The rows `run_model_agg` must end with, from the rows left.
@@ -1602,6 +1656,7 @@ mod tests {
                     or_null(values.iter().min().map(|v| Datum::Int64(*v))),
                     or_null(names.max().map(Datum::Varchar)),
                     Datum::Int64(distinct.len() as i64),
+                    or_null((!values.is_empty()).then(|| cents(sum))),
                 ];
                 (g, row)
             })
