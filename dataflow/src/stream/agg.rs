@@ -34,7 +34,7 @@ use crate::batch::plan::{AggCall, AggKind};
 use crate::chunk::{Op, StreamChunk, batch_of, schema_of};
 use crate::row_codec::{columns_from_rows, encode_keys};
 use crate::state_table::{StateTable, TableDesc};
-use crate::types::{DataType, Datum, Decimal};
+use crate::types::{DataType, Datum};
 use crate::{Error, Result};
 
 fn is_extreme(kind: AggKind) -> bool {
@@ -301,28 +301,6 @@ impl AggState {
         }
     }
 
-    /// Adds `sum`, the sum of `n` numeric values (negative: of values removed), to a
-    /// numeric sum or average; a sum that overflowed (`None`) leaves its values out, with a
-    /// warning.
-    fn add_decimal_sum(&mut self, call: &AggCall, sum: Option<Decimal>, n: i64) {
-        let (AggState::Sum { sum: acc, n: count } | AggState::Avg { sum: acc, n: count }) = self
-        else {
-            return;
-        };
-        *count += n;
-        let added = sum
-            .ok_or_else(|| Error::OutOfRange("Numeric".into()))
-            .and_then(|sum| accumulate(acc, &Datum::Decimal(sum), false, DataType::Decimal));
-        match added {
-            Ok(s) => *acc = s,
-            // A view cannot refuse its input: the values are left out, and said so.
-            Err(e) => tracing::warn!(
-                "{:?} in a streaming aggregation skips values: {e}",
-                call.kind
-            ),
-        }
-    }
-
     /// About how many bytes the state takes besides its own size.
     fn memory_size(&self) -> usize {
         match self {
@@ -552,28 +530,6 @@ fn fold(
             for (g, (sum, n)) in sums.into_iter().enumerate() {
                 if n != 0 || sum != 0 {
                     groups[rows.slots[g]].states[i].add_sum(call, sum, n);
-                }
-            }
-        }
-        (AggState::Sum { .. } | AggState::Avg { .. }, DataType::Decimal)
-            if accumulator_type(call.ret) == DataType::Decimal =>
-        {
-            // Exact, so a chunk's values of a group add up in any order. Per chunk group:
-            // none yet, or the sum (`None` once it overflowed) and the count.
-            let mut sums: Vec<Option<(Option<Decimal>, i64)>> = vec![None; rows.slots.len()];
-            let values = column.as_fixed_size_binary();
-            for r in valid_rows() {
-                let value =
-                    Decimal::from_bytes(values.value(r)).expect("numeric arrays hold valid values");
-                let value = if rows.signs[r] < 0 { -value } else { value };
-                let (sum, n) =
-                    sums[rows.of_row[r] as usize].get_or_insert((Some(Decimal::ZERO), 0));
-                *sum = sum.and_then(|s| s.checked_add(value).ok());
-                *n += rows.signs[r];
-            }
-            for (g, sum) in sums.into_iter().enumerate() {
-                if let Some((sum, n)) = sum {
-                    groups[rows.slots[g]].states[i].add_decimal_sum(call, sum, n);
                 }
             }
         }
@@ -1626,7 +1582,7 @@ mod tests {
 
     /// The numeric of `v` hundredths.
     fn cents(v: i128) -> Datum {
-        Datum::Decimal(Decimal::Finite(
+        Datum::Decimal(crate::types::Decimal::Finite(
             rust_decimal::Decimal::from_i128_with_scale(v, 2),
         ))
     }
