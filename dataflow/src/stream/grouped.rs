@@ -108,7 +108,7 @@ impl GroupFunction {
                     table.delete_at(key);
                 }
                 let rows: Vec<Vec<Datum>> = group.best.drain(..).map(|(_, row)| row).collect();
-                Ok(kept_rows(s, &rows))
+                Ok(kept_rows(s, rows))
             }
             GroupFunction::TopN(s) if s.append_only => {
                 // The group's rows: those before (the skipped ones and the output ones; no
@@ -152,15 +152,21 @@ pub(crate) fn push_difference(
     ops: &mut Vec<Op>,
     rows: &mut Vec<Vec<Datum>>,
 ) {
-    let old_set: HashSet<Vec<u8>> = old.iter().map(|r| row_bytes(r)).collect();
-    let new_set: HashSet<Vec<u8>> = new.iter().map(|r| row_bytes(r)).collect();
-    for gone in old.into_iter().filter(|r| !new_set.contains(&row_bytes(r))) {
-        ops.push(Op::Delete);
-        rows.push(gone);
+    let old_bytes: Vec<Vec<u8>> = old.iter().map(|r| row_bytes(r)).collect();
+    let new_bytes: Vec<Vec<u8>> = new.iter().map(|r| row_bytes(r)).collect();
+    let old_set: HashSet<&[u8]> = old_bytes.iter().map(Vec::as_slice).collect();
+    let new_set: HashSet<&[u8]> = new_bytes.iter().map(Vec::as_slice).collect();
+    for (gone, bytes) in old.into_iter().zip(&old_bytes) {
+        if !new_set.contains(bytes.as_slice()) {
+            ops.push(Op::Delete);
+            rows.push(gone);
+        }
     }
-    for came in new.into_iter().filter(|r| !old_set.contains(&row_bytes(r))) {
-        ops.push(Op::Insert);
-        rows.push(came);
+    for (came, bytes) in new.into_iter().zip(&new_bytes) {
+        if !old_set.contains(bytes.as_slice()) {
+            ops.push(Op::Insert);
+            rows.push(came);
+        }
     }
 }
 
@@ -232,6 +238,13 @@ impl Changed {
     }
 }
 
+/// An input row held to be output, with room for its rank.
+fn input_row(values: impl ExactSizeIterator<Item = Datum>) -> Vec<Datum> {
+    let mut row = Vec::with_capacity(values.len() + 1);
+    row.extend(values);
+    row
+}
+
 /// The state key of an input row (a group's output row may carry its rank after the input
 /// columns).
 fn state_key<S: StateStore>(table: &StateTable<S>, row: &[Datum]) -> Bytes {
@@ -259,6 +272,7 @@ pub(crate) fn recompute_groups<S: StateStore>(
     }
     let output_types = function.output_types();
     let group_orders = vec![OrderType::ASC; group_width];
+    let keeps_at_most = function.keeps_at_most();
     Box::pin(async_stream::try_stream! {
         let mut first = true;
         let mut changed: HashMap<Vec<u8>, Changed> = HashMap::new();
@@ -283,7 +297,6 @@ pub(crate) fn recompute_groups<S: StateStore>(
                     let encoded = encode_keys(chunk.data(), function.group_key(), &group_orders);
                     // With a bound on the rows a group keeps, each row's state key tells whether
                     // it can be kept (see `Changed::admit`).
-                    let keeps_at_most = function.keeps_at_most();
                     let state_keys = keeps_at_most.map(|_| table.desc().keys(chunk.data()));
                     let mut admitted = Vec::with_capacity(chunk.cardinality());
                     for (r, (encoded, op)) in encoded.into_iter().zip(chunk.ops()).enumerate() {
@@ -302,7 +315,10 @@ pub(crate) fn recompute_groups<S: StateStore>(
                                 let best = match keeps_at_most {
                                     Some(_) => before
                                         .iter()
-                                        .map(|row| (state_key(&table, row), row[..columns.len()].to_vec()))
+                                        .map(|row| {
+                                            let input = input_row(row[..columns.len()].iter().cloned());
+                                            (state_key(&table, row), input)
+                                        })
                                         .collect(),
                                     None => Vec::new(),
                                 };
@@ -317,7 +333,7 @@ pub(crate) fn recompute_groups<S: StateStore>(
                         };
                         let admit = match (keeps_at_most, &state_keys) {
                             (Some(limit), Some(keys)) => slot.admit(&keys[r], limit, || {
-                                columns.iter().map(|c| Datum::from_array(c.as_ref(), r)).collect()
+                                input_row(columns.iter().map(|c| Datum::from_array(c.as_ref(), r)))
                             }),
                             _ => true,
                         };
@@ -340,6 +356,11 @@ pub(crate) fn recompute_groups<S: StateStore>(
                         let mut ops = Vec::new();
                         let mut rows = Vec::new();
                         for (_, mut group) in changed.drain() {
+                            // A group that keeps at most some rows and admitted none is
+                            // as it was.
+                            if keeps_at_most.is_some() && group.inserted == 0 {
+                                continue;
+                            }
                             let new = function.settle(&mut table, &mut group).await?;
                             push_difference(group.before, new, &mut ops, &mut rows);
                         }

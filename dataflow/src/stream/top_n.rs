@@ -54,7 +54,7 @@ pub(crate) async fn top<S: StateStore>(
         _ => usize::MAX,
     };
     let rows = table.rows_with_prefix(group, read).await?;
-    Ok(kept_rows(spec, &rows))
+    Ok(kept_rows(spec, rows))
 }
 
 /// [`top`], deleting the group's rows ranked past the limit. Over an input that only
@@ -75,28 +75,29 @@ pub(crate) async fn top_trimmed<S: StateStore>(
         (WindowFunc::RowNumber, Some(_)) => most,
         _ => usize::MAX,
     };
-    let rows = table.rows_with_prefix(group, read).await?;
-    let kept = kept_rows(spec, &rows);
+    let mut rows = table.rows_with_prefix(group, read).await?;
     if end(spec).is_some() {
         let ranked = ranked(spec, &rows).count();
-        for row in rows.into_iter().skip(ranked) {
+        for row in rows.split_off(ranked) {
             table.delete(row);
         }
     }
-    Ok(kept)
+    Ok(kept_rows(spec, rows))
 }
 
 /// The rows of a group (`rows`, in order) that are output, each with its rank when asked
 /// for.
-pub(crate) fn kept_rows(spec: &TopNSpec, rows: &[Vec<Datum>]) -> Vec<Vec<Datum>> {
-    ranked(spec, rows)
+pub(crate) fn kept_rows(spec: &TopNSpec, mut rows: Vec<Vec<Datum>>) -> Vec<Vec<Datum>> {
+    let ranks: Vec<u64> = ranked(spec, &rows).map(|(_, r)| r).collect();
+    rows.truncate(ranks.len());
+    rows.into_iter()
+        .zip(ranks)
         .filter(|(_, r)| *r > spec.offset)
-        .map(|(row, r)| {
-            let mut out = row.clone();
+        .map(|(mut row, r)| {
             if spec.output_rank {
-                out.push(Datum::Int64(r as i64));
+                row.push(Datum::Int64(r as i64));
             }
-            out
+            row
         })
         .collect()
 }
