@@ -5,8 +5,8 @@
 //! current epoch are buffered and handed to the store when the epoch's barrier commits them,
 //! or earlier when the store's write buffer budget, which counts them, is full
 //! ([`StateTable::spill_if_full`]): the store then spills what it cannot keep to the object
-//! store. A bounded cache keeps recently read and written rows; the table is its only
-//! writer, so the cache never goes stale.
+//! store. A bounded cache keeps rows recently read from the store, updated when their keys'
+//! writes are handed over; the table is its only writer, so the cache never goes stale.
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
