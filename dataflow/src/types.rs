@@ -756,12 +756,17 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         Float64Builder, Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder,
         LargeStringBuilder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
     };
+    // `x => take`: what the builder appends of a value `x`: a copy of a number, a reference
+    // to text or bytes (which the builder copies into its buffer).
     macro_rules! build {
-        ($builder:ty, $($variant:ident)|+) => {{
-            let mut b = <$builder>::new();
+        ($builder:ty, $variant:ident) => {
+            build!(<$builder>::new(), $variant, x => *x)
+        };
+        ($new:expr, $variant:ident, $x:ident => $take:expr) => {{
+            let mut b = $new;
             for v in values {
                 match v {
-                    $(Datum::$variant(x) => b.append_value(x.clone()),)+
+                    Datum::$variant($x) => b.append_value($take),
                     _ => b.append_null(),
                 }
             }
@@ -818,18 +823,9 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         DataType::Int64 => build!(Int64Builder, Int64),
         DataType::Float32 => build!(Float32Builder, Float32),
         DataType::Float64 => build!(Float64Builder, Float64),
-        DataType::Varchar => build!(StringBuilder, Varchar),
-        DataType::Jsonb => build!(LargeStringBuilder, Jsonb),
-        DataType::Bytea => {
-            let mut b = BinaryBuilder::new();
-            for v in values {
-                match v {
-                    Datum::Bytea(x) => b.append_value(x),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        DataType::Varchar => build!(StringBuilder::new(), Varchar, x => x),
+        DataType::Jsonb => build!(LargeStringBuilder::new(), Jsonb, x => x),
+        DataType::Bytea => build!(BinaryBuilder::new(), Bytea, x => x),
         DataType::Decimal => {
             let mut b = FixedSizeBinaryBuilder::new(decimal::ENCODED_LEN as i32);
             for v in values {
@@ -843,16 +839,11 @@ pub fn array_from_datums<'a>(ty: DataType, values: impl Iterator<Item = &'a Datu
         DataType::Date => build!(Date32Builder, Date),
         DataType::Time => build!(Time64MicrosecondBuilder, Time),
         DataType::Timestamp => build!(TimestampMicrosecondBuilder, Timestamp),
-        DataType::Timestamptz => {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
-            for v in values {
-                match v {
-                    Datum::Timestamptz(x) => b.append_value(*x),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        DataType::Timestamptz => build!(
+            TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
+            Timestamptz,
+            x => *x
+        ),
         DataType::Interval => {
             let mut b = IntervalMonthDayNanoBuilder::new();
             for v in values {
