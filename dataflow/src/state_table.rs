@@ -247,14 +247,14 @@ impl Pending {
     /// The writes in `range`, in key order. Sorts the matching writes of a hashed map
     /// (every one is looked at): for the tables that [`StateTable::read_by_ranges`] did not
     /// order, which read a range rarely, if ever.
-    fn range(&self, range: &KeyRange) -> Vec<(&Bytes, &Value)> {
+    fn range(&self, range: &KeyRange) -> PendingRange<'_> {
         match self {
             Pending::Hashed(map) => {
                 let mut writes: Vec<_> = map.iter().filter(|(k, _)| range.contains(*k)).collect();
                 writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                writes
+                PendingRange::Sorted(writes.into_iter())
             }
-            Pending::Ordered(map) => map.range(range.clone()).collect(),
+            Pending::Ordered(map) => PendingRange::Ordered(map.range(range.clone())),
         }
     }
 
@@ -286,6 +286,23 @@ impl Pending {
         match self {
             Pending::Hashed(map) => Box::new(map.iter()),
             Pending::Ordered(map) => Box::new(map.iter()),
+        }
+    }
+}
+
+/// The pending writes in a key range, in key order (see [`Pending::range`]).
+enum PendingRange<'a> {
+    Sorted(std::vec::IntoIter<(&'a Bytes, &'a Value)>),
+    Ordered(std::collections::btree_map::Range<'a, Bytes, Value>),
+}
+
+impl<'a> Iterator for PendingRange<'a> {
+    type Item = (&'a Bytes, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            PendingRange::Sorted(writes) => writes.next(),
+            PendingRange::Ordered(writes) => writes.next(),
         }
     }
 }
@@ -467,7 +484,7 @@ impl<S: StateStore> StateTable<S> {
         limit: usize,
     ) -> Result<Vec<Vec<Datum>>> {
         let range = self.desc.prefix_range(prefix);
-        let mut pending = self.pending.range(&range).into_iter().peekable();
+        let mut pending = self.pending.range(&range).peekable();
         let mut iter = self
             .store
             .iter(range, self.epoch, Direction::Forward)
