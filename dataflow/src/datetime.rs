@@ -10,6 +10,9 @@ use crate::types::{Datum, Decimal};
 use crate::{Error, Result};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// The first and last timestamps (microseconds) the calendar holds.
+const MIN_MICROS: i64 = DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros();
+const MAX_MICROS: i64 = DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Days since 0001-01-01 (CE) of 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
@@ -106,11 +109,7 @@ pub(crate) fn add_interval(us: i64, months: i32, days: i32, nanos: i64) -> Resul
     if months == 0 {
         // Days of a timestamp without time zone are 24 hours: plain arithmetic, within the
         // range the calendar path checks (the start, after the days, and the end).
-        let (min, max) = (
-            DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros(),
-            DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros(),
-        );
-        let within = |v: i128| (i128::from(min)..=i128::from(max)).contains(&v);
+        let within = |v: i128| (i128::from(MIN_MICROS)..=i128::from(MAX_MICROS)).contains(&v);
         let after_days = i128::from(us) + i128::from(days) * i128::from(MICROS_PER_DAY);
         // Sub-microsecond nanoseconds round down, as the calendar path's microseconds do.
         let moved = after_days + i128::from(nanos.div_euclid(1000));
@@ -332,8 +331,7 @@ mod tests {
                 .ok_or_else(out_of_range)?;
             Ok(to_micros(t))
         };
-        let max = DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
-        let min = DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros();
+        let (min, max) = (MIN_MICROS, MAX_MICROS);
         let times = [
             0,
             1,
